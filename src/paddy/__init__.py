@@ -1,0 +1,3 @@
+"""paddy: a command-line trainer for Kaggle image competitions, built on fastai and timm."""
+
+__version__ = "0.1.0"

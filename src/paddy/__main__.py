@@ -1,0 +1,5 @@
+"""`python -m paddy` runs the CLI."""
+
+from paddy.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""Averaging the TTA predictions of several runs, after checking that they line up.
+
+Members are joined on image_id and on class names, never on position: runs made on a
+different test order or class order are realigned, and runs that cannot be realigned are
+refused with the run and the problem named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paddy.config import EnsembleConfig
+from paddy.errors import PaddyError
+from paddy.predictions import PREDICTIONS_FILE, Predictions, load_predictions, save_predictions
+from paddy.runs import find_run, finished_runs
+
+ENSEMBLE_FILE = "ensemble.safetensors"
+SUM_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Member:
+    """One run's predictions and its weight in the average."""
+
+    name: str
+    preds: Predictions
+    weight: float
+
+    def describe(self) -> dict[str, Any]:
+        """The member's row in the ensemble table and metadata."""
+        meta = self.preds.meta
+        size = meta.get("size") or []
+        return {
+            "run": self.name,
+            "arch": meta.get("arch"),
+            "size": "x".join(str(s) for s in size),
+            "item": meta.get("item"),
+            "accum": meta.get("accum"),
+            "valid_error": meta.get("valid_error"),
+            "weight": self.weight,
+        }
+
+
+def runs_matching_config(out: Path, config: EnsembleConfig) -> list[tuple[Path, float]]:
+    """For each config entry, its newest finished run (same arch, size, item) and its weight."""
+    chosen = []
+    runs = [(path, load_predictions(path / PREDICTIONS_FILE).meta) for path in finished_runs(out)]
+    for entry in config.models:
+        matches = [
+            path
+            for path, meta in runs
+            if (meta.get("arch"), tuple(meta.get("size") or ()), meta.get("item"))
+            == (entry.arch, entry.size, entry.item)
+        ]
+        if not matches:
+            raise PaddyError(f"no finished run in {out} for config entry {entry.describe()}; train it first")
+        newest = max(matches, key=lambda path: (path / PREDICTIONS_FILE).stat().st_mtime)
+        chosen.append((newest, entry.weight))
+    return chosen
+
+
+def parse_weights(items: list[str]) -> dict[str, float]:
+    """`NAME=W` pairs (NAME a run folder or an arch) into a dict; W must be >= 0."""
+    weights = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not sep or not name or weight < 0:
+            raise PaddyError(f"--weight {item!r} is not NAME=WEIGHT with a weight >= 0 (e.g. convnext_small=2)")
+        weights[name] = weight
+    return weights
+
+
+def member_weight(name: str, meta: dict[str, Any], weights: dict[str, float], default: float | None) -> float:
+    """The run's weight: --weight by run name, else by arch, else the config's, else the one recorded."""
+    if name in weights:
+        return weights[name]
+    if meta.get("arch") in weights:
+        return weights[meta["arch"]]
+    return default if default is not None else float(meta.get("weight", 1.0))
+
+
+def check_probabilities(name: str, preds: Predictions) -> None:
+    """Softmax outputs only: no NaN, nothing negative, rows summing to 1."""
+    if not np.isfinite(preds.probs).all():
+        raise PaddyError(f"run {name}: predictions contain NaN or infinite values")
+    if (preds.probs < 0).any():
+        raise PaddyError(f"run {name}: predictions contain negative values (not probabilities)")
+    sums = preds.probs.sum(axis=1)
+    worst = int(np.abs(sums - 1).argmax())
+    if abs(sums[worst] - 1) > SUM_TOLERANCE:
+        raise PaddyError(
+            f"run {name}: row for {preds.image_ids[worst]} sums to {sums[worst]:.4f}, not 1 (not softmax probabilities)"
+        )
+
+
+def aligned_probs(reference: Predictions, name: str, other: Predictions) -> np.ndarray:
+    """`other`'s probabilities reordered to `reference`'s image and class order."""
+    for kind, names in (("image_id", other.image_ids), ("class", other.vocab)):
+        if len(set(names)) != len(names):
+            repeated = next(n for n in names if names.count(n) > 1)
+            raise PaddyError(f"run {name}: {kind} {repeated} appears more than once")
+    if len(other.vocab) != len(reference.vocab):
+        raise PaddyError(f"run {name}: {len(other.vocab)} classes, but the first member has {len(reference.vocab)}")
+    if set(other.vocab) != set(reference.vocab):
+        different = sorted(set(other.vocab) ^ set(reference.vocab))
+        raise PaddyError(f"run {name}: class names differ from the first member ({', '.join(different)})")
+    known = set(other.image_ids)
+    missing = [i for i in reference.image_ids if i not in known]
+    extra = sorted(known - set(reference.image_ids))
+    if missing or extra:
+        example = f"missing {missing[0]}" if missing else f"extra {extra[0]}"
+        raise PaddyError(f"run {name}: test images differ from the first member ({example})")
+    rows = {image_id: i for i, image_id in enumerate(other.image_ids)}
+    columns = {label: j for j, label in enumerate(other.vocab)}
+    return other.probs[np.ix_([rows[i] for i in reference.image_ids], [columns[c] for c in reference.vocab])]
+
+
+def average(members: list[Member]) -> Predictions:
+    """Weighted mean of the members' probabilities, aligned to the first member."""
+    if not members:
+        raise PaddyError("no finished runs to ensemble: train some first (paddy train / paddy run)")
+    total = sum(m.weight for m in members)
+    if total <= 0:
+        raise PaddyError("the ensemble weights add up to 0")
+    for member in members:
+        check_probabilities(member.name, member.preds)
+    reference = members[0].preds
+    mean = sum(m.weight * aligned_probs(reference, m.name, m.preds) for m in members) / total
+    meta = {"ensemble": True, "members": [m.describe() for m in members]}
+    return Predictions(mean.astype(np.float32), reference.image_ids, reference.vocab, meta)
+
+
+def load_members(run_dirs: list[tuple[Path, float | None]], weights: dict[str, float]) -> list[Member]:
+    """Members from (run folder, default weight) pairs, weighted as `member_weight` says."""
+    members = []
+    for run_dir, default in run_dirs:
+        preds = load_predictions(run_dir / PREDICTIONS_FILE)
+        members.append(Member(run_dir.name, preds, member_weight(run_dir.name, preds.meta, weights, default)))
+    unused = set(weights) - {m.name for m in members} - {m.preds.meta.get("arch") for m in members}
+    if unused:
+        raise PaddyError(f"--weight names no member: {', '.join(sorted(unused))}")
+    return members
+
+
+def choose_runs(out: Path, runs: list[str] | None, config: EnsembleConfig | None) -> list[tuple[Path, float | None]]:
+    """The members' folders with default weights: a config's entries, named runs, or every finished run."""
+    if config is not None:
+        return runs_matching_config(out, config)
+    if runs:
+        return [(find_run(run, out, PREDICTIONS_FILE), None) for run in runs]
+    return [(path, None) for path in finished_runs(out)]
+
+
+def build_ensemble(
+    out: Path, runs: list[str] | None, weights: dict[str, float], config: EnsembleConfig | None, dest: Path
+) -> tuple[Predictions, list[Member]]:
+    """Check, average and save the chosen runs' predictions; nothing is written on any problem."""
+    members = load_members(choose_runs(out, runs, config), weights)
+    ensemble = average(members)
+    save_predictions(ensemble, dest)
+    return ensemble, members

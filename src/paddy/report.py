@@ -1,0 +1,69 @@
+"""Rich tables and summary lines the CLI prints; kept apart so commands share one style."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.table import Table
+
+
+def frame_table(frame: pd.DataFrame, title: str | None = None, floats: str = "{:.4f}") -> Table:
+    """A rich table of a DataFrame, floats formatted alike so columns compare at a glance."""
+    table = Table(title=title)
+    for column in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        table.add_column(str(column), justify="right" if numeric else "left", overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(floats.format(v) if isinstance(v, float) else str(v) for v in row))
+    return table
+
+
+def run_table(outcomes) -> Table:
+    """One row per entry of a `paddy run`: what happened, validation error, accum and time."""
+    frame = pd.DataFrame(
+        [
+            {
+                "#": o.index,
+                "model": o.entry.describe(),
+                "status": o.status,
+                "accum": o.accum,
+                "valid_error": o.valid_error,
+                "time": f"{o.seconds:.1f} s",
+            }
+            for o in outcomes
+        ]
+    )
+    return frame_table(frame, title="paddy run")
+
+
+def probe_table(record) -> Table:
+    """One row per accum a memory probe tried; the caption says what the peak figures are
+    (a measurement, or an estimate and how it was made) and which accum was chosen."""
+    trials = pd.DataFrame(
+        [
+            {
+                "accum": t.accum,
+                "per-step batch": t.step_bs,
+                f"peak MiB ({record.kind})": "out of memory" if t.out_of_memory else f"{t.peak_mib:.0f}",
+                "fits": "yes" if t.fits else "no",
+            }
+            for t in record.trials
+        ]
+    )
+    budget, headroom = record.key["budget_mib"], record.headroom
+    title = f"{record.describe()}: limit {record.limit_mib:.0f} MiB = {budget:g} MiB less {headroom:.0%}"
+    table = frame_table(trials, title=title)
+    if record.kind == "estimate":
+        how = (
+            "ESTIMATE for a GPU, not a measurement: peak bytes of live tensors on the CPU (fp32) "
+            f"+ {record.context_allowance_mib} MiB CUDA context allowance"
+        )
+    else:
+        how = f"measured on {record.device}: caching allocator peak + memory outside it (NVML)"
+    last = record.trials[-1]
+    verdict = (
+        f"chosen accum: {record.accum}"
+        if record.accum
+        else f"does not fit even at accum {last.accum} (per-step batch {last.step_bs})"
+    )
+    table.caption = f"{how}\n{verdict}"
+    return table

@@ -1,0 +1,131 @@
+"""Building a submission CSV that Kaggle will accept, and keeping a log of what was sent.
+
+The CSV copies sample_submission.csv exactly (header, image_ids, order) and fills in the
+label column from the predictions, joined on image_id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from paddy.ensemble import ENSEMBLE_FILE, Member
+from paddy.errors import PaddyError
+from paddy.files import atomic_write_text
+from paddy.kaggle_access import submit_csv
+from paddy.predictions import PREDICTIONS_FILE, Predictions
+from paddy.runs import find_run
+
+LOG_FILE = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A validated submission file and the message it will be sent with."""
+
+    path: Path
+    message: str
+    rows: int
+
+
+def read_sample(sample_csv: Path) -> pd.DataFrame:
+    """sample_submission.csv as strings: an id column, then the label column."""
+    try:
+        sample = pd.read_csv(sample_csv, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError) as e:
+        raise PaddyError(f"cannot read {sample_csv}: {e}") from None
+    if len(sample.columns) != 2:
+        raise PaddyError(f"{sample_csv} should have two columns (id, label), not {list(sample.columns)}")
+    return sample
+
+
+def build_submission(preds: Predictions, sample: pd.DataFrame) -> pd.DataFrame:
+    """The sample's rows, in its order, with each image's most probable class."""
+    id_column, label_column = sample.columns
+    labels = dict(zip(preds.image_ids, preds.labels()))
+    missing = [(i, image_id) for i, image_id in enumerate(sample[id_column]) if image_id not in labels]
+    if missing:
+        row, image_id = missing[0]
+        raise PaddyError(
+            f"no prediction for {image_id} (sample_submission row {row + 2}; {len(missing)} missing in all)"
+        )
+    return pd.DataFrame({id_column: sample[id_column], label_column: [labels[i] for i in sample[id_column]]})
+
+
+def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame, vocab: tuple[str, ...]) -> None:
+    """Same header, same image_ids in the same order, every label a known class; names the first bad row."""
+    if list(submission.columns) != list(sample.columns):
+        raise PaddyError(f"submission header {list(submission.columns)} is not the sample's {list(sample.columns)}")
+    if len(submission) != len(sample):
+        raise PaddyError(f"submission has {len(submission)} rows, the sample {len(sample)}")
+    id_column, label_column = sample.columns
+    for row, (image_id, expected, label) in enumerate(
+        zip(submission[id_column], sample[id_column], submission[label_column])
+    ):
+        if image_id != expected:
+            raise PaddyError(f"row {row + 2}: image_id {image_id!r}, but the sample has {expected!r} there")
+        if label not in vocab:
+            raise PaddyError(f"row {row + 2}: label {label!r} for {image_id} is not one of the {len(vocab)} classes")
+
+
+def predictions_source(out: Path, run: str | None, predictions: Path | None) -> Path:
+    """The predictions to submit: one run's, a given file, or the ensemble under `out`."""
+    if run and predictions:
+        raise PaddyError("give --run or --predictions, not both")
+    if run:
+        return find_run(run, out, PREDICTIONS_FILE) / PREDICTIONS_FILE
+    return predictions or out / ENSEMBLE_FILE
+
+
+def submission_path(folder: Path) -> Path:
+    """A time-stamped CSV name, so earlier submissions stay next to the log that names them."""
+    return folder / f"submission-{datetime.now():%Y%m%d-%H%M%S}.csv"
+
+
+def member_rows(preds: Predictions) -> list[dict[str, Any]]:
+    """The ensemble's members as recorded, or the single run the predictions came from."""
+    return preds.meta.get("members") or [Member(str(preds.meta.get("run")), preds, 1.0).describe()]
+
+
+def default_message(preds: Predictions) -> str:
+    """'paddy: <members>' so the leaderboard entry says which models scored it."""
+    parts = []
+    for member in member_rows(preds):
+        weight = "" if member["weight"] == 1 else f" w{member['weight']:g}"
+        parts.append(f"{member['arch']} {member['size']} {member['item']}{weight}")
+    return "paddy: " + "; ".join(parts)
+
+
+def write_submission(preds: Predictions, sample_csv: Path, dest: Path, message: str | None) -> Submission:
+    """Build, validate and atomically write the submission CSV."""
+    sample = read_sample(sample_csv)
+    submission = build_submission(preds, sample)
+    validate_submission(submission, sample, preds.vocab)
+    atomic_write_text(dest, submission.to_csv(index=False))
+    return Submission(dest, message or default_message(preds), len(submission))
+
+
+def log_submission(log: Path, submission: Submission, members: list[Any], answer: str, competition: str) -> Path:
+    """Append one JSON line (time, file, message, members, Kaggle's answer) to the log, atomically."""
+    record = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "competition": competition,
+        "file": str(submission.path),
+        "message": submission.message,
+        "members": members,
+        "answer": answer,
+    }
+    previous = log.read_text() if log.is_file() else ""
+    return atomic_write_text(log, previous + json.dumps(record) + "\n")
+
+
+def send_submission(submission: Submission, preds: Predictions, competition: str) -> str:
+    """Submit the CSV to Kaggle and log the answer next to it; returns Kaggle's answer."""
+    answer = submit_csv(submission.path, submission.message, competition)
+    log_submission(submission.path.parent / LOG_FILE, submission, member_rows(preds), answer, competition)
+    return answer

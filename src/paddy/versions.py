@@ -1,0 +1,16 @@
+"""Library versions recorded with every run, so results can be traced and compared."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that shape a run's numbers."""
+    found = {}
+    for name in ("paddy", "torch", "torchvision", "fastai", "timm"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found

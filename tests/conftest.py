@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny generated dataset in the paddy layout and one tiny finished run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from paddy.config import ModelEntry, apply_overrides
+from paddy.data import CompetitionData, check_layout, write_demo_dataset
+
+TINY = {"arch": "resnet18", "size": (32, 32), "bs": 8, "epochs": 1, "pretrained": False, "seed": 0}
+
+
+def tiny_entry(**overrides) -> ModelEntry:
+    """A model entry that trains in seconds on CPU."""
+    return apply_overrides(ModelEntry(), {**TINY, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_data_root(tmp_path_factory) -> Path:
+    """A small dataset (10 classes x 6 images, 8 test images) to copy or read."""
+    return write_demo_dataset(tmp_path_factory.mktemp("tiny") / "data", per_class=6, n_test=8, size=(32, 24))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_data_root) -> CompetitionData:
+    return check_layout(tiny_data_root)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_data, tmp_path_factory):
+    """One real training run on the tiny data (shared: training is the slow part)."""
+    from paddy.train import train
+
+    return train(tiny_entry(), tiny_data, tmp_path_factory.mktemp("runs"), num_workers=0)
+
+
+@pytest.fixture(autouse=True)
+def isolated_demo(tmp_path, monkeypatch):
+    """Never touch the user's demo cache: each test gets its own demo folder."""
+    monkeypatch.setenv("PADDY_DEMO_DIR", str(tmp_path / "demo"))

@@ -1,0 +1,152 @@
+"""End-to-end runs of the `paddy` command on tiny images, and its one-line errors."""
+
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from paddy.cli import app
+from paddy.predictions import load_predictions
+
+runner = CliRunner()
+TINY_FLAGS = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--epochs", "1", "--no-pretrained", "--seed", "0"]
+
+
+def run_paddy(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_train_end_to_end_writes_a_run_folder(tiny_data_root, tmp_path):
+    result = run_paddy(
+        "train", "--data", str(tiny_data_root), "--out", str(tmp_path / "runs"), *TINY_FLAGS, "--one-cycle"
+    )
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.endswith("resnet18-32x32-squish")
+    assert "valid error" in result.stdout and "error_rate" in result.stdout
+    preds = load_predictions(run_dir / "predictions.safetensors")
+    assert len(preds.image_ids) == 8 and preds.meta["finetune"] is False
+
+
+def test_train_without_data_uses_the_demo(tmp_path):
+    result = run_paddy("train", "--out", str(tmp_path / "runs"), "--epochs", "1", "--size", "32")
+    assert result.exit_code == 0, result.output
+    assert "demo dataset" in result.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    preds = load_predictions(run_dir / "predictions.safetensors")
+    assert preds.meta["arch"] == "resnet18" and preds.meta["pretrained"] is False and preds.meta["bs"] == 16
+
+
+def test_train_from_config_entry_with_flag_override(tiny_data_root, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'data = "{tiny_data_root}"\n[defaults]\nbs = 8\nepochs = 1\npretrained = false\nfinetune = false\n'
+        '[[models]]\narch = "resnet18"\nsize = 48\n\n[[models]]\narch = "resnet34"\nsize = 32\n'
+    )
+    result = run_paddy(
+        "train",
+        "--config",
+        str(config),
+        "--entry",
+        "0",
+        "--size",
+        "32",
+        "--item",
+        "crop",
+        "--out",
+        str(tmp_path / "runs"),
+    )
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.endswith("resnet18-32x32-crop")
+
+
+@pytest.fixture
+def broken_data(tiny_data_root, tmp_path):
+    return shutil.copytree(tiny_data_root, tmp_path / "data")
+
+
+@pytest.mark.parametrize(
+    "flags, fragments",
+    [
+        (["--arch", "resnet_18"], ["unknown arch 'resnet_18'", "resnet18"]),
+        (["--size", "0"], ["size"]),
+        (["--accum", "3"], ["accum: 3 does not divide bs 8"]),
+        (["--accum", "0"], ["accum: 0 must be at least 1"]),
+        (["--item", "stretch"], ["item"]),
+        (["--bad-images", "ignore"], ["--bad-images"]),
+        (["--multi-target", "colour"], ["no extra column 'colour'", "variety"]),
+        (["--mixup", "0"], ["mixup: 0.0 must be positive"]),
+        (["--label-smoothing", "1"], ["label_smoothing: 1.0 must be in [0, 1)"]),
+        (["--multi-target", "variety", "--mixup", "0.4"], ["cannot be combined with multi_target"]),
+    ],
+)
+def test_bad_options_are_one_line_errors(tiny_data_root, tmp_path, flags, fragments):
+    result = run_paddy("train", "--data", str(tiny_data_root), "--out", str(tmp_path / "runs"), *TINY_FLAGS, *flags)
+    assert_one_line_error(result, *fragments)
+    assert not list(tmp_path.glob("runs/*/predictions.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "breakage, fragment",
+    [
+        (lambda root: shutil.rmtree(root), "data folder not found"),
+        (lambda root: [p.unlink() for p in (root / "train_images" / "blast").iterdir()], "has no images"),
+        (lambda root: [p.unlink() for p in (root / "test_images").iterdir()], "test_images has no images"),
+        (lambda root: (root / "train_images" / "blast" / "bad.jpg").write_bytes(b"junk"), "bad.jpg"),
+    ],
+)
+def test_bad_data_is_a_one_line_error_and_nothing_is_written(broken_data, tmp_path, breakage, fragment):
+    breakage(broken_data)
+    result = run_paddy("train", "--data", str(broken_data), "--out", str(tmp_path / "runs"), *TINY_FLAGS)
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_images_can_be_skipped(broken_data, tmp_path):
+    (broken_data / "train_images" / "blast" / "bad.jpg").write_bytes(b"junk")
+    result = run_paddy(
+        "train",
+        "--data",
+        str(broken_data),
+        "--out",
+        str(tmp_path / "runs"),
+        *TINY_FLAGS,
+        "--one-cycle",
+        "--bad-images",
+        "skip",
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_unwritable_output_folder(tiny_data_root, tmp_path):
+    (tmp_path / "file").write_text("")
+    result = run_paddy("train", "--data", str(tiny_data_root), "--out", str(tmp_path / "file" / "runs"), *TINY_FLAGS)
+    assert_one_line_error(result, "cannot write to output folder")
+
+
+def test_multi_target_column_with_missing_values(broken_data, tmp_path):
+    csv = broken_data / "train.csv"
+    lines = csv.read_text().splitlines()
+    lines[3] = ",".join(lines[3].split(",")[:2]) + ",,50"
+    csv.write_text("\n".join(lines) + "\n")
+    result = run_paddy(
+        "train", "--data", str(broken_data), "--out", str(tmp_path / "runs"), *TINY_FLAGS, "--multi-target", "variety"
+    )
+    assert_one_line_error(result, "column 'variety' has 1 missing values (first on line 4)")
+
+
+def test_error_text_in_brackets_is_printed_not_taken_as_markup(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[defaults]\ncolour = "red"\n[[models]]\narch = "resnet18"\n')
+    result = run_paddy("train", "--config", str(config))
+    assert_one_line_error(result, "[defaults]: unknown setting(s): colour")

@@ -1,0 +1,102 @@
+import shutil
+
+import pandas as pd
+import pytest
+
+from paddy.data import (
+    DEMO_CLASSES,
+    check_layout,
+    ensure_demo_dataset,
+    resolve_data,
+    without_bad_images,
+)
+from paddy.errors import PaddyError
+
+
+@pytest.fixture
+def data_copy(tiny_data_root, tmp_path):
+    """A private copy of the tiny dataset that a test may break."""
+    return shutil.copytree(tiny_data_root, tmp_path / "data")
+
+
+def test_check_layout_reads_classes_and_sorted_test_images(tiny_data):
+    assert tiny_data.classes == DEMO_CLASSES
+    assert len(tiny_data.train_images) == 60
+    assert tiny_data.test_ids == sorted(tiny_data.test_ids)
+    assert tiny_data.test_ids[0] == "200001.jpg"
+
+
+def test_test_order_is_by_name_not_by_creation(data_copy):
+    (data_copy / "test_images" / "100000.jpg").write_bytes((data_copy / "test_images" / "200001.jpg").read_bytes())
+    assert check_layout(data_copy).test_ids[0] == "100000.jpg"
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda root: shutil.rmtree(root / "train_images"), "has no train_images/ folder"),
+        (lambda root: shutil.rmtree(root / "test_images"), "has no test_images/ folder"),
+        (lambda root: (root / "sample_submission.csv").unlink(), "has no sample_submission.csv"),
+        (lambda root: [p.unlink() for p in (root / "test_images").iterdir()], "test_images has no images"),
+        (
+            lambda root: [p.unlink() for p in (root / "train_images" / "blast").iterdir()],
+            "class folder .*blast has no images",
+        ),
+        (lambda root: [shutil.rmtree(p) for p in (root / "train_images").iterdir()], "has no class folders"),
+    ],
+)
+def test_layout_problems_name_what_is_missing(data_copy, breakage, message):
+    breakage(data_copy)
+    with pytest.raises(PaddyError, match=message):
+        check_layout(data_copy)
+
+
+def test_missing_data_folder(tmp_path):
+    with pytest.raises(PaddyError, match="data folder not found"):
+        resolve_data(tmp_path / "nowhere")
+
+
+def test_resolve_data_prefers_kaggle_input_when_present(tiny_data_root, tmp_path):
+    kaggle_input = tmp_path / "input"
+    shutil.copytree(tiny_data_root, kaggle_input / "my-comp")
+    found = resolve_data(None, competition="my-comp", kaggle_input=kaggle_input)
+    assert found.root == kaggle_input / "my-comp" and not found.is_demo
+
+
+def test_resolve_data_falls_back_to_the_generated_demo(tmp_path):
+    found = resolve_data(None, kaggle_input=tmp_path / "no-kaggle")
+    assert found.is_demo and found.classes == DEMO_CLASSES
+    train_csv = pd.read_csv(found.root / "train.csv")
+    assert list(train_csv.columns) == ["image_id", "label", "variety", "age"]
+    assert len(train_csv) == len(found.train_images)
+    sample = pd.read_csv(found.root / "sample_submission.csv")
+    assert list(sample.columns) == ["image_id", "label"] and list(sample.image_id) == found.test_ids
+
+
+def test_demo_dataset_is_generated_once(tmp_path):
+    root = ensure_demo_dataset(tmp_path / "demo")
+    marker = root / "train_images" / "blast" / "extra.jpg"
+    shutil.copy(next((root / "train_images" / "blast").iterdir()), marker)
+    assert ensure_demo_dataset(tmp_path / "demo") == root and marker.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".demo-")]
+
+
+def test_corrupt_training_image_fails_or_is_skipped(data_copy):
+    bad = data_copy / "train_images" / "hispa" / "broken.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    data = check_layout(data_copy)
+    with pytest.raises(PaddyError, match="broken.jpg"):
+        without_bad_images(data, "fail")
+    kept = without_bad_images(data, "skip")
+    assert bad not in kept.train_images and len(kept.train_images) == len(data.train_images) - 1
+
+
+def test_corrupt_test_image_always_fails(data_copy):
+    (data_copy / "test_images" / "299999.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(PaddyError, match="test image cannot be read: .*299999.jpg"):
+        without_bad_images(check_layout(data_copy), "skip")
+
+
+def test_smallest_class(data_copy):
+    sorted((data_copy / "train_images" / "tungro").iterdir())[0].unlink()
+    assert check_layout(data_copy).smallest_class() == "tungro"

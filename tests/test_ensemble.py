@@ -1,0 +1,132 @@
+import os
+
+import numpy as np
+import pytest
+
+from paddy.config import load_config
+from paddy.ensemble import Member, aligned_probs, average, build_ensemble, check_probabilities, parse_weights
+from paddy.errors import PaddyError
+from paddy.predictions import Predictions, load_predictions, save_predictions
+
+VOCAB = ("blast", "hispa", "normal")
+IDS = ("1.jpg", "2.jpg")
+
+
+def preds(probs, ids=IDS, vocab=VOCAB, **meta) -> Predictions:
+    return Predictions(np.array(probs, dtype=np.float32), tuple(ids), tuple(vocab), {"arch": "resnet18", **meta})
+
+
+A = [[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]
+B = [[0.2, 0.6, 0.2], [0.1, 0.8, 0.1]]
+
+
+def test_unweighted_average_is_the_mean():
+    result = average([Member("a", preds(A), 1.0), Member("b", preds(B), 1.0)])
+    np.testing.assert_allclose(result.probs, [[0.4, 0.45, 0.15], [0.15, 0.5, 0.35]], rtol=1e-6)
+    assert [m["run"] for m in result.meta["members"]] == ["a", "b"]
+
+
+def test_weighted_average_by_hand():
+    result = average([Member("a", preds(A), 1.0), Member("b", preds(B), 3.0)])
+    expected = (np.array(A) * 1 + np.array(B) * 3) / 4
+    np.testing.assert_allclose(result.probs, expected, rtol=1e-6)
+    assert [m["weight"] for m in result.meta["members"]] == [1.0, 3.0]
+
+
+def test_members_are_joined_on_image_id_and_class_name():
+    shuffled = preds([B[1][::-1], B[0][::-1]], ids=IDS[::-1], vocab=VOCAB[::-1])
+    np.testing.assert_allclose(aligned_probs(preds(A), "b", shuffled), B)
+    result = average([Member("a", preds(A), 1.0), Member("b", shuffled, 1.0)])
+    np.testing.assert_allclose(result.probs, (np.array(A) + np.array(B)) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "other, message",
+    [
+        (preds([[0.5, 0.5], [0.5, 0.5]], vocab=("blast", "hispa")), "run odd: 2 classes, but the first member has 3"),
+        (preds(B, vocab=("blast", "hispa", "tungro")), "run odd: class names differ .*normal, tungro"),
+        (preds(B, ids=("1.jpg", "3.jpg")), "run odd: test images differ .*missing 2.jpg"),
+        (preds([B[0]], ids=("1.jpg",)), "run odd: test images differ .*missing 2.jpg"),
+        (preds([[0.5, np.nan, 0.5], B[1]]), "run odd: predictions contain NaN"),
+        (preds(B + [B[0]], ids=("1.jpg", "2.jpg", "2.jpg")), "run odd: image_id 2.jpg appears more than once"),
+        (preds(B, vocab=("blast", "blast", "hispa")), "run odd: class blast appears more than once"),
+        (preds([[2.0, 1.0, -1.0], B[1]]), "run odd: predictions contain negative"),
+        (preds([[3.0, 1.0, 1.0], B[1]]), "run odd: row for 1.jpg sums to 5.0000, not 1"),
+    ],
+)
+def test_mismatched_members_are_refused(other, message):
+    with pytest.raises(PaddyError, match=message):
+        average([Member("good", preds(A), 1.0), Member("odd", other, 1.0)])
+
+
+def test_zero_total_weight_and_no_members():
+    with pytest.raises(PaddyError, match="add up to 0"):
+        average([Member("a", preds(A), 0.0)])
+    with pytest.raises(PaddyError, match="no finished runs"):
+        average([])
+
+
+def test_parse_weights():
+    assert parse_weights(["vit_large_patch16_224=2", "run-1=0.5"]) == {"vit_large_patch16_224": 2.0, "run-1": 0.5}
+    for bad in ("vit", "=2", "vit=-1", "vit=two"):
+        with pytest.raises(PaddyError, match="NAME=WEIGHT"):
+            parse_weights([bad])
+
+
+def test_check_probabilities_accepts_softmax_rows():
+    check_probabilities("a", preds(A))
+
+
+def write_run(out, name, probs, **meta):
+    save_predictions(preds(probs, run=name, **meta), out / name / "predictions.safetensors")
+
+
+def test_build_ensemble_weights_by_run_then_arch_then_recorded(tmp_path):
+    out = tmp_path / "runs"
+    write_run(out, "r1", A, weight=1.0)
+    write_run(out, "r2", B, arch="vit", weight=1.0)
+    (out / "unfinished").mkdir()
+    dest = out / "ensemble.safetensors"
+    ensemble, members = build_ensemble(out, None, {"vit": 3.0}, None, dest)
+    assert [(m.name, m.weight) for m in members] == [("r1", 1.0), ("r2", 3.0)]
+    np.testing.assert_allclose(load_predictions(dest).probs, (np.array(A) + 3 * np.array(B)) / 4, rtol=1e-6)
+    _, members = build_ensemble(out, ["r2"], {"r2": 5.0, "vit": 3.0}, None, dest)
+    assert [(m.name, m.weight) for m in members] == [("r2", 5.0)]
+
+
+def test_nothing_is_written_when_a_member_is_bad(tmp_path):
+    out = tmp_path / "runs"
+    write_run(out, "r1", A)
+    write_run(out, "r2", B)
+    save_predictions(preds(B, ids=("1.jpg", "9.jpg")), out / "r3" / "predictions.safetensors")
+    dest = out / "ensemble.safetensors"
+    with pytest.raises(PaddyError, match="run r3: test images differ"):
+        build_ensemble(out, None, {}, None, dest)
+    assert not dest.exists()
+
+
+def test_unknown_names_are_refused(tmp_path):
+    out = tmp_path / "runs"
+    write_run(out, "r1", A)
+    with pytest.raises(PaddyError, match="--weight names no member: convnext"):
+        build_ensemble(out, None, {"convnext": 2.0}, None, out / "e.safetensors")
+    with pytest.raises(PaddyError, match="no finished run folder 'r9'"):
+        build_ensemble(out, ["r9"], {}, None, out / "e.safetensors")
+
+
+def test_config_picks_the_newest_run_of_each_entry_with_its_weight(tmp_path):
+    out = tmp_path / "runs"
+    write_run(out, "old", B, size=[32, 32], item="squish")
+    write_run(out, "new", A, size=[32, 32], item="squish")
+    write_run(out, "crop", B, size=[48, 48], item="crop")
+    os.utime(out / "old" / "predictions.safetensors", (1, 1))
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[models]]\narch = "resnet18"\nsize = 32\n\n'
+        '[[models]]\narch = "resnet18"\nsize = 48\nitem = "crop"\nweight = 2\n'
+    )
+    _, members = build_ensemble(out, None, {}, load_config(config), out / "e.safetensors")
+    assert [(m.name, m.weight) for m in members] == [("new", 1.0), ("crop", 2.0)]
+    config.write_text('[[models]]\narch = "resnet18"\nsize = 64\n')
+    with pytest.raises(PaddyError, match="no finished run .* resnet18-64x64-squish"):
+        build_ensemble(out, None, {}, load_config(config), out / "e.safetensors")

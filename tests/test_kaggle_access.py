@@ -1,0 +1,223 @@
+"""The real kaggle client, pointed at a recording server on loopback, and the no-credentials
+and offline paths.
+
+kagglesdk looks its endpoint up in `kagglesdk.kaggle_env._env_to_endpoint`; the tests point the
+production entry at 127.0.0.1, so every byte the client sends is its own.
+"""
+
+import base64
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from paddy.cli import app
+from paddy.errors import PaddyError
+from paddy.kaggle_access import competition_folder, submit_csv
+from paddy.predictions import load_predictions
+
+SERVICE = "/v1/competitions.CompetitionApiService"
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
+
+
+@pytest.fixture
+def no_credentials(tmp_path, monkeypatch):
+    """No env credentials, an empty config folder, and no proxy for loopback."""
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    point_kaggle_at(monkeypatch, CLOSED_PORT_URL)
+
+
+def point_kaggle_at(monkeypatch, url: str) -> None:
+    """Send the kaggle client's production traffic to `url` (loopback only)."""
+    from kagglesdk import kaggle_env
+
+    monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.PROD, url)
+
+
+@pytest.fixture
+def credentials(no_credentials, monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    monkeypatch.setenv("KAGGLE_KEY", "s3cret")
+
+
+class RecordingKaggle(BaseHTTPRequestHandler):
+    """Answers the three calls of a submission like Kaggle does, and records them."""
+
+    requests: list = []
+
+    def _reply(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _record(self) -> bytes:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.requests.append((self.command, self.path, dict(self.headers), body))
+        return body
+
+    def do_POST(self):
+        self._record()
+        if self.server.forbidden:
+            self.send_error(403)
+        elif self.path == f"{SERVICE}/StartSubmissionUpload":
+            host, port = self.server.server_address
+            self._reply({"token": "blob-token", "createUrl": f"http://{host}:{port}/upload/blob"})
+        elif self.path == f"{SERVICE}/CreateSubmission":
+            self._reply({"message": "Successfully submitted to Paddy Doctor", "ref": 42})
+        else:
+            self.send_error(404)
+
+    def do_PUT(self):
+        self._record()
+        if self.server.refuse_uploads:
+            self.send_error(500)
+        else:
+            self._reply({})
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def kaggle_server(monkeypatch):
+    RecordingKaggle.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingKaggle)
+    server.refuse_uploads = False
+    server.forbidden = False
+    point_kaggle_at(monkeypatch, "http://127.0.0.1:%d" % server.server_address[1])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_submit_drives_the_real_client_with_the_right_arguments(credentials, kaggle_server, tmp_path):
+    csv = tmp_path / "submission.csv"
+    csv.write_text("image_id,label\n200001.jpg,blast\n")
+    answer = submit_csv(csv, "paddy: resnet18 64x64 squish", "paddy-disease-classification")
+    assert answer == "Successfully submitted to Paddy Doctor"
+    (start, upload, create) = RecordingKaggle.requests
+    start_body = json.loads(start[3])
+    assert start[1] == f"{SERVICE}/StartSubmissionUpload"
+    assert start_body["competitionName"] == "paddy-disease-classification"
+    assert start_body["fileName"] == "submission.csv" and start_body["contentLength"] == csv.stat().st_size
+    assert start[2]["Authorization"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert upload[:2] == ("PUT", "/upload/blob") and upload[3] == csv.read_bytes()
+    create_body = json.loads(create[3])
+    assert create[1] == f"{SERVICE}/CreateSubmission"
+    assert create_body["competitionName"] == "paddy-disease-classification"
+    assert create_body["blobFileTokens"] == "blob-token"
+    assert create_body["submissionDescription"] == "paddy: resnet18 64x64 squish"
+
+
+def test_refused_upload_is_one_clear_error_and_nothing_is_created(credentials, kaggle_server, tmp_path, capsys):
+    kaggle_server.refuse_uploads = True
+    csv = tmp_path / "s.csv"
+    csv.write_text("image_id,label\n")
+    with pytest.raises(PaddyError, match="the upload to Kaggle failed .*kept at .*s.csv"):
+        submit_csv(csv, "m", "comp")
+    assert [path for _, path, _, _ in RecordingKaggle.requests] == [f"{SERVICE}/StartSubmissionUpload", "/upload/blob"]
+    assert capsys.readouterr().out == ""
+
+
+def test_forbidden_submission_is_one_clear_error(credentials, kaggle_server, tmp_path):
+    kaggle_server.forbidden = True
+    csv = tmp_path / "s.csv"
+    csv.write_text("image_id,label\n")
+    with pytest.raises(PaddyError, match="Kaggle refused the submission .*403.*kept at .*s.csv"):
+        submit_csv(csv, "m", "comp")
+
+
+def test_no_credentials_is_one_clear_error_without_kaggle_output(no_credentials, tmp_path, capsys):
+    csv = tmp_path / "s.csv"
+    csv.write_text("image_id,label\n")
+    with pytest.raises(PaddyError, match="KAGGLE_USERNAME and KAGGLE_KEY.*kept at .*s.csv"):
+        submit_csv(csv, "m", "comp")
+    assert capsys.readouterr().out == ""
+    assert csv.exists()
+
+
+def test_no_network_keeps_the_csv(credentials, tmp_path):
+    csv = tmp_path / "s.csv"
+    csv.write_text("image_id,label\n")
+    with pytest.raises(PaddyError, match="cannot reach Kaggle .*kept at .*s.csv"):
+        submit_csv(csv, "m", "comp")
+
+
+def test_setup_uses_kaggle_input_when_there(tiny_data_root, tmp_path):
+    kaggle_input = tmp_path / "input"
+    shutil.copytree(tiny_data_root, kaggle_input / "paddy-disease-classification")
+    found = competition_folder("paddy-disease-classification", tmp_path / "dl", kaggle_input=kaggle_input)
+    assert found == kaggle_input / "paddy-disease-classification"
+
+
+def test_setup_offline_is_one_clear_error(credentials, tmp_path):
+    with pytest.raises(PaddyError, match="cannot download paddy-disease-classification .*offline"):
+        competition_folder("paddy-disease-classification", tmp_path / "dl", kaggle_input=tmp_path / "none")
+    assert not [p for p in (tmp_path / "dl").iterdir()]
+
+
+runner = CliRunner()
+
+
+def test_ensemble_then_submit_dry_run_end_to_end(finished_run, tiny_data, tiny_data_root, tmp_path):
+    out = finished_run.run_dir.parent
+    ensembled = runner.invoke(app, ["ensemble", "--out", str(out), "--dest", str(tmp_path / "e.safetensors")])
+    assert ensembled.exit_code == 0, ensembled.output
+    assert "ensemble of 1 runs" in ensembled.stdout and "resnet18" in ensembled.stdout
+    (member,) = load_predictions(tmp_path / "e.safetensors").meta["members"]
+    assert (member["run"], member["arch"], member["weight"]) == (finished_run.run_dir.name, "resnet18", 1.0)
+    result = runner.invoke(
+        app,
+        [
+            "submit",
+            "--dry-run",
+            "--predictions",
+            str(tmp_path / "e.safetensors"),
+            "--data",
+            str(tiny_data_root),
+            "--submissions",
+            str(tmp_path / "subs"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (csv,) = (tmp_path / "subs").glob("submission-*.csv")
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "image_id,label"
+    assert [line.split(",")[0] for line in lines[1:]] == tiny_data.test_ids
+    assert all(line.split(",")[1] in tiny_data.classes for line in lines[1:])
+    assert "dry run" in result.stdout and not (tmp_path / "subs" / "log.jsonl").exists()
+
+
+def submit_run(finished_run, data_root, submissions):
+    """`paddy submit` of the finished run's own predictions."""
+    run_dir = finished_run.run_dir
+    options = ["--run", run_dir.name, "--out", run_dir.parent, "--data", data_root, "--submissions", submissions]
+    return runner.invoke(app, ["submit", *map(str, options)])
+
+
+def test_submit_without_credentials_exits_1_and_keeps_the_csv(no_credentials, finished_run, tiny_data_root, tmp_path):
+    result = submit_run(finished_run, tiny_data_root, tmp_path / "subs")
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "KAGGLE_USERNAME" in lines[0] and "Traceback" not in result.output
+    assert list((tmp_path / "subs").glob("submission-*.csv"))
+
+
+def test_submit_logs_what_kaggle_answered(credentials, kaggle_server, finished_run, tiny_data_root, tmp_path):
+    result = submit_run(finished_run, tiny_data_root, tmp_path / "subs")
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in (tmp_path / "subs" / "log.jsonl").read_text().splitlines()]
+    assert record["answer"] == "Successfully submitted to Paddy Doctor"
+    assert record["message"].startswith("paddy: resnet18 32x32 squish")
+    assert json.loads(RecordingKaggle.requests[-1][3])["submissionDescription"] == record["message"]

@@ -1,0 +1,113 @@
+"""`paddy presize`: a resized, resumable copy that `paddy train --data` accepts as it is."""
+
+import shutil
+
+import pytest
+from PIL import Image
+from test_cli import assert_one_line_error, run_paddy
+
+from paddy.data import check_layout
+from paddy.errors import PaddyError
+from paddy.presize import presize_dataset
+
+
+def relative_files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def test_copy_keeps_layout_and_names_and_shrinks_keeping_the_aspect_ratio(tiny_data_root, tmp_path):
+    dest = tmp_path / "small"
+    seen = []
+    report = presize_dataset(tiny_data_root, dest, longest=16, workers=2, on_progress=lambda *a: seen.append(a))
+    original, copy = check_layout(tiny_data_root), check_layout(dest)
+    assert copy.classes == original.classes and copy.test_ids == original.test_ids
+    assert relative_files(dest) == relative_files(tiny_data_root)
+    assert (report.resized, report.copied, report.skipped) == (68, 2, 0)  # 60 train + 8 test images; 2 CSVs
+    for path in (*copy.train_images[:3], copy.test_images[0]):
+        assert Image.open(path).size == (12, 16)  # 24 wide x 32 tall, longest side 16
+    assert (dest / "train.csv").read_bytes() == (tiny_data_root / "train.csv").read_bytes()
+    assert seen[-1] == (70, 70) and [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def test_small_images_are_copied_byte_for_byte_never_enlarged(tiny_data_root, tmp_path):
+    report = presize_dataset(tiny_data_root, tmp_path / "same", longest=32, workers=0)
+    assert report.resized == 0 and report.copied == 70
+    image = check_layout(tiny_data_root).test_images[0]
+    assert (tmp_path / "same" / "test_images" / image.name).read_bytes() == image.read_bytes()
+
+
+def test_an_interrupted_presize_resumes_without_half_written_files(tiny_data_root, tmp_path, monkeypatch):
+    dest, saves, real_save = tmp_path / "small", [], Image.Image.save
+
+    def save_then_die_midway(image, fp, *args, **kwargs):
+        saves.append(fp)
+        if len(saves) == 30:
+            fp.write(b"half a jpeg")
+            raise KeyboardInterrupt
+        return real_save(image, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_then_die_midway)
+    with pytest.raises(KeyboardInterrupt):
+        presize_dataset(tiny_data_root, dest, longest=16, workers=0)
+    monkeypatch.undo()
+    written = relative_files(dest)
+    assert len([f for f in written if f.endswith(".jpg")]) == 29  # never the half-written 30th
+    report = presize_dataset(tiny_data_root, dest, longest=16, workers=0)
+    assert report.skipped == len(written) and report.resized == 68 - 29
+    assert relative_files(dest) == relative_files(tiny_data_root)
+    assert all(Image.open(p).size == (12, 16) for p in check_layout(dest).train_images)
+
+
+def test_unreadable_images_are_copied_unchanged_for_train_to_decide(tiny_data_root, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(tiny_data_root, src)
+    broken = check_layout(src).train_images[0]
+    broken.write_bytes(b"not a jpeg")
+    report = presize_dataset(src, tmp_path / "small", longest=16, workers=0)
+    assert report.unreadable == 1 and report.resized == 67
+    assert (tmp_path / "small" / broken.relative_to(src)).read_bytes() == b"not a jpeg"
+
+
+def test_a_folder_made_otherwise_is_refused(tiny_data_root, tmp_path):
+    presize_dataset(tiny_data_root, tmp_path / "small", longest=16, workers=0)
+    with pytest.raises(PaddyError, match="longest 16 and quality 90"):
+        presize_dataset(tiny_data_root, tmp_path / "small", longest=8, workers=0)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(PaddyError, match="not empty"):
+        presize_dataset(tiny_data_root, tmp_path / "mine", workers=0)
+
+
+def test_an_unwritable_destination_is_one_clear_error_before_any_work(tiny_data_root, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(PaddyError, match="cannot write to .*a-file/small"):
+        presize_dataset(tiny_data_root, tmp_path / "a-file" / "small", workers=0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"longest": 0}, "positive number of pixels"),
+        ({"quality": 0}, "between 1 and 95"),
+        ({"quality": 96}, "between 1 and 95"),
+        ({"workers": -1}, "workers must be 0"),
+        ({"dest": "inside"}, "inside the source"),
+        ({"src": "missing"}, "data folder not found"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tiny_data_root, tmp_path, overrides, message):
+    args = {"src": tiny_data_root, "dest": tmp_path / "small", **overrides}
+    args["src"] = tmp_path / "missing" if args["src"] == "missing" else args["src"]
+    args["dest"] = tiny_data_root / "small" if args["dest"] == "inside" else args["dest"]
+    with pytest.raises(PaddyError, match=message):
+        presize_dataset(**args)
+    assert not (tiny_data_root / "small").exists()
+
+
+def test_cli_presizes_and_reports_errors_in_one_line(tiny_data_root, tmp_path):
+    dest = tmp_path / "small"
+    result = run_paddy("presize", str(dest), "--data", str(tiny_data_root), "--longest", "16", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert "68" in result.stdout and f"paddy train --data {dest}" in result.stdout
+    assert check_layout(dest).classes == check_layout(tiny_data_root).classes
+    assert_one_line_error(run_paddy("presize", str(dest), "--data", str(tiny_data_root), "--quality", "100"), "quality")

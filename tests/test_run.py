@@ -1,0 +1,172 @@
+"""`paddy run`: resumable ensemble training, OOM retries, and the kill test."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import tiny_entry
+from typer.testing import CliRunner
+
+from paddy.cli import app
+from paddy.config import load_config
+from paddy.ensemble import build_ensemble
+from paddy.errors import PaddyError
+from paddy.files import read_json
+from paddy.predictions import load_predictions
+from paddy.run import SKIPPED, TRAINED, estimate_remaining, run_config, train_with_oom_retry
+from paddy.train import train
+
+TINY_CONFIG = """
+[defaults]
+bs = 8
+size = 32
+epochs = 1
+pretrained = false
+finetune = false
+seed = 0
+
+[[models]]
+arch = "resnet18"
+
+[[models]]
+arch = "resnet18"
+item = "crop"
+epochs = {second_epochs}
+weight = 2
+
+[[models]]
+arch = "resnet18"
+item = "pad"
+"""
+
+
+def train_in_process(entry, data, out, run_name):
+    """The real train(), without DataLoader worker processes (faster on tiny data)."""
+    return train(entry, data, out, num_workers=0, run_name=run_name)
+
+
+def write_config(tmp_path, second_epochs=1, name="tiny3.toml"):
+    path = tmp_path / name
+    path.write_text(TINY_CONFIG.format(second_epochs=second_epochs))
+    return path
+
+
+def oom_below(min_accum: int):
+    """A train_once that runs out of memory until accum reaches `min_accum`."""
+    calls = []
+
+    def train_once(entry):
+        calls.append(entry.accum)
+        if entry.accum < min_accum:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return entry
+
+    return train_once, calls
+
+
+def test_oom_doubles_accum_until_it_fits():
+    train_once, calls = oom_below(4)
+    assert train_with_oom_retry(tiny_entry(bs=8, accum=1), train_once).accum == 4
+    assert calls == [1, 2, 4]
+
+
+def test_oom_at_two_images_per_step_is_one_clear_error():
+    train_once, calls = oom_below(99)
+    with pytest.raises(PaddyError, match=r"out of memory even at accum 4 \(per-step batch 2\)"):
+        train_with_oom_retry(tiny_entry(bs=8, accum=2), train_once)
+    assert calls == [2, 4]
+
+
+def test_estimate_remaining():
+    assert estimate_remaining([], 3) is None
+    assert estimate_remaining([10.0, 20.0], 2) == 30.0
+
+
+def test_run_records_the_accum_that_survived_oom(tiny_data, tmp_path):
+    config = load_config(write_config(tmp_path))
+
+    def train_fn(entry, data, out, run_name):
+        if entry.accum < 2:
+            raise torch.OutOfMemoryError("injected")
+        return train(entry, data, out, num_workers=0, run_name=run_name)
+
+    (first, *_) = run_config(config, tiny_data, tmp_path / "runs", train_fn=train_fn)
+    assert first.accum == 2 and first.status == TRAINED
+    assert read_json(first.run_dir / "config.json")["accum"] == 2
+    assert load_predictions(first.run_dir / "predictions.safetensors").meta["accum"] == 2
+
+
+def test_rerun_skips_finished_entries_and_retrains_changed_ones(tiny_data, tmp_path):
+    out = tmp_path / "runs"
+    first = run_config(load_config(write_config(tmp_path)), tiny_data, out, train_fn=train_in_process)
+    assert [o.status for o in first] == [TRAINED] * 3
+    stamps = [(o.run_dir / "predictions.safetensors").stat().st_mtime_ns for o in first]
+    second = run_config(load_config(write_config(tmp_path, second_epochs=2)), tiny_data, out, train_fn=train_in_process)
+    assert [o.status for o in second] == [SKIPPED, TRAINED, SKIPPED]
+    assert second[0].valid_error == first[0].valid_error
+    assert (first[0].run_dir / "predictions.safetensors").stat().st_mtime_ns == stamps[0]
+    _, members = build_ensemble(out, None, {}, None, tmp_path / "ensemble.safetensors")
+    assert [m.weight for m in members] == [1.0, 2.0, 1.0], "paddy ensemble takes the config's weights"
+    forced = run_config(
+        load_config(write_config(tmp_path, second_epochs=2)), tiny_data, out, force=True, train_fn=train_in_process
+    )
+    assert [o.status for o in forced] == [TRAINED] * 3
+
+
+def test_config_with_a_bad_entry_trains_nothing(tiny_data_root, tmp_path):
+    config = write_config(tmp_path)
+    config.write_text(config.read_text() + '\n[[models]]\narch = "resnet_18"\n')
+    result = CliRunner().invoke(
+        app, ["run", str(config), "--data", str(tiny_data_root), "--out", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 1
+    assert "models[3] (resnet_18) arch: unknown arch" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def take_ctrl_c_as_a_terminal_would() -> None:
+    """A background job of a non-interactive shell (CI) inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt: give the child the default action a foreground `paddy run` has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_killed_run_resumes_without_retraining_or_corrupt_files(tiny_data, tiny_data_root, tmp_path, sig):
+    config = write_config(tmp_path, second_epochs=6)
+    out = tmp_path / "runs"
+    command = [sys.executable, "-m", "paddy", "run", str(config), "--data", str(tiny_data_root), "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=take_ctrl_c_as_a_terminal_would,
+    )
+    deadline = time.monotonic() + 120
+    while not any((p / "config.json").exists() for p in out.glob("tiny3-01-*")):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "entry 2 never started"
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(sig)
+    process.wait(timeout=60)
+    if sig == signal.SIGINT:
+        assert process.returncode == 130 and "interrupted" in process.stderr.read()
+    (entry1,) = out.glob("tiny3-00-*")
+    (entry2,) = out.glob("tiny3-01-*")
+    assert (entry1 / "predictions.safetensors").exists()
+    assert not (entry2 / "predictions.safetensors").exists(), "entry 2 should have been interrupted"
+    entry1_stamp = (entry1 / "predictions.safetensors").stat().st_mtime_ns
+
+    outcomes = run_config(load_config(config), tiny_data, out, train_fn=train_in_process)
+    assert [o.status for o in outcomes] == [SKIPPED, TRAINED, TRAINED]
+    assert (entry1 / "predictions.safetensors").stat().st_mtime_ns == entry1_stamp
+    for outcome in outcomes:
+        load_predictions(outcome.run_dir / "predictions.safetensors")
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]

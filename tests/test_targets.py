@@ -1,0 +1,74 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from paddy.targets import TwoTargetLoss, single_target, two_targets
+
+OUT = torch.tensor([[2.0, 0.0, 1.0, 0.5, -0.5], [0.0, 3.0, 0.0, -1.0, 1.0]])
+DISEASE = torch.tensor([0, 2])
+VARIETY = torch.tensor([0, 1])
+
+
+def hand_cross_entropy(logits: list[float], target: int, eps: float = 0.0) -> float:
+    """Cross-entropy with label smoothing, computed by hand (eps spread over all classes)."""
+    log_norm = math.log(sum(math.exp(v) for v in logits))
+    log_probs = [v - log_norm for v in logits]
+    return -(1 - eps) * log_probs[target] - eps * sum(log_probs) / len(logits)
+
+
+def test_two_target_loss_adds_both_cross_entropies():
+    loss = TwoTargetLoss(n_first=3)(OUT, DISEASE, VARIETY)
+    rows = OUT.tolist()
+    expected = np.mean([hand_cross_entropy(r[:3], int(d)) for r, d in zip(rows, DISEASE)]) + np.mean(
+        [hand_cross_entropy(r[3:], int(v)) for r, v in zip(rows, VARIETY)]
+    )
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_two_target_loss_with_label_smoothing():
+    loss = TwoTargetLoss(n_first=3, label_smoothing=0.1)(OUT, DISEASE, VARIETY)
+    rows = OUT.tolist()
+    expected = np.mean([hand_cross_entropy(r[:3], int(d), 0.1) for r, d in zip(rows, DISEASE)]) + np.mean(
+        [hand_cross_entropy(r[3:], int(v), 0.1) for r, v in zip(rows, VARIETY)]
+    )
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_activation_keeps_only_the_disease_probabilities():
+    probs = TwoTargetLoss(n_first=3).activation(OUT)
+    assert probs.shape == (2, 3)
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(2))
+    torch.testing.assert_close(probs, torch.softmax(OUT[:, :3], dim=1))
+
+
+def test_each_target_has_its_own_error_metric():
+    _, (disease_error, variety_error) = two_targets(3, "variety", 0.0)
+    assert disease_error.__name__ == "disease_error" and variety_error.__name__ == "variety_error"
+    # row 0: disease argmax 0 (right), variety argmax 0 (right)
+    # row 1: disease argmax 1 (wrong), variety argmax 1 (right)
+    assert float(disease_error(OUT, DISEASE, VARIETY)) == 0.5
+    assert float(variety_error(OUT, DISEASE, VARIETY)) == 0.0
+
+
+def test_single_target_uses_fastai_label_smoothing_when_asked():
+    plain, _ = single_target(0.0)
+    smoothed, _ = single_target(0.2)
+    assert type(plain).__name__ == "CrossEntropyLossFlat"
+    assert type(smoothed).__name__ == "LabelSmoothingCrossEntropyFlat" and smoothed.func.eps == 0.2
+
+
+def test_multi_target_run_saves_disease_only_probabilities(tiny_data, tmp_path):
+    from conftest import tiny_entry
+
+    from paddy.predictions import load_predictions
+    from paddy.train import train
+
+    result = train(tiny_entry(multi_target="variety", finetune=False), tiny_data, tmp_path, num_workers=0)
+    assert {"disease_error", "variety_error"} <= set(result.history.columns)
+    assert result.valid_error == pytest.approx(result.history.disease_error.iloc[-1])
+    preds = load_predictions(result.predictions_path)
+    assert preds.probs.shape == (len(tiny_data.test_images), len(tiny_data.classes))
+    assert preds.vocab == tiny_data.classes and preds.meta["multi_target"] == "variety"
+    np.testing.assert_allclose(preds.probs.sum(axis=1), 1.0, rtol=1e-5)
