@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,15 @@ err = Console(stderr=True, soft_wrap=True)
 @app.callback()
 def paddy() -> None:
     """Train, probe, ensemble and submit for Kaggle image competitions (fastai + timm)."""
+    bars_only_on_a_terminal()
+
+
+def bars_only_on_a_terminal() -> None:
+    """Keep fastai's per-epoch lines but drop its redrawn bars when stdout is a log (Kaggle's "Save & Run
+    All", `tee`, CI): fastprogress's own check tests `stdout.isatty` without calling it, so always draws."""
+    import fastprogress.fastprogress
+
+    fastprogress.fastprogress.NO_BAR = not sys.stdout.isatty()
 
 
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
