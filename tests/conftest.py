@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,19 @@ def finished_run(tiny_data, tmp_path_factory):
 def isolated_demo(tmp_path, monkeypatch):
     """Never touch the user's demo cache: each test gets its own demo folder."""
     monkeypatch.setenv("PADDY_DEMO_DIR", str(tmp_path / "demo"))
+
+
+@pytest.fixture(autouse=True)
+def bars_as_in_a_fresh_process(monkeypatch):
+    """fastprogress's NO_BAR is process-wide: reset it so no test passes on what an earlier one set."""
+    import fastprogress.fastprogress
+
+    monkeypatch.setattr(fastprogress.fastprogress, "NO_BAR", False)
+
+
+FASTPROGRESS_BAR = re.compile(r"\|[█X-]+\| \d+\.\d+% \[")
+
+
+def assert_no_redrawn_bars(stdout: str) -> None:
+    """fastprogress draws ` |███---| 40.00% [4/10 ...]`; a log should hold the epoch lines, not every redraw."""
+    assert not FASTPROGRESS_BAR.search(stdout), "progress bars redrawn into a log"

@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+from conftest import assert_no_redrawn_bars
 from typer.testing import CliRunner
 
 from paddy.cli import app
@@ -33,7 +34,7 @@ def test_train_end_to_end_writes_a_run_folder(tiny_data_root, tmp_path):
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.endswith("resnet18-32x32-squish")
     assert "valid error" in result.stdout and "error_rate" in result.stdout
-    assert "Epoch 1/1 :" not in result.stdout, "progress bars redrawn into a log"
+    assert_no_redrawn_bars(result.stdout)
     preds = load_predictions(run_dir / "predictions.safetensors")
     assert len(preds.image_ids) == 8 and preds.meta["finetune"] is False
 

@@ -1,7 +1,9 @@
 import json
 
-from conftest import tiny_entry
+from conftest import assert_no_redrawn_bars, tiny_entry
+from typer.testing import CliRunner
 
+from paddy.cli import app
 from paddy.lrfind import find_lr
 
 
@@ -13,3 +15,15 @@ def test_lr_find_saves_plot_and_suggestions(tiny_data, tmp_path):
     assert json.loads((result.run_dir / "lr_find.json").read_text()) == result.suggestions
     assert json.loads((result.run_dir / "config.json").read_text())["step_bs"] == 4
     assert not (result.run_dir / "predictions.safetensors").exists()
+
+
+def test_lr_find_command_prints_suggestions_without_bars(tiny_data_root, tmp_path):
+    flags = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--accum", "2", "--no-pretrained", "--seed", "0"]
+    result = CliRunner().invoke(
+        app, ["lr-find", "--data", str(tiny_data_root), "--out", str(tmp_path), *flags], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "lr_find resnet18-32x32-squish" in result.stdout and "valley" in result.stdout
+    (plot,) = tmp_path.glob("*/lr_find.png")
+    assert f"plot: {plot}" in result.stdout.replace("\n", "")
+    assert_no_redrawn_bars(result.stdout)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_entry
+from conftest import assert_no_redrawn_bars, tiny_entry
 from typer.testing import CliRunner
 
 from paddy.cli import app
@@ -115,6 +115,16 @@ def test_rerun_skips_finished_entries_and_retrains_changed_ones(tiny_data, tmp_p
         load_config(write_config(tmp_path, second_epochs=2)), tiny_data, out, force=True, train_fn=train_in_process
     )
     assert [o.status for o in forced] == [TRAINED] * 3
+
+
+def test_run_command_trains_every_entry_and_prints_a_table_without_bars(tiny_data_root, tmp_path):
+    command = ["run", str(write_config(tmp_path)), "--data", str(tiny_data_root), "--out", str(tmp_path / "runs")]
+    result = CliRunner().invoke(app, command, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "entry 3 of 3: resnet18-32x32-pad" in result.stdout
+    assert result.stdout.count(" trained ") == 3
+    assert len(list((tmp_path / "runs").glob("tiny3-*/predictions.safetensors"))) == 3
+    assert_no_redrawn_bars(result.stdout)
 
 
 def test_config_with_a_bad_entry_trains_nothing(tiny_data_root, tmp_path):

@@ -32,15 +32,21 @@ err = Console(stderr=True, soft_wrap=True)
 @app.callback()
 def paddy() -> None:
     """Train, probe, ensemble and submit for Kaggle image competitions (fastai + timm)."""
-    bars_only_on_a_terminal()
 
 
-def bars_only_on_a_terminal() -> None:
+def fastai_bars_only_on_a_terminal(command: Callable[..., Any]) -> Callable[..., Any]:
     """Keep fastai's per-epoch lines but drop its redrawn bars when stdout is a log (Kaggle's "Save & Run
-    All", `tee`, CI): fastprogress's own check tests `stdout.isatty` without calling it, so always draws."""
-    import fastprogress.fastprogress
+    All", `tee`, CI): fastprogress's own check tests `stdout.isatty` without calling it, so always draws.
+    Only for commands that run fastai: importing fastprogress costs the others a web stack at start-up."""
 
-    fastprogress.fastprogress.NO_BAR = not sys.stdout.isatty()
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import fastprogress.fastprogress
+
+        fastprogress.fastprogress.NO_BAR = not sys.stdout.isatty()
+        return command(*args, **kwargs)
+
+    return wrapper
 
 
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -170,6 +176,7 @@ def with_model_options(command: Callable[..., Any], whole_config: bool = False) 
 
 @app.command()
 @reports_errors
+@fastai_bars_only_on_a_terminal
 @with_model_options
 def train(
     model: ModelChoice,
@@ -198,6 +205,7 @@ def train(
 
 @app.command("lr-find")
 @reports_errors
+@fastai_bars_only_on_a_terminal
 @with_model_options
 def lr_find(
     model: ModelChoice,
@@ -236,6 +244,7 @@ def show(
 
 @app.command("run")
 @reports_errors
+@fastai_bars_only_on_a_terminal
 def run_ensemble(
     config: Path = typer.Argument(..., help="Ensemble config (TOML) listing the models to train."),
     data: Optional[Path] = typer.Option(None, help="Competition folder (default: the config's, Kaggle's or the demo)."),
