@@ -39,7 +39,7 @@ def timings(learn: Learner, lr: float, with_epoch: bool) -> dict[str, Callable[[
 
 
 def main(args: argparse.Namespace) -> None:
-    entry = bench_entry(args, presize=args.item)
+    entry = bench_entry(args, item_size=args.item)
     original = sample_data(args)
     sources = {"original 480x640": original, f"presized {args.longest}": presized_data(original, args.longest)}
     learners = {name: paddy_learner(entry, data, args.workers) for name, data in sources.items()}
@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> None:
         )
     ratios = [f"{column} original / presized = {rows[0][column] / rows[1][column]:.2f}" for column in columns]
     show(
-        f"data loading: {entry.arch} {args.size}px, item resize {entry.item_size[0]}, bs {entry.bs}, "
+        f"data loading: {entry.arch} {args.size}px, item resize {entry.resize_to[0]}, bs {entry.bs}, "
         f"{n_train} training images, workers {'default' if args.workers is None else args.workers}, {args.device}",
         rows,
         args,

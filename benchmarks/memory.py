@@ -16,7 +16,8 @@ from common import bench_entry, paddy_learner, parse, parser, sample_data, show
 
 from paddy.config import ModelEntry
 from paddy.data import CompetitionData
-from paddy.memory import MEASURED, MIB, measure_training
+from paddy.memory import MIB, measure_training
+from paddy.memory_probes import MEASURED
 
 ADAM_STATE_PER_PARAM = 2  # running averages of the gradient and of its square
 

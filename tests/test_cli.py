@@ -17,6 +17,11 @@ def run_paddy(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
+def run_folders(out):
+    """The run folders under `out` (not its hidden lock folder)."""
+    return [p for p in out.iterdir() if not p.name.startswith(".")]
+
+
 def assert_one_line_error(result, *fragments: str) -> None:
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -31,7 +36,7 @@ def test_train_end_to_end_writes_a_run_folder(tiny_data_root, tmp_path):
         "train", "--data", str(tiny_data_root), "--out", str(tmp_path / "runs"), *TINY_FLAGS, "--one-cycle"
     )
     assert result.exit_code == 0, result.output
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = run_folders(tmp_path / "runs")
     assert run_dir.name.endswith("resnet18-32x32-squish")
     assert "valid error" in result.stdout and "error_rate" in result.stdout
     assert_no_redrawn_bars(result.stdout)
@@ -43,7 +48,7 @@ def test_train_without_data_uses_the_demo(tmp_path):
     result = run_paddy("train", "--out", str(tmp_path / "runs"), "--epochs", "1", "--size", "32")
     assert result.exit_code == 0, result.output
     assert "demo dataset" in result.stdout
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = run_folders(tmp_path / "runs")
     preds = load_predictions(run_dir / "predictions.safetensors")
     assert preds.meta["arch"] == "resnet18" and preds.meta["pretrained"] is False and preds.meta["bs"] == 16
 
@@ -68,8 +73,23 @@ def test_train_from_config_entry_with_flag_override(tiny_data_root, tmp_path):
         str(tmp_path / "runs"),
     )
     assert result.exit_code == 0, result.output
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = run_folders(tmp_path / "runs")
     assert run_dir.name.endswith("resnet18-32x32-crop")
+
+
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--item", "stretch"], "'stretch' is not one of 'squish', 'crop', 'pad'"),
+        (["--bad-images", "ignore"], "'ignore' is not one of 'fail', 'skip'"),
+        (["--precision", "fp8"], "'fp8' is not one of 'auto', 'fp16', 'fp32'"),
+        (["--accum", "two"], "'two' is not a whole number or 'auto'"),
+    ],
+)
+def test_choices_are_validated_by_typer_before_anything_runs(tiny_data_root, tmp_path, flags, fragment):
+    result = runner.invoke(app, ["train", "--data", str(tiny_data_root), "--out", str(tmp_path / "runs"), *flags])
+    assert result.exit_code == 2 and fragment in " ".join(result.stderr.replace("│", " ").split())
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
 
 
 @pytest.fixture
@@ -84,8 +104,6 @@ def broken_data(tiny_data_root, tmp_path):
         (["--size", "0"], ["size"]),
         (["--accum", "3"], ["accum: 3 does not divide bs 8"]),
         (["--accum", "0"], ["accum: 0 must be at least 1"]),
-        (["--item", "stretch"], ["item"]),
-        (["--bad-images", "ignore"], ["--bad-images"]),
         (["--multi-target", "colour"], ["no extra column 'colour'", "variety"]),
         (["--mixup", "0"], ["mixup: 0.0 must be positive"]),
         (["--label-smoothing", "1"], ["label_smoothing: 1.0 must be in [0, 1)"]),
@@ -151,4 +169,4 @@ def test_error_text_in_brackets_is_printed_not_taken_as_markup(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('[defaults]\ncolour = "red"\n[[models]]\narch = "resnet18"\n')
     result = run_paddy("train", "--config", str(config))
-    assert_one_line_error(result, "[defaults]: unknown setting(s): colour")
+    assert_one_line_error(result, "[defaults]: unknown setting 'colour'")

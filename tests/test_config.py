@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,11 @@ def test_parse_size_rejects_bad_sizes(value):
 
 
 def test_parse_accum():
-    assert parse_accum("4") == 4
+    assert parse_accum(4) == 4
     assert parse_accum("auto") == "auto"
-    with pytest.raises(PaddyError, match="not an integer"):
-        parse_accum("two")
+    for bad in ("two", "4", 2.0, True):
+        with pytest.raises(PaddyError, match="not a whole number or 'auto'"):
+            parse_accum(bad)
 
 
 def test_unknown_arch_suggests_close_timm_names():
@@ -69,27 +71,101 @@ def test_accum_must_divide_bs():
         ({"valid_pct": 1.0}, "valid_pct"),
         ({"item": "stretch"}, "item"),
         ({"precision": "fp8"}, "precision"),
-        ({"weights": "/no/such/file.pth"}, "weights"),
+        ({"pretrained_file": "/no/such/file.pth"}, "pretrained_file"),
+        ({"ensemble_weight": -1}, "ensemble_weight"),
     ],
 )
 def test_each_bad_field_is_named(overrides, field):
-    entry = apply_overrides(ModelEntry(arch="resnet18"), overrides)
     with pytest.raises(PaddyError, match=f"^{field}:"):
-        check_entry(entry)
+        check_entry(apply_overrides(ModelEntry(arch="resnet18"), overrides))
 
 
 def test_overrides_ignore_none_and_reject_unknown_fields():
     entry = apply_overrides(ModelEntry(), {"arch": "resnet18", "size": "64", "epochs": None})
     assert (entry.arch, entry.size, entry.epochs) == ("resnet18", (64, 64), ModelEntry().epochs)
-    with pytest.raises(PaddyError, match="unknown setting"):
+    with pytest.raises(PaddyError, match="unknown setting 'archh'; did you mean arch"):
         apply_overrides(ModelEntry(), {"archh": "resnet18"})
 
 
 def test_item_size_defaults_to_twice_the_training_size():
-    assert ModelEntry(size=(288, 224)).item_size == (576, 448)
-    assert apply_overrides(ModelEntry(), {"presize": "640x480"}).item_size == (640, 480)
-    with pytest.raises(PaddyError, match="presize"):
-        apply_overrides(ModelEntry(), {"presize": 0})
+    assert ModelEntry(size=(288, 224)).resize_to == (576, 448)
+    assert apply_overrides(ModelEntry(), {"item_size": "640x480"}).resize_to == (640, 480)
+    with pytest.raises(PaddyError, match="item_size"):
+        apply_overrides(ModelEntry(), {"item_size": 0})
+
+
+@pytest.mark.parametrize(
+    "toml, fragment",
+    [
+        ('bs = "64"', "bs: '64' is not a whole number"),
+        ("bs = 64.0", "bs: 64.0 is not a whole number"),
+        ("epochs = true", "epochs: True is not a whole number"),
+        ('finetune = "no"', "finetune: 'no' is not true or false"),
+        ("pretrained = 1", "pretrained: 1 is not true or false"),
+        ('lr = "0.01"', "lr: '0.01' is not a number"),
+        ("lr = nan", "lr: nan is not a finite number"),
+        ("mixup = inf", "mixup: inf is not a finite number"),
+        ("valid_pct = [0.2]", "valid_pct: [0.2] is not a number"),
+        ("multi_target = 18", "multi_target: 18 is not text"),
+        ('accum = "2"', "accum '2' is not a whole number or 'auto'"),
+        ("accum = 2.0", "accum 2.0 is not a whole number or 'auto'"),
+        ('item = "stretch"', "item: 'stretch' is not one of squish, crop, pad"),
+        ("size = { h = 1 }", "size {'h': 1} is not N or HxW"),
+        ("seed = 1.5", "seed: 1.5 is not a whole number"),
+        ("pretrained_file = 3", "pretrained_file: 3 is not a file path"),
+    ],
+)
+def test_toml_values_of_the_wrong_type_are_errors_naming_entry_and_field(tmp_path, toml, fragment):
+    path = tmp_path / "typed.toml"
+    path.write_text(f'[[models]]\narch = "resnet18"\n\n[[models]]\narch = "resnet18"\n{toml}\n')
+    with pytest.raises(PaddyError) as info:
+        load_config(path)
+    assert "models[1]" in str(info.value) and fragment in str(info.value)
+    assert "models[0]" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "toml, fragment",
+    [
+        ('[[model]]\narch = "resnet18"\n', "unknown key or section 'model'; did you mean models"),
+        (
+            '[default]\nbs = 8\n[[models]]\narch = "resnet18"\n',
+            "unknown key or section 'default'; did you mean defaults",
+        ),
+        ('budgett = "8GiB"\n[[models]]\narch = "resnet18"\n', "unknown key or section 'budgett'; did you mean budget"),
+        ('defaults = 3\n[[models]]\narch = "resnet18"\n', "defaults must be a [defaults] table"),
+        ('models = ["resnet18"]\n', "models must be [[models]] tables"),
+        ('data = 3\n[[models]]\narch = "resnet18"\n', "data: 3 is not text"),
+        ('[defaults]\nbs = "8"\n[[models]]\narch = "resnet18"\n', "[defaults]: bs: '8' is not a whole number"),
+    ],
+)
+def test_config_structure_problems_are_errors_not_silent_defaults(tmp_path, toml, fragment):
+    path = tmp_path / "shape.toml"
+    path.write_text(toml)
+    with pytest.raises(PaddyError, match=re.escape(fragment)):
+        load_config(path)
+
+
+def test_old_key_names_still_load_with_a_warning(tmp_path):
+    path = tmp_path / "old.toml"
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    path.write_text(f'[defaults]\npresize = 96\n[[models]]\narch = "resnet18"\nweight = 2\nweights = "{weights}"\n')
+    config = load_config(path)
+    (entry,) = config.models
+    assert (entry.item_size, entry.ensemble_weight, entry.pretrained_file) == ((96, 96), 2.0, weights)
+    assert len(config.warnings) == 3 and "'presize' is now called 'item_size'" in config.warnings[0]
+    path.write_text('[[models]]\narch = "resnet18"\nweight = 2\nensemble_weight = 3\n')
+    with pytest.raises(PaddyError, match="both 'weight' and its new name 'ensemble_weight'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe[[models]]", b'[[models]]\narch = "r\xe9snet"\n'])
+def test_a_config_that_is_not_utf8_is_one_error(tmp_path, content):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(content)
+    with pytest.raises(PaddyError, match="not UTF-8"):
+        load_config(path)
 
 
 CONFIG = """
@@ -110,7 +186,7 @@ arch = "resnet34"
 size = "96x64"
 accum = 2
 epochs = 5
-weight = 2
+ensemble_weight = 2
 """
 
 
@@ -120,7 +196,7 @@ def test_load_config_layers_defaults_and_entries(tmp_path):
     config = load_config(path)
     first, second = config.models
     assert (first.arch, first.size, first.item, first.bs, first.epochs) == ("resnet18", (64, 64), "crop", 32, 3)
-    assert (second.size, second.accum, second.epochs, second.weight) == ((96, 64), 2, 5, 2.0)
+    assert (second.size, second.accum, second.epochs, second.ensemble_weight) == ((96, 64), 2, 5, 2.0)
     assert config.data == Path("some/data") and config.budget == "16GiB"
     assert select_entry(config, "1") is second
     assert select_entry(config, "resnet18") is first
@@ -133,7 +209,7 @@ def test_load_config_layers_defaults_and_entries(tmp_path):
 def test_flags_override_the_config_entry(tmp_path):
     path = tmp_path / "ens.toml"
     path.write_text(CONFIG)
-    entry = apply_overrides(select_entry(load_config(path), "resnet34"), {"epochs": 1, "accum": "4"})
+    entry = apply_overrides(select_entry(load_config(path), "resnet34"), {"epochs": 1, "accum": 4})
     assert (entry.epochs, entry.accum, entry.size) == (1, 4, (96, 64))
 
 
@@ -148,7 +224,7 @@ def test_load_config_lists_every_problem_with_entry_and_field(tmp_path):
     message = str(info.value)
     assert "models[1] (convnext_smal) arch: unknown arch" in message
     assert "models[1] (convnext_smal) accum: 3 does not divide bs 64" in message
-    assert "models[2]: unknown setting(s): colour" in message
+    assert "models[2] (resnet18) unknown setting 'colour'" in message
     assert "models[0]" not in message
 
 

@@ -26,8 +26,15 @@ def test_check_layout_reads_classes_and_sorted_test_images(tiny_data):
     assert tiny_data.test_ids[0] == "200001.jpg"
 
 
+def add_test_image(root, name: str, content: bytes | None = None) -> None:
+    """A test image and its sample_submission row (the two must list the same images)."""
+    (root / "test_images" / name).write_bytes(content or (root / "test_images" / "200001.jpg").read_bytes())
+    with open(root / "sample_submission.csv", "a") as sample:
+        sample.write(f"{name},\n")
+
+
 def test_test_order_is_by_name_not_by_creation(data_copy):
-    (data_copy / "test_images" / "100000.jpg").write_bytes((data_copy / "test_images" / "200001.jpg").read_bytes())
+    add_test_image(data_copy, "100000.jpg")
     assert check_layout(data_copy).test_ids[0] == "100000.jpg"
 
 
@@ -92,7 +99,7 @@ def test_corrupt_training_image_fails_or_is_skipped(data_copy):
 
 
 def test_corrupt_test_image_always_fails(data_copy):
-    (data_copy / "test_images" / "299999.jpg").write_bytes(b"\xff\xd8 truncated")
+    add_test_image(data_copy, "299999.jpg", b"\xff\xd8 truncated")
     with pytest.raises(PaddyError, match="test image cannot be read: .*299999.jpg"):
         without_bad_images(check_layout(data_copy), "skip")
 

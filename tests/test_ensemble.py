@@ -1,11 +1,15 @@
 import os
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_entry
 
 from paddy.config import load_config
 from paddy.ensemble import Member, aligned_probs, average, build_ensemble, check_probabilities, parse_weights
 from paddy.errors import PaddyError
+from paddy.files import write_json
 from paddy.predictions import Predictions, load_predictions, save_predictions
 
 VOCAB = ("blast", "hispa", "normal")
@@ -62,13 +66,18 @@ def test_mismatched_members_are_refused(other, message):
 def test_zero_total_weight_and_no_members():
     with pytest.raises(PaddyError, match="add up to 0"):
         average([Member("a", preds(A), 0.0)])
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(PaddyError, match=f"run b: ensemble weight {bad} is not a finite number"):
+            average([Member("a", preds(A), 1.0), Member("b", preds(B), bad)])
+    with pytest.raises(PaddyError, match="add up to inf"):
+        average([Member("a", preds(A), 1e308), Member("b", preds(B), 1e308)])
     with pytest.raises(PaddyError, match="no finished runs"):
         average([])
 
 
 def test_parse_weights():
     assert parse_weights(["vit_large_patch16_224=2", "run-1=0.5"]) == {"vit_large_patch16_224": 2.0, "run-1": 0.5}
-    for bad in ("vit", "=2", "vit=-1", "vit=two"):
+    for bad in ("vit", "=2", "vit=-1", "vit=two", "vit=nan", "vit=inf", "vit=1e400"):
         with pytest.raises(PaddyError, match="NAME=WEIGHT"):
             parse_weights([bad])
 
@@ -77,7 +86,11 @@ def test_check_probabilities_accepts_softmax_rows():
     check_probabilities("a", preds(A))
 
 
-def write_run(out, name, probs, **meta):
+def write_run(out, name, probs, entry=None, data_root=Path("/data"), **meta):
+    """A finished run folder: config.json (the entry's settings on `data_root`), result.json, predictions."""
+    entry = entry or tiny_entry()
+    write_json(out / name / "config.json", {**entry.to_json(), "data": str(data_root)})
+    write_json(out / name / "result.json", {"valid_error": 0.5, "train_seconds": 1.0, "predict_seconds": 1.0})
     save_predictions(preds(probs, run=name, **meta), out / name / "predictions.safetensors")
 
 
@@ -98,7 +111,7 @@ def test_nothing_is_written_when_a_member_is_bad(tmp_path):
     out = tmp_path / "runs"
     write_run(out, "r1", A)
     write_run(out, "r2", B)
-    save_predictions(preds(B, ids=("1.jpg", "9.jpg")), out / "r3" / "predictions.safetensors")
+    write_run(out, "r3", B, ids=("1.jpg", "9.jpg"))
     dest = out / "ensemble.safetensors"
     with pytest.raises(PaddyError, match="run r3: test images differ"):
         build_ensemble(out, None, {}, None, dest)
@@ -114,19 +127,25 @@ def test_unknown_names_are_refused(tmp_path):
         build_ensemble(out, ["r9"], {}, None, out / "e.safetensors")
 
 
-def test_config_picks_the_newest_run_of_each_entry_with_its_weight(tmp_path):
-    out = tmp_path / "runs"
-    write_run(out, "old", B, size=[32, 32], item="squish")
-    write_run(out, "new", A, size=[32, 32], item="squish")
-    write_run(out, "crop", B, size=[48, 48], item="crop")
-    os.utime(out / "old" / "predictions.safetensors", (1, 1))
+def test_config_picks_the_newest_run_of_each_entry_with_its_weight(tiny_data_root, tmp_path):
+    out, data = tmp_path / "runs", tiny_data_root.absolute()
     config = tmp_path / "c.toml"
     config.write_text(
-        '[[models]]\narch = "resnet18"\nsize = 32\n\n'
-        '[[models]]\narch = "resnet18"\nsize = 48\nitem = "crop"\nweight = 2\n'
+        '[defaults]\nbs = 8\nepochs = 1\npretrained = false\nseed = 0\n[[models]]\narch = "resnet18"\nsize = 32\n\n'
+        '[[models]]\narch = "resnet18"\nsize = 48\nitem = "crop"\nensemble_weight = 2\naccum = 2\n'
     )
-    _, members = build_ensemble(out, None, {}, load_config(config), out / "e.safetensors")
+    small, crop = load_config(config).models
+    write_run(out, "old", B, small, data)
+    write_run(out, "new", A, small, data)
+    write_run(out, "crop", B, replace(crop, accum=4), data)  # a retry's accum does not matter
+    write_run(out, "more-epochs", B, replace(small, epochs=3), data)
+    write_run(out, "other-item-size", B, replace(small, item_size=(40, 40)), data)
+    write_run(out, "other-data", B, small, tmp_path / "elsewhere")
+    for name in ("more-epochs", "other-item-size", "other-data"):
+        os.utime(out / name / "predictions.safetensors", (2e9, 2e9))  # newest, but not the entry's
+    os.utime(out / "old" / "predictions.safetensors", (1, 1))
+    _, members = build_ensemble(out, None, {}, load_config(config), out / "e.safetensors", data)
     assert [(m.name, m.weight) for m in members] == [("new", 1.0), ("crop", 2.0)]
     config.write_text('[[models]]\narch = "resnet18"\nsize = 64\n')
     with pytest.raises(PaddyError, match="no finished run .* resnet18-64x64-squish"):
-        build_ensemble(out, None, {}, load_config(config), out / "e.safetensors")
+        build_ensemble(out, None, {}, load_config(config), out / "e.safetensors", data)

@@ -171,12 +171,12 @@ runner = CliRunner()
 
 
 def test_ensemble_then_submit_dry_run_end_to_end(finished_run, tiny_data, tiny_data_root, tmp_path):
-    out = finished_run.run_dir.parent
+    out = finished_run.run.path.parent
     ensembled = runner.invoke(app, ["ensemble", "--out", str(out), "--dest", str(tmp_path / "e.safetensors")])
     assert ensembled.exit_code == 0, ensembled.output
     assert "ensemble of 1 runs" in ensembled.stdout and "resnet18" in ensembled.stdout
     (member,) = load_predictions(tmp_path / "e.safetensors").meta["members"]
-    assert (member["run"], member["arch"], member["weight"]) == (finished_run.run_dir.name, "resnet18", 1.0)
+    assert (member["run"], member["arch"], member["weight"]) == (finished_run.run.path.name, "resnet18", 1.0)
     result = runner.invoke(
         app,
         [
@@ -201,7 +201,7 @@ def test_ensemble_then_submit_dry_run_end_to_end(finished_run, tiny_data, tiny_d
 
 def submit_run(finished_run, data_root, submissions):
     """`paddy submit` of the finished run's own predictions."""
-    run_dir = finished_run.run_dir
+    run_dir = finished_run.run.path
     options = ["--run", run_dir.name, "--out", run_dir.parent, "--data", data_root, "--submissions", submissions]
     return runner.invoke(app, ["submit", *map(str, options)])
 

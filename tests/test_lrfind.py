@@ -12,9 +12,9 @@ def test_lr_find_saves_plot_and_suggestions(tiny_data, tmp_path):
     assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(result.suggestions) == {"minimum", "steep", "valley", "slide"}
     assert all(1e-8 < lr < 10 for lr in result.suggestions.values())
-    assert json.loads((result.run_dir / "lr_find.json").read_text()) == result.suggestions
-    assert json.loads((result.run_dir / "config.json").read_text())["step_bs"] == 4
-    assert not (result.run_dir / "predictions.safetensors").exists()
+    assert json.loads((result.run.path / "lr_find.json").read_text()) == result.suggestions
+    assert json.loads((result.run.path / "config.json").read_text())["step_bs"] == 4
+    assert not (result.run.path / "predictions.safetensors").exists()
 
 
 def test_lr_find_command_prints_suggestions_without_bars(tiny_data_root, tmp_path):

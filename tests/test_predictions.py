@@ -46,10 +46,10 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
     import paddy.files
 
     def broken_fsync(fd):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(paddy.files.os, "fsync", broken_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(PaddyError, match="cannot write .*p.safetensors: No space left on device"):
         save_predictions(Predictions(np.ones((1, 1), np.float32), ("x",), ("y",)), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["p.safetensors"]

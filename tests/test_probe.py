@@ -4,7 +4,6 @@ handling, the JSON record, `--accum auto`, the CPU tensor accounting, and one re
 import json
 from dataclasses import replace
 
-import pandas as pd
 import pytest
 import torch
 from conftest import tiny_entry
@@ -24,33 +23,25 @@ from typer.testing import CliRunner
 import paddy.probe
 import paddy.train
 from paddy.cli import app
+from paddy.config import accum_choices
 from paddy.errors import PaddyError
-from paddy.memory import (
+from paddy.memory import LiveTensorBytes, Measurement, StopAfterSecondStep, probe_subset
+from paddy.memory_probes import (
     CUDA_CONTEXT_MIB,
     ESTIMATE,
     MEASURED,
-    LiveTensorBytes,
-    Measurement,
-    StopAfterSecondStep,
-    probe_subset,
-)
-from paddy.probe import (
     PROBES_FILE,
     ProbeRecord,
     Trial,
-    accum_candidates,
-    check_headroom,
     chosen_budget,
     load_probes,
     parse_budget,
     probe_key,
-    probe_memory,
     resolve_auto_accum,
     save_probe,
-    search_accum,
 )
+from paddy.probe import check_headroom, probe_memory, search_accum
 from paddy.report import probe_table
-from paddy.train import RunResult
 
 runner = CliRunner()
 TINY_FLAGS = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained", "--seed", "0"]
@@ -98,11 +89,11 @@ def test_headroom_must_be_in_zero_to_nine_tenths():
             check_headroom(bad)
 
 
-def test_accum_candidates_are_doubling_divisors_leaving_two_images_per_step():
-    assert accum_candidates(64) == [1, 2, 4, 8, 16, 32]
-    assert accum_candidates(48) == [1, 2, 4, 8, 16]  # 32 does not divide 48
-    assert accum_candidates(6) == [1, 2]
-    assert accum_candidates(1) == []
+def test_accum_choices_are_doubling_divisors_leaving_two_images_per_step():
+    assert accum_choices(64) == [1, 2, 4, 8, 16, 32]
+    assert accum_choices(48) == [1, 2, 4, 8, 16]  # 32 does not divide 48
+    assert accum_choices(6) == [1, 2]
+    assert accum_choices(1) == []
 
 
 def test_search_tries_in_order_and_stops_at_the_first_fit():
@@ -160,8 +151,8 @@ def test_probe_records_each_entry_as_json_and_train_auto_reads_it(tmp_path, tiny
     assert saved[1]["limit_mib"] == 500 and saved[1]["kind"] == ESTIMATE
     assert saved[1]["cuda_context_allowance_mib"] == CUDA_CONTEXT_MIB
     assert [t["peak_mib"] for t in saved[1]["trials"]] == [1000, 500]
-    assert resolve_auto_accum(replace(large, accum="auto"), 1000, path).accum == 2
-    assert resolve_auto_accum(replace(small, accum="auto"), 1000, path).accum == 1
+    assert resolve_auto_accum([replace(large, accum="auto")], 1000, path.parent)[0].accum == 2
+    assert resolve_auto_accum([replace(small, accum="auto")], 1000, path.parent)[0].accum == 1
 
 
 def test_probing_again_replaces_the_record_of_the_same_model_and_budget(tmp_path, tiny_data):
@@ -202,7 +193,7 @@ def test_bad_entries_are_refused_before_anything_is_measured(tmp_path, tiny_data
 
 def record(entry, budget, kind, accum_fits, when="2026-01-01T00:00:00"):
     trials = [
-        Trial(a, entry.bs // a, 100.0, a == accum_fits) for a in accum_candidates(entry.bs) if a <= (accum_fits or 99)
+        Trial(a, entry.bs // a, 100.0, a == accum_fits) for a in accum_choices(entry.bs) if a <= (accum_fits or 99)
     ]
     return ProbeRecord(probe_key(entry, budget), 0.1, kind, "cpu", trials, when)
 
@@ -211,7 +202,7 @@ def test_auto_accum_prefers_a_measurement_to_an_estimate(tmp_path):
     path, entry = tmp_path / PROBES_FILE, tiny_entry(bs=64)
     save_probe(path, record(entry, 16280, MEASURED, 4, when="2026-01-01T00:00:00"))
     save_probe(path, record(entry, 16280, ESTIMATE, 8, when="2026-06-01T00:00:00"))
-    assert resolve_auto_accum(replace(entry, accum="auto"), 16280, path).accum == 4
+    assert resolve_auto_accum([replace(entry, accum="auto")], 16280, path.parent)[0].accum == 4
 
 
 def test_auto_accum_without_a_record_says_to_probe_first(tmp_path):
@@ -219,14 +210,14 @@ def test_auto_accum_without_a_record_says_to_probe_first(tmp_path):
     save_probe(path, record(tiny_entry(bs=64), 16280, ESTIMATE, 2))
     for other, budget in ((entry, 24576), (replace(entry, size=(64, 64)), 16280), (replace(entry, bs=32), 16280)):
         with pytest.raises(PaddyError, match=r"no memory probe recorded .* run `paddy probe-memory"):
-            resolve_auto_accum(other, budget, path)
+            resolve_auto_accum([other], budget, path.parent)
 
 
 def test_auto_accum_of_a_model_that_never_fits_is_an_error(tmp_path):
     path, entry = tmp_path / PROBES_FILE, tiny_entry(bs=8)
     save_probe(path, record(entry, 1000, ESTIMATE, None))
     with pytest.raises(PaddyError, match=r"does not fit in 1000 MiB even at accum 4 \(per-step batch 2\)"):
-        resolve_auto_accum(replace(entry, accum="auto"), 1000, path)
+        resolve_auto_accum([replace(entry, accum="auto")], 1000, path.parent)
 
 
 def test_the_table_labels_estimates_and_says_when_nothing_fits():
@@ -242,8 +233,21 @@ def test_the_table_labels_estimates_and_says_when_nothing_fits():
 
 
 def test_a_fixed_accum_ignores_the_probes(tmp_path):
+    (tmp_path / PROBES_FILE).write_text("{damaged")
     entry = tiny_entry(accum=2)
-    assert resolve_auto_accum(entry, 1000, tmp_path / "none.json") is entry
+    assert resolve_auto_accum([entry], 1000, tmp_path) == [entry]
+
+
+def test_every_auto_entry_is_resolved_at_once_and_each_missing_probe_is_named(tmp_path):
+    path, first = tmp_path / PROBES_FILE, tiny_entry(bs=64)
+    save_probe(path, record(first, 16280, ESTIMATE, 2))
+    second = replace(first, size=(64, 64), accum="auto")
+    with pytest.raises(PaddyError) as info:
+        resolve_auto_accum([replace(first, accum="auto"), tiny_entry(accum=2), second], 16280, tmp_path, " --data D")
+    message = str(info.value)
+    assert "entry 2: --accum auto: no memory probe recorded for resnet18 64x64" in message
+    assert "entry 0" not in message and "entry 1" not in message
+    assert f"paddy probe-memory --data D --out {tmp_path} --arch resnet18 --size 64x64" in message
 
 
 def test_a_corrupt_probes_file_is_one_clear_error(tmp_path):
@@ -251,6 +255,22 @@ def test_a_corrupt_probes_file_is_one_clear_error(tmp_path):
     path.write_text("{not json")
     with pytest.raises(PaddyError, match="cannot read memory probes"):
         load_probes(path)
+
+
+def test_an_unwritable_out_fails_before_any_probe_and_keeps_the_old_records(tmp_path, tiny_data, monkeypatch):
+    path, entry = tmp_path / PROBES_FILE, tiny_entry(bs=64)
+    save_probe(path, record(entry, 1000, ESTIMATE, 2))
+    before = path.read_bytes()
+    measure = FakeMeasure()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("paddy.files.os.fsync", disk_full)
+    with pytest.raises(PaddyError, match="No space left on device"):
+        probe_memory([entry], tiny_data, 1000, 0.1, path, measure=measure)
+    assert measure.calls == [] and path.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_live_tensor_bytes_counts_storages_once_and_forgets_freed_ones():
@@ -353,16 +373,16 @@ def test_probe_memory_end_to_end_on_cpu(tiny_data_root, tmp_path):
 def test_train_accum_auto_uses_the_recorded_accum(tiny_data_root, tmp_path, monkeypatch):
     trained = []
 
-    def fake_train(entry, data, out):
-        trained.append(entry)
-        return RunResult(out / "run", entry, 0, 0.5, 1.0, pd.DataFrame({"epoch": [0]}))
+    def fake_make_learner(plan, data, callbacks, num_workers=None):
+        trained.append(plan.entry)
+        raise PaddyError("stop here: the accum is what this test checks")
 
-    monkeypatch.setattr(paddy.train, "train", fake_train)
+    monkeypatch.setattr(paddy.train, "make_learner", fake_make_learner)
     save_probe(tmp_path / PROBES_FILE, record(tiny_entry(), 24576, ESTIMATE, 2))
     args = ["train", "--data", str(tiny_data_root), "--out", str(tmp_path), *TINY_FLAGS, "--accum", "auto"]
     result = runner.invoke(app, [*args, "--budget", "24GiB"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    assert "--accum auto: accum 2" in result.stdout and [e.accum for e in trained] == [2]
+    assert "stop here" in result.stderr, result.output
+    assert [e.accum for e in trained] == [2]
     result = runner.invoke(app, args, catch_exceptions=False)  # the default budget has no record
     assert result.exit_code == 1 and "no memory probe recorded" in result.stderr and len(trained) == 1
 

@@ -9,15 +9,17 @@ import time
 import pytest
 import torch
 from conftest import assert_no_redrawn_bars, tiny_entry
+from filelock import FileLock
 from typer.testing import CliRunner
 
 from paddy.cli import app
 from paddy.config import load_config
 from paddy.ensemble import build_ensemble
+from paddy.ensemble_training import BUSY, SKIPPED, TRAINED, estimate_remaining, run_config, train_with_oom_retry
 from paddy.errors import PaddyError
 from paddy.files import read_json
 from paddy.predictions import load_predictions
-from paddy.run import SKIPPED, TRAINED, estimate_remaining, run_config, train_with_oom_retry
+from paddy.runs import entry_run_folder
 from paddy.train import train
 
 TINY_CONFIG = """
@@ -44,9 +46,9 @@ item = "pad"
 """
 
 
-def train_in_process(entry, data, out, run_name):
+def train_in_process(entry, data, out, budget_mib, run):
     """The real train(), without DataLoader worker processes (faster on tiny data)."""
-    return train(entry, data, out, num_workers=0, run_name=run_name)
+    return train(entry, data, out, budget_mib=budget_mib, num_workers=0, run=run)
 
 
 def write_config(tmp_path, second_epochs=1, name="tiny3.toml"):
@@ -89,27 +91,30 @@ def test_estimate_remaining():
 def test_run_records_the_accum_that_survived_oom(tiny_data, tmp_path):
     config = load_config(write_config(tmp_path))
 
-    def train_fn(entry, data, out, run_name):
+    def train_fn(entry, data, out, budget_mib, run):
         if entry.accum < 2:
             raise torch.OutOfMemoryError("injected")
-        return train(entry, data, out, num_workers=0, run_name=run_name)
+        return train_in_process(entry, data, out, budget_mib, run)
 
     (first, *_) = run_config(config, tiny_data, tmp_path / "runs", train_fn=train_fn)
     assert first.accum == 2 and first.status == TRAINED
-    assert read_json(first.run_dir / "config.json")["accum"] == 2
-    assert load_predictions(first.run_dir / "predictions.safetensors").meta["accum"] == 2
+    assert read_json(first.run.config_path)["accum"] == 2
+    assert load_predictions(first.run.predictions_path).meta["accum"] == 2
 
 
 def test_rerun_skips_finished_entries_and_retrains_changed_ones(tiny_data, tmp_path):
     out = tmp_path / "runs"
     first = run_config(load_config(write_config(tmp_path)), tiny_data, out, train_fn=train_in_process)
     assert [o.status for o in first] == [TRAINED] * 3
-    stamps = [(o.run_dir / "predictions.safetensors").stat().st_mtime_ns for o in first]
-    second = run_config(load_config(write_config(tmp_path, second_epochs=2)), tiny_data, out, train_fn=train_in_process)
+    stamps = [o.run.predictions_path.stat().st_mtime_ns for o in first]
+    changed = load_config(write_config(tmp_path, second_epochs=2))
+    second = run_config(changed, tiny_data, out, train_fn=train_in_process)
     assert [o.status for o in second] == [SKIPPED, TRAINED, SKIPPED]
     assert second[0].valid_error == first[0].valid_error
-    assert (first[0].run_dir / "predictions.safetensors").stat().st_mtime_ns == stamps[0]
-    _, members = build_ensemble(out, None, {}, None, tmp_path / "ensemble.safetensors")
+    assert first[0].run.predictions_path.stat().st_mtime_ns == stamps[0]
+    assert second[1].run != first[1].run and first[1].run.finished, "the earlier finished run of entry 1 is kept"
+    _, members = build_ensemble(out, None, {}, changed, tmp_path / "ensemble.safetensors", tiny_data.root)
+    assert [m.name for m in members] == [o.run.name for o in second], "ensemble --config matches as run does"
     assert [m.weight for m in members] == [1.0, 2.0, 1.0], "paddy ensemble takes the config's weights"
     forced = run_config(
         load_config(write_config(tmp_path, second_epochs=2)), tiny_data, out, force=True, train_fn=train_in_process
@@ -178,5 +183,40 @@ def test_killed_run_resumes_without_retraining_or_corrupt_files(tiny_data, tiny_
     assert [o.status for o in outcomes] == [SKIPPED, TRAINED, TRAINED]
     assert (entry1 / "predictions.safetensors").stat().st_mtime_ns == entry1_stamp
     for outcome in outcomes:
-        load_predictions(outcome.run_dir / "predictions.safetensors")
+        load_predictions(outcome.run.predictions_path)
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_an_entry_another_process_is_training_is_left_to_it(tiny_data, tmp_path):
+    config, out = load_config(write_config(tmp_path)), tmp_path / "runs"
+    trained = []
+
+    def record(entry, data, out, budget_mib, run):
+        trained.append(run.name)
+        return train_in_process(entry, data, out, budget_mib, run)
+
+    middle = entry_run_folder(out, config.name, 1, config.models[1], tiny_data.root)
+    held = FileLock(out / ".locks" / f"{middle.name}.lock")
+    (out / ".locks").mkdir(parents=True)
+    with held:  # another process's lock: flock is per open file, so this one counts as another writer
+        outcomes = run_config(config, tiny_data, out, train_fn=record)
+    assert [o.status for o in outcomes] == [TRAINED, BUSY, TRAINED]
+    assert middle.name not in trained and not middle.path.exists()
+    again = run_config(config, tiny_data, out, train_fn=record)
+    assert [o.status for o in again] == [SKIPPED, TRAINED, SKIPPED], "a lock left by a finished process is free"
+
+
+def test_two_concurrent_runs_on_one_output_never_interleave(tiny_data_root, tmp_path):
+    config, out = write_config(tmp_path, second_epochs=3), tmp_path / "runs"
+    command = [sys.executable, "-m", "paddy", "run", str(config), "--data", str(tiny_data_root), "--out", str(out)]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], results
+    runs = sorted(p for p in out.iterdir() if not p.name.startswith("."))
+    assert len(runs) == 3, "each entry trained once, into its own folder"
+    for run in runs:
+        recorded = read_json(run / "config.json")
+        preds = load_predictions(run / "predictions.safetensors")
+        assert preds.meta["run"] == run.name
+        assert (preds.meta["item"], preds.meta["epochs"]) == (recorded["item"], recorded["epochs"])
+        assert preds.meta["seed"] == recorded["seed_used"]

@@ -3,11 +3,11 @@ from typer.testing import CliRunner
 
 from paddy.cli import app
 from paddy.errors import PaddyError
-from paddy.runs import find_run, run_summary
+from paddy.runs import RunFolder, find_run, run_summary
 
 
 def test_run_summary_of_a_finished_run(finished_run):
-    summary = run_summary(finished_run.run_dir)
+    summary = run_summary(finished_run.run)
     assert summary.config["arch"] == "resnet18"
     assert summary.result["valid_error"] == pytest.approx(finished_run.valid_error)
     assert [p.name for p in summary.pictures] == ["confusion.png", "loss.png"]
@@ -18,21 +18,21 @@ def test_run_summary_of_a_finished_run(finished_run):
 def test_unfinished_run_has_no_result(finished_run, tmp_path):
     import shutil
 
-    copy = shutil.copytree(finished_run.run_dir, tmp_path / "copy")
+    copy = shutil.copytree(finished_run.run.path, tmp_path / "copy")
     (copy / "predictions.safetensors").unlink()
-    assert run_summary(copy).result is None
+    assert run_summary(RunFolder(copy)).result is None
 
 
 def test_find_run_by_name_or_path(finished_run):
-    out = finished_run.run_dir.parent
-    assert find_run(finished_run.run_dir.name, out) == out / finished_run.run_dir.name
-    assert find_run(str(finished_run.run_dir), out / "elsewhere") == finished_run.run_dir
+    out = finished_run.run.path.parent
+    assert find_run(finished_run.run.path.name, out) == finished_run.run
+    assert find_run(str(finished_run.run.path), out / "elsewhere") == finished_run.run
     with pytest.raises(PaddyError, match="no run folder"):
         find_run("nope", out)
 
 
 def test_show_prints_settings_history_and_pictures(finished_run):
-    result = CliRunner().invoke(app, ["show", finished_run.run_dir.name, "--out", str(finished_run.run_dir.parent)])
+    result = CliRunner().invoke(app, ["show", finished_run.run.path.name, "--out", str(finished_run.run.path.parent)])
     assert result.exit_code == 0, result.output
     assert "resnet18" in result.stdout and "history" in result.stdout and "valid error" in result.stdout
     assert "confusion.png" in result.stdout and "loss.png" in result.stdout

@@ -44,8 +44,8 @@ def test_activation_keeps_only_the_disease_probabilities():
 
 
 def test_each_target_has_its_own_error_metric():
-    _, (disease_error, variety_error) = two_targets(3, "variety", 0.0)
-    assert disease_error.__name__ == "disease_error" and variety_error.__name__ == "variety_error"
+    _, (disease_error, variety_error) = two_targets(3, "label", "variety", 0.0)
+    assert disease_error.__name__ == "label_error" and variety_error.__name__ == "variety_error"
     # row 0: disease argmax 0 (right), variety argmax 0 (right)
     # row 1: disease argmax 1 (wrong), variety argmax 1 (right)
     assert float(disease_error(OUT, DISEASE, VARIETY)) == 0.5
@@ -66,8 +66,8 @@ def test_multi_target_run_saves_disease_only_probabilities(tiny_data, tmp_path):
     from paddy.train import train
 
     result = train(tiny_entry(multi_target="variety", finetune=False), tiny_data, tmp_path, num_workers=0)
-    assert {"disease_error", "variety_error"} <= set(result.history.columns)
-    assert result.valid_error == pytest.approx(result.history.disease_error.iloc[-1])
+    assert {"label_error", "variety_error"} <= set(result.history.columns), "named after the sample's column"
+    assert result.valid_error == pytest.approx(result.history.label_error.iloc[-1])
     preds = load_predictions(result.predictions_path)
     assert preds.probs.shape == (len(tiny_data.test_images), len(tiny_data.classes))
     assert preds.vocab == tiny_data.classes and preds.meta["multi_target"] == "variety"

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,15 @@ from torch import nn
 
 from paddy.errors import PaddyError
 from paddy.predictions import load_predictions
-from paddy.train import accumulation, build_dataloaders, build_learner, resolve_precision, train
+from paddy.train import (
+    accumulation,
+    build_dataloaders,
+    build_learner,
+    make_learner,
+    plan_training,
+    resolve_precision,
+    train,
+)
 
 
 def tiny_mlp() -> nn.Module:
@@ -53,8 +62,8 @@ def test_accumulation_splits_the_batch_and_refuses_bad_factors():
     step_bs, cbs = accumulation(64, 4)
     assert step_bs == 16 and len(cbs) == 1 and cbs[0].n_acc == 64
     assert accumulation(64, 1) == (64, [])
-    for bad in (0, 3, 128):
-        with pytest.raises(PaddyError, match="positive divisor"):
+    for bad, reason in ((0, "at least 1"), (3, "does not divide bs 64"), (64, "1 image per step")):
+        with pytest.raises(PaddyError, match=reason):
             accumulation(64, bad)
 
 
@@ -66,10 +75,10 @@ def test_precision_auto_follows_the_device():
 
 
 def test_dataloaders_use_per_step_batch_and_all_classes(tiny_data):
-    entry = tiny_entry(bs=8, accum=2, item="pad", presize="40x30")
-    dls = build_dataloaders(tiny_data, entry, seed=0, step_bs=4, num_workers=0)
+    plan = plan_training(tiny_entry(bs=8, accum=2, item="pad", item_size="40x30"))
+    dls = build_dataloaders(tiny_data, plan.entry, seed=0, step_bs=plan.step_bs, num_workers=0)
     xb, yb = dls.one_batch()
-    assert xb.shape == (4, 3, 32, 32)
+    assert xb.shape == (8 // 2, 3, 32, 32), "each step sees bs // accum images"
     assert list(dls.vocab) == list(tiny_data.classes)
     assert len(dls.valid_ds) == round(0.2 * len(tiny_data.train_images))
 
@@ -89,8 +98,9 @@ def test_local_weights_file_is_loaded(tiny_data, tmp_path):
     path = tmp_path / "resnet18.safetensors"
     save_file(source.state_dict(), path)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
-    learn = build_learner(dls, tiny_entry(weights=str(path)), [])
-    torch.testing.assert_close(learn.model[0].model.conv1.weight, source.conv1.weight)
+    learn = build_learner(dls, tiny_entry(pretrained_file=str(path)), [])
+    for name, value in learn.model[0].model.state_dict().items():
+        torch.testing.assert_close(value, source.state_dict()[name])
 
 
 def test_weights_for_another_arch_is_one_clear_error(tiny_data, tmp_path):
@@ -101,7 +111,89 @@ def test_weights_for_another_arch_is_one_clear_error(tiny_data, tmp_path):
     save_file(timm.create_model("resnet50", pretrained=False).state_dict(), path)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
     with pytest.raises(PaddyError, match="does not fit resnet18"):
-        build_learner(dls, tiny_entry(weights=str(path)), [])
+        build_learner(dls, tiny_entry(pretrained_file=str(path)), [])
+
+
+def save_state(state: dict, path) -> str:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda state: state.pop("layer4.1.bn2.weight"), "1 backbone weights missing (e.g. layer4.1.bn2.weight)"),
+        (lambda state: state.update(extra=torch.zeros(1)), "1 unexpected (e.g. extra)"),
+        (
+            lambda state: {state.pop(k) for k in [k for k in state if k.startswith("layer4")]},
+            "backbone weights missing",
+        ),
+    ],
+)
+def test_a_weights_file_that_leaves_any_backbone_weight_unloaded_is_refused(tiny_data, tmp_path, change, fragment):
+    """timm loads the file non-strictly (fastai builds the body without a classifier): paddy checks every key."""
+    import timm
+
+    state = timm.create_model("resnet18", pretrained=False).state_dict()
+    change(state)
+    path = save_state(state, tmp_path / "partial.safetensors")
+    dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
+    with pytest.raises(PaddyError, match=re.escape(fragment)):
+        build_learner(dls, tiny_entry(pretrained_file=path), [])
+
+
+def test_the_classifier_of_a_weights_file_may_be_dropped(tiny_data, tmp_path):
+    import timm
+
+    state = timm.create_model("resnet18", pretrained=False).state_dict()
+    assert {"fc.weight", "fc.bias"} <= set(state)
+    dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
+    build_learner(dls, tiny_entry(pretrained_file=save_state(state, tmp_path / "w.safetensors")), [])
+
+
+@pytest.mark.parametrize(
+    "content, name",
+    [(b"\x00" * 10, "truncated.safetensors"), (b"not a pickle", "junk.pth"), (b"", "empty.safetensors")],
+)
+def test_a_damaged_or_mislabelled_weights_file_is_one_error(tiny_data, tmp_path, content, name):
+    path = tmp_path / name
+    path.write_bytes(content)
+    dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
+    with pytest.raises(PaddyError, match="cannot read pretrained_file"):
+        build_learner(dls, tiny_entry(pretrained_file=str(path)), [])
+
+
+def test_safetensors_content_named_pth_is_refused_not_unpickled(tiny_data, tmp_path):
+    import timm
+
+    path = tmp_path / "mislabelled.pth"
+    save_state(timm.create_model("resnet18", pretrained=False).state_dict(), path)
+    dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
+    with pytest.raises(PaddyError, match="cannot read pretrained_file"):
+        build_learner(dls, tiny_entry(pretrained_file=str(path)), [])
+
+
+def trainable_share(learn) -> float:
+    params = list(learn.model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad) / sum(p.numel() for p in params)
+
+
+def test_one_cycle_with_pretrained_weights_trains_every_layer(tiny_data, tmp_path):
+    """The course unfreezes before fit_one_cycle; without it only the head and BatchNorm (~5%) would train."""
+    import timm
+
+    path = save_state(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "w.safetensors")
+    one_cycle = plan_training(tiny_entry(pretrained_file=path, finetune=False))
+    learn = make_learner(one_cycle, tiny_data, [], num_workers=0)
+    assert trainable_share(learn) == 1.0
+    before = learn.model[0].model.conv1.weight.detach().clone()
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(1, 0.01)
+    assert not torch.allclose(before, learn.model[0].model.conv1.weight), "the backbone's first layer should train"
+    finetune = make_learner(plan_training(tiny_entry(pretrained_file=path)), tiny_data, [], num_workers=0)
+    assert trainable_share(finetune) < 0.1, "fine_tune starts frozen (its first epoch trains the head)"
 
 
 def test_offline_pretrained_download_is_one_clear_error(tiny_data, monkeypatch):
@@ -114,7 +206,7 @@ def test_offline_pretrained_download_is_one_clear_error(tiny_data, monkeypatch):
 
 
 def test_finished_run_folder_holds_config_history_and_predictions(finished_run, tiny_data):
-    run_dir = finished_run.run_dir
+    run_dir = finished_run.run.path
     config = json.loads((run_dir / "config.json").read_text())
     assert config["arch"] == "resnet18" and config["seed_used"] == 0 and config["step_bs"] == 8
     history = pd.read_csv(run_dir / "history.csv")
@@ -122,6 +214,7 @@ def test_finished_run_folder_holds_config_history_and_predictions(finished_run, 
     assert {"train_loss", "valid_loss", "error_rate"} <= set(history.columns)
     result = json.loads((run_dir / "result.json").read_text())
     assert result["valid_error"] == pytest.approx(history.error_rate.iloc[-1])
+    assert result["train_seconds"] > 0 and result["predict_seconds"] > 0
     preds = load_predictions(finished_run.predictions_path)
     assert preds.image_ids == tuple(tiny_data.test_ids)
     assert preds.vocab == tiny_data.classes
@@ -129,6 +222,10 @@ def test_finished_run_folder_holds_config_history_and_predictions(finished_run, 
     assert preds.meta["arch"] == "resnet18" and preds.meta["size"] == [32, 32] and preds.meta["accum"] == 1
     assert preds.meta["seed"] == 0 and preds.meta["valid_error"] == pytest.approx(finished_run.valid_error)
     assert set(preds.meta["versions"]) >= {"torch", "fastai", "timm"}
+    assert (
+        preds.meta["data"] == str(tiny_data.root)
+        and preds.meta["test_ids_sha256"] == tiny_data.identity()["test_ids_sha256"]
+    )
 
 
 def test_unseeded_runs_draw_and_record_a_seed(tiny_data, tmp_path):
@@ -148,3 +245,27 @@ def test_auto_accum_must_be_resolved_first(tiny_data, tmp_path):
     with pytest.raises(PaddyError, match="auto"):
         train(tiny_entry(accum="auto"), tiny_data, tmp_path, num_workers=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_batch_larger_than_the_training_split_is_refused_before_anything_is_written(tiny_data, tmp_path):
+    """48 training images (60 less 20%): bs 64 would make zero optimizer steps and still 'finish'."""
+    with pytest.raises(PaddyError, match="bs 64 is larger than the 48 training images.*no optimizer step"):
+        train(tiny_entry(bs=64), tiny_data, tmp_path, num_workers=0)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_nan_loss_stops_training_and_leaves_no_finished_run(tiny_data, tmp_path, monkeypatch):
+    import paddy.train
+
+    real = paddy.train.single_target
+
+    def nan_loss(label_smoothing):
+        loss, metrics = real(label_smoothing)
+        return (lambda out, *targets: loss(out, *targets) * float("nan")), metrics
+
+    monkeypatch.setattr(paddy.train, "single_target", nan_loss)
+    with pytest.raises(PaddyError, match="training loss became nan at epoch 1, batch 1"):
+        train(tiny_entry(finetune=False), tiny_data, tmp_path, num_workers=0)
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert (run / "config.json").exists()
+    assert not (run / "predictions.safetensors").exists() and not (run / "result.json").exists()

@@ -6,27 +6,36 @@ import functools
 import inspect
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from paddy.config import DEMO_PRESET, ModelEntry, apply_overrides, load_config, select_entry
-from paddy.data import COMPETITION, CompetitionData, resolve_data
+from paddy.config import AUTO, BadImages, Precision, ResizeMethod, default_of, load_config
+from paddy.data import COMPETITION, resolve_data
 from paddy.errors import PaddyError
+from paddy.memory_probes import DEFAULT_BUDGET
 from paddy.report import frame_table, run_table
+from paddy.selection import ModelChoice, choose_model
 
 app = typer.Typer(
     help="Train, probe, ensemble and submit for Kaggle image competitions (fastai + timm).",
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+
+def console(stderr: bool = False) -> Console:
+    """A terminal gets rich's width; a log (Kaggle's "Save & Run All", `tee`, CI) gets tables unwrapped."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 10_000)
+
+
+out = console()
+err = console(stderr=True)
 
 
 @app.callback()
@@ -49,15 +58,29 @@ def fastai_bars_only_on_a_terminal(command: Callable[..., Any]) -> Callable[...,
     return wrapper
 
 
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its message, or for OS errors what failed and on which file."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return " ".join(str(error).split())
+
+
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn PaddyError into one red line and exit 1, Ctrl-C into exit 130; never a traceback."""
+    """Turn what a user or the machine can cause into one red line and exit 1 (Ctrl-C: exit 130).
+
+    PaddyError is paddy's own; a disk or permission problem (OSError) and running out of GPU
+    memory outside a probe or `paddy run`'s retries are the machine's. Anything else is a bug
+    and keeps its traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except PaddyError as e:
-            err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        except (PaddyError, OSError) as e:
+            err.print(f"[red]error:[/red] {escape(one_line(e))}", highlight=False)
+            raise typer.Exit(1) from None
+        except MemoryError:
+            err.print("[red]error:[/red] out of memory: use a smaller --bs, a larger --accum or `paddy probe-memory`")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]: finished files are kept, unfinished runs have no predictions")
@@ -66,105 +89,126 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-MODEL_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "data": (
-        Optional[Path],
+def reports_out_of_memory(command: Callable[..., Any]) -> Callable[..., Any]:
+    """CUDA out of memory is a RuntimeError, not a MemoryError: one line with the way out."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        try:
+            return command(*args, **kwargs)
+        except torch.OutOfMemoryError:
+            raise MemoryError from None
+
+    return wrapper
+
+
+def defaulting(help_text: str, name: str) -> str:
+    """A help text ending with the field's default, read from ModelEntry (never written twice)."""
+    value = default_of(name)
+    if isinstance(value, tuple):
+        value = "x".join(map(str, value))
+    elif isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"{help_text} (default {value})."
+
+
+def accum_flag(text: str) -> int | str:
+    """--accum takes a whole number or 'auto'."""
+    if text != AUTO and not text.isdigit():
+        raise typer.BadParameter(f"{text!r} is not a whole number or 'auto'")
+    return text if text == AUTO else int(text)
+
+
+# Options shared by commands, each declared once.
+DataOption = Annotated[
+    Optional[Path],
+    typer.Option(help="Competition folder (default: the config's, /kaggle/input/<competition>, else the demo)."),
+]
+OutDir = Annotated[Path, typer.Option("--out", help="Folder of run folders.")]
+Budget = Annotated[
+    Optional[str],
+    typer.Option(help=f"GPU memory for --accum auto: 16280 (MiB), 16280MiB, 24GiB, 16GB (default {DEFAULT_BUDGET})."),
+]
+BadImagesOption = Annotated[BadImages, typer.Option(help="Corrupt training images: fail, or skip them.")]
+DEFAULT_OUT = Path("runs")
+
+MODEL_OPTIONS: dict[str, Any] = {
+    "data": DataOption,
+    "config": Annotated[Optional[Path], typer.Option(help="TOML config (see configs/); flags override it.")],
+    "entry": Annotated[Optional[str], typer.Option(help="Which models entry of --config: its index or arch.")],
+    "arch": Annotated[Optional[str], typer.Option(help=defaulting("timm architecture name", "arch"))],
+    "size": Annotated[
+        Optional[str], typer.Option(help=defaulting("Training size: N or HxW, e.g. 224 or 288x224", "size"))
+    ],
+    "item": Annotated[Optional[ResizeMethod], typer.Option(help=defaulting("Item resize method", "item"))],
+    "item_size": Annotated[
+        Optional[str], typer.Option(help="Item resize before augmentation: N or HxW (default twice --size).")
+    ],
+    "accum": Annotated[
+        Optional[str],
         typer.Option(
-            None,
-            help="Competition folder (default: the config's, /kaggle/input/<competition>, else the demo dataset).",
+            parser=accum_flag,
+            metavar="<int|auto>",
+            help=defaulting("Gradient accumulation factor (divides bs), or 'auto' from probe-memory", "accum"),
         ),
-    ),
-    "config": (Optional[Path], typer.Option(None, help="TOML config (see configs/); flags override it.")),
-    "entry": (Optional[str], typer.Option(None, help="Which models entry of --config: its index or arch.")),
-    "arch": (Optional[str], typer.Option(None, help="timm architecture name, e.g. convnext_small.fb_in22k.")),
-    "size": (Optional[str], typer.Option(None, help="Training size: N or HxW (e.g. 224 or 288x224).")),
-    "item": (Optional[str], typer.Option(None, help="Item resize method: squish, crop or pad.")),
-    "presize": (Optional[str], typer.Option(None, help="Item resize before augmentation: N or HxW (default 2x size).")),
-    "accum": (
-        Optional[str],
-        typer.Option(None, help="Gradient accumulation factor (divides bs), or 'auto' from probe-memory."),
-    ),
-    "bs": (Optional[int], typer.Option(None, help="Effective batch size (default 64).")),
-    "epochs": (Optional[int], typer.Option(None, help="Epochs (default 12).")),
-    "lr": (Optional[float], typer.Option(None, help="Learning rate (default 0.01).")),
-    "finetune": (
+    ],
+    "bs": Annotated[Optional[int], typer.Option(help=defaulting("Effective batch size", "bs"))],
+    "epochs": Annotated[Optional[int], typer.Option(help=defaulting("Epochs", "epochs"))],
+    "lr": Annotated[Optional[float], typer.Option(help=defaulting("Learning rate", "lr"))],
+    "finetune": Annotated[
         Optional[bool],
-        typer.Option(None, "--finetune/--one-cycle", help="fine_tune (default) or fit_one_cycle."),
-    ),
-    "seed": (
-        Optional[int],
-        typer.Option(None, help="Random seed; unset draws one (a new split each run) and records it."),
-    ),
-    "valid_pct": (Optional[float], typer.Option(None, help="Fraction of training images held out (default 0.2).")),
-    "precision": (Optional[str], typer.Option(None, help="auto (fp16 on CUDA, fp32 on CPU), fp16 or fp32.")),
-    "pretrained": (
+        typer.Option(
+            "--finetune/--one-cycle", help=defaulting("fine_tune, or fit_one_cycle of every layer", "finetune")
+        ),
+    ],
+    "seed": Annotated[
+        Optional[int], typer.Option(help="Random seed; unset draws one (a new split each run) and records it.")
+    ],
+    "valid_pct": Annotated[
+        Optional[float], typer.Option(help=defaulting("Fraction of training images held out", "valid_pct"))
+    ],
+    "precision": Annotated[
+        Optional[Precision],
+        typer.Option(help=defaulting("auto (fp16 on CUDA, fp32 on CPU), fp16 or fp32", "precision")),
+    ],
+    "pretrained": Annotated[
         Optional[bool],
-        typer.Option(None, "--pretrained/--no-pretrained", help="Start from pretrained weights (default on)."),
-    ),
-    "weights": (
-        Optional[Path],
-        typer.Option(None, help="Local pretrained weights file (.safetensors or .pth) for offline use."),
-    ),
-    "multi_target": (
+        typer.Option("--pretrained/--no-pretrained", help=defaulting("Start from pretrained weights", "pretrained")),
+    ],
+    "pretrained_file": Annotated[
+        Optional[Path], typer.Option(help="Local pretrained weights (.safetensors or .pth) for offline use.")
+    ],
+    "multi_target": Annotated[
         Optional[str],
-        typer.Option(None, help="Also predict this train.csv column (e.g. variety); loss adds both cross-entropies."),
-    ),
-    "label_smoothing": (
-        Optional[float],
-        typer.Option(None, help="Label smoothing epsilon in [0, 1) (fastai LabelSmoothingCrossEntropy)."),
-    ),
-    "mixup": (Optional[float], typer.Option(None, help="MixUp alpha (> 0) (fastai MixUp callback).")),
+        typer.Option(help="Also predict this train.csv column (e.g. variety); loss adds both cross-entropies."),
+    ],
+    "label_smoothing": Annotated[
+        Optional[float], typer.Option(help="Label smoothing epsilon in [0, 1) (fastai LabelSmoothingCrossEntropy).")
+    ],
+    "mixup": Annotated[Optional[float], typer.Option(help="MixUp alpha (> 0) (fastai MixUp callback).")],
 }
 SELECTION = ("data", "config", "entry")
 
 
-@dataclass(frozen=True)
-class ModelChoice:
-    """The model entry a command works on and the checked data it trains on."""
-
-    entries: tuple[ModelEntry, ...]  # one, or with whole_config every entry of the config; flags applied
-    data: CompetitionData
-    note: str | None = None
-    budget: str | None = None  # the config's GPU memory budget, if it has one
-
-    @property
-    def entry(self) -> ModelEntry:
-        return self.entries[0]
-
-
-def choose_model(options: dict[str, Any], whole_config: bool = False) -> ModelChoice:
-    """Layer the settings: config entry (or the demo preset on demo data, or defaults), then flags.
-
-    With `whole_config`, a --config without --entry gives all its entries (an ensemble)."""
-    flags = {k: v for k, v in options.items() if k not in SELECTION}
-    ensemble = load_config(options["config"]) if options["config"] else None
-    data = resolve_data(options["data"] or (ensemble.data if ensemble else None))
-    note = None
-    if ensemble and whole_config and options["entry"] is None:
-        bases = ensemble.models
-    elif ensemble:
-        bases = [select_entry(ensemble, options["entry"])]
-    elif data.is_demo:
-        bases = [apply_overrides(ModelEntry(), DEMO_PRESET)]
-        note = f"No --data given: using the demo dataset at {data.root} with the demo preset {DEMO_PRESET}"
-    else:
-        bases = [ModelEntry()]
-    entries = tuple(apply_overrides(base, flags) for base in bases)
-    return ModelChoice(entries, data, note, ensemble.budget if ensemble else None)
-
-
 def with_model_options(command: Callable[..., Any], whole_config: bool = False) -> Callable[..., Any]:
-    """Give a command all of MODEL_OPTIONS; it receives them resolved, as `model: ModelChoice`."""
+    """Give a command all of MODEL_OPTIONS; it receives them resolved, as `model: ModelChoice`
+    (with its own `budget` option, if it has one, applied)."""
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model"]
     added = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
-        for name, (annotation, option) in MODEL_OPTIONS.items()
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        for name, annotation in MODEL_OPTIONS.items()
     ]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         options = {name: kwargs.pop(name) for name in MODEL_OPTIONS}
-        choice = choose_model(options, whole_config)
+        flags = {k: v for k, v in options.items() if k not in SELECTION}
+        selection = {k: options[k] for k in SELECTION}
+        choice = choose_model(flags, **selection, budget=kwargs.pop("budget", None), whole_config=whole_config)
+        for warning in choice.warnings:
+            err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
         if choice.note:
             out.print(choice.note)
         return command(model=choice, **kwargs)
@@ -174,47 +218,45 @@ def with_model_options(command: Callable[..., Any], whole_config: bool = False) 
     return wrapper
 
 
+def takes_budget(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared --budget option; with_model_options hands it to choose_model."""
+    signature = inspect.signature(command, eval_str=True)
+    budget = inspect.Parameter("budget", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Budget)
+    command.__signature__ = signature.replace(parameters=[*signature.parameters.values(), budget])  # type: ignore
+    return command
+
+
 @app.command()
 @reports_errors
+@reports_out_of_memory
 @fastai_bars_only_on_a_terminal
 @with_model_options
-def train(
-    model: ModelChoice,
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for run folders."),
-    bad_images: str = typer.Option("fail", help="Corrupt training images: fail or skip."),
-    budget: Optional[str] = typer.Option(None, help="GPU memory budget --accum auto's probe used (default 16280MiB)."),
-) -> None:
+@takes_budget
+def train(model: ModelChoice, out_dir: OutDir = DEFAULT_OUT, bad_images: BadImagesOption = BadImages.fail) -> None:
     """Train one model, predict the test set with TTA, and save everything in a run folder."""
-    from paddy.data import without_bad_images
-    from paddy.probe import PROBES_FILE, chosen_budget, resolve_auto_accum
     from paddy.train import train as train_model
 
-    if bad_images not in ("fail", "skip"):
-        raise PaddyError(f"--bad-images must be fail or skip, not {bad_images!r}")
-    probes = out_dir / PROBES_FILE
-    settings = resolve_auto_accum(model.entry, chosen_budget(budget, model.budget), probes)
-    if settings is not model.entry:
-        out.print(f"--accum auto: accum {settings.accum}, as probe-memory recorded in {probes}")
-    result = train_model(settings, without_bad_images(model.data, bad_images), out_dir)
-    out.print(frame_table(result.history, title=f"{settings.describe()} accum={settings.accum}"))
+    result = train_model(model.entry, model.data, out_dir, budget_mib=model.budget_mib, bad_images=bad_images)
+    if result.entry.accum != model.entry.accum:
+        out.print(f"--accum auto: accum {result.entry.accum}, as probe-memory recorded under {out_dir}")
     out.print(
-        f"valid error [bold]{result.valid_error:.4f}[/bold] in {result.seconds:.1f} s; "
+        f"{result.entry.describe()} accum={result.entry.accum}: valid error [bold]{result.valid_error:.4f}[/bold]; "
+        f"training took {result.train_seconds:.1f} s, pictures and TTA {result.predict_seconds:.1f} s; "
         f"predictions: {result.predictions_path}"
     )
 
 
 @app.command("lr-find")
 @reports_errors
+@reports_out_of_memory
 @fastai_bars_only_on_a_terminal
 @with_model_options
-def lr_find(
-    model: ModelChoice,
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for run folders."),
-) -> None:
+@takes_budget
+def lr_find(model: ModelChoice, out_dir: OutDir = DEFAULT_OUT, bad_images: BadImagesOption = BadImages.fail) -> None:
     """Run fastai's learning-rate finder for a model entry (accum aware) and save its plot."""
     from paddy.lrfind import find_lr
 
-    result = find_lr(model.entry, model.data, out_dir)
+    result = find_lr(model.entry, model.data, out_dir, budget_mib=model.budget_mib, bad_images=bad_images)
     suggestions = pd.DataFrame([{"method": k, "learning rate": f"{v:.2e}"} for k, v in result.suggestions.items()])
     out.print(frame_table(suggestions, title=f"lr_find {model.entry.describe()}"))
     out.print(f"plot: {result.plot}")
@@ -223,19 +265,25 @@ def lr_find(
 @app.command()
 @reports_errors
 def show(
-    run: str = typer.Argument(..., help="Run folder, or its name under --out."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder of run folders."),
+    run: Annotated[str, typer.Argument(help="Run folder, or its name under --out.")],
+    out_dir: OutDir = DEFAULT_OUT,
 ) -> None:
     """Print a run's settings, history, validation error and where its pictures are."""
     from paddy.runs import find_run, run_summary
 
     summary = run_summary(find_run(run, out_dir))
     settings = pd.DataFrame([{"setting": k, "value": v} for k, v in summary.config.items()])
-    out.print(frame_table(settings, title=summary.run_dir.name))
+    out.print(frame_table(settings, title=summary.run.name))
     if not summary.history.empty:
         out.print(frame_table(summary.history, title="history"))
     if summary.result:
-        out.print(f"valid error [bold]{summary.result['valid_error']:.4f}[/bold] in {summary.result['seconds']:.1f} s")
+        result = summary.result
+        timing = (
+            f"training took {result['train_seconds']:.1f} s, pictures and TTA {result['predict_seconds']:.1f} s"
+            if "train_seconds" in result
+            else f"training, pictures and TTA took {result['seconds']:.1f} s"
+        )
+        out.print(f"valid error [bold]{result['valid_error']:.4f}[/bold]; {timing}")
     else:
         out.print("[yellow]unfinished[/yellow]: no predictions yet")
     for picture in summary.pictures:
@@ -244,58 +292,66 @@ def show(
 
 @app.command("run")
 @reports_errors
+@reports_out_of_memory
 @fastai_bars_only_on_a_terminal
 def run_ensemble(
-    config: Path = typer.Argument(..., help="Ensemble config (TOML) listing the models to train."),
-    data: Optional[Path] = typer.Option(None, help="Competition folder (default: the config's, Kaggle's or the demo)."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder for run folders."),
-    force: bool = typer.Option(False, help="Retrain entries that already finished."),
+    config: Annotated[Path, typer.Argument(help="Ensemble config (TOML) listing the models to train.")],
+    data: DataOption = None,
+    out_dir: OutDir = DEFAULT_OUT,
+    budget: Budget = None,
+    force: Annotated[bool, typer.Option(help="Retrain entries that already finished.")] = False,
+    bad_images: BadImagesOption = BadImages.fail,
 ) -> None:
     """Train every model of a config; re-running skips finished entries (resumable)."""
-    from paddy.probe import PROBES_FILE, chosen_budget, resolve_auto_accum
-    from paddy.run import run_config
+    from paddy.ensemble_training import BUSY, run_config
+    from paddy.memory_probes import chosen_budget
 
     ensemble = load_config(config)
-    budget = chosen_budget(ensemble.budget)
-    found = resolve_data(data or ensemble.data)
+    for warning in ensemble.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
-    def show(progress) -> None:
+    def announce(progress) -> None:
         remaining = f", about {progress.remaining:.0f} s left" if progress.remaining is not None else ""
-        out.rule(
-            f"entry {progress.index + 1} of {progress.total}: {progress.entry.describe()} "
+        out.print(
+            f"[bold]entry {progress.index + 1} of {progress.total}: {progress.entry.describe()}[/bold] "
             f"({progress.elapsed:.0f} s elapsed{remaining})"
         )
 
-    def recorded_accum(entry: ModelEntry) -> ModelEntry:
-        return resolve_auto_accum(entry, budget, out_dir / PROBES_FILE)
-
-    outcomes = run_config(ensemble, found, out_dir, force=force, resolve_accum=recorded_accum, on_progress=show)
+    found = resolve_data(data or ensemble.data)
+    budget_mib = chosen_budget(budget, ensemble.budget)
+    outcomes = run_config(
+        ensemble, found, out_dir, budget_mib, force=force, bad_images=bad_images, on_progress=announce
+    )
     out.print(run_table(outcomes))
+    if busy := [o for o in outcomes if o.status == BUSY]:
+        out.print(f"[yellow]{len(busy)} entries are being trained by another paddy[/yellow]; run again when it ends")
 
 
 @app.command()
 @reports_errors
 def ensemble(
-    runs: Optional[list[str]] = typer.Option(
-        None, "--run", help="A run folder (name under --out, or path); repeat. Default: all finished runs."
-    ),
-    config: Optional[Path] = typer.Option(
-        None, help="Use the newest finished run of each entry of this config, with its weights."
-    ),
-    weight: Optional[list[str]] = typer.Option(
-        None, help="NAME=W: weight of a run (folder name) or of every run of an arch; repeat."
-    ),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder of run folders."),
-    dest: Optional[Path] = typer.Option(
-        None, help="Where to write the ensemble (default: <out>/ensemble.safetensors)."
-    ),
+    runs: Annotated[
+        Optional[list[str]],
+        typer.Option("--run", help="A run folder (name under --out, or path); repeat. Default: all finished runs."),
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option(help="Use the newest finished run of each entry of this config, with its weights.")
+    ] = None,
+    data: DataOption = None,
+    weight: Annotated[
+        Optional[list[str]], typer.Option(help="NAME=W: weight of a run (folder name) or of every run of an arch.")
+    ] = None,
+    out_dir: OutDir = DEFAULT_OUT,
+    dest: Annotated[
+        Optional[Path], typer.Option(help="Where to write the ensemble (default: <out>/ensemble.safetensors).")
+    ] = None,
 ) -> None:
     """Average the runs' TTA probabilities after checking they line up (ids, classes, softmax)."""
     from paddy.ensemble import ENSEMBLE_FILE, build_ensemble, parse_weights
 
     target = dest or out_dir / ENSEMBLE_FILE
     chosen = load_config(config) if config else None
-    _, members = build_ensemble(out_dir, runs, parse_weights(weight or []), chosen, target)
+    _, members = build_ensemble(out_dir, runs, parse_weights(weight or []), chosen, target, data)
     out.print(frame_table(pd.DataFrame([m.describe() for m in members]), title=f"ensemble of {len(members)} runs"))
     out.print(f"ensemble predictions: {target}")
 
@@ -303,23 +359,25 @@ def ensemble(
 @app.command()
 @reports_errors
 def submit(
-    predictions: Optional[Path] = typer.Option(None, help="Predictions file (default: <out>/ensemble.safetensors)."),
-    run: Optional[str] = typer.Option(None, help="Submit a single run's predictions instead of the ensemble."),
-    data: Optional[Path] = typer.Option(
-        None, help="Competition folder holding sample_submission.csv (found like train's)."
-    ),
-    competition: str = typer.Option(COMPETITION, help="Kaggle competition slug."),
-    message: Optional[str] = typer.Option(None, help="Submission message (default: the members)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Write and check the CSV, but do not send it."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder of run folders."),
-    submissions: Path = typer.Option(Path("submissions"), help="Folder for submission CSVs and log.jsonl."),
+    predictions: Annotated[
+        Optional[Path], typer.Option(help="Predictions file (default: <out>/ensemble.safetensors).")
+    ] = None,
+    run: Annotated[
+        Optional[str], typer.Option(help="Submit a single run's predictions instead of the ensemble.")
+    ] = None,
+    data: Annotated[
+        Optional[Path], typer.Option(help="Competition folder (default: the one the predictions were made from).")
+    ] = None,
+    competition: Annotated[str, typer.Option(help="Kaggle competition slug.")] = COMPETITION,
+    message: Annotated[Optional[str], typer.Option(help="Submission message (default: the members).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write and check the CSV, but do not send it.")] = False,
+    out_dir: OutDir = DEFAULT_OUT,
+    submissions: Annotated[Path, typer.Option(help="Folder for submission CSVs and log.jsonl.")] = Path("submissions"),
 ) -> None:
     """Write submission.csv from the ensemble (or a run), check it against the sample, send it to Kaggle."""
-    from paddy.predictions import load_predictions
-    from paddy.submit import predictions_source, send_submission, submission_path, write_submission
+    from paddy.submit import prepare_submission, send_submission
 
-    preds = load_predictions(predictions_source(out_dir, run, predictions))
-    made = write_submission(preds, resolve_data(data).sample_submission, submission_path(submissions), message)
+    made, preds = prepare_submission(out_dir, run, predictions, data, submissions, message)
     out.print(f"wrote {made.path} ({made.rows} rows, checked against sample_submission.csv)")
     if dry_run:
         out.print(f"dry run: not sent. Message would be: {made.message}")
@@ -330,8 +388,8 @@ def submit(
 @app.command()
 @reports_errors
 def setup(
-    competition: str = typer.Argument(COMPETITION, help="Kaggle competition slug."),
-    dest: Path = typer.Option(Path("."), help="Folder to download and unzip into."),
+    competition: Annotated[str, typer.Argument(help="Kaggle competition slug.")] = COMPETITION,
+    dest: Annotated[Path, typer.Option(help="Folder to download and unzip into.")] = Path("."),
 ) -> None:
     """Find or download the competition data (uses /kaggle/input on Kaggle), and check its layout."""
     from paddy.data import check_layout
@@ -347,11 +405,13 @@ def setup(
 @app.command()
 @reports_errors
 def presize(
-    dest: Path = typer.Argument(..., help="Folder for the resized copy (created; re-running resumes)."),
-    data: Optional[Path] = typer.Option(None, help="Competition folder to copy (default: Kaggle's, else the demo)."),
-    longest: int = typer.Option(256, help="Longest side in pixels; smaller images are copied as they are."),
-    quality: int = typer.Option(90, help="JPEG quality, 1 to 95."),
-    workers: Optional[int] = typer.Option(None, help="Processes (default: every available core; 0: this process)."),
+    dest: Annotated[Path, typer.Argument(help="Folder for the resized copy (created; re-running resumes).")],
+    data: DataOption = None,
+    longest: Annotated[int, typer.Option(help="Longest side in pixels; smaller images are copied as they are.")] = 256,
+    quality: Annotated[int, typer.Option(help="JPEG quality, 1 to 95.")] = 90,
+    workers: Annotated[
+        Optional[int], typer.Option(help="Processes (default: every available core; 0: this process).")
+    ] = None,
 ) -> None:
     """Write a resized copy of the competition images (same layout), so decoding stops starving training."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -374,32 +434,33 @@ def presize(
     out.print(frame_table(counts, title=f"{source} -> {dest} (longest {longest} px)"))
     if report.unreadable:
         out.print(f"[yellow]{report.unreadable} unreadable images[/yellow] copied as they are (see --bad-images)")
-    out.print(f"train on it: paddy train --data {dest} --presize {longest} (a larger --presize only upsamples)")
+    out.print(f"train on it: paddy train --data {dest} --item-size {longest} (a larger --item-size only upsamples)")
 
 
 @app.command("probe-memory")
 @reports_errors
 @functools.partial(with_model_options, whole_config=True)
+@takes_budget
 def probe_memory(
     model: ModelChoice,
-    budget: Optional[str] = typer.Option(None, help="GPU memory: 16280 (MiB), 16280MiB, 24GiB, 16GB (default 16280)"),
-    headroom: float = typer.Option(0.1, help="Share of the budget kept free, in [0, 0.9)."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder of run folders; writes <out>/memory-probes.json."),
+    headroom: Annotated[float, typer.Option(help="Share of the budget kept free, in [0, 0.9).")] = 0.1,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder of run folders; writes <out>/memory-probes.json.")] = (
+        DEFAULT_OUT
+    ),
 ) -> None:
     """Find the smallest accum that fits each model (every entry of --config) in a GPU memory budget."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from paddy.probe import PROBES_FILE, chosen_budget
+    from paddy.memory_probes import PROBES_FILE
     from paddy.probe import probe_memory as probe_entries
     from paddy.report import probe_table
 
-    budget_mib = chosen_budget(budget, model.budget)
     path = out_dir / PROBES_FILE
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=out, transient=True) as bar:
         task = bar.add_task("probing", total=None)
 
-        def show_trial(index: int, entry: ModelEntry, accum: int) -> None:
+        def show_trial(index: int, entry, accum: int) -> None:
             where = f"entry {index + 1} of {len(model.entries)}: {entry.describe()} bs {entry.bs}"
             bar.update(task, description=f"{where}, accum {accum} (per-step batch {entry.bs // accum})")
 
@@ -407,7 +468,7 @@ def probe_memory(
             bar.console.print(probe_table(record))
 
         entries = list(model.entries)
-        probe_entries(entries, model.data, budget_mib, headroom, path, on_trial=show_trial, on_record=show_record)
+        probe_entries(entries, model.data, model.budget_mib, headroom, path, on_trial=show_trial, on_record=show_record)
     out.print(f"saved in {path}; `paddy train --accum auto` (same model, bs and --budget) uses it")
 
 

@@ -2,56 +2,95 @@
 
 Settings are layered: built-in defaults, then the demo preset (when no data is given),
 then a config file entry, then CLI flags. Every layer is a plain dict of overrides so the
-same validation runs whatever the source.
+same typed validation runs whatever the source: a value of the wrong type is an error
+naming its field, never coerced.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 import tomllib
 
 from paddy.errors import PaddyError
 
-RESIZE_METHODS = ("squish", "crop", "pad")
-PRECISIONS = ("auto", "fp16", "fp32")
-BAD_IMAGE_POLICIES = ("fail", "skip")
+
+class ResizeMethod(StrEnum):
+    """How each image is resized to `item_size` before batch augmentation (fastai's Resize)."""
+
+    squish = "squish"
+    crop = "crop"
+    pad = "pad"
+
+
+class Precision(StrEnum):
+    """auto: fp16 mixed precision on CUDA, fp32 on the CPU."""
+
+    auto = "auto"
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
+class BadImages(StrEnum):
+    """What to do with training images PIL cannot decode."""
+
+    fail = "fail"
+    skip = "skip"
+
+
 AUTO = "auto"
+Accum = Union[int, Literal["auto"]]
 MIN_STEP_BATCH = 2  # fastai's head has BatchNorm1d, which cannot train on one image per step
+# Old TOML keys, still read for one release with a warning: key -> its new name.
+RENAMED_KEYS = {"weights": "pretrained_file", "weight": "ensemble_weight", "presize": "item_size"}
+CONFIG_KEYS = ("data", "budget", "defaults", "models")
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model to train: the knobs of the course's `train(arch, size, item, accum)`."""
+    """One model to train: the knobs of the course's `train(arch, size, item, accum)`.
+
+    The only place a default setting is written; help texts and docs read them from here."""
 
     arch: str = "convnext_small.fb_in22k"
     size: tuple[int, int] = (224, 224)
-    item: str = "squish"
-    presize: tuple[int, int] | None = None
-    accum: int | str = 1
+    item: ResizeMethod = ResizeMethod.squish
+    item_size: tuple[int, int] | None = None  # None: twice `size`, as the course's Resize(480) for 224
+    accum: Accum = 1
     bs: int = 64
     epochs: int = 12
     lr: float = 0.01
     finetune: bool = True
     seed: int | None = None
     valid_pct: float = 0.2
-    precision: str = "auto"
+    precision: Precision = Precision.auto
     pretrained: bool = True
-    weights: Path | None = None
-    weight: float = 1.0
+    pretrained_file: Path | None = None
+    ensemble_weight: float = 1.0
     multi_target: str | None = None
     label_smoothing: float = 0.0
     mixup: float | None = None
 
     @property
-    def item_size(self) -> tuple[int, int]:
+    def resize_to(self) -> tuple[int, int]:
         """Size each image is resized to before batch augmentation (course: 480 for 224)."""
         h, w = self.size
-        return self.presize or (2 * h, 2 * w)
+        return self.item_size or (2 * h, 2 * w)
+
+    @property
+    def resolved_accum(self) -> int:
+        """The accum factor, once 'auto' has been replaced by the memory probe's choice."""
+        if self.accum == AUTO:
+            raise PaddyError("accum 'auto' must be resolved from a memory probe before training")
+        return self.accum
 
     def describe(self) -> str:
         """Short human name, also used in run folder names."""
@@ -59,11 +98,12 @@ class ModelEntry:
         return f"{self.arch}-{h}x{w}-{self.item}"
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (paths as strings, size as a list)."""
+        """JSON-ready dict (paths as strings, sizes as lists, choices as their names)."""
         d = asdict(self)
         d["size"] = list(self.size)
-        d["presize"] = list(self.presize) if self.presize else None
-        d["weights"] = str(self.weights) if self.weights else None
+        d["item_size"] = list(self.item_size) if self.item_size else None
+        d["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
+        d["item"], d["precision"] = str(self.item), str(self.precision)
         return d
 
 
@@ -80,6 +120,31 @@ DEMO_PRESET: dict[str, Any] = {
 ENTRY_FIELDS = {f.name for f in fields(ModelEntry)}
 
 
+def default_of(name: str) -> Any:
+    """The default of a ModelEntry field, for help texts (written once, in the dataclass)."""
+    return getattr(ModelEntry(), name)
+
+
+def accum_problem(bs: int, accum: int) -> str | None:
+    """Why `accum` cannot split an effective batch of `bs` images, or None: the accum rule."""
+    if accum < 1:
+        return f"{accum} must be at least 1"
+    if bs % accum:
+        return f"{accum} does not divide bs {bs} (each step would overshoot the effective batch)"
+    if bs // accum < MIN_STEP_BATCH:
+        return f"{accum} leaves {bs // accum} image per step; BatchNorm in the head needs at least {MIN_STEP_BATCH}"
+    return None
+
+
+def accum_choices(bs: int) -> list[int]:
+    """accum = 1, 2, 4, ... that the accum rule allows for `bs` (what probes and OOM retries try)."""
+    choices, accum = [], 1
+    while accum_problem(bs, accum) is None:
+        choices.append(accum)
+        accum *= 2
+    return choices
+
+
 def parse_size(value: Any, name: str = "size") -> tuple[int, int]:
     """Accept 224, "224", "288x224" (height x width) or [288, 224]."""
     if isinstance(value, bool):
@@ -93,7 +158,7 @@ def parse_size(value: Any, name: str = "size") -> tuple[int, int]:
             raise PaddyError(f"{name} {value!r} is not N or HxW (e.g. 224 or 288x224)") from None
         if len(parts) == 1:
             parts = parts * 2
-    elif isinstance(value, (list, tuple)) and all(isinstance(p, int) for p in value):
+    elif isinstance(value, (list, tuple)) and all(isinstance(p, int) and not isinstance(p, bool) for p in value):
         parts = list(value)
     else:
         raise PaddyError(f"{name} {value!r} is not N or HxW (e.g. 224 or 288x224)")
@@ -102,14 +167,84 @@ def parse_size(value: Any, name: str = "size") -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-def parse_accum(value: Any) -> int | str:
-    """Accum is a positive integer or 'auto' (use the accum recorded by probe-memory)."""
-    if value == AUTO:
-        return AUTO
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise PaddyError(f"accum {value!r} is not an integer or 'auto'") from None
+def parse_accum(value: Any) -> Accum:
+    """Accum is a whole number or 'auto' (use the accum recorded by probe-memory)."""
+    if value == AUTO or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise PaddyError(f"accum {value!r} is not a whole number or 'auto'")
+
+
+def typed_value(name: str, value: Any, hint: Any) -> Any:
+    """`value` checked against the field's type hint: no coercion but int -> float and text -> Path."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        options = [h for h in typing.get_args(hint) if h is not type(None)]
+        return typed_value(name, value, options[0]) if len(options) == 1 else value
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        if value in list(hint):
+            return hint(value)
+        raise PaddyError(f"{name}: {value!r} is not one of {', '.join(hint)}")
+    if hint is bool and not isinstance(value, bool):
+        raise PaddyError(f"{name}: {value!r} is not true or false")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise PaddyError(f"{name}: {value!r} is not a whole number")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PaddyError(f"{name}: {value!r} is not a number")
+        if not math.isfinite(value):
+            raise PaddyError(f"{name}: {value!r} is not a finite number")
+        return float(value)
+    if hint is str and not isinstance(value, str):
+        raise PaddyError(f"{name}: {value!r} is not text")
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise PaddyError(f"{name}: {value!r} is not a file path")
+        return Path(value).expanduser()
+    return value
+
+
+@lru_cache(maxsize=1)
+def entry_hints() -> dict[str, Any]:
+    return typing.get_type_hints(ModelEntry)
+
+
+def field_value(name: str, value: Any) -> Any:
+    """One setting, parsed (sizes, accum) or type-checked against ModelEntry's annotation."""
+    if name in ("size", "item_size"):
+        return parse_size(value, name)
+    if name == "accum":
+        return parse_accum(value)
+    return typed_value(name, value, entry_hints()[name])
+
+
+def unknown_key_problem(key: str, known: set[str] | tuple[str, ...], what: str) -> str:
+    """'unknown setting colour' with the closest known names, so a typo is never silently ignored."""
+    close = difflib.get_close_matches(key, sorted(known), n=2, cutoff=0.6)
+    return f"unknown {what} {key!r}" + (f"; did you mean {' or '.join(close)}?" if close else "")
+
+
+def override_problems(overrides: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The given (non-None) overrides parsed and typed, and a 'field: problem' line for each bad one."""
+    parsed, problems = {}, []
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in ENTRY_FIELDS:
+            problems.append(unknown_key_problem(name, ENTRY_FIELDS, "setting"))
+            continue
+        try:
+            parsed[name] = field_value(name, value)
+        except PaddyError as e:
+            message = str(e)
+            problems.append(message if message.startswith(f"{name}") else f"{name}: {message}")
+    return parsed, problems
+
+
+def apply_overrides(entry: ModelEntry, overrides: dict[str, Any]) -> ModelEntry:
+    """A copy of `entry` with the given fields replaced; None values mean 'not given'."""
+    parsed, problems = override_problems(overrides)
+    if problems:
+        raise PaddyError("; ".join(problems))
+    return replace(entry, **parsed)
 
 
 @lru_cache(maxsize=1)
@@ -137,34 +272,20 @@ def entry_problems(entry: ModelEntry) -> list[str]:
     problems = []
     if problem := arch_problem(entry.arch):
         problems.append(f"arch: {problem}")
-    if entry.item not in RESIZE_METHODS:
-        problems.append(f"item: {entry.item!r} is not one of {', '.join(RESIZE_METHODS)}")
     if entry.bs < 1:
         problems.append(f"bs: {entry.bs} must be at least 1")
-    if isinstance(entry.accum, int):
-        if entry.accum < 1:
-            problems.append(f"accum: {entry.accum} must be at least 1")
-        elif entry.bs % entry.accum:
-            problems.append(
-                f"accum: {entry.accum} does not divide bs {entry.bs} (each step would overshoot the effective batch)"
-            )
-        elif entry.bs // entry.accum < MIN_STEP_BATCH:
-            problems.append(
-                f"accum: {entry.accum} leaves {entry.bs // entry.accum} image per step; "
-                f"BatchNorm in the head needs at least {MIN_STEP_BATCH}"
-            )
+    elif entry.accum != AUTO and (problem := accum_problem(entry.bs, entry.accum)):
+        problems.append(f"accum: {problem}")
     if entry.epochs < 1:
         problems.append(f"epochs: {entry.epochs} must be at least 1")
     if entry.lr <= 0:
         problems.append(f"lr: {entry.lr} must be positive")
     if not 0 < entry.valid_pct < 1:
         problems.append(f"valid_pct: {entry.valid_pct} must be between 0 and 1")
-    if entry.precision not in PRECISIONS:
-        problems.append(f"precision: {entry.precision!r} is not one of {', '.join(PRECISIONS)}")
-    if entry.weights is not None and not entry.weights.is_file():
-        problems.append(f"weights: no file at {entry.weights}")
-    if entry.weight < 0:
-        problems.append(f"weight: {entry.weight} must not be negative")
+    if entry.pretrained_file is not None and not entry.pretrained_file.is_file():
+        problems.append(f"pretrained_file: no file at {entry.pretrained_file}")
+    if entry.ensemble_weight < 0:
+        problems.append(f"ensemble_weight: {entry.ensemble_weight} must not be negative")
     if not 0 <= entry.label_smoothing < 1:
         problems.append(f"label_smoothing: {entry.label_smoothing} must be in [0, 1)")
     if entry.mixup is not None and entry.mixup <= 0:
@@ -181,22 +302,6 @@ def check_entry(entry: ModelEntry) -> ModelEntry:
     return entry
 
 
-def apply_overrides(entry: ModelEntry, overrides: dict[str, Any]) -> ModelEntry:
-    """A copy of `entry` with the given fields replaced; None values mean 'not given'."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = sorted(set(given) - ENTRY_FIELDS)
-    if unknown:
-        raise PaddyError(f"unknown setting(s): {', '.join(unknown)}")
-    for size_field in ("size", "presize"):
-        if size_field in given:
-            given[size_field] = parse_size(given[size_field], size_field)
-    if "accum" in given:
-        given["accum"] = parse_accum(given["accum"])
-    if "weights" in given:
-        given["weights"] = Path(given["weights"]).expanduser()
-    return replace(entry, **given)
-
-
 @dataclass(frozen=True)
 class EnsembleConfig:
     """A TOML config: shared defaults plus a list of model entries."""
@@ -205,38 +310,78 @@ class EnsembleConfig:
     data: Path | None = None
     budget: str | None = None
     source: Path | None = field(default=None, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # e.g. old key names still read
+
+    @property
+    def name(self) -> str:
+        """The config's name in run folder names."""
+        return self.source.stem if self.source else "config"
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file, turning I/O and syntax problems into one clear line."""
+    """Parse a TOML file, turning I/O, encoding and syntax problems into one clear line."""
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PaddyError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise PaddyError(f"config {path} is a folder, not a TOML file") from None
+    except UnicodeDecodeError:
+        raise PaddyError(f"cannot read config {path}: not UTF-8 text") from None
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise PaddyError(f"cannot read config {path}: {e}") from None
+
+
+def renamed_keys(table: dict[str, Any], where: str, warnings: list[str]) -> dict[str, Any]:
+    """`table` with old key names replaced by their new ones, each noted in `warnings`."""
+    renamed = {}
+    for key, value in table.items():
+        new = RENAMED_KEYS.get(key)
+        if new and new in table:
+            raise PaddyError(f"{where}: both {key!r} and its new name {new!r} are set; keep {new!r}")
+        if new:
+            warnings.append(f"{where}: {key!r} is now called {new!r}; the old name will stop working in 0.3")
+        renamed[new or key] = value
+    return renamed
+
+
+def config_table(raw: dict[str, Any], key: str, kind: type, path: Path) -> Any:
+    """A top-level value of the expected TOML kind ([defaults] a table, [[models]] a list of tables)."""
+    value = raw.get(key, kind())
+    if not isinstance(value, kind) or (kind is list and not all(isinstance(m, dict) for m in value)):
+        shape = "a [defaults] table" if kind is dict else "[[models]] tables"
+        raise PaddyError(f"{path}: {key} must be {shape}, not {type(value).__name__}")
+    return value
+
+
+def top_level_problems(raw: dict[str, Any]) -> list[str]:
+    """Unknown top-level keys or sections (a misspelled [[model]] must not fall back to defaults)."""
+    problems = [unknown_key_problem(key, CONFIG_KEYS, "key or section") for key in raw if key not in CONFIG_KEYS]
+    for key in ("data", "budget"):
+        if key in raw and not isinstance(raw[key], (str, int, float) if key == "budget" else str):
+            problems.append(f"{key}: {raw[key]!r} is not text")
+    return problems
 
 
 def load_config(path: Path, base: ModelEntry = ModelEntry()) -> EnsembleConfig:
     """Load and fully validate a config; every problem is reported with its entry and field."""
     raw = read_toml(path)
-    defaults = raw.get("defaults", {})
-    models = raw.get("models", [])
-    if not isinstance(models, list) or not models:
+    if problems := top_level_problems(raw):
+        raise PaddyError(f"{path}: " + "; ".join(problems))
+    warnings: list[str] = []
+    defaults = renamed_keys(config_table(raw, "defaults", dict, path), "[defaults]", warnings)
+    models = config_table(raw, "models", list, path)
+    if not models:
         raise PaddyError(f"{path}: needs at least one [[models]] entry")
-    problems: list[str] = []
-    try:
-        shared = apply_overrides(base, defaults)
-    except PaddyError as e:
-        raise PaddyError(f"{path} [defaults]: {e}") from None
+    parsed_defaults, problems = override_problems(defaults)
+    if problems:
+        raise PaddyError(f"{path} [defaults]: " + "; ".join(problems))
+    shared = replace(base, **parsed_defaults)
     entries = []
     for i, model in enumerate(models):
-        try:
-            entry = apply_overrides(shared, model)
-        except PaddyError as e:
-            problems.append(f"models[{i}]: {e}")
-            continue
-        problems += [f"models[{i}] ({entry.arch}) {p}" for p in entry_problems(entry)]
+        parsed, bad = override_problems(renamed_keys(model, f"models[{i}]", warnings))
+        entry = replace(shared, **parsed)
+        problems += [f"models[{i}] ({entry.arch}) {p}" for p in bad + entry_problems(entry)]
         entries.append(entry)
     if problems:
         raise PaddyError(f"{path}: " + "; ".join(problems))
@@ -244,8 +389,9 @@ def load_config(path: Path, base: ModelEntry = ModelEntry()) -> EnsembleConfig:
     return EnsembleConfig(
         models=entries,
         data=Path(data).expanduser() if data else None,
-        budget=raw.get("budget"),
+        budget=str(raw["budget"]) if "budget" in raw else None,
         source=path,
+        warnings=tuple(warnings),
     )
 
 

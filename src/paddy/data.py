@@ -7,6 +7,7 @@ in on a missing folder or a corrupt JPEG.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -17,7 +18,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from paddy.config import BadImages
 from paddy.errors import PaddyError
+from paddy.files import read_csv
 
 COMPETITION = "paddy-disease-classification"
 KAGGLE_INPUT = Path("/kaggle/input")
@@ -48,6 +51,8 @@ class CompetitionData:
     train_images: tuple[Path, ...]
     test_images: tuple[Path, ...]
     is_demo: bool = False
+    label_column: str = "label"  # the sample submission's second column
+    images_checked: bool = False  # every image was decoded once (see without_bad_images)
 
     @property
     def train_dir(self) -> Path:
@@ -62,6 +67,10 @@ class CompetitionData:
         """Kaggle's image_id of each test image, in the stable (sorted) test order."""
         return [p.name for p in self.test_images]
 
+    def identity(self) -> dict[str, str]:
+        """What predictions record about their data, so submit can refuse another dataset's sample."""
+        return {"data": str(self.root), "test_ids_sha256": ids_fingerprint(self.test_ids)}
+
     def smallest_class(self) -> str:
         """The class with the fewest training images (what the memory probe trains on)."""
         counts = {c: 0 for c in self.classes}
@@ -70,19 +79,48 @@ class CompetitionData:
         return min(counts, key=lambda c: (counts[c], c))
 
 
+def ids_fingerprint(ids: list[str] | tuple[str, ...]) -> str:
+    """A short digest of a set of image ids (order does not matter)."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def visible(path: Path) -> bool:
+    """Hidden files and folders (`.ipynb_checkpoints`, macOS `._*` files, dotfiles) are not data."""
+    return not path.name.startswith(".")
+
+
 def image_files(folder: Path) -> list[Path]:
     """Image files directly inside `folder`, sorted by name for a stable order."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and visible(p) and p.is_file())
+
+
+def sample_label_column(root: Path, test_images: list[Path]) -> str:
+    """The sample submission's label column, once its ids are checked against the test images."""
+    sample_csv = root / "sample_submission.csv"
+    if not sample_csv.is_file():
+        raise PaddyError(f"{root} has no sample_submission.csv")
+    sample = read_csv(sample_csv, dtype=str, keep_default_na=False)
+    if len(sample.columns) != 2:
+        raise PaddyError(f"{sample_csv} should have two columns (image id, label), not {list(sample.columns)}")
+    id_column, label_column = sample.columns
+    ids, test_ids = set(sample[id_column]), {p.name for p in test_images}
+    no_image, not_listed = sorted(ids - test_ids), sorted(test_ids - ids)
+    if no_image or not_listed:
+        parts = [f"{len(no_image)} ids without a test image (e.g. {no_image[0]})"] if no_image else []
+        parts += [f"{len(not_listed)} test images it does not list (e.g. {not_listed[0]})"] if not_listed else []
+        raise PaddyError(f"{sample_csv} does not match test_images/: {' and '.join(parts)}")
+    return label_column
 
 
 def check_layout(root: Path) -> CompetitionData:
     """Validate the competition layout; raise one clear line naming what is missing."""
     if not root.is_dir():
         raise PaddyError(f"data folder not found: {root}")
+    root = root.absolute()
     train_dir, test_dir = root / "train_images", root / "test_images"
     if not train_dir.is_dir():
         raise PaddyError(f"{root} has no train_images/ folder (expected train_images/<label>/*.jpg)")
-    class_dirs = sorted(p for p in train_dir.iterdir() if p.is_dir())
+    class_dirs = sorted(p for p in train_dir.iterdir() if visible(p) and p.is_dir())
     if not class_dirs:
         raise PaddyError(f"{train_dir} has no class folders (expected train_images/<label>/*.jpg)")
     train_images: list[Path] = []
@@ -98,13 +136,12 @@ def check_layout(root: Path) -> CompetitionData:
     test_images = image_files(test_dir)
     if not test_images:
         raise PaddyError(f"{test_dir} has no images")
-    if not (root / "sample_submission.csv").is_file():
-        raise PaddyError(f"{root} has no sample_submission.csv")
     return CompetitionData(
         root=root,
         classes=tuple(p.name for p in class_dirs),
         train_images=tuple(train_images),
         test_images=tuple(test_images),
+        label_column=sample_label_column(root, test_images),
     )
 
 
@@ -115,24 +152,31 @@ def unreadable_images(paths: list[Path] | tuple[Path, ...]) -> list[Path]:
     return [Path(p) for p in verify_images(list(paths))]
 
 
-def without_bad_images(data: CompetitionData, policy: str) -> CompetitionData:
-    """Fail on (policy 'fail') or drop (policy 'skip') corrupt training images.
+def without_bad_images(data: CompetitionData, policy: BadImages) -> CompetitionData:
+    """Fail on (policy 'fail') or drop (policy 'skip') corrupt training images, once per data.
 
     A corrupt test image always fails: a submission must cover every test image.
     """
+    if data.images_checked:
+        return data
     bad_test = unreadable_images(data.test_images)
     if bad_test:
         raise PaddyError(f"test image cannot be read: {bad_test[0]} ({len(bad_test)} in all)")
     bad_train = set(unreadable_images(data.train_images))
     if not bad_train:
-        return data
-    if policy == "fail":
+        return replace(data, images_checked=True)
+    if policy == BadImages.fail:
         first = sorted(bad_train)[0]
         raise PaddyError(
             f"image cannot be read: {first} ({len(bad_train)} in all); use --bad-images skip to train without them"
         )
     kept = tuple(p for p in data.train_images if p not in bad_train)
-    return replace(data, train_images=kept)
+    return replace(data, train_images=kept, images_checked=True)
+
+
+def training_split_size(n_images: int, valid_pct: float) -> int:
+    """How many of `n_images` fastai's RandomSplitter leaves for training."""
+    return n_images - int(valid_pct * n_images)
 
 
 def extra_labels(data: CompetitionData, column: str) -> dict[str, str]:
@@ -140,7 +184,7 @@ def extra_labels(data: CompetitionData, column: str) -> dict[str, str]:
     csv = data.root / "train.csv"
     if not csv.is_file():
         raise PaddyError(f"--multi-target needs {csv}")
-    table = pd.read_csv(csv, dtype=str)
+    table = read_csv(csv, dtype=str)
     if column not in table.columns or column in ("image_id", "label"):
         usable = [c for c in table.columns if c not in ("image_id", "label")]
         raise PaddyError(f"train.csv has no extra column {column!r}; columns: {', '.join(usable)}")

@@ -7,6 +7,7 @@ refused with the run and the problem named.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from paddy.config import EnsembleConfig
+from paddy.data import resolve_data
 from paddy.errors import PaddyError
-from paddy.predictions import PREDICTIONS_FILE, Predictions, load_predictions, save_predictions
-from paddy.runs import find_run, finished_runs
+from paddy.predictions import Predictions, load_predictions, save_predictions
+from paddy.runs import RunFolder, find_run, finished_runs, run_of_entry
 
 ENSEMBLE_FILE = "ensemble.safetensors"
-SUM_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -45,21 +46,17 @@ class Member:
         }
 
 
-def runs_matching_config(out: Path, config: EnsembleConfig) -> list[tuple[Path, float]]:
-    """For each config entry, its newest finished run (same arch, size, item) and its weight."""
+def runs_matching_config(out: Path, config: EnsembleConfig, data: Path | None) -> list[tuple[RunFolder, float]]:
+    """For each config entry, its newest finished run (as `paddy run` matches them) and its weight."""
+    data_root = resolve_data(data or config.data).root
     chosen = []
-    runs = [(path, load_predictions(path / PREDICTIONS_FILE).meta) for path in finished_runs(out)]
     for entry in config.models:
-        matches = [
-            path
-            for path, meta in runs
-            if (meta.get("arch"), tuple(meta.get("size") or ()), meta.get("item"))
-            == (entry.arch, entry.size, entry.item)
-        ]
-        if not matches:
-            raise PaddyError(f"no finished run in {out} for config entry {entry.describe()}; train it first")
-        newest = max(matches, key=lambda path: (path / PREDICTIONS_FILE).stat().st_mtime)
-        chosen.append((newest, entry.weight))
+        run = run_of_entry(out, entry, data_root)
+        if run is None:
+            raise PaddyError(
+                f"no finished run in {out} for config entry {entry.describe()} on {data_root}; train it first"
+            )
+        chosen.append((run, entry.ensemble_weight))
     return chosen
 
 
@@ -72,8 +69,8 @@ def parse_weights(items: list[str]) -> dict[str, float]:
             weight = float(value)
         except ValueError:
             weight = -1.0
-        if not sep or not name or weight < 0:
-            raise PaddyError(f"--weight {item!r} is not NAME=WEIGHT with a weight >= 0 (e.g. convnext_small=2)")
+        if not sep or not name or not 0 <= weight < math.inf:
+            raise PaddyError(f"--weight {item!r} is not NAME=WEIGHT with a finite weight >= 0 (e.g. convnext_small=2)")
         weights[name] = weight
     return weights
 
@@ -84,21 +81,15 @@ def member_weight(name: str, meta: dict[str, Any], weights: dict[str, float], de
         return weights[name]
     if meta.get("arch") in weights:
         return weights[meta["arch"]]
-    return default if default is not None else float(meta.get("weight", 1.0))
+    if default is not None:
+        return default
+    return float(meta.get("ensemble_weight", meta.get("weight", 1.0)))  # "weight": runs of paddy 0.1
 
 
 def check_probabilities(name: str, preds: Predictions) -> None:
     """Softmax outputs only: no NaN, nothing negative, rows summing to 1."""
-    if not np.isfinite(preds.probs).all():
-        raise PaddyError(f"run {name}: predictions contain NaN or infinite values")
-    if (preds.probs < 0).any():
-        raise PaddyError(f"run {name}: predictions contain negative values (not probabilities)")
-    sums = preds.probs.sum(axis=1)
-    worst = int(np.abs(sums - 1).argmax())
-    if abs(sums[worst] - 1) > SUM_TOLERANCE:
-        raise PaddyError(
-            f"run {name}: row for {preds.image_ids[worst]} sums to {sums[worst]:.4f}, not 1 (not softmax probabilities)"
-        )
+    if problem := preds.softmax_problem():
+        raise PaddyError(f"run {name}: {problem}")
 
 
 def aligned_probs(reference: Predictions, name: str, other: Predictions) -> np.ndarray:
@@ -127,43 +118,56 @@ def average(members: list[Member]) -> Predictions:
     """Weighted mean of the members' probabilities, aligned to the first member."""
     if not members:
         raise PaddyError("no finished runs to ensemble: train some first (paddy train / paddy run)")
+    if not all(0 <= m.weight < math.inf for m in members):
+        bad = next(m for m in members if not 0 <= m.weight < math.inf)
+        raise PaddyError(f"run {bad.name}: ensemble weight {bad.weight} is not a finite number >= 0")
     total = sum(m.weight for m in members)
-    if total <= 0:
-        raise PaddyError("the ensemble weights add up to 0")
+    if not 0 < total < math.inf:
+        raise PaddyError(f"the ensemble weights add up to {total}; they must add up to a finite number above 0")
     for member in members:
         check_probabilities(member.name, member.preds)
     reference = members[0].preds
     mean = sum(m.weight * aligned_probs(reference, m.name, m.preds) for m in members) / total
-    meta = {"ensemble": True, "members": [m.describe() for m in members]}
+    identity = {k: reference.meta[k] for k in ("data", "test_ids_sha256") if k in reference.meta}
+    meta = {"ensemble": True, "members": [m.describe() for m in members], **identity}
     return Predictions(mean.astype(np.float32), reference.image_ids, reference.vocab, meta)
 
 
-def load_members(run_dirs: list[tuple[Path, float | None]], weights: dict[str, float]) -> list[Member]:
+def load_members(runs: list[tuple[RunFolder, float | None]], weights: dict[str, float]) -> list[Member]:
     """Members from (run folder, default weight) pairs, weighted as `member_weight` says."""
     members = []
-    for run_dir, default in run_dirs:
-        preds = load_predictions(run_dir / PREDICTIONS_FILE)
-        members.append(Member(run_dir.name, preds, member_weight(run_dir.name, preds.meta, weights, default)))
+    for run, default in runs:
+        preds = load_predictions(run.predictions_path)
+        members.append(Member(run.name, preds, member_weight(run.name, preds.meta, weights, default)))
     unused = set(weights) - {m.name for m in members} - {m.preds.meta.get("arch") for m in members}
     if unused:
         raise PaddyError(f"--weight names no member: {', '.join(sorted(unused))}")
     return members
 
 
-def choose_runs(out: Path, runs: list[str] | None, config: EnsembleConfig | None) -> list[tuple[Path, float | None]]:
+def choose_runs(
+    out: Path, runs: list[str] | None, config: EnsembleConfig | None, data: Path | None
+) -> list[tuple[RunFolder, float | None]]:
     """The members' folders with default weights: a config's entries, named runs, or every finished run."""
     if config is not None:
-        return runs_matching_config(out, config)
+        return runs_matching_config(out, config, data)
     if runs:
-        return [(find_run(run, out, PREDICTIONS_FILE), None) for run in runs]
-    return [(path, None) for path in finished_runs(out)]
+        return [(find_run(run, out, finished=True), None) for run in runs]
+    return [(run, None) for run in finished_runs(out)]
 
 
 def build_ensemble(
-    out: Path, runs: list[str] | None, weights: dict[str, float], config: EnsembleConfig | None, dest: Path
+    out: Path,
+    runs: list[str] | None,
+    weights: dict[str, float],
+    config: EnsembleConfig | None,
+    dest: Path,
+    data: Path | None = None,
 ) -> tuple[Predictions, list[Member]]:
-    """Check, average and save the chosen runs' predictions; nothing is written on any problem."""
-    members = load_members(choose_runs(out, runs, config), weights)
+    """Check, average and save the chosen runs' predictions; nothing is written on any problem.
+
+    With a config, `data` (default: the config's, Kaggle's or the demo) picks the runs trained on it."""
+    members = load_members(choose_runs(out, runs, config, data), weights)
     ensemble = average(members)
     save_predictions(ensemble, dest)
     return ensemble, members

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader (or an interrupted run) never sees a half-written file."""
+"""Files paddy writes and reads: atomic writes with the user's permissions, and reads that fail
+with one line naming the file instead of a traceback."""
 
 from __future__ import annotations
 
@@ -8,21 +9,55 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from paddy.errors import PaddyError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def user_file_mode() -> int:
+    """The mode a plain `open(path, "w")` would give: 0666 less the umask (mkstemp gives 0600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def temp_name_prefix(path: Path) -> str:
+    """Temporary files are `.NAME.<random>.tmp` beside `path`, so leftovers of a kill can be found."""
+    return f".{path.name}."
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write to a temp file in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write to a temp file in the same folder, fsync, then rename over `path`: a reader never sees
+    half a file. Disk full or a read-only folder is one PaddyError naming the file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as e:
+        raise PaddyError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), user_file_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise PaddyError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temp_files(folder: Path) -> int:
+    """Delete the temp files an interrupted atomic write left in `folder` (and below); returns how many."""
+    stale = [p for p in folder.rglob(f".*{TEMP_SUFFIX}") if p.is_file()] if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -34,4 +69,20 @@ def write_json(path: Path, obj: Any) -> Path:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    """A JSON file paddy wrote; a missing, damaged or non-UTF-8 one is one PaddyError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PaddyError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PaddyError(f"{path} is damaged or unreadable ({type(e).__name__}: {e}); delete it or its run") from None
+
+
+def read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
+    """A CSV file as a DataFrame; an empty, damaged or non-UTF-8 one is one PaddyError naming it."""
+    try:
+        return pd.read_csv(path, encoding="utf-8", **kwargs)
+    except FileNotFoundError:
+        raise PaddyError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise PaddyError(f"cannot read {path} ({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None

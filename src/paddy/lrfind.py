@@ -7,12 +7,12 @@ from pathlib import Path
 
 from fastai.vision.all import minimum, slide, steep, valley
 
-from paddy.config import ModelEntry
+from paddy.config import BadImages, ModelEntry
 from paddy.data import CompetitionData
 from paddy.files import write_json
 from paddy.plots import save_current_figure
-from paddy.runs import CONFIG_FILE
-from paddy.train import make_learner, plan_training, prepare_run_dir, unique_run_name
+from paddy.runs import RunFolder
+from paddy.train import make_learner, prepare_run, run_config_json
 
 LR_FIND_PLOT = "lr_find.png"
 LR_FIND_FILE = "lr_find.json"
@@ -22,22 +22,31 @@ LR_FIND_FILE = "lr_find.json"
 class LrFindResult:
     """Suggested learning rates (by fastai's method name) and where the plot is."""
 
-    run_dir: Path
+    run: RunFolder
     suggestions: dict[str, float]
 
     @property
     def plot(self) -> Path:
-        return self.run_dir / LR_FIND_PLOT
+        return self.run.path / LR_FIND_PLOT
 
 
-def find_lr(entry: ModelEntry, data: CompetitionData, out: Path, num_workers: int | None = None) -> LrFindResult:
-    """Run lr_find on the entry's learner and save the loss-vs-lr plot in a run folder."""
-    plan = plan_training(entry)
-    run_dir = prepare_run_dir(out / f"{unique_run_name(out, entry)}-lr-find")
-    write_json(run_dir / CONFIG_FILE, {**plan.to_json(), "data": str(data.root)})
-    learn = make_learner(plan, data, [], num_workers)
-    found = learn.lr_find(show_plot=True, suggest_funcs=(minimum, steep, valley, slide))
-    save_current_figure(run_dir / LR_FIND_PLOT)
-    suggestions = {name: float(value) for name, value in found._asdict().items()}
-    write_json(run_dir / LR_FIND_FILE, suggestions)
-    return LrFindResult(run_dir, suggestions)
+def find_lr(
+    entry: ModelEntry,
+    data: CompetitionData,
+    out: Path,
+    *,
+    budget_mib: float | None = None,
+    bad_images: BadImages = BadImages.fail,
+    num_workers: int | None = None,
+) -> LrFindResult:
+    """Run lr_find on the entry's learner (its accum, `auto` resolved as train does) and save the
+    loss-vs-lr plot in a run folder of its own."""
+    ready = prepare_run(entry, data, out, budget_mib, bad_images, suffix="-lr-find")
+    with ready.run.writing() as folder:
+        folder.start(run_config_json(ready))
+        learn = make_learner(ready.plan, ready.data, [], num_workers)
+        found = learn.lr_find(show_plot=True, suggest_funcs=(minimum, steep, valley, slide))
+        save_current_figure(folder.path / LR_FIND_PLOT)
+        suggestions = {name: float(value) for name, value in found._asdict().items()}
+        write_json(folder.path / LR_FIND_FILE, suggestions)
+    return LrFindResult(folder, suggestions)

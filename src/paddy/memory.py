@@ -8,6 +8,7 @@ plus a fixed allowance for the CUDA context. An estimate is never called a measu
 
 from __future__ import annotations
 
+import gc
 import os
 import weakref
 from dataclasses import dataclass, replace
@@ -20,15 +21,12 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
 from paddy.config import ModelEntry
-from paddy.data import CompetitionData
+from paddy.data import CompetitionData, training_split_size
 from paddy.errors import PaddyError
+from paddy.memory_probes import CUDA_CONTEXT_MIB, ESTIMATE, MEASURED
 from paddy.train import make_learner, plan_training
 
 MIB = 2**20
-MEASURED, ESTIMATE = "measured", "estimate"
-# CUDA context, cuBLAS/cuDNN handles and workspaces: 300 MiB to 1 GiB per process in
-# practice, depending on GPU and library versions. Added to every CPU estimate.
-CUDA_CONTEXT_MIB = 800
 # Enough epochs of the probe subset to see two real optimizer steps even if fp16's
 # gradient scaler skips the first few (it halves its scale on every overflow).
 MAX_PROBE_EPOCHS = 10
@@ -49,6 +47,13 @@ class ProbeDevice:
 
     kind: str
     name: str
+
+
+def free_memory() -> None:
+    """Release what the last model held before the next one is built."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def probe_device() -> ProbeDevice:
@@ -120,11 +125,6 @@ class StopAfterSecondStep(Callback):
         raise CancelValidException()
 
 
-def training_split_size(n_images: int, valid_pct: float) -> int:
-    """How many of `n_images` fastai's RandomSplitter leaves for training."""
-    return n_images - int(valid_pct * n_images)
-
-
 def probe_subset(data: CompetitionData, bs: int, valid_pct: float) -> CompetitionData:
     """The smallest class folder plus one image of every other class (the head stays the real
     one), topped up so the training split holds two effective batches (two optimizer steps
@@ -187,7 +187,8 @@ def measure_training(entry: ModelEntry, accum: int, data: CompetitionData, num_w
     """Train the entry at `accum` on the probe subset up to its second optimizer step and
     return the peak memory: measured on CUDA, estimated for a GPU on the CPU.
 
-    With fine_tune every layer is trained (its unfrozen phase is the heavier one). Images
+    Every layer is trained: fit_one_cycle trains them all, and fine_tune's unfrozen phase is
+    its heavier one. Images
     load in this process by default: a few batches load faster than workers start. On the
     CPU the steps run in fp32 (fastai's mixed precision needs CUDA), which usually errs high
     for a GPU run in fp16 mixed precision, whose activations take half the bytes.
@@ -197,8 +198,7 @@ def measure_training(entry: ModelEntry, accum: int, data: CompetitionData, num_w
     subset = probe_subset(data, entry.bs, entry.valid_pct)
     stop = StopAfterSecondStep()
     learn = make_learner(plan, subset, [stop], num_workers)
-    if entry.finetune:
-        learn.unfreeze()
+    learn.unfreeze()
 
     def run() -> None:
         with learn.no_bar(), learn.no_logging():

@@ -20,6 +20,7 @@ from paddy.files import atomic_write_bytes
 
 FORMAT = "paddy-predictions-1"
 PREDICTIONS_FILE = "predictions.safetensors"
+SUM_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -38,28 +39,61 @@ class Predictions:
                 f"{len(self.image_ids)} images x {len(self.vocab)} classes"
             )
 
+    def softmax_problem(self) -> str | None:
+        """Why these are not softmax probabilities (NaN, negative, rows not summing to 1), or None."""
+        if not np.isfinite(self.probs).all():
+            return "predictions contain NaN or infinite values"
+        if (self.probs < 0).any():
+            return "predictions contain negative values (not probabilities)"
+        sums = self.probs.sum(axis=1)
+        worst = int(np.abs(sums - 1).argmax()) if len(sums) else 0
+        if len(sums) and abs(sums[worst] - 1) > SUM_TOLERANCE:
+            return f"row for {self.image_ids[worst]} sums to {sums[worst]:.4f}, not 1 (not softmax probabilities)"
+        return None
+
     def labels(self) -> list[str]:
         """The most probable class of each image."""
         return [self.vocab[i] for i in self.probs.argmax(axis=1)]
 
 
 def save_predictions(preds: Predictions, path: Path) -> Path:
-    """Write `preds` atomically as safetensors with a JSON header."""
+    """Write `preds` atomically as safetensors with a JSON header; never probabilities that cannot be right."""
+    if problem := preds.softmax_problem():
+        raise PaddyError(f"not saving {path}: {problem}")
     header = {"format": FORMAT, "image_ids": list(preds.image_ids), "vocab": list(preds.vocab), "meta": preds.meta}
     data = save({"probs": np.ascontiguousarray(preds.probs, dtype=np.float32)}, metadata={"paddy": json.dumps(header)})
     return atomic_write_bytes(path, data)
 
 
-def load_predictions(path: Path) -> Predictions:
-    """Read a predictions file written by `save_predictions` (no unpickling involved)."""
+def read_header(path: Path) -> tuple[dict[str, Any], np.ndarray]:
+    """The JSON header and the probabilities of a safetensors predictions file."""
     try:
         with safe_open(path, framework="np") as f:
             header = json.loads((f.metadata() or {}).get("paddy", "{}"))
             probs = f.get_tensor("probs")
     except FileNotFoundError:
         raise PaddyError(f"no predictions file at {path}") from None
-    except (SafetensorError, OSError, json.JSONDecodeError, KeyError) as e:
-        raise PaddyError(f"{path} is not a readable predictions file ({e})") from None
-    if header.get("format") != FORMAT:
-        raise PaddyError(f"{path} is not a paddy predictions file (format {header.get('format')!r})")
-    return Predictions(probs, tuple(header["image_ids"]), tuple(header["vocab"]), header["meta"])
+    except (SafetensorError, OSError, ValueError, KeyError) as e:
+        raise PaddyError(f"{path} is not a readable predictions file ({type(e).__name__}: {e})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise PaddyError(f"{path} is not a paddy predictions file (format {found!r})")
+    return header, probs
+
+
+def load_predictions(path: Path) -> Predictions:
+    """Read a predictions file written by `save_predictions` (no unpickling involved), checked whole:
+    a malformed header or probabilities that are not softmax rows are one PaddyError naming the file."""
+    header, probs = read_header(path)
+    ids, vocab, meta = header.get("image_ids"), header.get("vocab"), header.get("meta")
+    if not (isinstance(ids, list) and isinstance(vocab, list) and isinstance(meta, dict)):
+        raise PaddyError(f"{path}: malformed header (needs image_ids and vocab lists and a meta table)")
+    if not all(isinstance(name, str) for name in [*ids, *vocab]):
+        raise PaddyError(f"{path}: malformed header (image ids and class names must be text)")
+    try:
+        preds = Predictions(probs, tuple(ids), tuple(vocab), meta)
+    except PaddyError as e:
+        raise PaddyError(f"{path}: {e}") from None
+    if problem := preds.softmax_problem():
+        raise PaddyError(f"{path}: {problem}")
+    return preds

@@ -18,16 +18,18 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, floats: str = "{:
 
 
 def run_table(outcomes) -> Table:
-    """One row per entry of a `paddy run`: what happened, validation error, accum and time."""
+    """One row per entry of a `paddy run`: what happened, validation error, accum, and the time its
+    training, pictures and TTA took (recorded, for a skipped entry; '-' where there is none)."""
     frame = pd.DataFrame(
         [
             {
                 "#": o.index,
                 "model": o.entry.describe(),
+                "run": o.run.name,
                 "status": o.status,
-                "accum": o.accum,
-                "valid_error": o.valid_error,
-                "time": f"{o.seconds:.1f} s",
+                "accum": "-" if o.accum is None else str(o.accum),
+                "valid_error": "-" if o.valid_error is None else f"{o.valid_error:.4f}",
+                "train+TTA": "-" if o.seconds is None else f"{o.seconds:.1f} s",
             }
             for o in outcomes
         ]

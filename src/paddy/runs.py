@@ -1,68 +1,184 @@
-"""The run folder layout, and reading run folders back: what a run was, how it went, and
-where its pictures are.
+"""The run folder: its names, layout, creation, one writer at a time, reading it back, and
+which finished run belongs to a model entry.
 
 A run folder holds config.json (written first), history.csv (after every epoch),
 result.json, pictures, and predictions.safetensors, written last: its presence marks a
-finished run.
+finished run. Every command that writes or reads run folders goes through `RunFolder`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
+from paddy.config import ModelEntry
 from paddy.errors import PaddyError
-from paddy.files import read_json
+from paddy.files import read_csv, read_json, write_json
 from paddy.predictions import PREDICTIONS_FILE
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 RESULT_FILE = "result.json"
+# Settings that do not change what a run learns: accum may grow on out-of-memory retries
+# (same effective batch), and the ensemble weight only matters when averaging.
+NOT_MATCHED = ("accum", "ensemble_weight")
+LOCKS_FOLDER = ".locks"  # one lock file per run folder, beside them (a run folder is deleted and recreated)
+
+
+class RunBusy(PaddyError):
+    """Another process holds the run folder's lock."""
+
+
+def matched_settings(entry: ModelEntry, data_root: Path) -> dict[str, Any]:
+    """What a finished run must have been trained with to count as this entry's run."""
+    settings = {k: v for k, v in entry.to_json().items() if k not in NOT_MATCHED}
+    return {**settings, "data": str(data_root)}
+
+
+def settings_key(entry: ModelEntry, data_root: Path) -> str:
+    """A short digest of the matched settings: a changed entry gets a new folder, never the old one's."""
+    text = json.dumps(matched_settings(entry, data_root), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One training run's folder (`path`) and the files in it."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.path / PREDICTIONS_FILE
+
+    @property
+    def finished(self) -> bool:
+        """Predictions are written last: with them, everything else is complete."""
+        return self.predictions_path.is_file() and (self.path / RESULT_FILE).is_file()
+
+    @contextmanager
+    def writing(self) -> Iterator[RunFolder]:
+        """Hold this folder's lock while writing it, so two processes never interleave in one run.
+
+        The lock is an OS file lock in `<out>/.locks/`: a killed process releases it. It is
+        re-entrant in one process, so a caller may hold it around `train`, which takes it too."""
+        locks = self.path.parent / LOCKS_FOLDER
+        lock = FileLock(locks / f"{self.name}.lock", is_singleton=True)
+        try:
+            locks.mkdir(parents=True, exist_ok=True)
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunBusy(f"another paddy process is writing {self.path}; wait for it or use another --out") from None
+        except OSError as e:
+            raise PaddyError(f"cannot write to output folder {self.path.parent}: {e.strerror}") from None
+        try:
+            yield self
+        finally:
+            lock.release()
+
+    def start(self, config: dict[str, Any]) -> RunFolder:
+        """An empty folder (an unfinished run's leftovers are cleared) holding `config`; fails early
+        if it cannot be written. Call it inside `writing()`."""
+        try:
+            if self.path.exists():
+                shutil.rmtree(self.path)
+            self.path.mkdir(parents=True)
+            write_json(self.config_path, config)
+        except OSError as e:
+            raise PaddyError(f"cannot write to output folder {self.path.parent}: {e.strerror or e}") from None
+        return self
+
+    def config(self) -> dict[str, Any]:
+        return read_json(self.config_path)
+
+    def history(self) -> pd.DataFrame:
+        return read_csv(self.history_path) if self.history_path.is_file() else pd.DataFrame()
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        write_json(self.path / RESULT_FILE, result)
+
+    def result(self) -> dict[str, Any] | None:
+        """result.json of a finished run, else None."""
+        return read_json(self.path / RESULT_FILE) if self.finished else None
+
+    def pictures(self) -> list[Path]:
+        return sorted(self.path.glob("*.png"))
+
+    def matches(self, entry: ModelEntry, data_root: Path) -> bool:
+        """Whether this run was trained with the entry's settings on that data."""
+        recorded = self.config()
+        return all(recorded.get(k) == v for k, v in matched_settings(entry, data_root).items())
+
+
+def new_run_folder(out: Path, entry: ModelEntry, suffix: str = "") -> RunFolder:
+    """A new, time-stamped run folder under `out` (`paddy train`, `paddy lr-find`), never an existing one."""
+    stem = f"{datetime.now():%Y%m%d-%H%M%S}-{entry.describe()}"
+    name, number = f"{stem}{suffix}", 1
+    while (out / name).exists():
+        number += 1
+        name = f"{stem}-{number}{suffix}"
+    return RunFolder(out / name)
+
+
+def entry_run_folder(out: Path, config_name: str, index: int, entry: ModelEntry, data_root: Path) -> RunFolder:
+    """The folder `paddy run` trains a config entry in: stable, so a re-run finds it, and named with a
+    digest of its settings, so changing the entry trains a new run beside the old one."""
+    return RunFolder(out / f"{config_name}-{index:02d}-{entry.describe()}-{settings_key(entry, data_root)}")
+
+
+def finished_runs(out: Path) -> list[RunFolder]:
+    """Run folders under `out` whose predictions were written (in name order)."""
+    return [RunFolder(p.parent) for p in sorted(out.glob(f"*/{PREDICTIONS_FILE}")) if RunFolder(p.parent).finished]
+
+
+def run_of_entry(out: Path, entry: ModelEntry, data_root: Path) -> RunFolder | None:
+    """The newest finished run under `out` trained with the entry's settings on that data, if any."""
+    matching = [run for run in finished_runs(out) if run.matches(entry, data_root)]
+    return max(matching, key=lambda run: run.predictions_path.stat().st_mtime, default=None)
+
+
+def find_run(run: str, out: Path, finished: bool = False) -> RunFolder:
+    """A run given as a folder name under `out` or as a path (a finished one if asked)."""
+    for candidate in (RunFolder(out / run), RunFolder(Path(run))):
+        if candidate.finished if finished else candidate.config_path.is_file():
+            return candidate
+    state = "finished " if finished else ""
+    raise PaddyError(f"no {state}run folder {run!r} (looked for {out / run} and {run})")
 
 
 @dataclass(frozen=True)
 class RunSummary:
     """A run folder's settings, history, outcome (None while unfinished) and pictures."""
 
-    run_dir: Path
+    run: RunFolder
     config: dict[str, Any]
     history: pd.DataFrame
     result: dict[str, Any] | None
     pictures: list[Path]
 
 
-def finished_result(run_dir: Path) -> dict[str, Any] | None:
-    """The result.json of a finished run (one with its predictions written), else None."""
-    if not (run_dir / PREDICTIONS_FILE).is_file() or not (run_dir / RESULT_FILE).is_file():
-        return None
-    return read_json(run_dir / RESULT_FILE)
-
-
-def finished_runs(out: Path) -> list[Path]:
-    """Run folders under `out` whose predictions were written (in name order)."""
-    return sorted(p.parent for p in out.glob(f"*/{PREDICTIONS_FILE}"))
-
-
-def find_run(run: str, out: Path, marker: str = CONFIG_FILE) -> Path:
-    """A run given as a folder name under `out` or as a path, holding `marker`."""
-    for candidate in (out / run, Path(run)):
-        if (candidate / marker).is_file():
-            return candidate
-    state = "finished " if marker == PREDICTIONS_FILE else ""
-    raise PaddyError(f"no {state}run folder {run!r} (looked for {out / run} and {run})")
-
-
-def run_summary(run_dir: Path) -> RunSummary:
+def run_summary(run: RunFolder) -> RunSummary:
     """Everything `paddy show` prints about one run."""
-    history_path = run_dir / HISTORY_FILE
-    history = pd.read_csv(history_path) if history_path.is_file() else pd.DataFrame()
-    return RunSummary(
-        run_dir=run_dir,
-        config=read_json(run_dir / CONFIG_FILE),
-        history=history,
-        result=finished_result(run_dir),
-        pictures=sorted(run_dir.glob("*.png")),
-    )
+    return RunSummary(run, run.config(), run.history(), run.result(), run.pictures())

@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from paddy.data import ids_fingerprint, resolve_data
 from paddy.ensemble import ENSEMBLE_FILE, Member
 from paddy.errors import PaddyError
-from paddy.files import atomic_write_text
+from paddy.files import atomic_write_text, read_csv
 from paddy.kaggle_access import submit_csv
-from paddy.predictions import PREDICTIONS_FILE, Predictions
+from paddy.predictions import Predictions, load_predictions
 from paddy.runs import find_run
 
 LOG_FILE = "log.jsonl"
@@ -35,10 +36,7 @@ class Submission:
 
 def read_sample(sample_csv: Path) -> pd.DataFrame:
     """sample_submission.csv as strings: an id column, then the label column."""
-    try:
-        sample = pd.read_csv(sample_csv, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError) as e:
-        raise PaddyError(f"cannot read {sample_csv}: {e}") from None
+    sample = read_csv(sample_csv, dtype=str, keep_default_na=False)
     if len(sample.columns) != 2:
         raise PaddyError(f"{sample_csv} should have two columns (id, label), not {list(sample.columns)}")
     return sample
@@ -57,29 +55,30 @@ def build_submission(preds: Predictions, sample: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({id_column: sample[id_column], label_column: [labels[i] for i in sample[id_column]]})
 
 
-def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame, vocab: tuple[str, ...]) -> None:
-    """Same header, same image_ids in the same order, every label a known class; names the first bad row."""
-    if list(submission.columns) != list(sample.columns):
-        raise PaddyError(f"submission header {list(submission.columns)} is not the sample's {list(sample.columns)}")
-    if len(submission) != len(sample):
-        raise PaddyError(f"submission has {len(submission)} rows, the sample {len(sample)}")
-    id_column, label_column = sample.columns
-    for row, (image_id, expected, label) in enumerate(
-        zip(submission[id_column], sample[id_column], submission[label_column])
-    ):
-        if image_id != expected:
-            raise PaddyError(f"row {row + 2}: image_id {image_id!r}, but the sample has {expected!r} there")
-        if label not in vocab:
-            raise PaddyError(f"row {row + 2}: label {label!r} for {image_id} is not one of the {len(vocab)} classes")
-
-
 def predictions_source(out: Path, run: str | None, predictions: Path | None) -> Path:
     """The predictions to submit: one run's, a given file, or the ensemble under `out`."""
     if run and predictions:
         raise PaddyError("give --run or --predictions, not both")
     if run:
-        return find_run(run, out, PREDICTIONS_FILE) / PREDICTIONS_FILE
+        return find_run(run, out, finished=True).predictions_path
     return predictions or out / ENSEMBLE_FILE
+
+
+def sample_for(preds: Predictions, data: Path | None, source: Path) -> Path:
+    """The sample submission of the data the predictions were made from (or of `data`), refused if
+    it lists other test images: a submission checked against another dataset's sample means nothing."""
+    recorded = preds.meta.get("data")
+    if data is None and recorded is None:
+        raise PaddyError(f"{source} does not record its data (made before paddy 0.2): pass --data")
+    found = resolve_data(data or Path(recorded))
+    sample_ids = read_sample(found.sample_submission).iloc[:, 0]
+    fingerprint = preds.meta.get("test_ids_sha256", ids_fingerprint(preds.image_ids))
+    if ids_fingerprint(list(sample_ids)) != fingerprint or fingerprint != ids_fingerprint(preds.image_ids):
+        raise PaddyError(
+            f"{found.sample_submission} lists other test images than {source} was predicted on "
+            f"(data {recorded}); pass the --data the predictions were made from"
+        )
+    return found.sample_submission
 
 
 def submission_path(folder: Path) -> Path:
@@ -102,12 +101,19 @@ def default_message(preds: Predictions) -> str:
 
 
 def write_submission(preds: Predictions, sample_csv: Path, dest: Path, message: str | None) -> Submission:
-    """Build, validate and atomically write the submission CSV."""
-    sample = read_sample(sample_csv)
-    submission = build_submission(preds, sample)
-    validate_submission(submission, sample, preds.vocab)
+    """Build and atomically write the submission CSV: the sample's ids in its order, a class for each."""
+    submission = build_submission(preds, read_sample(sample_csv))
     atomic_write_text(dest, submission.to_csv(index=False))
     return Submission(dest, message or default_message(preds), len(submission))
+
+
+def prepare_submission(
+    out: Path, run: str | None, predictions: Path | None, data: Path | None, folder: Path, message: str | None
+) -> tuple[Submission, Predictions]:
+    """The checked submission CSV of the ensemble (or a run, or a file) under `folder`, and its predictions."""
+    source = predictions_source(out, run, predictions)
+    preds = load_predictions(source)
+    return write_submission(preds, sample_for(preds, data, source), submission_path(folder), message), preds
 
 
 def log_submission(log: Path, submission: Submission, members: list[Any], answer: str, competition: str) -> Path:

@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from fastai.vision.all import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, error_rate
 
-FIRST_TARGET = "disease"
-
 
 class TwoTargetLoss:
     """Cross-entropy of the label on the first `n_first` outputs plus that of the extra target
@@ -48,10 +46,12 @@ def single_target(label_smoothing: float) -> tuple[object, list]:
     return loss, [error_rate]
 
 
-def two_targets(n_first: int, extra_column: str, label_smoothing: float) -> tuple[TwoTargetLoss, list]:
-    """Loss and the two error metrics of a label + `extra_column` model."""
+def two_targets(
+    n_first: int, label_column: str, extra_column: str, label_smoothing: float
+) -> tuple[TwoTargetLoss, list]:
+    """Loss and the two error metrics of a label + `extra_column` model, each named after its column."""
     metrics = [
-        target_error(FIRST_TARGET, slice(0, n_first), 0),
+        target_error(label_column, slice(0, n_first), 0),
         target_error(extra_column, slice(n_first, None), 1),
     ]
     return TwoTargetLoss(n_first, label_smoothing), metrics

@@ -6,11 +6,10 @@ gets its predictions file (the mark of a finished run) once training and TTA suc
 
 from __future__ import annotations
 
+import pickle
 import random
-import shutil
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,35 +30,40 @@ from fastai.vision.all import (
     set_seed,
     vision_learner,
 )
+from safetensors import SafetensorError
+from torch import nn
 
-from paddy.config import ModelEntry, check_entry
-from paddy.data import CompetitionData, extra_labels
+from paddy.config import BadImages, ModelEntry, Precision, accum_problem, check_entry
+from paddy.data import CompetitionData, extra_labels, training_split_size, without_bad_images
 from paddy.errors import PaddyError
-from paddy.files import atomic_write_text, write_json
+from paddy.files import atomic_write_text
+from paddy.memory_probes import chosen_budget, resolve_auto_accum
 from paddy.plots import save_confusion_matrix, save_loss_plot
-from paddy.predictions import PREDICTIONS_FILE, Predictions, save_predictions
-from paddy.runs import CONFIG_FILE, HISTORY_FILE, RESULT_FILE
+from paddy.predictions import Predictions, save_predictions
+from paddy.runs import RunFolder, new_run_folder
 from paddy.targets import single_target, two_targets
 from paddy.versions import library_versions
 
 LOSS_PLOT = "loss.png"
 CONFUSION_PLOT = "confusion.png"
+WEIGHTS_FILE_ERRORS = (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError)
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one finished training run produced."""
+    """What one finished training run produced, and how long its two parts took."""
 
-    run_dir: Path
+    run: RunFolder
     entry: ModelEntry
     seed: int
     valid_error: float
-    seconds: float
+    train_seconds: float  # the epochs, validation included
+    predict_seconds: float  # pictures and TTA on the test set
     history: pd.DataFrame
 
     @property
     def predictions_path(self) -> Path:
-        return self.run_dir / PREDICTIONS_FILE
+        return self.run.predictions_path
 
 
 def accumulation(bs: int, accum: int) -> tuple[int, list[Callback]]:
@@ -68,19 +72,29 @@ def accumulation(bs: int, accum: int) -> tuple[int, list[Callback]]:
     fastai's GradientAccumulation counts samples (n_acc=bs), not steps, and scales each
     step's loss by its share of the effective batch.
     """
-    if accum < 1 or bs % accum:
-        raise PaddyError(f"accum {accum} must be a positive divisor of bs {bs}")
+    if problem := accum_problem(bs, accum):
+        raise PaddyError(f"accum: {problem}")
     return bs // accum, ([GradientAccumulation(n_acc=bs)] if accum > 1 else [])
 
 
-def resolve_precision(precision: str, cuda: bool | None = None) -> str:
+def resolve_precision(precision: Precision, cuda: bool | None = None) -> Precision:
     """'auto' means fp16 where CUDA is available and fp32 elsewhere."""
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    if precision == "auto":
-        return "fp16" if cuda else "fp32"
-    if precision == "fp16" and not cuda:
+    if precision == Precision.auto:
+        return Precision.fp16 if cuda else Precision.fp32
+    if precision == Precision.fp16 and not cuda:
         raise PaddyError("precision fp16 needs a CUDA GPU; use --precision fp32 or auto")
     return precision
+
+
+def check_batch_fits(data: CompetitionData, entry: ModelEntry) -> None:
+    """Refuse a run that would make no optimizer step: the training split must hold one effective batch."""
+    n_train = training_split_size(len(data.train_images), entry.valid_pct)
+    if n_train < entry.bs:
+        raise PaddyError(
+            f"bs {entry.bs} is larger than the {n_train} training images left after holding out valid_pct "
+            f"{entry.valid_pct}: no optimizer step would run; lower --bs"
+        )
 
 
 def build_dataloaders(
@@ -101,41 +115,96 @@ def build_dataloaders(
         get_items=lambda _: list(data.train_images),
         splitter=RandomSplitter(entry.valid_pct, seed=seed),
         get_y=getters if entry.multi_target else parent_label,
-        item_tfms=Resize(entry.item_size, method=entry.item),
+        item_tfms=Resize(entry.resize_to, method=str(entry.item)),
         batch_tfms=aug_transforms(size=entry.size, min_scale=0.75),
     )
     kwargs = {} if num_workers is None else {"num_workers": num_workers}
     return block.dataloaders(data.train_dir, bs=step_bs, **kwargs)
 
 
-def build_learner(dls, entry: ModelEntry, cbs: list[Callback]) -> Learner:
-    """vision_learner on the timm arch, with pretrained weights from the hub or a local file."""
+def read_pretrained_file(path: Path) -> dict[str, torch.Tensor]:
+    """A local weights file as timm reads it (safetensors, or a .pth state dict without unpickling code)."""
+    from timm.models import load_state_dict
+
+    try:
+        return load_state_dict(str(path))
+    except WEIGHTS_FILE_ERRORS as e:
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        raise PaddyError(
+            f"cannot read pretrained_file {path}: not a readable .safetensors or .pth state dict "
+            f"({type(e).__name__}: {first_line})"
+        ) from None
+
+
+def load_backbone_strictly(body: nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    """Load every backbone weight of `state` into `body` and refuse any that is missing or left over.
+
+    fastai builds the backbone with num_classes=0 and timm then loads the file non-strictly,
+    so a file of another model would silently leave random weights: only the classifier,
+    which the new head replaces, may be dropped."""
+    classifier = body.pretrained_cfg.get("classifier") or ()
+    prefixes = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    backbone = {k: v for k, v in state.items() if not any(k == p or k.startswith(f"{p}.") for p in prefixes)}
+    try:
+        loaded = body.load_state_dict(backbone, strict=False)
+    except RuntimeError as e:
+        raise PaddyError(f"pretrained_file {path} does not fit {arch}: {str(e).strip().splitlines()[-1]}") from None
+    problems = [
+        f"{len(keys)} {what} (e.g. {keys[0]})"
+        for what, keys in (("backbone weights missing", loaded.missing_keys), ("unexpected", loaded.unexpected_keys))
+        if keys
+    ]
+    if problems:
+        raise PaddyError(f"pretrained_file {path} does not fit {arch}: {', '.join(problems)}")
+
+
+def build_learner(dls, entry: ModelEntry, cbs: list[Callback], label_column: str = "label") -> Learner:
+    """vision_learner on the timm arch, with pretrained weights from the hub or a local file.
+
+    `label_column` (the sample submission's) names the label's error metric of a two-target model."""
     kwargs: dict[str, Any] = {}
-    pretrained = entry.pretrained or entry.weights is not None
-    if entry.weights is not None:
-        kwargs["pretrained_cfg_overlay"] = {"file": str(entry.weights)}
+    pretrained = entry.pretrained or entry.pretrained_file is not None
+    state = read_pretrained_file(entry.pretrained_file) if entry.pretrained_file else None
+    if entry.pretrained_file is not None:
+        kwargs["pretrained_cfg_overlay"] = {"file": str(entry.pretrained_file)}
     if entry.multi_target:
         n_classes, n_extra = (len(vocab) for vocab in dls.train_ds.vocab)
-        loss, metrics = two_targets(n_classes, entry.multi_target, entry.label_smoothing)
+        loss, metrics = two_targets(n_classes, label_column, entry.multi_target, entry.label_smoothing)
         kwargs["n_out"] = n_classes + n_extra
     else:
         loss, metrics = single_target(entry.label_smoothing)
     if entry.mixup:
         cbs = [*cbs, MixUp(entry.mixup)]
     try:
-        return vision_learner(
+        learn = vision_learner(
             dls, entry.arch, pretrained=pretrained, loss_func=loss, metrics=metrics, cbs=cbs, **kwargs
         )
     except OSError as e:
         raise PaddyError(
             f"cannot get pretrained weights for {entry.arch} ({type(e).__name__}); "
-            "offline? pass --weights FILE or --no-pretrained"
+            "offline? pass --pretrained-file FILE or --no-pretrained"
         ) from None
     except RuntimeError as e:
-        if entry.weights is None:
+        if entry.pretrained_file is None:
             raise
         first_line = str(e).strip().splitlines()[0]
-        raise PaddyError(f"weights file {entry.weights} does not fit {entry.arch}: {first_line}") from None
+        raise PaddyError(f"pretrained_file {entry.pretrained_file} does not fit {entry.arch}: {first_line}") from None
+    if state is not None:
+        load_backbone_strictly(learn.model[0].model, state, entry.pretrained_file, entry.arch)
+    return learn
+
+
+class RefuseNonFiniteLoss(Callback):
+    """Stop at the first NaN or infinite training loss: the rest of the run could only be garbage."""
+
+    order = 5  # before fastai's Recorder smooths the loss
+
+    def after_loss(self) -> None:
+        if self.training and not torch.isfinite(self.learn.loss).all():
+            raise PaddyError(
+                f"the training loss became {self.learn.loss.item()} at epoch {self.epoch + 1}, batch {self.iter + 1}; "
+                "nothing was saved as finished (try a lower --lr or --precision fp32)"
+            )
 
 
 class HistoryWriter(Callback):
@@ -165,33 +234,12 @@ class HistoryWriter(Callback):
         atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
 
 
-def save_run_plots(learn: Learner, run_dir: Path, classes: tuple[str, ...]) -> None:
+def save_run_plots(learn: Learner, run: RunFolder, classes: tuple[str, ...]) -> None:
     """Loss curves and the validation confusion matrix of the label, beside the history."""
-    save_loss_plot(pd.read_csv(run_dir / HISTORY_FILE), run_dir / LOSS_PLOT)
+    save_loss_plot(run.history(), run.path / LOSS_PLOT)
     probs, targets = learn.get_preds(ds_idx=1)
     actual = targets[0] if isinstance(targets, (list, tuple)) else targets
-    save_confusion_matrix(actual.numpy(), probs.argmax(dim=1).numpy(), list(classes), run_dir / CONFUSION_PLOT)
-
-
-def unique_run_name(out: Path, entry: ModelEntry) -> str:
-    """A new run folder name: time stamp and model, never one that already exists."""
-    name = f"{datetime.now():%Y%m%d-%H%M%S}-{entry.describe()}"
-    suffix = 1
-    while (out / name).exists():
-        suffix += 1
-        name = f"{datetime.now():%Y%m%d-%H%M%S}-{entry.describe()}-{suffix}"
-    return name
-
-
-def prepare_run_dir(run_dir: Path) -> Path:
-    """An empty run folder (leftovers of an unfinished run are cleared); fails early if not writable."""
-    try:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-    except OSError as e:
-        raise PaddyError(f"cannot write to output folder {run_dir.parent}: {e.strerror}") from None
-    return run_dir
+    save_confusion_matrix(actual.numpy(), probs.argmax(dim=1).numpy(), list(classes), run.path / CONFUSION_PLOT)
 
 
 def tta_predictions(learn: Learner, data: CompetitionData, meta: dict[str, Any]) -> Predictions:
@@ -208,7 +256,7 @@ class TrainingPlan:
     entry: ModelEntry
     step_bs: int
     callbacks: list[Callback]
-    precision: str
+    precision: Precision
     seed: int
 
     def to_json(self) -> dict[str, Any]:
@@ -216,16 +264,14 @@ class TrainingPlan:
             **self.entry.to_json(),
             "seed_used": self.seed,
             "step_bs": self.step_bs,
-            "precision_used": self.precision,
+            "precision_used": str(self.precision),
         }
 
 
 def plan_training(entry: ModelEntry) -> TrainingPlan:
     """Check the entry and settle accumulation, precision and seed (drawn when unset)."""
     check_entry(entry)
-    if not isinstance(entry.accum, int):
-        raise PaddyError("accum 'auto' must be resolved from a memory probe before training")
-    step_bs, callbacks = accumulation(entry.bs, entry.accum)
+    step_bs, callbacks = accumulation(entry.bs, entry.resolved_accum)
     seed = entry.seed if entry.seed is not None else random.SystemRandom().randrange(2**31)
     return TrainingPlan(entry, step_bs, callbacks, resolve_precision(entry.precision), seed)
 
@@ -233,43 +279,94 @@ def plan_training(entry: ModelEntry) -> TrainingPlan:
 def make_learner(
     plan: TrainingPlan, data: CompetitionData, extra_callbacks: list[Callback], num_workers: int | None = None
 ) -> Learner:
-    """Seeded data loaders and learner for the plan, in mixed precision where planned."""
+    """Seeded data loaders and learner for the plan, in mixed precision where planned.
+
+    fit_one_cycle trains every layer, as the course's `learn.unfreeze()` before it; fastai
+    freezes a pretrained body, and fine_tune freezes and unfreezes it itself."""
     set_seed(plan.seed)
     dls = build_dataloaders(data, plan.entry, plan.seed, plan.step_bs, num_workers)
-    learn = build_learner(dls, plan.entry, [*plan.callbacks, *extra_callbacks])
-    return learn.to_fp16() if plan.precision == "fp16" else learn
+    callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *extra_callbacks]
+    learn = build_learner(dls, plan.entry, callbacks, data.label_column)
+    if not plan.entry.finetune:
+        learn.unfreeze()
+    return learn.to_fp16() if plan.precision == Precision.fp16 else learn
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A run that passed every check: its plan, the data with its images checked, its folder."""
+
+    plan: TrainingPlan
+    data: CompetitionData
+    run: RunFolder
+
+
+def prepare_run(
+    entry: ModelEntry,
+    data: CompetitionData,
+    out: Path,
+    budget_mib: float | None,
+    bad_images: BadImages,
+    run: RunFolder | None = None,
+    suffix: str = "",
+) -> Ready:
+    """Resolve `--accum auto`, check the entry against the data and the images, and pick the folder."""
+    (entry,) = resolve_auto_accum([entry], chosen_budget() if budget_mib is None else budget_mib, out)
+    plan = plan_training(entry)
+    data = without_bad_images(data, bad_images)
+    check_batch_fits(data, entry)
+    return Ready(plan, data, run or new_run_folder(out, entry, suffix))
+
+
+def run_config_json(ready: Ready) -> dict[str, Any]:
+    """config.json: the resolved settings, the seed used, and the data they train on."""
+    return {**ready.plan.to_json(), "data": str(ready.data.root)}
+
+
+def predictions_meta(entry: ModelEntry, seed: int, valid_error: float, run: RunFolder, data: CompetitionData) -> dict:
+    """What later stages check: the settings, the run, and the data (root and test-id fingerprint)."""
+    return {
+        **entry.to_json(),
+        "seed": seed,
+        "valid_error": valid_error,
+        "run": run.name,
+        **data.identity(),
+        "versions": library_versions(),
+    }
 
 
 def train(
-    entry: ModelEntry, data: CompetitionData, out: Path, num_workers: int | None = None, run_name: str | None = None
+    entry: ModelEntry,
+    data: CompetitionData,
+    out: Path,
+    *,
+    budget_mib: float | None = None,
+    bad_images: BadImages = BadImages.fail,
+    num_workers: int | None = None,
+    run: RunFolder | None = None,
 ) -> RunResult:
     """Train `entry` on `data`, predict the test set with TTA, and save it all in a run folder.
 
-    The folder is `out/run_name` (default: a new time-stamped name); the predictions file is
-    written last, so its presence marks the run finished.
+    The folder is `run` (default: a new time-stamped one under `out`); the predictions file is
+    written last, so its presence marks the run finished. `--accum auto` is read from the
+    probes under `out` for `budget_mib`.
     """
-    plan = plan_training(entry)
-    run_dir = prepare_run_dir(out / (run_name or unique_run_name(out, entry)))
-    write_json(run_dir / CONFIG_FILE, {**plan.to_json(), "data": str(data.root)})
-    started = time.monotonic()
-    learn = make_learner(plan, data, [HistoryWriter(run_dir / HISTORY_FILE)], num_workers)
-    if entry.finetune:
-        learn.fine_tune(entry.epochs, entry.lr)
-    else:
-        learn.fit_one_cycle(entry.epochs, entry.lr)
-    valid_error = float(learn.recorder.values[-1][2])  # train_loss, valid_loss, then the label's error
-    meta = {
-        **entry.to_json(),
-        "seed": plan.seed,
-        "valid_error": valid_error,
-        "run": run_dir.name,
-        "data": str(data.root),
-        "versions": library_versions(),
-    }
-    save_run_plots(learn, run_dir, data.classes)
-    preds = tta_predictions(learn, data, meta)
-    seconds = time.monotonic() - started
-    write_json(run_dir / RESULT_FILE, {"valid_error": valid_error, "seconds": seconds, "seed": plan.seed})
-    save_predictions(preds, run_dir / PREDICTIONS_FILE)
-    history = pd.read_csv(run_dir / HISTORY_FILE)
-    return RunResult(run_dir, entry, plan.seed, valid_error, seconds, history)
+    ready = prepare_run(entry, data, out, budget_mib, bad_images, run)
+    entry, data = ready.plan.entry, ready.data
+    with ready.run.writing() as folder:
+        folder.start(run_config_json(ready))
+        started = time.monotonic()
+        learn = make_learner(ready.plan, data, [HistoryWriter(folder.history_path)], num_workers)
+        if entry.finetune:
+            learn.fine_tune(entry.epochs, entry.lr)
+        else:
+            learn.fit_one_cycle(entry.epochs, entry.lr)
+        valid_error = float(learn.recorder.values[-1][2])  # train_loss, valid_loss, then the label's error
+        trained = time.monotonic()
+        save_run_plots(learn, folder, data.classes)
+        preds = tta_predictions(learn, data, predictions_meta(entry, ready.plan.seed, valid_error, folder, data))
+        train_seconds, predict_seconds = trained - started, time.monotonic() - trained
+        result = {"valid_error": valid_error, "train_seconds": train_seconds, "predict_seconds": predict_seconds}
+        folder.write_result({**result, "seed": ready.plan.seed})
+        save_predictions(preds, folder.predictions_path)
+    return RunResult(folder, entry, ready.plan.seed, valid_error, train_seconds, predict_seconds, folder.history())

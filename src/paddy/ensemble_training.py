@@ -1,0 +1,133 @@
+"""`paddy run`: training every entry of an ensemble config in turn, resumably, and retrying
+out-of-memory entries with a larger accum factor (same effective batch).
+
+Everything is checked before the first entry trains: every entry, every `accum = "auto"`,
+the data and its images. An entry whose finished run already exists (same settings, same
+data) is skipped, so a second `paddy run` only redoes what the first did not finish.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from paddy.config import BadImages, EnsembleConfig, ModelEntry, accum_problem
+from paddy.data import CompetitionData, without_bad_images
+from paddy.errors import PaddyError
+from paddy.memory import free_memory
+from paddy.memory_probes import chosen_budget, resolve_auto_accum
+from paddy.runs import RunBusy, RunFolder, entry_run_folder, run_of_entry
+from paddy.train import RunResult, check_batch_fits, plan_training, train
+
+TRAINED, SKIPPED, BUSY = "trained", "skipped", "busy elsewhere"
+
+
+@dataclass(frozen=True)
+class EntryOutcome:
+    """How one entry of the config ended (seconds: its training and TTA, or the recorded ones)."""
+
+    index: int
+    entry: ModelEntry
+    run: RunFolder
+    status: str
+    valid_error: float | None
+    seconds: float | None
+    accum: int | None
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a long `paddy run` stands, reported before each entry."""
+
+    index: int
+    total: int
+    entry: ModelEntry
+    elapsed: float
+    remaining: float | None
+
+
+def train_with_oom_retry(entry: ModelEntry, train_once: Callable[[ModelEntry], RunResult]) -> RunResult:
+    """Train; on out-of-memory, free memory and retry with accum doubled, while the accum rule allows it."""
+    while True:
+        try:
+            return train_once(entry)
+        except torch.OutOfMemoryError:
+            pass  # leave the except block first: its traceback still holds the model
+        free_memory()
+        accum = entry.resolved_accum
+        if accum_problem(entry.bs, 2 * accum):
+            raise PaddyError(
+                f"{entry.describe()} runs out of memory even at accum {accum} (per-step batch {entry.bs // accum})"
+            )
+        entry = replace(entry, accum=2 * accum)
+
+
+def estimate_remaining(durations: list[float], remaining_entries: int) -> float | None:
+    """Mean time of the entries trained so far times the entries left (None before the first)."""
+    return sum(durations) / len(durations) * remaining_entries if durations else None
+
+
+def checked_config(
+    config: EnsembleConfig, data: CompetitionData, out: Path, budget_mib: float, bad_images: BadImages
+) -> tuple[list[ModelEntry], CompetitionData]:
+    """Every entry with `accum = "auto"` resolved and checked against the data, and the images checked."""
+    data_flag = "" if data.is_demo else f" --data {data.root}"
+    entries = resolve_auto_accum(config.models, budget_mib, out, data_flag)
+    data = without_bad_images(data, bad_images)
+    for entry in entries:
+        plan_training(entry)
+        check_batch_fits(data, entry)
+    return entries, data
+
+
+def skipped(index: int, entry: ModelEntry, run: RunFolder) -> EntryOutcome:
+    """The outcome of an entry whose run had already finished."""
+    done = run.result() or {}
+    seconds = done.get("train_seconds", 0.0) + done.get("predict_seconds", 0.0)
+    return EntryOutcome(index, entry, run, SKIPPED, done.get("valid_error"), seconds, run.config().get("accum"))
+
+
+def run_config(
+    config: EnsembleConfig,
+    data: CompetitionData,
+    out: Path,
+    budget_mib: float | None = None,
+    force: bool = False,
+    bad_images: BadImages = BadImages.fail,
+    on_progress: Callable[[RunProgress], None] = lambda progress: None,
+    train_fn: Callable[..., RunResult] = train,
+) -> list[EntryOutcome]:
+    """Train each entry of `config` not already finished (all of them with `force`).
+
+    An entry another process is training is left to it (status 'busy elsewhere'). `budget_mib`
+    (default: a Kaggle GPU's) picks the memory probes that `accum = "auto"` reads."""
+    budget_mib = chosen_budget() if budget_mib is None else budget_mib
+    entries, data = checked_config(config, data, out, budget_mib, bad_images)
+    outcomes: list[EntryOutcome] = []
+    durations: list[float] = []
+    started = time.monotonic()
+    for index, entry in enumerate(entries):
+        run = entry_run_folder(out, config.name, index, entry, data.root)
+        try:
+            with run.writing():  # checked and trained under the lock: no other process can finish it between
+                done = None if force else run_of_entry(out, entry, data.root)
+                if done is not None:
+                    outcomes.append(skipped(index, entry, done))
+                    continue
+                remaining = estimate_remaining(durations, len(entries) - index)
+                on_progress(RunProgress(index, len(entries), entry, time.monotonic() - started, remaining))
+                result = train_with_oom_retry(entry, lambda e: train_fn(e, data, out, budget_mib=budget_mib, run=run))
+        except RunBusy:
+            outcomes.append(EntryOutcome(index, entry, run, BUSY, None, None, None))
+            continue
+        free_memory()
+        seconds = result.train_seconds + result.predict_seconds
+        durations.append(seconds)
+        outcomes.append(
+            EntryOutcome(index, entry, run, TRAINED, result.valid_error, seconds, result.entry.resolved_accum)
+        )
+    return outcomes

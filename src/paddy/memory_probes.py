@@ -1,0 +1,192 @@
+"""The saved memory probes (`<out>/memory-probes.json`): GPU memory budgets, one record per
+model and budget, and `accum = "auto"` resolved from them.
+
+Kept apart from the probing itself (probe.py, which trains) so that training can read the
+records without importing the probe.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from paddy.config import AUTO, ModelEntry
+from paddy.errors import PaddyError
+from paddy.files import read_json, write_json
+
+DEFAULT_BUDGET = "16280MiB"  # a Kaggle P100 or T4 as torch sees it
+PROBES_FILE = "memory-probes.json"
+BUDGET_UNITS_MIB = {"": 1.0, "mib": 1.0, "gib": 1024.0, "mb": 1e6 / 2**20, "gb": 1e9 / 2**20}
+MEASURED, ESTIMATE = "measured", "estimate"
+# CUDA context, cuBLAS/cuDNN handles and workspaces: 300 MiB to 1 GiB per process in
+# practice, depending on GPU and library versions. Added to every CPU estimate.
+CUDA_CONTEXT_MIB = 800
+
+
+def parse_budget(value: str | int | float) -> float:
+    """A memory budget in MiB from 16280, "16280MiB", "24GiB", "16GB" (decimal) or "1.5 GiB"."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else None
+    if unit not in BUDGET_UNITS_MIB:
+        raise PaddyError(f"budget {value!r} is not a memory size like 16280 (MiB), 16280MiB, 24GiB or 16GB")
+    mib = float(match.group(1)) * BUDGET_UNITS_MIB[unit]
+    if mib <= 0:
+        raise PaddyError(f"budget {value!r} must be more than 0")
+    return round(mib, 1)
+
+
+def chosen_budget(*candidates: str | None) -> float:
+    """The first budget given (a flag, then a config's), else the Kaggle GPU default, in MiB."""
+    return parse_budget(next((c for c in candidates if c), DEFAULT_BUDGET))
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One accum tried: its per-step batch, peak (None when it ran out of memory), verdict."""
+
+    accum: int
+    step_bs: int
+    peak_mib: float | None
+    fits: bool
+    parts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def out_of_memory(self) -> bool:
+        return self.peak_mib is None
+
+
+def probe_key(entry: ModelEntry, budget_mib: float) -> dict[str, Any]:
+    """What a probe result depends on: the model, its input sizes, batch, precision and budget."""
+    return {
+        "arch": entry.arch,
+        "size": list(entry.size),
+        "item": str(entry.item),
+        "item_size": list(entry.resize_to),
+        "bs": entry.bs,
+        "precision": str(entry.precision),
+        "budget_mib": budget_mib,
+    }
+
+
+def describe_key(key: dict[str, Any]) -> str:
+    """A probe key as a short phrase for messages."""
+    (h, w), (ih, iw) = key["size"], key["item_size"]
+    return f"{key['arch']} {h}x{w} {key['item']} item_size {ih}x{iw} bs {key['bs']} precision {key['precision']}"
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    """The outcome of probing one entry against one budget, as saved in the probes file."""
+
+    key: dict[str, Any]
+    headroom: float
+    kind: str
+    device: str
+    trials: list[Trial]
+    when: str
+
+    def describe(self) -> str:
+        return describe_key(self.key)
+
+    @property
+    def limit_mib(self) -> float:
+        return self.key["budget_mib"] * (1 - self.headroom)
+
+    @property
+    def accum(self) -> int | None:
+        """The smallest accum that fits, or None if none did."""
+        return next((t.accum for t in self.trials if t.fits), None)
+
+    @property
+    def context_allowance_mib(self) -> float | None:
+        """The fixed CUDA context allowance an estimate includes (a measurement needs none)."""
+        return CUDA_CONTEXT_MIB if self.kind == ESTIMATE else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "accum": self.accum,
+            "limit_mib": round(self.limit_mib, 1),
+            "cuda_context_allowance_mib": self.context_allowance_mib,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ProbeRecord:
+        trials = [Trial(**trial) for trial in raw["trials"]]
+        return cls(raw["key"], raw["headroom"], raw["kind"], raw["device"], trials, raw["when"])
+
+
+def load_probes(path: Path) -> list[ProbeRecord]:
+    """Every probe saved in `path` (none if it does not exist yet)."""
+    if not path.is_file():
+        return []
+    try:
+        return [ProbeRecord.from_json(raw) for raw in read_json(path)["probes"]]
+    except (PaddyError, ValueError, KeyError, TypeError) as e:
+        raise PaddyError(
+            f"cannot read memory probes {path} ({type(e).__name__}: {e}); delete it and probe again"
+        ) from None
+
+
+def save_probes(path: Path, records: list[ProbeRecord]) -> None:
+    """Write the probes file atomically."""
+    write_json(path, {"probes": [r.to_json() for r in records]})
+
+
+def save_probe(path: Path, record: ProbeRecord) -> None:
+    """Add `record` to the probes file, replacing an older one of the same key and kind."""
+    kept = [r for r in load_probes(path) if (r.key, r.kind) != (record.key, record.kind)]
+    save_probes(path, [*kept, record])
+
+
+def probe_command(entry: ModelEntry, budget_mib: float, out: Path, data_flag: str) -> str:
+    """The `paddy probe-memory` command that records what `--accum auto` needs for this entry."""
+    h, w = entry.size
+    ih, iw = entry.resize_to
+    return (
+        f"paddy probe-memory{data_flag} --out {out} --arch {entry.arch} --size {h}x{w} --item {entry.item} "
+        f"--item-size {ih}x{iw} --bs {entry.bs} --precision {entry.precision} --budget {budget_mib:g}MiB"
+    )
+
+
+def recorded_accum(entry: ModelEntry, records: list[ProbeRecord], budget_mib: float, fix: str) -> int:
+    """The accum the newest probe of this entry and budget chose (a measurement before an estimate);
+    `fix` is the command to run when there is no such probe."""
+    key = probe_key(entry, budget_mib)
+    matching = [r for r in records if r.key == key]
+    if not matching:
+        raise PaddyError(f"no memory probe recorded for {describe_key(key)} within {budget_mib:g} MiB; run `{fix}`")
+    record = max(matching, key=lambda r: (r.kind == MEASURED, r.when))
+    if record.accum is None:
+        last = record.trials[-1]
+        raise PaddyError(
+            f"{describe_key(key)} does not fit in {budget_mib:g} MiB even at accum {last.accum} "
+            f"(per-step batch {last.step_bs}) per the probe of {record.when}; use a smaller bs, size or model"
+        )
+    return record.accum
+
+
+def resolve_auto_accum(
+    entries: Sequence[ModelEntry], budget_mib: float, out: Path, data_flag: str = ""
+) -> list[ModelEntry]:
+    """The entries with accum 'auto' replaced by the choice probe-memory recorded in `<out>/memory-probes.json`.
+
+    The one place 'auto' is resolved (train, lr-find and run all call it), for every entry at
+    once: if any cannot be resolved, nothing trains and each is named. `data_flag` (" --data DIR"
+    or "") goes into the suggested probe command."""
+    records = load_probes(out / PROBES_FILE) if any(e.accum == AUTO for e in entries) else []
+    resolved, problems = [], []
+    for index, entry in enumerate(entries):
+        try:
+            fix = probe_command(entry, budget_mib, out, data_flag)
+            accum = entry.accum if entry.accum != AUTO else recorded_accum(entry, records, budget_mib, fix)
+        except PaddyError as e:
+            problems.append(f"entry {index}: --accum auto: {e}" if len(entries) > 1 else f"--accum auto: {e}")
+            continue
+        resolved.append(replace(entry, accum=accum))
+    if problems:
+        raise PaddyError("; ".join(problems))
+    return resolved

@@ -1,0 +1,56 @@
+"""Which model entries and which data a command works on: the layering of a config entry (or
+the demo preset on demo data, or the defaults) under the command-line flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paddy.config import DEMO_PRESET, ModelEntry, apply_overrides, load_config, select_entry
+from paddy.data import CompetitionData, resolve_data
+from paddy.memory_probes import chosen_budget
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model entries a command works on (flags applied), the checked data and the GPU budget."""
+
+    entries: tuple[ModelEntry, ...]  # one, or with whole_config every entry of the config
+    data: CompetitionData
+    budget_mib: float
+    note: str | None = None  # what was chosen for the user, e.g. the demo dataset
+    warnings: tuple[str, ...] = ()  # e.g. old config key names
+
+    @property
+    def entry(self) -> ModelEntry:
+        return self.entries[0]
+
+
+def choose_model(
+    flags: dict[str, Any],
+    data: Path | None = None,
+    config: Path | None = None,
+    entry: str | None = None,
+    budget: str | None = None,
+    whole_config: bool = False,
+) -> ModelChoice:
+    """Layer the settings: config entry (or the demo preset on demo data, or defaults), then flags.
+
+    With `whole_config`, a config without `entry` gives all its entries (an ensemble). The
+    budget is the flag's, else the config's, else a Kaggle GPU's."""
+    ensemble = load_config(config) if config else None
+    found = resolve_data(data or (ensemble.data if ensemble else None))
+    note = None
+    if ensemble and whole_config and entry is None:
+        bases = ensemble.models
+    elif ensemble:
+        bases = [select_entry(ensemble, entry)]
+    elif found.is_demo:
+        bases = [apply_overrides(ModelEntry(), DEMO_PRESET)]
+        note = f"No --data given: using the demo dataset at {found.root} with the demo preset {DEMO_PRESET}"
+    else:
+        bases = [ModelEntry()]
+    entries = tuple(apply_overrides(base, flags) for base in bases)
+    budget_mib = chosen_budget(budget, ensemble.budget if ensemble else None)
+    return ModelChoice(entries, found, budget_mib, note, ensemble.warnings if ensemble else ())
