@@ -43,17 +43,11 @@ def isolated_demo(tmp_path, monkeypatch):
     monkeypatch.setenv("PADDY_DEMO_DIR", str(tmp_path / "demo"))
 
 
-@pytest.fixture(autouse=True)
-def bars_as_in_a_fresh_process(monkeypatch):
-    """fastprogress's NO_BAR is process-wide: reset it so no test passes on what an earlier one set."""
-    import fastprogress.fastprogress
-
-    monkeypatch.setattr(fastprogress.fastprogress, "NO_BAR", False)
-
-
 FASTPROGRESS_BAR = re.compile(r"\|[█X-]+\| \d+\.\d+% \[")
 
 
 def assert_no_redrawn_bars(stdout: str) -> None:
-    """fastprogress draws ` |███---| 40.00% [4/10 ...]`; a log should hold the epoch lines, not every redraw."""
+    """fastprogress draws ` |███---| 40.00% [4/10 ...]` (and a `█\\r` probe for every bar it makes);
+    a log should hold one line per epoch, nothing redrawn."""
     assert not FASTPROGRESS_BAR.search(stdout), "progress bars redrawn into a log"
+    assert "█" not in stdout and "\r" not in stdout, "stray bar characters in a log"

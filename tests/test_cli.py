@@ -170,3 +170,18 @@ def test_error_text_in_brackets_is_printed_not_taken_as_markup(tmp_path):
     config.write_text('[defaults]\ncolour = "red"\n[[models]]\narch = "resnet18"\n')
     result = run_paddy("train", "--config", str(config))
     assert_one_line_error(result, "[defaults]: unknown setting 'colour'")
+
+
+def test_a_log_gets_the_epoch_table_once_and_tables_unwrapped(tiny_data_root, tmp_path):
+    """Piped output (Kaggle's "Save & Run All", tee, CI): fastai's per-epoch lines once, no 80-column wrap."""
+    data = shutil.copytree(tiny_data_root, tmp_path / ("a-long-folder-name-" * 5) / "data")
+    out = tmp_path / "runs"
+    result = run_paddy("train", "--data", str(data), "--out", str(out), *TINY_FLAGS, "--one-cycle")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("train_loss") == 1, "one line for the one epoch, no table header or repeat"
+    assert_no_redrawn_bars(result.stdout)
+    assert "training took" in result.stdout and "pictures and TTA" in result.stdout
+    (run_dir,) = run_folders(out)
+    shown = run_paddy("show", run_dir.name, "--out", str(out))
+    assert len(str(data)) > 100 and any(str(data) in line for line in shown.stdout.splitlines())
+    assert any(line.count("train_loss") and line.count("valid_loss") for line in shown.stdout.splitlines())

@@ -80,7 +80,7 @@ def test_a_folder_made_otherwise_is_refused(tiny_data_root, tmp_path):
 
 def test_an_unwritable_destination_is_one_clear_error_before_any_work(tiny_data_root, tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
-    with pytest.raises(PaddyError, match="cannot write to .*a-file/small"):
+    with pytest.raises(PaddyError, match="cannot write .*a-file/small"):
         presize_dataset(tiny_data_root, tmp_path / "a-file" / "small", workers=0)
 
 

@@ -247,7 +247,7 @@ def test_every_auto_entry_is_resolved_at_once_and_each_missing_probe_is_named(tm
     message = str(info.value)
     assert "entry 2: --accum auto: no memory probe recorded for resnet18 64x64" in message
     assert "entry 0" not in message and "entry 1" not in message
-    assert f"paddy probe-memory --data D --out {tmp_path} --arch resnet18 --size 64x64" in message
+    assert f"paddy probe-memory --data D --out {tmp_path} --budget 16280MiB --arch resnet18 --size 64x64" in message
 
 
 def test_a_corrupt_probes_file_is_one_clear_error(tmp_path):
@@ -373,7 +373,7 @@ def test_probe_memory_end_to_end_on_cpu(tiny_data_root, tmp_path):
 def test_train_accum_auto_uses_the_recorded_accum(tiny_data_root, tmp_path, monkeypatch):
     trained = []
 
-    def fake_make_learner(plan, data, callbacks, num_workers=None):
+    def fake_make_learner(plan, data, callbacks, num_workers=None, bars=True):
         trained.append(plan.entry)
         raise PaddyError("stop here: the accum is what this test checks")
 

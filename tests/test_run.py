@@ -46,9 +46,9 @@ item = "pad"
 """
 
 
-def train_in_process(entry, data, out, budget_mib, run):
+def train_in_process(entry, data, out, budget_mib, run, on_epoch=None):
     """The real train(), without DataLoader worker processes (faster on tiny data)."""
-    return train(entry, data, out, budget_mib=budget_mib, num_workers=0, run=run)
+    return train(entry, data, out, budget_mib=budget_mib, num_workers=0, run=run, on_epoch=on_epoch)
 
 
 def write_config(tmp_path, second_epochs=1, name="tiny3.toml"):
@@ -91,7 +91,7 @@ def test_estimate_remaining():
 def test_run_records_the_accum_that_survived_oom(tiny_data, tmp_path):
     config = load_config(write_config(tmp_path))
 
-    def train_fn(entry, data, out, budget_mib, run):
+    def train_fn(entry, data, out, budget_mib, run, on_epoch):
         if entry.accum < 2:
             raise torch.OutOfMemoryError("injected")
         return train_in_process(entry, data, out, budget_mib, run)
@@ -149,6 +149,7 @@ def take_ctrl_c_as_a_terminal_would() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_killed_run_resumes_without_retraining_or_corrupt_files(tiny_data, tiny_data_root, tmp_path, sig):
     config = write_config(tmp_path, second_epochs=6)
@@ -191,7 +192,7 @@ def test_an_entry_another_process_is_training_is_left_to_it(tiny_data, tmp_path)
     config, out = load_config(write_config(tmp_path)), tmp_path / "runs"
     trained = []
 
-    def record(entry, data, out, budget_mib, run):
+    def record(entry, data, out, budget_mib, run, on_epoch):
         trained.append(run.name)
         return train_in_process(entry, data, out, budget_mib, run)
 
@@ -206,8 +207,9 @@ def test_an_entry_another_process_is_training_is_left_to_it(tiny_data, tmp_path)
     assert [o.status for o in again] == [SKIPPED, TRAINED, SKIPPED], "a lock left by a finished process is free"
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_on_one_output_never_interleave(tiny_data_root, tmp_path):
-    config, out = write_config(tmp_path, second_epochs=3), tmp_path / "runs"
+    config, out = write_config(tmp_path), tmp_path / "runs"
     command = [sys.executable, "-m", "paddy", "run", str(config), "--data", str(tiny_data_root), "--out", str(out)]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=300) for p in processes]

@@ -266,6 +266,6 @@ def test_a_nan_loss_stops_training_and_leaves_no_finished_run(tiny_data, tmp_pat
     monkeypatch.setattr(paddy.train, "single_target", nan_loss)
     with pytest.raises(PaddyError, match="training loss became nan at epoch 1, batch 1"):
         train(tiny_entry(finetune=False), tiny_data, tmp_path, num_workers=0)
-    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert (run / "config.json").exists()
     assert not (run / "predictions.safetensors").exists() and not (run / "result.json").exists()

@@ -43,19 +43,26 @@ def paddy() -> None:
     """Train, probe, ensemble and submit for Kaggle image competitions (fastai + timm)."""
 
 
-def fastai_bars_only_on_a_terminal(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Keep fastai's per-epoch lines but drop its redrawn bars when stdout is a log (Kaggle's "Save & Run
-    All", `tee`, CI): fastprogress's own check tests `stdout.isatty` without calling it, so always draws.
-    Only for commands that run fastai: importing fastprogress costs the others a web stack at start-up."""
+def bars() -> bool:
+    """fastai's redrawn bars and table belong on a terminal; a log (Kaggle's "Save & Run All", `tee`,
+    CI) gets one plain line per epoch instead."""
+    return sys.stdout.isatty()
 
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import fastprogress.fastprogress
 
-        fastprogress.fastprogress.NO_BAR = not sys.stdout.isatty()
-        return command(*args, **kwargs)
+def print_epoch(row: dict[str, Any]) -> None:
+    """One history row as one log line: `fit 1 epoch 0: train_loss 0.9213 valid_loss ...`."""
+    fit, epoch = row.get("fit"), row.get("epoch")
+    values = " ".join(
+        f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in row.items()
+        if name not in ("fit", "epoch")
+    )
+    out.print(f"fit {fit} epoch {epoch}: {values}", highlight=False)
 
-    return wrapper
+
+def epoch_lines() -> Callable[[dict[str, Any]], None] | None:
+    """What train hears each epoch: None (fastai's own bars and table) on a terminal, else log lines."""
+    return None if bars() else print_epoch
 
 
 def one_line(error: BaseException) -> str:
@@ -229,14 +236,15 @@ def takes_budget(command: Callable[..., Any]) -> Callable[..., Any]:
 @app.command()
 @reports_errors
 @reports_out_of_memory
-@fastai_bars_only_on_a_terminal
 @with_model_options
 @takes_budget
 def train(model: ModelChoice, out_dir: OutDir = DEFAULT_OUT, bad_images: BadImagesOption = BadImages.fail) -> None:
     """Train one model, predict the test set with TTA, and save everything in a run folder."""
     from paddy.train import train as train_model
 
-    result = train_model(model.entry, model.data, out_dir, budget_mib=model.budget_mib, bad_images=bad_images)
+    result = train_model(
+        model.entry, model.data, out_dir, budget_mib=model.budget_mib, bad_images=bad_images, on_epoch=epoch_lines()
+    )
     if result.entry.accum != model.entry.accum:
         out.print(f"--accum auto: accum {result.entry.accum}, as probe-memory recorded under {out_dir}")
     out.print(
@@ -249,14 +257,13 @@ def train(model: ModelChoice, out_dir: OutDir = DEFAULT_OUT, bad_images: BadImag
 @app.command("lr-find")
 @reports_errors
 @reports_out_of_memory
-@fastai_bars_only_on_a_terminal
 @with_model_options
 @takes_budget
 def lr_find(model: ModelChoice, out_dir: OutDir = DEFAULT_OUT, bad_images: BadImagesOption = BadImages.fail) -> None:
     """Run fastai's learning-rate finder for a model entry (accum aware) and save its plot."""
     from paddy.lrfind import find_lr
 
-    result = find_lr(model.entry, model.data, out_dir, budget_mib=model.budget_mib, bad_images=bad_images)
+    result = find_lr(model.entry, model.data, out_dir, budget_mib=model.budget_mib, bad_images=bad_images, bars=bars())
     suggestions = pd.DataFrame([{"method": k, "learning rate": f"{v:.2e}"} for k, v in result.suggestions.items()])
     out.print(frame_table(suggestions, title=f"lr_find {model.entry.describe()}"))
     out.print(f"plot: {result.plot}")
@@ -293,7 +300,6 @@ def show(
 @app.command("run")
 @reports_errors
 @reports_out_of_memory
-@fastai_bars_only_on_a_terminal
 def run_ensemble(
     config: Annotated[Path, typer.Argument(help="Ensemble config (TOML) listing the models to train.")],
     data: DataOption = None,
@@ -304,10 +310,10 @@ def run_ensemble(
 ) -> None:
     """Train every model of a config; re-running skips finished entries (resumable)."""
     from paddy.ensemble_training import BUSY, run_config
-    from paddy.memory_probes import chosen_budget
+    from paddy.selection import choose_config
 
-    ensemble = load_config(config)
-    for warning in ensemble.warnings:
+    choice = choose_config(config, data, budget)
+    for warning in choice.config.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
     def announce(progress) -> None:
@@ -317,10 +323,15 @@ def run_ensemble(
             f"({progress.elapsed:.0f} s elapsed{remaining})"
         )
 
-    found = resolve_data(data or ensemble.data)
-    budget_mib = chosen_budget(budget, ensemble.budget)
     outcomes = run_config(
-        ensemble, found, out_dir, budget_mib, force=force, bad_images=bad_images, on_progress=announce
+        choice.config,
+        choice.data,
+        out_dir,
+        choice.budget_mib,
+        force=force,
+        bad_images=bad_images,
+        on_progress=announce,
+        on_epoch=epoch_lines(),
     )
     out.print(run_table(outcomes))
     if busy := [o for o in outcomes if o.status == BUSY]:

@@ -67,6 +67,11 @@ class CompetitionData:
         """Kaggle's image_id of each test image, in the stable (sorted) test order."""
         return [p.name for p in self.test_images]
 
+    @property
+    def as_flag(self) -> str:
+        """The --data option that names this folder in a suggested command ('' for the demo)."""
+        return "" if self.is_demo else f" --data {self.root}"
+
     def identity(self) -> dict[str, str]:
         """What predictions record about their data, so submit can refuse another dataset's sample."""
         return {"data": str(self.root), "test_ids_sha256": ids_fingerprint(self.test_ids)}

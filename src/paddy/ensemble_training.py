@@ -21,7 +21,7 @@ from paddy.errors import PaddyError
 from paddy.memory import free_memory
 from paddy.memory_probes import chosen_budget, resolve_auto_accum
 from paddy.runs import RunBusy, RunFolder, entry_run_folder, run_of_entry
-from paddy.train import RunResult, check_batch_fits, plan_training, train
+from paddy.train import EpochHook, RunResult, check_against_data, plan_training, train
 
 TRAINED, SKIPPED, BUSY = "trained", "skipped", "busy elsewhere"
 
@@ -75,12 +75,11 @@ def checked_config(
     config: EnsembleConfig, data: CompetitionData, out: Path, budget_mib: float, bad_images: BadImages
 ) -> tuple[list[ModelEntry], CompetitionData]:
     """Every entry with `accum = "auto"` resolved and checked against the data, and the images checked."""
-    data_flag = "" if data.is_demo else f" --data {data.root}"
-    entries = resolve_auto_accum(config.models, budget_mib, out, data_flag)
+    entries = resolve_auto_accum(config.models, budget_mib, out, data.as_flag, config.source)
     data = without_bad_images(data, bad_images)
     for entry in entries:
         plan_training(entry)
-        check_batch_fits(data, entry)
+        check_against_data(data, entry)
     return entries, data
 
 
@@ -99,6 +98,7 @@ def run_config(
     force: bool = False,
     bad_images: BadImages = BadImages.fail,
     on_progress: Callable[[RunProgress], None] = lambda progress: None,
+    on_epoch: EpochHook | None = None,
     train_fn: Callable[..., RunResult] = train,
 ) -> list[EntryOutcome]:
     """Train each entry of `config` not already finished (all of them with `force`).
@@ -120,7 +120,9 @@ def run_config(
                     continue
                 remaining = estimate_remaining(durations, len(entries) - index)
                 on_progress(RunProgress(index, len(entries), entry, time.monotonic() - started, remaining))
-                result = train_with_oom_retry(entry, lambda e: train_fn(e, data, out, budget_mib=budget_mib, run=run))
+                result = train_with_oom_retry(
+                    entry, lambda e: train_fn(e, data, out, budget_mib=budget_mib, run=run, on_epoch=on_epoch)
+                )
         except RunBusy:
             outcomes.append(EntryOutcome(index, entry, run, BUSY, None, None, None))
             continue

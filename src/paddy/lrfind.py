@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from fastai.vision.all import minimum, slide, steep, valley
 
 from paddy.config import BadImages, ModelEntry
 from paddy.data import CompetitionData
+from paddy.errors import PaddyError
 from paddy.files import write_json
 from paddy.plots import save_current_figure
 from paddy.runs import RunFolder
@@ -38,15 +40,19 @@ def find_lr(
     budget_mib: float | None = None,
     bad_images: BadImages = BadImages.fail,
     num_workers: int | None = None,
+    bars: bool = True,
 ) -> LrFindResult:
     """Run lr_find on the entry's learner (its accum, `auto` resolved as train does) and save the
-    loss-vs-lr plot in a run folder of its own."""
+    loss-vs-lr plot in a run folder of its own. A loss that never gives a finite suggestion is
+    refused rather than reported."""
     ready = prepare_run(entry, data, out, budget_mib, bad_images, suffix="-lr-find")
     with ready.run.writing() as folder:
         folder.start(run_config_json(ready))
-        learn = make_learner(ready.plan, ready.data, [], num_workers)
+        learn = make_learner(ready.plan, ready.data, [], num_workers, bars)
         found = learn.lr_find(show_plot=True, suggest_funcs=(minimum, steep, valley, slide))
         save_current_figure(folder.path / LR_FIND_PLOT)
         suggestions = {name: float(value) for name, value in found._asdict().items()}
+        if not all(math.isfinite(value) and value > 0 for value in suggestions.values()):
+            raise PaddyError(f"lr_find gave no usable learning rate ({suggestions}): the loss never fell; see the plot")
         write_json(folder.path / LR_FIND_FILE, suggestions)
     return LrFindResult(folder, suggestions)

@@ -142,13 +142,17 @@ def save_probe(path: Path, record: ProbeRecord) -> None:
     save_probes(path, [*kept, record])
 
 
-def probe_command(entry: ModelEntry, budget_mib: float, out: Path, data_flag: str) -> str:
-    """The `paddy probe-memory` command that records what `--accum auto` needs for this entry."""
+def probe_command(entry: ModelEntry, budget_mib: float, out: Path, data_flag: str, config: Path | None) -> str:
+    """The `paddy probe-memory` command that records what `--accum auto` needs: every entry of the
+    config the user ran, or this one entry's model, with the user's --data and --out."""
+    where = f"{data_flag} --out {out} --budget {budget_mib:g}MiB"
+    if config is not None:
+        return f"paddy probe-memory --config {config}{where}"
     h, w = entry.size
     ih, iw = entry.resize_to
     return (
-        f"paddy probe-memory{data_flag} --out {out} --arch {entry.arch} --size {h}x{w} --item {entry.item} "
-        f"--item-size {ih}x{iw} --bs {entry.bs} --precision {entry.precision} --budget {budget_mib:g}MiB"
+        f"paddy probe-memory{where} --arch {entry.arch} --size {h}x{w} --item {entry.item} "
+        f"--item-size {ih}x{iw} --bs {entry.bs} --precision {entry.precision}"
     )
 
 
@@ -170,18 +174,18 @@ def recorded_accum(entry: ModelEntry, records: list[ProbeRecord], budget_mib: fl
 
 
 def resolve_auto_accum(
-    entries: Sequence[ModelEntry], budget_mib: float, out: Path, data_flag: str = ""
+    entries: Sequence[ModelEntry], budget_mib: float, out: Path, data_flag: str = "", config: Path | None = None
 ) -> list[ModelEntry]:
     """The entries with accum 'auto' replaced by the choice probe-memory recorded in `<out>/memory-probes.json`.
 
     The one place 'auto' is resolved (train, lr-find and run all call it), for every entry at
     once: if any cannot be resolved, nothing trains and each is named. `data_flag` (" --data DIR"
-    or "") goes into the suggested probe command."""
+    or "") and the `config` the entries came from go into the suggested probe command."""
     records = load_probes(out / PROBES_FILE) if any(e.accum == AUTO for e in entries) else []
     resolved, problems = [], []
     for index, entry in enumerate(entries):
         try:
-            fix = probe_command(entry, budget_mib, out, data_flag)
+            fix = probe_command(entry, budget_mib, out, data_flag, config)
             accum = entry.accum if entry.accum != AUTO else recorded_accum(entry, records, budget_mib, fix)
         except PaddyError as e:
             problems.append(f"entry {index}: --accum auto: {e}" if len(entries) > 1 else f"--accum auto: {e}")

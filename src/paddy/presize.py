@@ -72,10 +72,7 @@ def claim_dest(dest: Path, settings: dict[str, int]) -> None:
         return
     if dest.is_dir() and any(dest.iterdir()):
         raise PaddyError(f"{dest} is not empty and is not a paddy presize; choose a new folder")
-    try:
-        write_json(marker, settings)
-    except OSError as e:
-        raise PaddyError(f"cannot write to {dest}: {e.strerror}") from None
+    write_json(marker, settings)
 
 
 def shrunk_image(src: Path, longest: int, quality: int) -> bytes | None:

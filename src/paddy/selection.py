@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paddy.config import DEMO_PRESET, ModelEntry, apply_overrides, load_config, select_entry
+from paddy.config import DEMO_PRESET, EnsembleConfig, ModelEntry, apply_overrides, load_config, select_entry
 from paddy.data import CompetitionData, resolve_data
 from paddy.memory_probes import chosen_budget
 
@@ -54,3 +54,18 @@ def choose_model(
     entries = tuple(apply_overrides(base, flags) for base in bases)
     budget_mib = chosen_budget(budget, ensemble.budget if ensemble else None)
     return ModelChoice(entries, found, budget_mib, note, ensemble.warnings if ensemble else ())
+
+
+@dataclass(frozen=True)
+class ConfigChoice:
+    """A whole config (`paddy run`), the checked data it trains on and the GPU budget."""
+
+    config: EnsembleConfig
+    data: CompetitionData
+    budget_mib: float
+
+
+def choose_config(config: Path, data: Path | None = None, budget: str | None = None) -> ConfigChoice:
+    """The config, its data (the flag's, else the config's, Kaggle's or the demo) and budget (likewise)."""
+    ensemble = load_config(config)
+    return ConfigChoice(ensemble, resolve_data(data or ensemble.data), chosen_budget(budget, ensemble.budget))

@@ -11,7 +11,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -23,9 +23,11 @@ from fastai.vision.all import (
     ImageBlock,
     Learner,
     MixUp,
+    ProgressCallback,
     RandomSplitter,
     Resize,
     aug_transforms,
+    noop,
     parent_label,
     set_seed,
     vision_learner,
@@ -44,6 +46,7 @@ from paddy.runs import RunFolder, new_run_folder
 from paddy.targets import single_target, two_targets
 from paddy.versions import library_versions
 
+EpochHook = Callable[[dict[str, Any]], None]
 LOSS_PLOT = "loss.png"
 CONFUSION_PLOT = "confusion.png"
 WEIGHTS_FILE_ERRORS = (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError)
@@ -87,8 +90,11 @@ def resolve_precision(precision: Precision, cuda: bool | None = None) -> Precisi
     return precision
 
 
-def check_batch_fits(data: CompetitionData, entry: ModelEntry) -> None:
-    """Refuse a run that would make no optimizer step: the training split must hold one effective batch."""
+def check_against_data(data: CompetitionData, entry: ModelEntry) -> None:
+    """Refuse an entry the data cannot train: a second target missing from train.csv, or a training
+    split smaller than one effective batch (no optimizer step would run, yet the run would 'finish')."""
+    if entry.multi_target:
+        extra_labels(data, entry.multi_target)
     n_train = training_split_size(len(data.train_images), entry.valid_pct)
     if n_train < entry.bs:
         raise PaddyError(
@@ -209,12 +215,12 @@ class RefuseNonFiniteLoss(Callback):
 
 class HistoryWriter(Callback):
     """Rewrite history.csv after every epoch (fine_tune's frozen and unfrozen fits together),
-    so an interrupted run still shows how far it got."""
+    so an interrupted run still shows how far it got, and hand each row to `on_epoch`."""
 
     order = 60  # after fastai's Recorder (50), which fills `recorder.log`
 
-    def __init__(self, path: Path):
-        self.path, self.rows, self.fit_number = path, [], 0
+    def __init__(self, path: Path, on_epoch: EpochHook = lambda row: None):
+        self.path, self.on_epoch, self.rows, self.fit_number = path, on_epoch, [], 0
         self.new_fit = self.trained_this_epoch = False
 
     def before_fit(self) -> None:
@@ -232,6 +238,7 @@ class HistoryWriter(Callback):
         row = dict(zip(self.recorder.metric_names, self.recorder.log))
         self.rows.append({"fit": self.fit_number, **row})
         atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
+        self.on_epoch(self.rows[-1])
 
 
 def save_run_plots(learn: Learner, run: RunFolder, classes: tuple[str, ...]) -> None:
@@ -277,18 +284,26 @@ def plan_training(entry: ModelEntry) -> TrainingPlan:
 
 
 def make_learner(
-    plan: TrainingPlan, data: CompetitionData, extra_callbacks: list[Callback], num_workers: int | None = None
+    plan: TrainingPlan,
+    data: CompetitionData,
+    extra_callbacks: list[Callback],
+    num_workers: int | None = None,
+    bars: bool = True,
 ) -> Learner:
     """Seeded data loaders and learner for the plan, in mixed precision where planned.
 
     fit_one_cycle trains every layer, as the course's `learn.unfreeze()` before it; fastai
-    freezes a pretrained body, and fine_tune freezes and unfreezes it itself."""
+    freezes a pretrained body, and fine_tune freezes and unfreezes it itself. Without `bars`
+    fastai prints nothing (no bars, no epoch table): the caller reports progress itself."""
     set_seed(plan.seed)
     dls = build_dataloaders(data, plan.entry, plan.seed, plan.step_bs, num_workers)
     callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *extra_callbacks]
     learn = build_learner(dls, plan.entry, callbacks, data.label_column)
     if not plan.entry.finetune:
         learn.unfreeze()
+    if not bars:
+        learn.remove_cb(ProgressCallback)
+        learn.logger = noop
     return learn.to_fp16() if plan.precision == Precision.fp16 else learn
 
 
@@ -311,10 +326,10 @@ def prepare_run(
     suffix: str = "",
 ) -> Ready:
     """Resolve `--accum auto`, check the entry against the data and the images, and pick the folder."""
-    (entry,) = resolve_auto_accum([entry], chosen_budget() if budget_mib is None else budget_mib, out)
+    (entry,) = resolve_auto_accum([entry], chosen_budget() if budget_mib is None else budget_mib, out, data.as_flag)
     plan = plan_training(entry)
     data = without_bad_images(data, bad_images)
-    check_batch_fits(data, entry)
+    check_against_data(data, entry)
     return Ready(plan, data, run or new_run_folder(out, entry, suffix))
 
 
@@ -344,19 +359,22 @@ def train(
     bad_images: BadImages = BadImages.fail,
     num_workers: int | None = None,
     run: RunFolder | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> RunResult:
     """Train `entry` on `data`, predict the test set with TTA, and save it all in a run folder.
 
     The folder is `run` (default: a new time-stamped one under `out`); the predictions file is
     written last, so its presence marks the run finished. `--accum auto` is read from the
-    probes under `out` for `budget_mib`.
+    probes under `out` for `budget_mib`. With `on_epoch`, each epoch's history row goes there
+    instead of fastai's bars and table (for logs, where redrawn bars are noise).
     """
     ready = prepare_run(entry, data, out, budget_mib, bad_images, run)
     entry, data = ready.plan.entry, ready.data
     with ready.run.writing() as folder:
         folder.start(run_config_json(ready))
         started = time.monotonic()
-        learn = make_learner(ready.plan, data, [HistoryWriter(folder.history_path)], num_workers)
+        history = HistoryWriter(folder.history_path, on_epoch or (lambda row: None))
+        learn = make_learner(ready.plan, data, [history], num_workers, bars=on_epoch is None)
         if entry.finetune:
             learn.fine_tune(entry.epochs, entry.lr)
         else:
