@@ -1,14 +1,24 @@
 """`paddy presize`: a resized, resumable copy that `paddy train --data` accepts as it is."""
 
+import multiprocessing
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
 from test_cli import assert_one_line_error, run_paddy
 
-from paddy.data import check_layout
+import paddy
+from paddy.data import check_layout, write_demo_dataset
 from paddy.errors import PaddyError
-from paddy.presize import presize_dataset
+from paddy.presize import exit_with_parent, presize_dataset
+
+LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="workers die with their parent on Linux only")
 
 
 def relative_files(root):
@@ -111,3 +121,112 @@ def test_cli_presizes_and_reports_errors_in_one_line(tiny_data_root, tmp_path):
     assert "68" in result.stdout and f"paddy train --data {dest}" in result.stdout
     assert check_layout(dest).classes == check_layout(tiny_data_root).classes
     assert_one_line_error(run_paddy("presize", str(dest), "--data", str(tiny_data_root), "--quality", "100"), "quality")
+
+
+def test_a_rerun_deletes_the_temp_files_a_killed_run_left_and_says_so(tiny_data_root, tmp_path):
+    dest = tmp_path / "small"
+    presize_dataset(tiny_data_root, dest, longest=16, workers=0)
+    stale = dest / "train_images" / "blast" / ".x.jpg.abc123.tmp"
+    stale.write_bytes(b"half a jpeg")
+    report = presize_dataset(tiny_data_root, dest, longest=16, workers=0)
+    assert not stale.exists() and report.stale_removed == 1 and report.skipped == 70
+    stale.write_bytes(b"half a jpeg")
+    args = ("presize", str(dest), "--data", str(tiny_data_root), "--longest", "16", "--workers", "0")
+    result = run_paddy(*args)
+    assert result.exit_code == 0 and "removed 1 half-written temp files" in result.stdout, result.output
+    assert not stale.exists()
+    assert "removed" not in run_paddy(*args).stdout
+
+
+@pytest.fixture(scope="module")
+def large_data_root(tmp_path_factory) -> Path:
+    """Full-size (480x640) images, enough for a presize to run a few seconds: a few generated, copied many times."""
+    root = write_demo_dataset(tmp_path_factory.mktemp("large") / "data", per_class=2, n_test=4, size=(480, 640))
+    for image in check_layout(root).train_images:
+        for i in range(20):
+            shutil.copyfile(image, image.with_name(f"copy{i}-{image.name}"))
+    return root
+
+
+def start_presize(src: Path, dest: Path, workers: int) -> subprocess.Popen:
+    """`python -m paddy presize` in its own process, once it has written some images."""
+    env = {**os.environ, "PYTHONPATH": str(Path(paddy.__file__).parents[1])}
+    args = [sys.executable, "-m", "paddy", "presize", str(dest), "--data", str(src), "--workers", str(workers)]
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_while_running(process, lambda: len(list(dest.rglob("*.jpg"))) >= 50)
+    return process
+
+
+def wait_while_running(process: subprocess.Popen, condition) -> None:
+    """Poll `condition` until it holds; presize ending first (or 30 s passing) fails the test."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("presize ended before it could be killed")
+
+
+def kill_mid_write(src: Path, dest: Path) -> None:
+    """SIGKILL a one-process presize while a temp file shows it writing; again until one is left behind."""
+    for _ in range(5):  # a kill misses the write about one time in ten
+        process = start_presize(src, dest, workers=0)
+        wait_while_running(process, lambda: any(dest.rglob(".*.tmp")))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if any(dest.rglob(".*.tmp")):
+            return
+    pytest.fail("no kill landed while a file was being written")
+
+
+def children(pid: int) -> set[int]:
+    """The processes `pid` started, as Linux lists them."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return {int(child) for task in tasks for child in (task / "children").read_text().split()}
+
+
+def alive(pid: int) -> bool:
+    """Running or sleeping: neither gone nor a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_presize_killed_midway_resumes_to_a_complete_copy(large_data_root, tmp_path):
+    dest = tmp_path / "small"
+    kill_mid_write(large_data_root, dest)
+    report = presize_dataset(large_data_root, dest, workers=2)
+    assert report.stale_removed >= 1 and report.skipped >= 50 and report.total == 426  # 420+4 images, 2 CSVs
+    assert not list(dest.rglob("*.tmp"))
+    assert relative_files(dest) == relative_files(large_data_root)
+    copy = check_layout(dest)
+    for path in (*copy.train_images, *copy.test_images):
+        with Image.open(path) as image:
+            image.load()
+
+
+@LINUX_ONLY
+def test_workers_exit_when_presize_is_killed(large_data_root, tmp_path):
+    process = start_presize(large_data_root, tmp_path / "small", workers=2)
+    workers = children(process.pid)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    try:
+        assert len(workers) == 2
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if alive(pid)], "workers outlived their killed parent"
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@LINUX_ONLY
+def test_a_worker_whose_parent_died_before_it_asked_to_die_with_it_exits_at_once():
+    worker = multiprocessing.get_context("fork").Process(target=exit_with_parent, args=(0,))  # 0: not its parent
+    worker.start()
+    worker.join(5)
+    assert worker.exitcode == -signal.SIGTERM

@@ -2,6 +2,7 @@
 handling, the JSON record, `--accum auto`, the CPU tensor accounting, and one real probe."""
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -24,6 +25,7 @@ import paddy.probe
 import paddy.train
 from paddy.cli import app
 from paddy.config import accum_choices
+from paddy.data import check_layout
 from paddy.errors import PaddyError
 from paddy.memory import LiveTensorBytes, Measurement, StopAfterSecondStep, probe_subset
 from paddy.memory_probes import (
@@ -425,10 +427,30 @@ def test_missing_data_or_bad_config_is_one_line_and_exit_1(tmp_path):
     assert_one_line_error(["--config", str(config)], "models[0] (resnet18) item: 'stretch'", tmp_path)
 
 
+@pytest.fixture
+def corrupt_data_root(tiny_data_root, tmp_path):
+    """The tiny dataset with one training image that is not a JPEG."""
+    root = shutil.copytree(tiny_data_root, tmp_path / "data")
+    (root / "train_images" / "blast" / "bad.jpg").write_bytes(b"junk")
+    return root
+
+
+def test_a_corrupt_image_is_one_error_before_anything_is_measured_or_written(corrupt_data_root, tmp_path):
+    measure, path = FakeMeasure(), tmp_path / "out" / PROBES_FILE
+    with pytest.raises(PaddyError, match=r"image cannot be read: .*/blast/bad\.jpg"):
+        probe_memory([tiny_entry()], check_layout(corrupt_data_root), 1000, 0.1, path, measure=measure)
+    assert measure.calls == [] and not path.exists()
+
+
+def test_a_corrupt_image_is_one_line_and_exit_1(corrupt_data_root, tmp_path):
+    assert_one_line_error(["--data", str(corrupt_data_root), *TINY_FLAGS], "bad.jpg", tmp_path / "out")
+
+
 def assert_one_line_error(args, fragment, out):
     result = runner.invoke(app, ["probe-memory", "--out", str(out), *args], catch_exceptions=False)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and fragment in lines[0], result.output
+    assert lines[0].startswith("error:") and "Traceback" not in result.output
     assert not (out / PROBES_FILE).exists()
 
 

@@ -443,6 +443,8 @@ def presize(
         )
     counts = pd.DataFrame([{"resized": report.resized, "copied": report.copied, "already done": report.skipped}])
     out.print(frame_table(counts, title=f"{source} -> {dest} (longest {longest} px)"))
+    if report.stale_removed:
+        out.print(f"removed {report.stale_removed} half-written temp files an interrupted presize left")
     if report.unreadable:
         out.print(f"[yellow]{report.unreadable} unreadable images[/yellow] copied as they are (see --bad-images)")
     out.print(f"train on it: paddy train --data {dest} --item-size {longest} (a larger --item-size only upsamples)")

@@ -8,7 +8,12 @@ file that exists is complete and an interrupted presize resumes where it stopped
 
 from __future__ import annotations
 
+import ctypes
 import io
+import multiprocessing
+import os
+import signal
+import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,11 +26,12 @@ from PIL import Image
 
 from paddy.data import IMAGE_SUFFIXES, check_layout
 from paddy.errors import PaddyError
-from paddy.files import atomic_write_bytes, read_json, write_json
+from paddy.files import atomic_write_bytes, read_json, remove_stale_temp_files, write_json
 
 MARKER = ".paddy-presize.json"
 MAX_QUALITY = 95  # Pillow: above 95 JPEG files grow with no visible gain
 RESIZED, COPIED, UNREADABLE = "resized", "copied", "unreadable"
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class PresizeReport:
     copied: int  # files copied unchanged: CSVs, images no larger than `longest`, unreadable images
     skipped: int  # already in dest from an earlier, interrupted run
     unreadable: int  # images PIL cannot decode, copied unchanged so `train --bad-images` decides
+    stale_removed: int  # temp files a killed earlier run left half-written, deleted before resuming
 
     @property
     def total(self) -> int:
@@ -108,12 +115,29 @@ def pending_jobs(src: Path, dest: Path) -> tuple[list[tuple[Path, Path]], int]:
     return todo, len(jobs) - len(todo)
 
 
+def exit_with_parent(parent_pid: int) -> None:
+    """Pool initializer: have Linux SIGTERM this worker when its parent dies, so a killed presize
+    leaves no workers running or hanging; a parent already gone before prctl means exit now."""
+    if sys.platform != "linux":
+        return
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        signal.raise_signal(signal.SIGTERM)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Processes that die with this one; forked on Linux, so their parent is this process, as
+    exit_with_parent checks (Python 3.14 defaults to a forkserver, which would be their parent)."""
+    context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),))
+
+
 def run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[tuple[Path, Path]], str], workers: int) -> Iterable[str]:
     """Outcomes in job order, from `workers` processes (0: this process, e.g. under a debugger)."""
     if workers == 0:
         yield from map(work, jobs)
         return
-    with ProcessPoolExecutor(workers) as pool:
+    with worker_pool(workers) as pool:
         yield from pool.map(work, jobs, chunksize=16)
 
 
@@ -129,10 +153,12 @@ def presize_dataset(
 
     Same layout and file names; images are never enlarged; other files (train.csv,
     sample_submission.csv) are copied. Files already in `dest` are skipped, so re-running
-    resumes. `on_progress(done, total)` follows the files; workers default to every core.
+    resumes; temp files a killed run left are deleted first. `on_progress(done, total)` follows
+    the files; workers default to every core.
     """
     check_presize_args(src, dest, longest, quality, workers)
     claim_dest(dest, {"longest": longest, "quality": quality})
+    stale_removed = remove_stale_temp_files(dest)
     jobs, skipped = pending_jobs(src, dest)
     total = skipped + len(jobs)
     counts: Counter[str] = Counter()
@@ -149,4 +175,5 @@ def presize_dataset(
         copied=counts[COPIED] + counts[UNREADABLE],
         skipped=skipped,
         unreadable=counts[UNREADABLE],
+        stale_removed=stale_removed,
     )

@@ -15,8 +15,8 @@ from typing import Callable
 
 import torch
 
-from paddy.config import MIN_STEP_BATCH, ModelEntry, accum_choices, check_entry
-from paddy.data import CompetitionData
+from paddy.config import MIN_STEP_BATCH, BadImages, ModelEntry, accum_choices, check_entry
+from paddy.data import CompetitionData, without_bad_images
 from paddy.errors import PaddyError
 from paddy.memory import Measurement, free_memory, measure_training, probe_device
 from paddy.memory_probes import ProbeRecord, Trial, load_probes, probe_key, save_probe, save_probes
@@ -79,11 +79,13 @@ def probe_memory(
     """Search the smallest fitting accum of every entry and save each result in `path` as it comes.
 
     `measure(entry, accum)` defaults to training on the probe subset of `data`; `on_trial`
-    hears (entry index, entry, accum) before each try, `on_record` each entry's result.
+    hears (entry index, entry, accum) before each try, `on_record` each entry's result. A corrupt
+    image is one error naming it, before anything is measured or written, not a traceback mid-probe.
     """
     for entry in entries:
         check_probe_entry(entry)
     check_headroom(headroom)
+    data = without_bad_images(data, BadImages.fail)
     save_probes(path, load_probes(path))  # an unwritable --out fails now, not after the first hour of probing
     measure = measure or partial(measure_training, data=data, num_workers=num_workers)
     device = probe_device()
