@@ -444,6 +444,13 @@ def test_a_corrupt_image_is_one_error_before_anything_is_measured_or_written(cor
 
 def test_a_corrupt_image_is_one_line_and_exit_1(corrupt_data_root, tmp_path):
     assert_one_line_error(["--data", str(corrupt_data_root), *TINY_FLAGS], "bad.jpg", tmp_path / "out")
+    skipped = runner.invoke(
+        app,
+        ["probe-memory", "--data", str(corrupt_data_root), "--out", str(tmp_path / "out"), *TINY_FLAGS]
+        + ["--bad-images", "skip", "--budget", "2GiB"],
+        catch_exceptions=False,
+    )
+    assert skipped.exit_code == 0 and "chosen accum: 1" in skipped.stdout, skipped.output
 
 
 def assert_one_line_error(args, fragment, out):

@@ -460,6 +460,7 @@ def probe_memory(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder of run folders; writes <out>/memory-probes.json.")] = (
         DEFAULT_OUT
     ),
+    bad_images: BadImagesOption = BadImages.fail,
 ) -> None:
     """Find the smallest accum that fits each model (every entry of --config) in a GPU memory budget."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -481,7 +482,16 @@ def probe_memory(
             bar.console.print(probe_table(record))
 
         entries = list(model.entries)
-        probe_entries(entries, model.data, model.budget_mib, headroom, path, on_trial=show_trial, on_record=show_record)
+        probe_entries(
+            entries,
+            model.data,
+            model.budget_mib,
+            headroom,
+            path,
+            on_trial=show_trial,
+            on_record=show_record,
+            bad_images=bad_images,
+        )
     out.print(f"saved in {path}; `paddy train --accum auto` (same model, bs and --budget) uses it")
 
 

@@ -75,6 +75,7 @@ def probe_memory(
     on_trial: Callable[[int, ModelEntry, int], None] = lambda index, entry, accum: None,
     on_record: Callable[[ProbeRecord], None] = lambda record: None,
     num_workers: int = 0,
+    bad_images: BadImages = BadImages.fail,
 ) -> list[ProbeRecord]:
     """Search the smallest fitting accum of every entry and save each result in `path` as it comes.
 
@@ -85,7 +86,7 @@ def probe_memory(
     for entry in entries:
         check_probe_entry(entry)
     check_headroom(headroom)
-    data = without_bad_images(data, BadImages.fail)
+    data = without_bad_images(data, bad_images)
     save_probes(path, load_probes(path))  # an unwritable --out fails now, not after the first hour of probing
     measure = measure or partial(measure_training, data=data, num_workers=num_workers)
     device = probe_device()
