@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import tomllib
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -17,8 +18,6 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Union
-
-import tomllib
 
 from paddy.errors import PaddyError
 

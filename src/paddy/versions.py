@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+# paddy's distribution name: `paddy` on PyPI is an unrelated project.
+DISTRIBUTION = "paddy-trainer"
+
 
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries that shape a run's numbers."""
     found = {}
     for name in ("paddy", "torch", "torchvision", "fastai", "timm"):
         try:
-            found[name] = version(name)
+            found[name] = version(DISTRIBUTION if name == "paddy" else name)
         except PackageNotFoundError:
             found[name] = "not installed"
     return found
