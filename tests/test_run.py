@@ -46,9 +46,9 @@ item = "pad"
 """
 
 
-def train_in_process(entry, data, out, budget_mib, run, on_epoch=None):
+def train_in_process(entry, data, out, **options):
     """The real train(), without DataLoader worker processes (faster on tiny data)."""
-    return train(entry, data, out, budget_mib=budget_mib, num_workers=0, run=run, on_epoch=on_epoch)
+    return train(entry, data, out, num_workers=0, **options)
 
 
 def write_config(tmp_path, second_epochs=1, name="tiny3.toml"):
@@ -91,10 +91,10 @@ def test_estimate_remaining():
 def test_run_records_the_accum_that_survived_oom(tiny_data, tmp_path):
     config = load_config(write_config(tmp_path))
 
-    def train_fn(entry, data, out, budget_mib, run, on_epoch):
+    def train_fn(entry, data, out, **options):
         if entry.accum < 2:
             raise torch.OutOfMemoryError("injected")
-        return train_in_process(entry, data, out, budget_mib, run)
+        return train_in_process(entry, data, out, **options)
 
     (first, *_) = run_config(config, tiny_data, tmp_path / "runs", train_fn=train_fn)
     assert first.accum == 2 and first.status == TRAINED
@@ -192,9 +192,9 @@ def test_an_entry_another_process_is_training_is_left_to_it(tiny_data, tmp_path)
     config, out = load_config(write_config(tmp_path)), tmp_path / "runs"
     trained = []
 
-    def record(entry, data, out, budget_mib, run, on_epoch):
-        trained.append(run.name)
-        return train_in_process(entry, data, out, budget_mib, run)
+    def record(entry, data, out, **options):
+        trained.append(options["run"].name)
+        return train_in_process(entry, data, out, **options)
 
     middle = entry_run_folder(out, config.name, 1, config.models[1], tiny_data.root)
     held = FileLock(out / ".locks" / f"{middle.name}.lock")

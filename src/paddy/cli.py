@@ -139,6 +139,9 @@ Budget = Annotated[
     typer.Option(help=f"GPU memory for --accum auto: 16280 (MiB), 16280MiB, 24GiB, 16GB (default {DEFAULT_BUDGET})."),
 ]
 BadImagesOption = Annotated[BadImages, typer.Option(help="Corrupt training images: fail, or skip them.")]
+KeepCheckpoint = Annotated[
+    bool, typer.Option(help="Keep checkpoint.pt in a finished run (it is removed at the end otherwise).")
+]
 DEFAULT_OUT = Path("runs")
 
 MODEL_OPTIONS: dict[str, Any] = {
@@ -238,12 +241,29 @@ def takes_budget(command: Callable[..., Any]) -> Callable[..., Any]:
 @reports_out_of_memory
 @with_model_options
 @takes_budget
-def train(model: ModelChoice, out_dir: OutDir = DEFAULT_OUT, bad_images: BadImagesOption = BadImages.fail) -> None:
+def train(
+    model: ModelChoice,
+    out_dir: OutDir = DEFAULT_OUT,
+    bad_images: BadImagesOption = BadImages.fail,
+    resume: Annotated[
+        Optional[str],
+        typer.Option(help="Go on with an interrupted run (folder name under --out, or path) from its last epoch."),
+    ] = None,
+    keep_checkpoint: KeepCheckpoint = False,
+) -> None:
     """Train one model, predict the test set with TTA, and save everything in a run folder."""
-    from paddy.train import train as train_model
+    from paddy.train import train_or_resume
 
-    result = train_model(
-        model.entry, model.data, out_dir, budget_mib=model.budget_mib, bad_images=bad_images, on_epoch=epoch_lines()
+    result = train_or_resume(
+        model.entry,
+        model.data,
+        out_dir,
+        resume=resume,
+        settings_given=model.flags_given,
+        budget_mib=model.budget_mib,
+        bad_images=bad_images,
+        on_epoch=epoch_lines(),
+        keep_checkpoint=keep_checkpoint,
     )
     if result.entry.accum != model.entry.accum:
         out.print(f"--accum auto: accum {result.entry.accum}, as probe-memory recorded under {out_dir}")
@@ -305,8 +325,11 @@ def run_ensemble(
     data: DataOption = None,
     out_dir: OutDir = DEFAULT_OUT,
     budget: Budget = None,
-    force: Annotated[bool, typer.Option(help="Retrain entries that already finished.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "--restart", help="Train every entry from scratch: finished or interrupted.")
+    ] = False,
     bad_images: BadImagesOption = BadImages.fail,
+    keep_checkpoint: KeepCheckpoint = False,
 ) -> None:
     """Train every model of a config; re-running skips finished entries (resumable)."""
     from paddy.ensemble_training import BUSY, run_config
@@ -332,6 +355,7 @@ def run_ensemble(
         bad_images=bad_images,
         on_progress=announce,
         on_epoch=epoch_lines(),
+        keep_checkpoint=keep_checkpoint,
     )
     out.print(run_table(outcomes))
     if busy := [o for o in outcomes if o.status == BUSY]:

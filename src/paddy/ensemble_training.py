@@ -23,7 +23,7 @@ from paddy.memory_probes import chosen_budget, resolve_auto_accum
 from paddy.runs import RunBusy, RunFolder, entry_run_folder, run_of_entry
 from paddy.train import EpochHook, RunResult, check_against_data, plan_training, train
 
-TRAINED, SKIPPED, BUSY = "trained", "skipped", "busy elsewhere"
+TRAINED, RESUMED, SKIPPED, BUSY = "trained", "resumed", "skipped", "busy elsewhere"
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,11 @@ def run_config(
     bad_images: BadImages = BadImages.fail,
     on_progress: Callable[[RunProgress], None] = lambda progress: None,
     on_epoch: EpochHook | None = None,
+    keep_checkpoint: bool = False,
     train_fn: Callable[..., RunResult] = train,
 ) -> list[EntryOutcome]:
-    """Train each entry of `config` not already finished (all of them with `force`).
+    """Train each entry of `config` not already finished (all of them with `force`); an entry whose
+    run was interrupted after an epoch goes on from its checkpoint (`force` starts it again).
 
     An entry another process is training is left to it (status 'busy elsewhere'). `budget_mib`
     (default: a Kaggle GPU's) picks the memory probes that `accum = "auto"` reads."""
@@ -120,16 +122,21 @@ def run_config(
                     continue
                 remaining = estimate_remaining(durations, len(entries) - index)
                 on_progress(RunProgress(index, len(entries), entry, time.monotonic() - started, remaining))
-                result = train_with_oom_retry(
-                    entry, lambda e: train_fn(e, data, out, budget_mib=budget_mib, run=run, on_epoch=on_epoch)
-                )
+                resume = run.resumable and not force
+
+                def train_once(e: ModelEntry) -> RunResult:
+                    options = {"budget_mib": budget_mib, "on_epoch": on_epoch, "keep_checkpoint": keep_checkpoint}
+                    return train_fn(e, data, out, run=run, resume=resume and e is entry, **options)
+
+                result = train_with_oom_retry(entry, train_once)
         except RunBusy:
             outcomes.append(EntryOutcome(index, entry, run, BUSY, None, None, None))
             continue
         free_memory()
         seconds = result.train_seconds + result.predict_seconds
         durations.append(seconds)
+        status = RESUMED if resume else TRAINED
         outcomes.append(
-            EntryOutcome(index, entry, run, TRAINED, result.valid_error, seconds, result.entry.resolved_accum)
+            EntryOutcome(index, entry, run, status, result.valid_error, seconds, result.entry.resolved_accum)
         )
     return outcomes

@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import pandas as pd
 
@@ -28,9 +28,10 @@ def temp_name_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write to a temp file in the same folder, fsync, then rename over `path`: a reader never sees
-    half a file. Disk full or a read-only folder is one PaddyError naming the file."""
+def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Let `write` fill a temp file in the same folder, fsync, then rename it over `path`: a reader
+    never sees half a file, and a large one (a checkpoint) is streamed, not held twice in memory.
+    Disk full or a read-only folder is one PaddyError naming the file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
@@ -39,7 +40,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), user_file_mode())
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -50,6 +51,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """`data` written atomically (see atomic_write_with)."""
+    return atomic_write_with(path, lambda f: f.write(data))
 
 
 def remove_stale_temp_files(folder: Path) -> int:

@@ -29,6 +29,7 @@ from paddy.predictions import PREDICTIONS_FILE
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.pt"  # the last finished epoch of an unfinished run
 # Settings that do not change what a run learns: accum may grow on out-of-memory retries
 # (same effective batch), and the ensemble weight only matters when averaging.
 NOT_MATCHED = ("accum", "ensemble_weight")
@@ -72,6 +73,15 @@ class RunFolder:
     @property
     def predictions_path(self) -> Path:
         return self.path / PREDICTIONS_FILE
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def resumable(self) -> bool:
+        """Unfinished, with a checkpoint to go on from."""
+        return not self.finished and self.checkpoint_path.is_file()
 
     @property
     def finished(self) -> bool:

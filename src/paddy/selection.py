@@ -21,6 +21,7 @@ class ModelChoice:
     budget_mib: float
     note: str | None = None  # what was chosen for the user, e.g. the demo dataset
     warnings: tuple[str, ...] = ()  # e.g. old config key names
+    flags_given: tuple[str, ...] = ()  # the model settings given on the command line
 
     @property
     def entry(self) -> ModelEntry:
@@ -53,7 +54,8 @@ def choose_model(
         bases = [ModelEntry()]
     entries = tuple(apply_overrides(base, flags) for base in bases)
     budget_mib = chosen_budget(budget, ensemble.budget if ensemble else None)
-    return ModelChoice(entries, found, budget_mib, note, ensemble.warnings if ensemble else ())
+    given = tuple(name for name, value in flags.items() if value is not None)
+    return ModelChoice(entries, found, budget_mib, note, ensemble.warnings if ensemble else (), given)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pickle
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch
@@ -35,18 +35,17 @@ from fastai.vision.all import (
 from safetensors import SafetensorError
 from torch import nn
 
-from paddy.config import BadImages, ModelEntry, Precision, accum_problem, check_entry
-from paddy.data import CompetitionData, extra_labels, training_split_size, without_bad_images
+from paddy.checkpoints import Checkpoint, EpochHook, EpochRecords, fit_phases, load_checkpoint, training_phases
+from paddy.config import ENTRY_FIELDS, BadImages, ModelEntry, Precision, accum_problem, apply_overrides, check_entry
+from paddy.data import CompetitionData, extra_labels, resolve_data, training_split_size, without_bad_images
 from paddy.errors import PaddyError
-from paddy.files import atomic_write_text
 from paddy.memory_probes import chosen_budget, resolve_auto_accum
 from paddy.plots import save_confusion_matrix, save_loss_plot
 from paddy.predictions import Predictions, save_predictions
-from paddy.runs import RunFolder, new_run_folder
+from paddy.runs import RunFolder, find_run, new_run_folder
 from paddy.targets import single_target, two_targets
 from paddy.versions import library_versions
 
-EpochHook = Callable[[dict[str, Any]], None]
 LOSS_PLOT = "loss.png"
 CONFUSION_PLOT = "confusion.png"
 WEIGHTS_FILE_ERRORS = (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError)
@@ -213,34 +212,6 @@ class RefuseNonFiniteLoss(Callback):
             )
 
 
-class HistoryWriter(Callback):
-    """Rewrite history.csv after every epoch (fine_tune's frozen and unfrozen fits together),
-    so an interrupted run still shows how far it got, and hand each row to `on_epoch`."""
-
-    order = 60  # after fastai's Recorder (50), which fills `recorder.log`
-
-    def __init__(self, path: Path, on_epoch: EpochHook = lambda row: None):
-        self.path, self.on_epoch, self.rows, self.fit_number = path, on_epoch, [], 0
-        self.new_fit = self.trained_this_epoch = False
-
-    def before_fit(self) -> None:
-        self.new_fit = True  # get_preds and tta fire fit events too: count a fit once it trains
-
-    def before_train(self) -> None:
-        if self.new_fit:
-            self.fit_number += 1
-        self.new_fit, self.trained_this_epoch = False, True
-
-    def after_epoch(self) -> None:
-        if not self.trained_this_epoch:
-            return
-        self.trained_this_epoch = False
-        row = dict(zip(self.recorder.metric_names, self.recorder.log))
-        self.rows.append({"fit": self.fit_number, **row})
-        atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
-        self.on_epoch(self.rows[-1])
-
-
 def save_run_plots(learn: Learner, run: RunFolder, classes: tuple[str, ...]) -> None:
     """Loss curves and the validation confusion matrix of the label, beside the history."""
     save_loss_plot(run.history(), run.path / LOSS_PLOT)
@@ -324,8 +295,14 @@ def prepare_run(
     bad_images: BadImages,
     run: RunFolder | None = None,
     suffix: str = "",
+    resume: bool = False,
 ) -> Ready:
-    """Resolve `--accum auto`, check the entry against the data and the images, and pick the folder."""
+    """Resolve `--accum auto`, check the entry against the data and the images, and pick the folder.
+
+    A resumed run keeps the seed it started with and the accum it was training at."""
+    if resume and run is not None:
+        recorded = run.config()
+        entry = replace(entry, seed=recorded["seed_used"], accum=recorded["accum"])
     (entry,) = resolve_auto_accum([entry], chosen_budget() if budget_mib is None else budget_mib, out, data.as_flag)
     plan = plan_training(entry)
     data = without_bad_images(data, bad_images)
@@ -350,6 +327,20 @@ def predictions_meta(entry: ModelEntry, seed: int, valid_error: float, run: RunF
     }
 
 
+def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint:
+    """The checkpoint of an unfinished run trained with exactly these settings, or why it cannot go on."""
+    if run.finished:
+        raise PaddyError(f"{run.path} has finished: nothing to resume (train a new run, or --force to redo it)")
+    checkpoint = load_checkpoint(run.checkpoint_path)
+    keys = (settings.keys() | checkpoint.settings.keys()) - {"seed"}  # the seed actually used is seed_used
+    changed = sorted(k for k in keys if settings.get(k) != checkpoint.settings.get(k))
+    if changed:
+        raise PaddyError(
+            f"{run.path} was trained with other settings ({', '.join(changed)}); resume it with its own, or --force"
+        )
+    return checkpoint
+
+
 def train(
     entry: ModelEntry,
     data: CompetitionData,
@@ -360,6 +351,8 @@ def train(
     num_workers: int | None = None,
     run: RunFolder | None = None,
     on_epoch: EpochHook | None = None,
+    resume: bool = False,
+    keep_checkpoint: bool = False,
 ) -> RunResult:
     """Train `entry` on `data`, predict the test set with TTA, and save it all in a run folder.
 
@@ -367,19 +360,27 @@ def train(
     written last, so its presence marks the run finished. `--accum auto` is read from the
     probes under `out` for `budget_mib`. With `on_epoch`, each epoch's history row goes there
     instead of fastai's bars and table (for logs, where redrawn bars are noise).
+
+    A checkpoint is saved after every epoch and removed at the end (unless `keep_checkpoint`);
+    with `resume`, the unfinished `run` goes on from its checkpoint with its own seed.
     """
-    ready = prepare_run(entry, data, out, budget_mib, bad_images, run)
-    entry, data = ready.plan.entry, ready.data
+    ready = prepare_run(entry, data, out, budget_mib, bad_images, run, resume=resume)
+    entry, data, settings = ready.plan.entry, ready.data, run_config_json(ready)
     with ready.run.writing() as folder:
-        folder.start(run_config_json(ready))
+        start = resumable_checkpoint(folder, settings) if resume else None
+        if start is None:
+            folder.start(settings)
         started = time.monotonic()
-        history = HistoryWriter(folder.history_path, on_epoch or (lambda row: None))
-        learn = make_learner(ready.plan, data, [history], num_workers, bars=on_epoch is None)
-        if entry.finetune:
-            learn.fine_tune(entry.epochs, entry.lr)
-        else:
-            learn.fit_one_cycle(entry.epochs, entry.lr)
-        valid_error = float(learn.recorder.values[-1][2])  # train_loss, valid_loss, then the label's error
+        records = EpochRecords(
+            folder.history_path,
+            folder.checkpoint_path,
+            settings,
+            list(start.history if start else []),
+            on_epoch or noop,
+        )
+        learn = make_learner(ready.plan, data, [], num_workers, bars=on_epoch is None)
+        fit_phases(learn, training_phases(entry), records, start)
+        valid_error = records.valid_error(learn.recorder.metric_names[3])  # epoch, train_loss, valid_loss, error
         trained = time.monotonic()
         save_run_plots(learn, folder, data.classes)
         preds = tta_predictions(learn, data, predictions_meta(entry, ready.plan.seed, valid_error, folder, data))
@@ -387,4 +388,38 @@ def train(
         result = {"valid_error": valid_error, "train_seconds": train_seconds, "predict_seconds": predict_seconds}
         folder.write_result({**result, "seed": ready.plan.seed})
         save_predictions(preds, folder.predictions_path)
+        if not keep_checkpoint:
+            folder.checkpoint_path.unlink(missing_ok=True)
     return RunResult(folder, entry, ready.plan.seed, valid_error, train_seconds, predict_seconds, folder.history())
+
+
+def recorded_entry(run: RunFolder) -> ModelEntry:
+    """The settings a run was started with, from its config.json."""
+    recorded = run.config()
+    return apply_overrides(ModelEntry(), {name: recorded[name] for name in ENTRY_FIELDS if name in recorded})
+
+
+def resume_run(run: RunFolder, data: CompetitionData, **options: Any) -> RunResult:
+    """Go on with an unfinished run from its last checkpoint, with its own settings and seed
+    (`options` as for `train`)."""
+    return train(recorded_entry(run), data, run.path.parent, run=run, resume=True, **options)
+
+
+def train_or_resume(
+    entry: ModelEntry,
+    data: CompetitionData,
+    out: Path,
+    *,
+    resume: str | None = None,
+    settings_given: tuple[str, ...] = (),
+    **options: Any,
+) -> RunResult:
+    """`paddy train`: a new run of `entry` on `data`, or with `resume` (a run under `out`, or a path)
+    the interrupted run goes on with its own settings and data, which `settings_given` on the command
+    line may not change."""
+    if resume is None:
+        return train(entry, data, out, **options)
+    if settings_given:
+        raise PaddyError(f"--resume goes on with the run's own settings: drop --{settings_given[0].replace('_', '-')}")
+    run = find_run(resume, out)
+    return resume_run(run, resolve_data(Path(run.config()["data"])), **options)

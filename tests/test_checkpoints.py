@@ -1,0 +1,257 @@
+"""Per-epoch checkpoints and resuming: a resumed run ends where the uninterrupted one does (same
+weights, history and learning rates), for one-cycle and both phases of fine_tune, with accum and
+multi-target; and what cannot be resumed is refused with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from conftest import tiny_entry
+from fastai.vision.all import Callback
+from typer.testing import CliRunner
+
+import paddy.train
+from paddy.checkpoints import FORMAT, load_checkpoint, training_phases
+from paddy.cli import app
+from paddy.config import load_config
+from paddy.ensemble_training import RESUMED, TRAINED, run_config
+from paddy.errors import PaddyError
+from paddy.runs import RunFolder
+from paddy.train import make_learner, plan_training, resume_run, train
+
+LOSSES = ["fit", "epoch", "train_loss", "valid_loss"]
+
+
+class LearningRates(Callback):
+    """The learning rate of every training batch, by (fit, epoch, batch)."""
+
+    order = 99
+
+    def __init__(self, seen: dict):
+        self.seen, self.fits = seen, 0
+
+    def before_fit(self):
+        self.fits += 1
+
+    def before_batch(self):
+        if self.training:
+            self.seen[(self.fits, self.epoch, self.iter)] = float(self.opt.hypers[-1]["lr"])
+
+
+class StopAt(Callback):
+    """Ctrl-C at the start of epoch `epoch` of fit `fit` (counted from 1 and 0): an interrupted run."""
+
+    def __init__(self, fit: int, epoch: int):
+        self.at, self.fits = (fit, epoch), 0
+
+    def before_fit(self):
+        self.fits += 1
+
+    def before_epoch(self):
+        if (self.fits, self.epoch) == self.at:
+            raise KeyboardInterrupt
+
+
+def with_callbacks(monkeypatch, *callbacks):
+    """Every learner train() makes gets these callbacks too."""
+    real = paddy.train.make_learner
+
+    def make(plan, data, extra, num_workers=None, bars=True):
+        return real(plan, data, [*extra, *callbacks], num_workers, bars)
+
+    monkeypatch.setattr(paddy.train, "make_learner", make)
+
+
+def only_run(out):
+    (run,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    return RunFolder(run)
+
+
+def final_weights(run: RunFolder) -> dict:
+    return load_checkpoint(run.checkpoint_path).states["model"]
+
+
+def interrupted_then_resumed(entry, data, tmp_path, monkeypatch, stop):
+    """An uninterrupted run, and the same run stopped at `stop` then resumed; with learning rates."""
+    full_lrs, resumed_lrs = {}, {}
+    with_callbacks(monkeypatch, LearningRates(full_lrs))
+    full = train(entry, data, tmp_path / "full", num_workers=0, keep_checkpoint=True)
+    with_callbacks(monkeypatch, StopAt(*stop))
+    with pytest.raises(KeyboardInterrupt):
+        train(entry, data, tmp_path / "cut", num_workers=0, keep_checkpoint=True)
+    cut = only_run(tmp_path / "cut")
+    assert not cut.finished and cut.resumable
+    with_callbacks(monkeypatch, LearningRates(resumed_lrs))
+    resumed = resume_run(cut, data, num_workers=0, keep_checkpoint=True)
+    return full, resumed, full_lrs, resumed_lrs
+
+
+def assert_same_run(full, resumed):
+    for name, weight in final_weights(full.run).items():
+        torch.testing.assert_close(final_weights(resumed.run)[name], weight, rtol=0, atol=1e-6)
+    pd.testing.assert_frame_equal(resumed.history[LOSSES], full.history[LOSSES])
+    assert resumed.valid_error == full.valid_error
+
+
+def test_one_cycle_resumed_mid_way_ends_exactly_as_the_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    entry = tiny_entry(epochs=2, finetune=False)
+    full, resumed, full_lrs, resumed_lrs = interrupted_then_resumed(entry, tiny_data, tmp_path, monkeypatch, (1, 1))
+    assert_same_run(full, resumed)
+    (first, *_) = sorted(resumed_lrs)
+    assert first == (1, 1, 0), "the resumed run starts at the first batch of epoch 2"
+    assert resumed_lrs[first] == full_lrs[first], "the one-cycle schedule goes on where it stopped"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "settings, stop",
+    [
+        ({"finetune": True}, (2, 0)),  # after the frozen epoch, at the start of the unfrozen fit
+        ({"finetune": True, "accum": 2}, (2, 1)),  # mid-way through the unfrozen fit, accumulating
+        ({"finetune": False, "multi_target": "variety"}, (1, 1)),
+    ],
+    ids=["fine-tune-between-phases", "fine-tune-unfrozen-accum-2", "multi-target"],
+)
+def test_every_schedule_resumes_exactly(tiny_data, tmp_path, monkeypatch, settings, stop):
+    entry = tiny_entry(epochs=2, **settings)
+    full, resumed, full_lrs, resumed_lrs = interrupted_then_resumed(entry, tiny_data, tmp_path, monkeypatch, stop)
+    assert_same_run(full, resumed)
+    first = min(resumed_lrs)
+    assert resumed_lrs[first] == full_lrs[(stop[0], *first[1:])]
+
+
+def test_the_phases_are_fastais_fine_tune(tiny_data, tmp_path):
+    """fine_tune written as two fits must train exactly as fastai's own fine_tune."""
+    from paddy.checkpoints import EpochRecords, fit_phases
+
+    def weights(fit) -> dict:
+        learn = make_learner(plan_training(tiny_entry(epochs=2)), tiny_data, [], num_workers=0, bars=False)
+        fit(learn)
+        return {k: v.clone() for k, v in learn.model.state_dict().items()}
+
+    records = EpochRecords(tmp_path / "history.csv", tmp_path / "checkpoint.pt", {}, [])
+    ours = weights(lambda learn: fit_phases(learn, training_phases(tiny_entry(epochs=2)), records))
+    fastais = weights(lambda learn: learn.fine_tune(2, tiny_entry().lr))
+    for name, value in fastais.items():
+        torch.testing.assert_close(ours[name], value, rtol=0, atol=0)
+
+
+def test_a_finished_run_keeps_no_checkpoint_unless_asked(finished_run, tiny_data, tmp_path):
+    assert not finished_run.run.checkpoint_path.exists()
+    kept = train(tiny_entry(finetune=False), tiny_data, tmp_path, num_workers=0, keep_checkpoint=True)
+    checkpoint = load_checkpoint(kept.run.checkpoint_path)
+    assert checkpoint.position.epochs_done == 1 and len(checkpoint.history) == 1
+    assert checkpoint.settings["seed_used"] == kept.seed
+
+
+def test_paddy_run_resumes_an_interrupted_entry_and_force_restarts_it(tiny_data, tmp_path, monkeypatch):
+    path = tmp_path / "two.toml"
+    path.write_text(
+        "[defaults]\nbs = 8\nsize = 32\nepochs = 3\npretrained = false\nfinetune = false\nseed = 0\n"
+        '[[models]]\narch = "resnet18"\n'
+    )
+    config, out = load_config(path), tmp_path / "runs"
+    with_callbacks(monkeypatch, StopAt(1, 2))
+    with pytest.raises(KeyboardInterrupt):
+        run_config(config, tiny_data, out)
+    with_callbacks(monkeypatch)
+    (resumed,) = run_config(config, tiny_data, out)
+    assert resumed.status == RESUMED and list(resumed.run.history().epoch) == [0, 1, 2]
+    (again,) = run_config(config, tiny_data, out, force=True)
+    assert again.status == TRAINED
+
+
+def test_a_run_interrupted_in_its_first_epoch_has_nothing_to_resume(tiny_data, tmp_path, monkeypatch):
+    with_callbacks(monkeypatch, StopAt(1, 0))
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_entry(), tiny_data, tmp_path, num_workers=0)
+    with pytest.raises(PaddyError, match="no checkpoint: it stopped before its first epoch ended"):
+        resume_run(only_run(tmp_path), tiny_data, num_workers=0)
+
+
+def resume_command(run: RunFolder, *flags: str):
+    return CliRunner().invoke(app, ["train", "--resume", run.name, "--out", str(run.path.parent), *flags])
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.fixture
+def interrupted(tiny_data, tmp_path, monkeypatch) -> RunFolder:
+    """A one-cycle run of 3 epochs stopped after its second."""
+    with_callbacks(monkeypatch, StopAt(1, 2))
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_entry(epochs=3, finetune=False), tiny_data, tmp_path / "runs", num_workers=0)
+    with_callbacks(monkeypatch)
+    return only_run(tmp_path / "runs")
+
+
+def test_resuming_a_finished_run_is_refused(finished_run):
+    assert "has finished: nothing to resume" in one_error_line(resume_command(finished_run.run))
+
+
+def test_resuming_with_changed_settings_is_refused(interrupted):
+    config = interrupted.config()
+    interrupted.config_path.write_text(json.dumps({**config, "lr": 0.1}))
+    assert "was trained with other settings (lr)" in one_error_line(resume_command(interrupted))
+
+
+def test_resuming_with_settings_on_the_command_line_is_refused(interrupted):
+    assert "drop --lr" in one_error_line(resume_command(interrupted, "--lr", "0.1"))
+
+
+def test_a_truncated_checkpoint_is_refused(interrupted):
+    data = interrupted.checkpoint_path.read_bytes()
+    interrupted.checkpoint_path.write_bytes(data[: len(data) // 2])
+    assert "checkpoint.pt is damaged or not paddy's" in one_error_line(resume_command(interrupted))
+
+
+class Boom:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_not_run(interrupted, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"format": FORMAT, "position": [1, 1], "payload": Boom()}, interrupted.checkpoint_path)
+    assert "damaged or not paddy's (UnpicklingError)" in one_error_line(resume_command(interrupted))
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_epoch_3_resumes_to_the_uninterrupted_result(tiny_data_root, tmp_path):
+    """SIGKILL in a subprocess: nothing is lost but the epoch in progress."""
+    flags = ["--data", str(tiny_data_root), "--arch", "resnet18", "--size", "32", "--bs", "8", "--epochs", "4"]
+    flags += ["--one-cycle", "--no-pretrained", "--seed", "0", "--keep-checkpoint"]
+    killed_out, full_out = tmp_path / "killed", tmp_path / "full"
+    command = [sys.executable, "-m", "paddy", "train", *flags]
+    process = subprocess.Popen([*command, "--out", str(killed_out)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not list(killed_out.glob("*/history.csv")) or len(pd.read_csv(next(killed_out.glob("*/history.csv")))) < 2:
+        assert process.poll() is None and time.monotonic() < deadline, "the run should still be in epoch 3"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    run = only_run(killed_out)
+    killed_history = run.history()
+    assert not run.finished and 2 <= len(killed_history) < 4
+    resumed = CliRunner().invoke(app, ["train", "--resume", run.name, "--out", str(killed_out), "--keep-checkpoint"])
+    assert resumed.exit_code == 0, resumed.output
+    subprocess.run([*command, "--out", str(full_out)], check=True, stdout=subprocess.DEVNULL)
+    history, full = run.history(), only_run(full_out)
+    assert len(history) == 4
+    pd.testing.assert_frame_equal(history[LOSSES].iloc[:2], killed_history[LOSSES].iloc[:2])
+    pd.testing.assert_frame_equal(history[LOSSES], full.history()[LOSSES])
+    for name, weight in final_weights(full).items():
+        torch.testing.assert_close(final_weights(run)[name], weight, rtol=0, atol=1e-6)
