@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from paddy.config import ModelEntry, apply_overrides
-from paddy.data import CompetitionData, check_layout, write_demo_dataset
+from paddy.config import BadImages, ModelEntry, apply_overrides
+from paddy.data import CompetitionData, check_layout, without_bad_images, write_demo_dataset
 
 TINY = {"arch": "resnet18", "size": (32, 32), "bs": 8, "epochs": 1, "pretrained": False, "seed": 0}
 
@@ -26,7 +26,8 @@ def tiny_data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_data(tiny_data_root) -> CompetitionData:
-    return check_layout(tiny_data_root)
+    """The tiny dataset, its images decoded once (train() would otherwise check them on every run)."""
+    return without_bad_images(check_layout(tiny_data_root), BadImages.fail)
 
 
 @pytest.fixture(scope="session")

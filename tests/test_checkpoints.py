@@ -88,7 +88,7 @@ def interrupted_then_resumed(entry, data, tmp_path, monkeypatch, stop):
     with pytest.raises(KeyboardInterrupt):
         train(entry, data, tmp_path / "cut", num_workers=0, keep_checkpoint=True)
     cut = only_run(tmp_path / "cut")
-    assert not cut.finished and cut.resumable
+    assert not cut.finished and cut.resumable == (stop != (1, 0)), "a checkpoint once an epoch has finished"
     with_callbacks(monkeypatch, LearningRates(resumed_lrs))
     resumed = resume_run(cut, data, num_workers=0, keep_checkpoint=True)
     return full, resumed, full_lrs, resumed_lrs
@@ -114,11 +114,12 @@ def test_one_cycle_resumed_mid_way_ends_exactly_as_the_uninterrupted_run(tiny_da
 @pytest.mark.parametrize(
     "settings, stop",
     [
+        ({"finetune": True}, (1, 0)),  # inside the frozen epoch: no checkpoint yet, it starts again
         ({"finetune": True}, (2, 0)),  # after the frozen epoch, at the start of the unfrozen fit
         ({"finetune": True, "accum": 2}, (2, 1)),  # mid-way through the unfrozen fit, accumulating
         ({"finetune": False, "multi_target": "variety"}, (1, 1)),
     ],
-    ids=["fine-tune-between-phases", "fine-tune-unfrozen-accum-2", "multi-target"],
+    ids=["fine-tune-frozen", "fine-tune-between-phases", "fine-tune-unfrozen-accum-2", "multi-target"],
 )
 def test_every_schedule_resumes_exactly(tiny_data, tmp_path, monkeypatch, settings, stop):
     entry = tiny_entry(epochs=2, **settings)
@@ -167,14 +168,6 @@ def test_paddy_run_resumes_an_interrupted_entry_and_force_restarts_it(tiny_data,
     assert resumed.status == RESUMED and list(resumed.run.history().epoch) == [0, 1, 2]
     (again,) = run_config(config, tiny_data, out, force=True)
     assert again.status == TRAINED
-
-
-def test_a_run_interrupted_in_its_first_epoch_has_nothing_to_resume(tiny_data, tmp_path, monkeypatch):
-    with_callbacks(monkeypatch, StopAt(1, 0))
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_entry(), tiny_data, tmp_path, num_workers=0)
-    with pytest.raises(PaddyError, match="no checkpoint: it stopped before its first epoch ended"):
-        resume_run(only_run(tmp_path), tiny_data, num_workers=0)
 
 
 def resume_command(run: RunFolder, *flags: str):

@@ -135,9 +135,7 @@ def save_checkpoint(path: Path, learn: Learner, settings: dict[str, Any], positi
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """A checkpoint written by `save_checkpoint`; a missing, truncated or foreign file is one PaddyError."""
-    if not path.is_file():
-        raise PaddyError(f"{path.parent} has no checkpoint: it stopped before its first epoch ended; train it again")
+    """A checkpoint written by `save_checkpoint`; a truncated or foreign file is one PaddyError."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("format") != FORMAT:

@@ -420,6 +420,29 @@ def submit(
     out.print(f"Kaggle: {send_submission(made, preds, competition)}")
 
 
+@app.command("predict")
+@reports_errors
+def predict_images(
+    images: Annotated[Path, typer.Option(help="Folder of images to predict (no training data needed).")],
+    runs: Annotated[
+        Optional[list[str]], typer.Argument(help="Finished runs (folder names under --out, or paths); averaged.")
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option(help="Every entry's finished run of this config, with its ensemble weights.")
+    ] = None,
+    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Test-time augmentation, as training predicted.")] = True,
+    out_dir: OutDir = DEFAULT_OUT,
+    dest: Annotated[
+        Optional[Path], typer.Option(help="Predictions file (default: <out>/predictions-<images folder>.safetensors).")
+    ] = None,
+) -> None:
+    """Predict any folder of images with saved models: probabilities (safetensors) and a readable CSV."""
+    from paddy.predict import predict
+
+    preds, written = predict(runs or [], images, out_dir, dest, tta, load_config(config) if config else None)
+    out.print(f"{len(preds.image_ids)} images: {written} and {written.with_suffix('.csv')}")
+
+
 @app.command()
 @reports_errors
 def setup(

@@ -30,6 +30,7 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"  # the last finished epoch of an unfinished run
+MODEL_FILE = "model.safetensors"  # a finished run's model, for paddy predict
 # Settings that do not change what a run learns: accum may grow on out-of-memory retries
 # (same effective batch), and the ensemble weight only matters when averaging.
 NOT_MATCHED = ("accum", "ensemble_weight")
@@ -73,6 +74,10 @@ class RunFolder:
     @property
     def predictions_path(self) -> Path:
         return self.path / PREDICTIONS_FILE
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
 
     @property
     def checkpoint_path(self) -> Path:

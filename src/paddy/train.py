@@ -43,6 +43,7 @@ from paddy.memory_probes import chosen_budget, resolve_auto_accum
 from paddy.plots import save_confusion_matrix, save_loss_plot
 from paddy.predictions import Predictions, save_predictions
 from paddy.runs import RunFolder, find_run, new_run_folder
+from paddy.saved_model import card_for, save_model
 from paddy.targets import single_target, two_targets
 from paddy.versions import library_versions
 
@@ -220,9 +221,11 @@ def save_run_plots(learn: Learner, run: RunFolder, classes: tuple[str, ...]) -> 
     save_confusion_matrix(actual.numpy(), probs.argmax(dim=1).numpy(), list(classes), run.path / CONFUSION_PLOT)
 
 
-def tta_predictions(learn: Learner, data: CompetitionData, meta: dict[str, Any]) -> Predictions:
-    """Test-time-augmented probabilities for every test image, in the stable test order."""
+def tta_predictions(learn: Learner, data: CompetitionData, meta: dict[str, Any], seed: int = 0) -> Predictions:
+    """Test-time-augmented probabilities for every test image, in the stable test order; seeded, so
+    `paddy predict` with the saved model draws the same augmentations."""
     test_dl = learn.dls.test_dl(list(data.test_images))
+    set_seed(seed)
     probs, _ = learn.tta(dl=test_dl)
     return Predictions(probs.float().numpy(), tuple(data.test_ids), tuple(data.classes), meta)
 
@@ -327,10 +330,15 @@ def predictions_meta(entry: ModelEntry, seed: int, valid_error: float, run: RunF
     }
 
 
-def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint:
-    """The checkpoint of an unfinished run trained with exactly these settings, or why it cannot go on."""
+def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint | None:
+    """The checkpoint of an unfinished run trained with exactly these settings, or why it cannot go on.
+
+    None for a run stopped inside its first epoch: it starts again, with the same seed, so it
+    still ends as it would have."""
     if run.finished:
         raise PaddyError(f"{run.path} has finished: nothing to resume (train a new run, or --force to redo it)")
+    if not run.checkpoint_path.is_file():
+        return None
     checkpoint = load_checkpoint(run.checkpoint_path)
     keys = (settings.keys() | checkpoint.settings.keys()) - {"seed"}  # the seed actually used is seed_used
     changed = sorted(k for k in keys if settings.get(k) != checkpoint.settings.get(k))
@@ -383,7 +391,9 @@ def train(
         valid_error = records.valid_error(learn.recorder.metric_names[3])  # epoch, train_loss, valid_loss, error
         trained = time.monotonic()
         save_run_plots(learn, folder, data.classes)
-        preds = tta_predictions(learn, data, predictions_meta(entry, ready.plan.seed, valid_error, folder, data))
+        save_model(learn, folder.model_path, card_for(learn, entry, ready.plan.step_bs, data.classes, ready.plan.seed))
+        meta = predictions_meta(entry, ready.plan.seed, valid_error, folder, data)
+        preds = tta_predictions(learn, data, meta, ready.plan.seed)
         train_seconds, predict_seconds = trained - started, time.monotonic() - trained
         result = {"valid_error": valid_error, "train_seconds": train_seconds, "predict_seconds": predict_seconds}
         folder.write_result({**result, "seed": ready.plan.seed})

@@ -1,0 +1,91 @@
+"""`paddy predict`: class probabilities for any folder of images from saved models, offline and
+without the training data (a code competition's hidden test set, new images, pseudo-labels).
+
+Written in paddy's predictions format (so ensemble and submit take it) and as a readable CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from fastai.vision.all import set_seed
+
+from paddy.config import EnsembleConfig
+from paddy.data import image_files, unreadable_images
+from paddy.ensemble import Member, average, choose_runs
+from paddy.errors import PaddyError
+from paddy.files import atomic_write_text
+from paddy.predictions import Predictions, save_predictions
+from paddy.runs import RunFolder
+from paddy.saved_model import load_model, rebuild_learner
+
+
+def images_to_predict(folder: Path) -> list[Path]:
+    """The images of `folder` in name order, every one readable."""
+    if not folder.is_dir():
+        raise PaddyError(f"images folder not found: {folder}")
+    images = image_files(folder)
+    if not images:
+        raise PaddyError(f"{folder} has no images")
+    if bad := unreadable_images(images):
+        raise PaddyError(f"image cannot be read: {bad[0]} ({len(bad)} in all)")
+    return images
+
+
+def predict_run(run: RunFolder, images: list[Path], tta: bool) -> Predictions:
+    """One run's probabilities for `images`: with `tta`, seeded as training's TTA was, so the run's
+    own test predictions come out again."""
+    card, state = load_model(run.model_path)
+    learn = rebuild_learner(card, state, images, run.model_path)
+    test_dl = learn.dls.test_dl(images)
+    with learn.no_bar(), learn.no_logging():
+        if tta:
+            set_seed(card.seed)
+            probs, _ = learn.tta(dl=test_dl)
+        else:
+            probs, _ = learn.get_preds(dl=test_dl)
+    meta = {"run": run.name, "arch": card.arch, "size": card.size, "item": card.item, "tta": tta}
+    return Predictions(probs.float().numpy(), tuple(p.name for p in images), tuple(card.vocab), meta)
+
+
+def chosen_runs(runs: list[str], out: Path, config: EnsembleConfig | None) -> list[tuple[RunFolder, float]]:
+    """The runs named (weight 1 each), or each config entry's finished run with its weight, found
+    as `paddy ensemble` finds them."""
+    if not runs and config is None:
+        raise PaddyError("name the runs to predict with, or give --config")
+    return [(run, 1.0 if weight is None else weight) for run, weight in choose_runs(out, runs, config, None)]
+
+
+def predictions_csv(preds: Predictions) -> str:
+    """image_id, the most probable label, then one probability column per class."""
+    table = pd.DataFrame(preds.probs, columns=list(preds.vocab))
+    table.insert(0, "label", preds.labels())
+    table.insert(0, "image_id", list(preds.image_ids))
+    return table.to_csv(index=False)
+
+
+def default_destination(out: Path, images_dir: Path) -> Path:
+    """`<out>/predictions-<images folder>.safetensors`, beside the runs that made it."""
+    return out / f"predictions-{images_dir.name}.safetensors"
+
+
+def predict(
+    runs: list[str],
+    images_dir: Path,
+    out: Path,
+    dest: Path | None = None,
+    tta: bool = True,
+    config: EnsembleConfig | None = None,
+) -> tuple[Predictions, Path]:
+    """Predict `images_dir` with the runs under `out` (averaged with their weights when several) and
+    write `dest` (predictions format) and `dest` with a .csv suffix; nothing is written on any problem."""
+    dest = dest or default_destination(out, images_dir)
+    images = images_to_predict(images_dir)
+    members = [
+        Member(run.name, predict_run(run, images, tta), weight) for run, weight in chosen_runs(runs, out, config)
+    ]
+    preds = members[0].preds if len(members) == 1 else average(members)
+    save_predictions(preds, dest)
+    atomic_write_text(dest.with_suffix(".csv"), predictions_csv(preds))
+    return preds, dest

@@ -1,0 +1,143 @@
+"""Saved models and `paddy predict`: a finished run's model predicts any folder of images offline,
+reproducing the run's own test predictions, and bad models or images are one error line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_entry
+from safetensors import safe_open
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from paddy.cli import app
+from paddy.predictions import load_predictions
+from paddy.train import train
+
+
+def predict(run, images, *flags):
+    return CliRunner().invoke(app, ["predict", str(run.path), "--images", str(images), *flags])
+
+
+def predicted(result, dest):
+    assert result.exit_code == 0, result.output
+    return load_predictions(dest)
+
+
+def test_predict_reproduces_the_runs_own_tta_predictions(finished_run, tiny_data, tmp_path):
+    dest = tmp_path / "p.safetensors"
+    preds = predicted(predict(finished_run.run, tiny_data.root / "test_images", "--dest", str(dest)), dest)
+    saved = load_predictions(finished_run.predictions_path)
+    assert preds.image_ids == saved.image_ids and preds.vocab == saved.vocab
+    np.testing.assert_allclose(preds.probs, saved.probs, rtol=0, atol=1e-6)
+    table = pd.read_csv(dest.with_suffix(".csv"))
+    assert list(table.columns) == ["image_id", "label", *saved.vocab]
+    assert list(table.label) == saved.labels()
+
+
+def test_without_tta_each_image_is_predicted_alone(finished_run, tiny_data, tmp_path):
+    """No augmentation: an image's probabilities do not depend on which other images are in the folder."""
+    some = tmp_path / "some"
+    some.mkdir()
+    for image in tiny_data.test_images[:3]:
+        shutil.copy(image, some / image.name)
+    every = predicted(
+        predict(
+            finished_run.run, tiny_data.root / "test_images", "--no-tta", "--dest", str(tmp_path / "a.safetensors")
+        ),
+        tmp_path / "a.safetensors",
+    )
+    three = predicted(
+        predict(finished_run.run, some, "--no-tta", "--dest", str(tmp_path / "b.safetensors")),
+        tmp_path / "b.safetensors",
+    )
+    np.testing.assert_allclose(three.probs, every.probs[:3], rtol=0, atol=1e-6)
+    assert not np.allclose(every.probs, load_predictions(finished_run.predictions_path).probs), "TTA differs"
+
+
+def test_a_multi_target_model_predicts_the_label_only(tiny_data, tmp_path):
+    run = train(tiny_entry(multi_target="variety", finetune=False), tiny_data, tmp_path / "runs", num_workers=0).run
+    dest = tmp_path / "p.safetensors"
+    preds = predicted(predict(run, tiny_data.root / "test_images", "--dest", str(dest)), dest)
+    np.testing.assert_allclose(preds.probs, load_predictions(run.predictions_path).probs, rtol=0, atol=1e-6)
+    assert preds.probs.shape == (len(tiny_data.test_images), len(tiny_data.classes))
+
+
+def test_a_config_averages_its_entries_runs(finished_run, tiny_data, tmp_path):
+    config = tmp_path / "c.toml"
+    settings = {k: v for k, v in finished_run.entry.to_json().items() if v is not None and k != "accum"}
+    lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    config.write_text(f'data = "{tiny_data.root}"\n[[models]]\n' + "\n".join(lines) + "\n")
+    dest = tmp_path / "p.safetensors"
+    out = ["--out", str(finished_run.run.path.parent), "--dest", str(dest)]
+    result = CliRunner().invoke(
+        app, ["predict", "--config", str(config), "--images", str(tiny_data.root / "test_images"), *out]
+    )
+    preds = predicted(result, dest)
+    np.testing.assert_allclose(preds.probs, load_predictions(finished_run.predictions_path).probs, atol=1e-6)
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    from paddy.runs import RunFolder
+
+    return RunFolder(shutil.copytree(finished_run.run.path, tmp_path / "runs" / finished_run.run.name))
+
+
+def model_for_another_arch(run):
+    with safe_open(run.model_path, framework="pt") as f:
+        header = json.loads(f.metadata()["paddy"])
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(state, run.model_path, metadata={"paddy": json.dumps({**header, "arch": "resnet34"})})
+
+
+@pytest.mark.parametrize(
+    "breakage, images, fragment",
+    [
+        (lambda run, tmp: (tmp / "empty").mkdir(), "empty", "has no images"),
+        (lambda run, tmp: None, "nowhere", "images folder not found"),
+        (lambda run, tmp: (tmp / "bad").mkdir() or (tmp / "bad" / "x.jpg").write_bytes(b"junk"), "bad", "x.jpg"),
+        (lambda run, tmp: model_for_another_arch(run), "test", "does not fit resnet34"),
+        (
+            lambda run, tmp: run.model_path.write_bytes(run.model_path.read_bytes()[:100]),
+            "test",
+            "not a readable paddy model",
+        ),
+        (lambda run, tmp: run.model_path.unlink(), "test", "has no model.safetensors"),
+    ],
+    ids=["no-images", "no-folder", "corrupt-image", "other-arch", "truncated-model", "no-model"],
+)
+def test_bad_models_and_images_are_one_error_line(run_copy, tiny_data, tmp_path, breakage, images, fragment):
+    breakage(run_copy, tmp_path)
+    folder = tiny_data.root / "test_images" if images == "test" else tmp_path / images
+    dest = tmp_path / "p.safetensors"
+    result = predict(run_copy, folder, "--dest", str(dest))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and fragment in lines[0], result.output
+    assert not dest.exists() and not dest.with_suffix(".csv").exists()
+
+
+def test_an_unknown_run_is_one_error_line(tiny_data, tmp_path):
+    result = CliRunner().invoke(
+        app, ["predict", "nope", "--images", str(tiny_data.root / "test_images"), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 1 and "no finished run folder 'nope'" in result.stderr
+
+
+def test_predict_needs_neither_the_training_data_nor_the_network(tiny_data_root, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from paddy.data import check_layout
+
+    data = check_layout(shutil.copytree(tiny_data_root, tmp_path / "data"))
+    run = train(tiny_entry(finetune=False), data, tmp_path / "runs", num_workers=0).run
+    images = shutil.copytree(data.root / "test_images", tmp_path / "new-images")
+    shutil.rmtree(data.root)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    dest = tmp_path / "p.safetensors"
+    preds = predicted(predict(run, images, "--dest", str(dest)), dest)
+    np.testing.assert_allclose(preds.probs, load_predictions(run.predictions_path).probs, rtol=0, atol=1e-6)
