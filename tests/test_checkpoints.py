@@ -23,7 +23,6 @@ from paddy.checkpoints import FORMAT, load_checkpoint, training_phases
 from paddy.cli import app
 from paddy.config import load_config
 from paddy.ensemble_training import RESUMED, TRAINED, run_config
-from paddy.errors import PaddyError
 from paddy.runs import RunFolder
 from paddy.train import make_learner, plan_training, resume_run, train
 
