@@ -209,6 +209,11 @@ def test_a_truncated_checkpoint_is_refused(interrupted):
     assert "checkpoint.pt is damaged or not paddy's" in one_error_line(resume_command(interrupted))
 
 
+def test_a_file_that_is_not_a_checkpoint_is_refused(interrupted):
+    torch.save(torch.zeros(3), interrupted.checkpoint_path)
+    assert "checkpoint.pt is damaged or not paddy's (AttributeError)" in one_error_line(resume_command(interrupted))
+
+
 class Boom:
     def __reduce__(self):
         return (os.system, ("touch pwned",))

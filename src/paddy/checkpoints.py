@@ -144,7 +144,16 @@ def load_checkpoint(path: Path) -> Checkpoint:
         return Checkpoint(
             json.loads(state["settings"]), Position(phase, epochs_done), json.loads(state["history"]), state
         )
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as e:
+    except (
+        OSError,
+        RuntimeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        EOFError,
+        pickle.UnpicklingError,
+    ) as e:
         raise PaddyError(
             f"checkpoint {path} is damaged or not paddy's ({type(e).__name__}); train the run again with --force"
         ) from None
