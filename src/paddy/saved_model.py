@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
 import torch
 from fastai.vision.all import (
     CategoryBlock,
@@ -28,6 +26,7 @@ from fastai.vision.learner import create_timm_model
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from paddy.config import ModelEntry
 from paddy.errors import PaddyError
 from paddy.files import atomic_write_bytes
 from paddy.targets import TwoTargetLoss
@@ -103,7 +102,7 @@ def rebuild_learner(card: ModelCard, state: dict[str, torch.Tensor], images: lis
     return Learner(dls, model, loss_func=loss)
 
 
-def card_for(learn: Learner, entry: Any, step_bs: int, vocab: tuple[str, ...], seed: int) -> ModelCard:
+def card_for(learn: Learner, entry: ModelEntry, step_bs: int, vocab: tuple[str, ...], seed: int) -> ModelCard:
     """The card of a model `train` just trained."""
     loss = learn.loss_func
     return ModelCard(
