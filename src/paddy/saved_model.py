@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
 import torch
 from fastai.vision.all import (
     CategoryBlock,
