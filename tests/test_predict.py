@@ -67,16 +67,27 @@ def test_a_multi_target_model_predicts_the_label_only(tiny_data, tmp_path):
     assert preds.probs.shape == (len(tiny_data.test_images), len(tiny_data.classes))
 
 
+def test_a_crop_run_trained_with_loader_workers_is_reproduced(tiny_data, tmp_path):
+    """Random crops of TTA are drawn in the loader's workers: predict must use as many as training."""
+    run = train(tiny_entry(item="crop", finetune=False), tiny_data, tmp_path / "runs", num_workers=2).run
+    dest = tmp_path / "p.safetensors"
+    preds = predicted(predict(run, tiny_data.root / "test_images", "--dest", str(dest)), dest)
+    np.testing.assert_allclose(preds.probs, load_predictions(run.predictions_path).probs, rtol=0, atol=1e-6)
+
+
 def test_a_config_averages_its_entries_runs(finished_run, tiny_data, tmp_path):
     config = tmp_path / "c.toml"
     settings = {k: v for k, v in finished_run.entry.to_json().items() if v is not None and k != "accum"}
     lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
     config.write_text(f'data = "{tiny_data.root}"\n[[models]]\n' + "\n".join(lines) + "\n")
+    images = shutil.copytree(tiny_data.root / "test_images", tmp_path / "images")
     dest = tmp_path / "p.safetensors"
     out = ["--out", str(finished_run.run.path.parent), "--dest", str(dest)]
-    result = CliRunner().invoke(
-        app, ["predict", "--config", str(config), "--images", str(tiny_data.root / "test_images"), *out]
-    )
+    shutil.move(tiny_data.root, tmp_path / "data-away")  # the training data is not needed
+    try:
+        result = CliRunner().invoke(app, ["predict", "--config", str(config), "--images", str(images), *out])
+    finally:
+        shutil.move(tmp_path / "data-away", tiny_data.root)
     preds = predicted(result, dest)
     np.testing.assert_allclose(preds.probs, load_predictions(finished_run.predictions_path).probs, atol=1e-6)
 

@@ -259,6 +259,12 @@ def ensure_demo_dataset(root: Path | None = None) -> Path:
     return root
 
 
+def recorded_root(data: Path | None) -> Path:
+    """The data folder as runs record it, without checking it: predicting and ensembling only need
+    to know which runs were trained on it, not the training images themselves."""
+    return data.expanduser().absolute() if data is not None else resolve_data(None).root
+
+
 def resolve_data(
     data: Path | None, competition: str = COMPETITION, kaggle_input: Path = KAGGLE_INPUT
 ) -> CompetitionData:

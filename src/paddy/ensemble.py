@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from paddy.config import EnsembleConfig
-from paddy.data import resolve_data
+from paddy.data import recorded_root
 from paddy.errors import PaddyError
 from paddy.predictions import Predictions, load_predictions, save_predictions
 from paddy.runs import RunFolder, find_run, finished_runs, run_of_entry
@@ -48,7 +48,7 @@ class Member:
 
 def runs_matching_config(out: Path, config: EnsembleConfig, data: Path | None) -> list[tuple[RunFolder, float]]:
     """For each config entry, its newest finished run (as `paddy run` matches them) and its weight."""
-    data_root = resolve_data(data or config.data).root
+    data_root = recorded_root(data or config.data)
     chosen = []
     for entry in config.models:
         run = run_of_entry(out, entry, data_root)

@@ -44,6 +44,7 @@ class ModelCard:
     item: str
     item_size: list[int]
     step_bs: int  # TTA draws its augmentations per batch: the same batches give the same predictions
+    num_workers: int  # and item transforms (crop) in the loader's workers, seeded per worker
     vocab: list[str]
     n_out: int
     n_first: int | None  # a two-target model: the label is the first n_first outputs
@@ -96,7 +97,7 @@ def rebuild_learner(card: ModelCard, state: dict[str, torch.Tensor], images: lis
         item_tfms=Resize(tuple(card.item_size), method=card.item),
         batch_tfms=aug_transforms(size=tuple(card.size), min_scale=0.75),
     )
-    dls = block.dataloaders(images, bs=card.step_bs, num_workers=0)
+    dls = block.dataloaders(images, bs=card.step_bs, num_workers=card.num_workers)
     if card.normalize:
         dls.add_tfms([Normalize.from_stats(card.normalize["mean"], card.normalize["std"])], "after_batch")
     loss = TwoTargetLoss(card.n_first) if card.n_first else CrossEntropyLossFlat()
@@ -112,6 +113,7 @@ def card_for(learn: Learner, entry: ModelEntry, step_bs: int, vocab: tuple[str, 
         item=str(entry.item),
         item_size=list(entry.resize_to),
         step_bs=step_bs,
+        num_workers=learn.dls.train.num_workers,
         vocab=list(vocab),
         n_out=learn.n_out,  # vision_learner records it
         n_first=loss.n_first if isinstance(loss, TwoTargetLoss) else None,
