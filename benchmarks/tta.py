@@ -20,10 +20,11 @@ def main(args: argparse.Namespace) -> None:
     entry = bench_entry(args)
     data = sample_data(args)
     learn = paddy_learner(entry, data)
-    test_dl = learn.dls.test_dl(list(data.test_images))
+    images = list(data.test_images)
+    test_dl = learn.dls.test_dl(images)
     cases = {
         "plain pass (get_preds)": lambda: timed(lambda: learn.get_preds(dl=test_dl)),
-        "paddy TTA (tta_predictions)": lambda: timed(lambda: tta_predictions(learn, data, {})),
+        "paddy TTA (tta_predictions)": lambda: timed(lambda: tta_predictions(learn, images, data.classes, {})),
     }
     seconds = alternate(cases, args.reps)
     plain_s = median(seconds["plain pass (get_preds)"])

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -23,7 +24,9 @@ from paddy.checkpoints import FORMAT, load_checkpoint, training_phases
 from paddy.cli import app
 from paddy.config import load_config
 from paddy.ensemble_training import RESUMED, TRAINED, run_config
-from paddy.runs import RunFolder
+from paddy.folds import FOLDS_FOLDER
+from paddy.predictions import load_predictions
+from paddy.runs import FOLD_SETTINGS, RunFolder
 from paddy.train import make_learner, plan_training, resume_run, train
 
 LOSSES = ["fit", "epoch", "train_loss", "valid_loss"]
@@ -63,14 +66,14 @@ def with_callbacks(monkeypatch, *callbacks):
     """Every learner train() makes gets these callbacks too."""
     real = paddy.train.make_learner
 
-    def make(plan, data, extra, num_workers=None, bars=True):
-        return real(plan, data, [*extra, *callbacks], num_workers, bars)
+    def make(plan, data, extra, num_workers=None, bars=True, folds=None):
+        return real(plan, data, [*extra, *callbacks], num_workers, bars, folds)
 
     monkeypatch.setattr(paddy.train, "make_learner", make)
 
 
 def only_run(out):
-    (run,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    (run,) = [p for p in out.iterdir() if not p.name.startswith(".") and p.name != FOLDS_FOLDER]
     return RunFolder(run)
 
 
@@ -126,6 +129,17 @@ def test_every_schedule_resumes_exactly(tiny_data, tmp_path, monkeypatch, settin
     assert_same_run(full, resumed)
     first = min(resumed_lrs)
     assert resumed_lrs[first] == full_lrs[(stop[0], *first[1:])]
+
+
+@pytest.mark.slow
+def test_a_fold_run_resumes_exactly_with_its_out_of_fold_predictions(tiny_data, tmp_path, monkeypatch):
+    entry = tiny_entry(epochs=2, finetune=False, folds=3, fold=2)
+    full, resumed, _, _ = interrupted_then_resumed(entry, tiny_data, tmp_path, monkeypatch, (1, 1))
+    assert_same_run(full, resumed)
+    assert resumed.run.config()["folds_sha256"] == full.run.config()["folds_sha256"]
+    oof_full, oof_resumed = (load_predictions(r.run.oof_path) for r in (full, resumed))
+    assert oof_resumed.image_ids == oof_full.image_ids
+    np.testing.assert_allclose(oof_resumed.probs, oof_full.probs, rtol=0, atol=1e-6)
 
 
 def test_the_phases_are_fastais_fine_tune(tiny_data, tmp_path):
@@ -191,6 +205,16 @@ def interrupted(tiny_data, tmp_path, monkeypatch) -> RunFolder:
 
 def test_resuming_a_finished_run_is_refused(finished_run):
     assert "has finished: nothing to resume" in one_error_line(resume_command(finished_run.run))
+
+
+def test_a_run_interrupted_before_folds_existed_resumes(interrupted, tiny_data):
+    """paddy 0.2 recorded no fold settings: missing ones were at their defaults, not changed."""
+    state = torch.load(interrupted.checkpoint_path, weights_only=True)
+    settings = {k: v for k, v in json.loads(state["settings"]).items() if k not in FOLD_SETTINGS}
+    torch.save({**state, "settings": json.dumps(settings, sort_keys=True)}, interrupted.checkpoint_path)
+    config = {k: v for k, v in interrupted.config().items() if k not in FOLD_SETTINGS}
+    interrupted.config_path.write_text(json.dumps(config))
+    assert resume_run(interrupted, tiny_data, num_workers=0).run.finished
 
 
 def test_resuming_with_changed_settings_is_refused(interrupted):

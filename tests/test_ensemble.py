@@ -100,10 +100,10 @@ def test_build_ensemble_weights_by_run_then_arch_then_recorded(tmp_path):
     write_run(out, "r2", B, arch="vit", weight=1.0)
     (out / "unfinished").mkdir()
     dest = out / "ensemble.safetensors"
-    ensemble, members = build_ensemble(out, None, {"vit": 3.0}, None, dest)
+    ensemble, members, _ = build_ensemble(out, None, {"vit": 3.0}, None, dest)
     assert [(m.name, m.weight) for m in members] == [("r1", 1.0), ("r2", 3.0)]
     np.testing.assert_allclose(load_predictions(dest).probs, (np.array(A) + 3 * np.array(B)) / 4, rtol=1e-6)
-    _, members = build_ensemble(out, ["r2"], {"r2": 5.0, "vit": 3.0}, None, dest)
+    _, members, _ = build_ensemble(out, ["r2"], {"r2": 5.0, "vit": 3.0}, None, dest)
     assert [(m.name, m.weight) for m in members] == [("r2", 5.0)]
 
 
@@ -144,7 +144,7 @@ def test_config_picks_the_newest_run_of_each_entry_with_its_weight(tiny_data_roo
     for name in ("more-epochs", "other-item-size", "other-data"):
         os.utime(out / name / "predictions.safetensors", (2e9, 2e9))  # newest, but not the entry's
     os.utime(out / "old" / "predictions.safetensors", (1, 1))
-    _, members = build_ensemble(out, None, {}, load_config(config), out / "e.safetensors", data)
+    _, members, _ = build_ensemble(out, None, {}, load_config(config), out / "e.safetensors", data)
     assert [(m.name, m.weight) for m in members] == [("new", 1.0), ("crop", 2.0)]
     config.write_text('[[models]]\narch = "resnet18"\nsize = 64\n')
     with pytest.raises(PaddyError, match="no finished run .* resnet18-64x64-squish"):

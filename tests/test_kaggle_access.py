@@ -174,7 +174,7 @@ def test_ensemble_then_submit_dry_run_end_to_end(finished_run, tiny_data, tiny_d
     out = finished_run.run.path.parent
     ensembled = runner.invoke(app, ["ensemble", "--out", str(out), "--dest", str(tmp_path / "e.safetensors")])
     assert ensembled.exit_code == 0, ensembled.output
-    assert "ensemble of 1 runs" in ensembled.stdout and "resnet18" in ensembled.stdout
+    assert "ensemble of 1 members" in ensembled.stdout and "resnet18" in ensembled.stdout
     (member,) = load_predictions(tmp_path / "e.safetensors").meta["members"]
     assert (member["run"], member["arch"], member["weight"]) == (finished_run.run.path.name, "resnet18", 1.0)
     result = runner.invoke(

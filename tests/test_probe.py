@@ -375,7 +375,7 @@ def test_probe_memory_end_to_end_on_cpu(tiny_data_root, tmp_path):
 def test_train_accum_auto_uses_the_recorded_accum(tiny_data_root, tmp_path, monkeypatch):
     trained = []
 
-    def fake_make_learner(plan, data, callbacks, num_workers=None, bars=True):
+    def fake_make_learner(plan, data, callbacks, num_workers=None, bars=True, folds=None):
         trained.append(plan.entry)
         raise PaddyError("stop here: the accum is what this test checks")
 

@@ -121,7 +121,7 @@ def test_rerun_skips_finished_entries_and_retrains_changed_ones(tiny_data, tmp_p
     assert second[0].valid_error == first[0].valid_error
     assert first[0].run.predictions_path.stat().st_mtime_ns == stamps[0]
     assert second[1].run != first[1].run and first[1].run.finished, "the earlier finished run of entry 1 is kept"
-    _, members = build_ensemble(out, None, {}, changed, tmp_path / "ensemble.safetensors", tiny_data.root)
+    _, members, _ = build_ensemble(out, None, {}, changed, tmp_path / "ensemble.safetensors", tiny_data.root)
     assert [m.name for m in members] == [o.run.name for o in second], "ensemble --config matches as run does"
     assert [m.weight for m in members] == [1.0, 2.0, 1.0], "paddy ensemble takes the config's weights"
     forced = run_config(

@@ -1,9 +1,14 @@
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
 from paddy.cli import app
 from paddy.errors import PaddyError
-from paddy.runs import RunFolder, find_run, run_summary
+from paddy.files import read_json, write_json
+from paddy.runs import FOLD_SETTINGS, RunFolder, find_run, matched_settings, run_summary
 
 
 def test_run_summary_of_a_finished_run(finished_run):
@@ -36,3 +41,14 @@ def test_show_prints_settings_history_and_pictures(finished_run):
     assert result.exit_code == 0, result.output
     assert "resnet18" in result.stdout and "history" in result.stdout and "valid error" in result.stdout
     assert "confusion.png" in result.stdout and "loss.png" in result.stdout
+
+
+def test_runs_recorded_before_folds_existed_still_match_in_the_same_folders(finished_run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(finished_run.run.path, old)
+    config = {k: v for k, v in read_json(old / "config.json").items() if k not in FOLD_SETTINGS}
+    write_json(old / "config.json", config)
+    data_root = Path(config["data"])
+    assert RunFolder(old).matches(finished_run.entry, data_root), "a paddy 0.2 run is still its entry's run"
+    assert not set(FOLD_SETTINGS) & set(matched_settings(finished_run.entry, data_root))
+    assert set(FOLD_SETTINGS) <= set(matched_settings(replace(finished_run.entry, folds=3, fold=1), data_root))

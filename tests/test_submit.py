@@ -62,6 +62,13 @@ def test_default_message_lists_ensemble_members_with_weights():
     assert default_message(ensemble) == "paddy: convnext_large 320x240 crop; vit_large_patch16_224 224x224 squish w2"
 
 
+def test_the_message_carries_the_ensembles_cv_score():
+    members = [{"arch": "resnet18", "size": "64x64", "item": "squish", "weight": 1.0}]
+    cv = {"error": 0.05, "log_loss": 0.1234}
+    ensemble = Predictions(np.eye(3, dtype=np.float32), ("a", "b", "c"), VOCAB, {"members": members, "cv": cv})
+    assert default_message(ensemble) == "paddy: resnet18 64x64 squish | CV error 0.0500, log loss 0.1234"
+
+
 def test_log_appends_one_json_line_per_submission(tmp_path):
     log = tmp_path / "log.jsonl"
     made = Submission(tmp_path / "s.csv", "paddy: x", 3)

@@ -18,7 +18,7 @@ from paddy.config import AUTO, BadImages, Precision, ResizeMethod, default_of, l
 from paddy.data import COMPETITION, resolve_data
 from paddy.errors import PaddyError
 from paddy.memory_probes import DEFAULT_BUDGET
-from paddy.report import frame_table, run_table
+from paddy.report import cv_table, entries_cv_table, frame_table, run_table
 from paddy.selection import ModelChoice, choose_model
 
 app = typer.Typer(
@@ -198,6 +198,14 @@ MODEL_OPTIONS: dict[str, Any] = {
         Optional[float], typer.Option(help="Label smoothing epsilon in [0, 1) (fastai LabelSmoothingCrossEntropy).")
     ],
     "mixup": Annotated[Optional[float], typer.Option(help="MixUp alpha (> 0) (fastai MixUp callback).")],
+    "folds": Annotated[
+        Optional[int],
+        typer.Option(help="k-fold CV: one run per fold on stratified folds (instead of --valid-pct), with OOF."),
+    ],
+    "fold": Annotated[Optional[int], typer.Option(help="With --folds: train only this fold (1..folds).")],
+    "fold_seed": Annotated[
+        Optional[int], typer.Option(help=defaulting("Seed that draws the folds (shared by every entry)", "fold_seed"))
+    ],
 }
 SELECTION = ("data", "config", "entry")
 
@@ -254,7 +262,7 @@ def train(
     """Train one model, predict the test set with TTA, and save everything in a run folder."""
     from paddy.train import train_or_resume
 
-    result = train_or_resume(
+    results = train_or_resume(
         model.entry,
         model.data,
         out_dir,
@@ -265,13 +273,19 @@ def train(
         on_epoch=epoch_lines(),
         keep_checkpoint=keep_checkpoint,
     )
-    if result.entry.accum != model.entry.accum:
-        out.print(f"--accum auto: accum {result.entry.accum}, as probe-memory recorded under {out_dir}")
-    out.print(
-        f"{result.entry.describe()} accum={result.entry.accum}: valid error [bold]{result.valid_error:.4f}[/bold]; "
-        f"training took {result.train_seconds:.1f} s, pictures and TTA {result.predict_seconds:.1f} s; "
-        f"predictions: {result.predictions_path}"
-    )
+    if results[0].entry.accum != model.entry.accum:
+        out.print(f"--accum auto: accum {results[0].entry.accum}, as probe-memory recorded under {out_dir}")
+    for result in results:
+        out.print(
+            f"{result.entry.describe()} accum={result.entry.accum}: valid error [bold]{result.valid_error:.4f}[/bold]; "
+            f"training took {result.train_seconds:.1f} s, pictures and TTA {result.predict_seconds:.1f} s; "
+            f"predictions: {result.predictions_path}"
+        )
+    if len(results) > 1:
+        from paddy.out_of_fold import entry_cv
+
+        runs, errors = [r.run for r in results], [r.valid_error for r in results]
+        out.print(entries_cv_table([entry_cv(0, results[0].entry, runs, errors)]))
 
 
 @app.command("lr-find")
@@ -332,7 +346,7 @@ def run_ensemble(
     keep_checkpoint: KeepCheckpoint = False,
 ) -> None:
     """Train every model of a config; re-running skips finished entries (resumable)."""
-    from paddy.ensemble_training import BUSY, run_config
+    from paddy.ensemble_training import BUSY, entries_cv, run_config
     from paddy.selection import choose_config
 
     choice = choose_config(config, data, budget)
@@ -341,8 +355,10 @@ def run_ensemble(
 
     def announce(progress) -> None:
         remaining = f", about {progress.remaining:.0f} s left" if progress.remaining is not None else ""
+        entry = progress.entry
+        fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""
         out.print(
-            f"[bold]entry {progress.index + 1} of {progress.total}: {progress.entry.describe()}[/bold] "
+            f"[bold]entry {progress.index + 1} of {progress.total}{fold}: {entry.describe()}[/bold] "
             f"({progress.elapsed:.0f} s elapsed{remaining})"
         )
 
@@ -358,6 +374,8 @@ def run_ensemble(
         keep_checkpoint=keep_checkpoint,
     )
     out.print(run_table(outcomes))
+    if cv := entries_cv(outcomes):
+        out.print(entries_cv_table(cv))
     if busy := [o for o in outcomes if o.status == BUSY]:
         out.print(f"[yellow]{len(busy)} entries are being trained by another paddy[/yellow]; run again when it ends")
 
@@ -380,14 +398,23 @@ def ensemble(
     dest: Annotated[
         Optional[Path], typer.Option(help="Where to write the ensemble (default: <out>/ensemble.safetensors).")
     ] = None,
+    fit_weights: Annotated[
+        bool, typer.Option("--fit-weights", help="Weights fitted on out-of-fold predictions (members need folds).")
+    ] = False,
 ) -> None:
-    """Average the runs' TTA probabilities after checking they line up (ids, classes, softmax)."""
+    """Average the runs' TTA probabilities after checking they line up (ids, classes, softmax), and
+    score members and ensemble on out-of-fold predictions where they have them."""
     from paddy.ensemble import ENSEMBLE_FILE, build_ensemble, parse_weights
 
     target = dest or out_dir / ENSEMBLE_FILE
     chosen = load_config(config) if config else None
-    _, members = build_ensemble(out_dir, runs, parse_weights(weight or []), chosen, target, data)
-    out.print(frame_table(pd.DataFrame([m.describe() for m in members]), title=f"ensemble of {len(members)} runs"))
+    _, members, report = build_ensemble(
+        out_dir, runs, parse_weights(weight or []), chosen, target, data, fit_weights=fit_weights
+    )
+    out.print(frame_table(pd.DataFrame([m.describe() for m in members]), title=f"ensemble of {len(members)} members"))
+    out.print(cv_table(report))
+    if advice := report.fitting_does_not_help():
+        err.print(f"[yellow]warning:[/yellow] {escape(advice)}", highlight=False)
     out.print(f"ensemble predictions: {target}")
 
 

@@ -77,6 +77,9 @@ class ModelEntry:
     multi_target: str | None = None
     label_smoothing: float = 0.0
     mixup: float | None = None
+    folds: int | None = None  # k-fold CV: train one run per fold on stratified folds instead of valid_pct
+    fold: int | None = None  # which fold (1..folds) this run holds out; None: every fold, one run each
+    fold_seed: int = 0  # draws the folds: every entry with the same folds and fold_seed shares them
 
     @property
     def resize_to(self) -> tuple[int, int]:
@@ -94,7 +97,14 @@ class ModelEntry:
     def describe(self) -> str:
         """Short human name, also used in run folder names."""
         h, w = self.size
-        return f"{self.arch}-{h}x{w}-{self.item}"
+        fold = f"-fold{self.fold}of{self.folds}" if self.fold is not None else ""
+        return f"{self.arch}-{h}x{w}-{self.item}{fold}"
+
+    def per_fold(self) -> list[ModelEntry]:
+        """The runs this entry trains: one per fold with `folds` and no `fold`, else itself."""
+        if self.folds is None or self.fold is not None:
+            return [self]
+        return [replace(self, fold=fold) for fold in range(1, self.folds + 1)]
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings, sizes as lists, choices as their names)."""
@@ -289,6 +299,12 @@ def entry_problems(entry: ModelEntry) -> list[str]:
         problems.append(f"label_smoothing: {entry.label_smoothing} must be in [0, 1)")
     if entry.mixup is not None and entry.mixup <= 0:
         problems.append(f"mixup: {entry.mixup} must be positive")
+    if entry.folds is not None and entry.folds < 2:
+        problems.append(f"folds: {entry.folds} must be at least 2")
+    if entry.fold is not None and entry.folds is None:
+        problems.append("fold: needs folds (how many folds the training images are split into)")
+    elif entry.fold is not None and entry.folds is not None and not 1 <= entry.fold <= entry.folds:
+        problems.append(f"fold: {entry.fold} is not one of 1..{entry.folds}")
     if entry.mixup and entry.multi_target:
         problems.append("mixup: fastai's MixUp mixes one target; it cannot be combined with multi_target")
     return problems

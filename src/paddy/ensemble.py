@@ -1,5 +1,7 @@
-"""Averaging the TTA predictions of several runs, after checking that they line up.
+"""Averaging the TTA predictions of several runs, after checking that they line up, and
+scoring the average on out-of-fold predictions where the members have them.
 
+A member is one run, or an entry's k fold runs, whose test predictions are averaged first.
 Members are joined on image_id and on class names, never on position: runs made on a
 different test order or class order are realigned, and runs that cannot be realigned are
 refused with the run and the problem named.
@@ -8,7 +10,7 @@ refused with the run and the problem named.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +19,21 @@ import numpy as np
 from paddy.config import EnsembleConfig
 from paddy.data import recorded_root
 from paddy.errors import PaddyError
+from paddy.out_of_fold import CvReport, cv_report
 from paddy.predictions import Predictions, load_predictions, save_predictions
-from paddy.runs import RunFolder, find_run, finished_runs, run_of_entry
+from paddy.runs import RunFolder, find_run, finished_runs, fold_groups, run_of_entry
 
 ENSEMBLE_FILE = "ensemble.safetensors"
 
 
 @dataclass(frozen=True)
 class Member:
-    """One run's predictions and its weight in the average."""
+    """One run's predictions (or the mean of an entry's fold runs') and its weight in the average."""
 
     name: str
     preds: Predictions
     weight: float
+    runs: tuple[RunFolder, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """The member's row in the ensemble table and metadata."""
@@ -41,22 +45,30 @@ class Member:
             "size": "x".join(str(s) for s in size),
             "item": meta.get("item"),
             "accum": meta.get("accum"),
+            "folds": len(self.runs) if len(self.runs) > 1 else "-",
             "valid_error": meta.get("valid_error"),
             "weight": self.weight,
         }
 
 
-def runs_matching_config(out: Path, config: EnsembleConfig, data: Path | None) -> list[tuple[RunFolder, float]]:
-    """For each config entry, its newest finished run (as `paddy run` matches them) and its weight."""
+Chosen = list[tuple[list[RunFolder], float | None]]  # members' runs (one, or an entry's folds), default weight
+
+
+def runs_matching_config(out: Path, config: EnsembleConfig, data: Path | None) -> Chosen:
+    """For each config entry, its newest finished run (each fold's, with folds) as `paddy run` matches
+    them, and its weight."""
     data_root = recorded_root(data or config.data)
     chosen = []
     for entry in config.models:
-        run = run_of_entry(out, entry, data_root)
-        if run is None:
-            raise PaddyError(
-                f"no finished run in {out} for config entry {entry.describe()} on {data_root}; train it first"
-            )
-        chosen.append((run, entry.ensemble_weight))
+        runs = []
+        for one in entry.per_fold():
+            run = run_of_entry(out, one, data_root)
+            if run is None:
+                raise PaddyError(
+                    f"no finished run in {out} for config entry {one.describe()} on {data_root}; train it first"
+                )
+            runs.append(run)
+        chosen.append((runs, entry.ensemble_weight))
     return chosen
 
 
@@ -75,10 +87,11 @@ def parse_weights(items: list[str]) -> dict[str, float]:
     return weights
 
 
-def member_weight(name: str, meta: dict[str, Any], weights: dict[str, float], default: float | None) -> float:
-    """The run's weight: --weight by run name, else by arch, else the config's, else the one recorded."""
-    if name in weights:
-        return weights[name]
+def member_weight(names: list[str], meta: dict[str, Any], weights: dict[str, float], default: float | None) -> float:
+    """The member's weight: --weight by (one of its) run names, else by arch, else the config's, else
+    the one recorded."""
+    if named := [weights[name] for name in names if name in weights]:
+        return named[0]
     if meta.get("arch") in weights:
         return weights[meta["arch"]]
     if default is not None:
@@ -133,27 +146,63 @@ def average(members: list[Member]) -> Predictions:
     return Predictions(mean.astype(np.float32), reference.image_ids, reference.vocab, meta)
 
 
-def load_members(runs: list[tuple[RunFolder, float | None]], weights: dict[str, float]) -> list[Member]:
-    """Members from (run folder, default weight) pairs, weighted as `member_weight` says."""
+def member_name(runs: list[RunFolder]) -> str:
+    """A run's name; an entry's fold runs go by their first."""
+    return runs[0].name + (f" +{len(runs) - 1} folds" if len(runs) > 1 else "")
+
+
+def folds_mean(name: str, preds: list[Predictions]) -> Predictions:
+    """A member's test predictions: its run's, or the mean of its fold runs' (each checked and aligned)."""
+    if len(preds) == 1:
+        return preds[0]
+    for one in preds:
+        check_probabilities(name, one)
+    mean = sum(aligned_probs(preds[0], name, one) for one in preds) / len(preds)
+    errors = [one.meta.get("valid_error") for one in preds]
+    meta = {
+        **preds[0].meta,
+        "fold": None,
+        "runs": [one.meta.get("run") for one in preds],
+        "valid_error": float(np.mean(errors)) if None not in errors else None,  # mean single-split error
+    }
+    return Predictions(mean.astype(np.float32), preds[0].image_ids, preds[0].vocab, meta)
+
+
+def load_members(chosen: Chosen, weights: dict[str, float]) -> list[Member]:
+    """Members from (runs, default weight) pairs, weighted as `member_weight` says."""
     members = []
-    for run, default in runs:
-        preds = load_predictions(run.predictions_path)
-        members.append(Member(run.name, preds, member_weight(run.name, preds.meta, weights, default)))
-    unused = set(weights) - {m.name for m in members} - {m.preds.meta.get("arch") for m in members}
-    if unused:
+    for runs, default in chosen:
+        name = member_name(runs)
+        preds = folds_mean(name, [load_predictions(run.predictions_path) for run in runs])
+        weight = member_weight([run.name for run in runs], preds.meta, weights, default)
+        members.append(Member(name, preds, weight, tuple(runs)))
+    known = {run.name for m in members for run in m.runs} | {m.preds.meta.get("arch") for m in members}
+    if unused := set(weights) - known:
         raise PaddyError(f"--weight names no member: {', '.join(sorted(unused))}")
     return members
 
 
-def choose_runs(
-    out: Path, runs: list[str] | None, config: EnsembleConfig | None, data: Path | None
-) -> list[tuple[RunFolder, float | None]]:
-    """The members' folders with default weights: a config's entries, named runs, or every finished run."""
+def choose_runs(out: Path, runs: list[str] | None, config: EnsembleConfig | None, data: Path | None) -> Chosen:
+    """The members' folders with default weights: a config's entries, named runs, or every finished run
+    (an entry's fold runs together, as one member)."""
     if config is not None:
         return runs_matching_config(out, config, data)
-    if runs:
-        return [(find_run(run, out, finished=True), None) for run in runs]
-    return [(run, None) for run in finished_runs(out)]
+    folders = [find_run(run, out, finished=True) for run in runs] if runs else finished_runs(out)
+    return [(group, None) for group in fold_groups(folders)]
+
+
+def scored_members(members: list[Member], fit: bool) -> tuple[list[Member], CvReport]:
+    """The members' and the ensemble's CV scores; with `fit`, the members reweighted with weights
+    fitted on their out-of-fold predictions (refused where there are none to fit on)."""
+    names = [m.name for m in members]
+    report = cv_report(names, [list(m.runs) for m in members], tuple(m.weight for m in members), fit)
+    if not fit:
+        return members, report
+    if report.fitted is None:
+        raise PaddyError(
+            f"--fit-weights needs every member's out-of-fold predictions on the same folds: {report.ensemble[0].why}"
+        )
+    return [replace(m, weight=w) for m, w in zip(members, report.fitted)], report
 
 
 def build_ensemble(
@@ -163,11 +212,19 @@ def build_ensemble(
     config: EnsembleConfig | None,
     dest: Path,
     data: Path | None = None,
-) -> tuple[Predictions, list[Member]]:
-    """Check, average and save the chosen runs' predictions; nothing is written on any problem.
+    fit_weights: bool = False,
+) -> tuple[Predictions, list[Member], CvReport]:
+    """Check, average and save the chosen runs' predictions, with the CV report of the members and the
+    ensemble; nothing is written on any problem.
 
-    With a config, `data` (default: the config's, Kaggle's or the demo) picks the runs trained on it."""
+    With a config, `data` (default: the config's, Kaggle's or the demo) picks the runs trained on it.
+    With `fit_weights`, the average uses weights fitted on out-of-fold predictions."""
     members = load_members(choose_runs(out, runs, config, data), weights)
-    ensemble = average(members)
+    ensemble = average(members)  # every check, before any scoring
+    members, report = scored_members(members, fit_weights)
+    if fit_weights:
+        ensemble = average(members)
+    if cv := report.saved_ensemble():
+        ensemble = Predictions(ensemble.probs, ensemble.image_ids, ensemble.vocab, {**ensemble.meta, "cv": cv})
     save_predictions(ensemble, dest)
-    return ensemble, members
+    return ensemble, members, report

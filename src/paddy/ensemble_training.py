@@ -1,5 +1,6 @@
-"""`paddy run`: training every entry of an ensemble config in turn, resumably, and retrying
-out-of-memory entries with a larger accum factor (same effective batch).
+"""`paddy run`: training every entry of an ensemble config in turn (an entry with `folds`, one
+run per fold), resumably, and retrying out-of-memory entries with a larger accum factor (same
+effective batch).
 
 Everything is checked before the first entry trains: every entry, every `accum = "auto"`,
 the data and its images. An entry whose finished run already exists (same settings, same
@@ -18,8 +19,10 @@ import torch
 from paddy.config import BadImages, EnsembleConfig, ModelEntry, accum_problem
 from paddy.data import CompetitionData, without_bad_images
 from paddy.errors import PaddyError
+from paddy.folds import entry_folds
 from paddy.memory import free_memory
 from paddy.memory_probes import chosen_budget, resolve_auto_accum
+from paddy.out_of_fold import EntryCv, entry_cv
 from paddy.runs import RunBusy, RunFolder, entry_run_folder, run_of_entry
 from paddy.train import EpochHook, RunResult, check_against_data, plan_training, train
 
@@ -28,7 +31,8 @@ TRAINED, RESUMED, SKIPPED, BUSY = "trained", "resumed", "skipped", "busy elsewhe
 
 @dataclass(frozen=True)
 class EntryOutcome:
-    """How one entry of the config ended (seconds: its training and TTA, or the recorded ones)."""
+    """How one run of a config entry (the entry, or one of its folds) ended (seconds: its training
+    and TTA, or the recorded ones)."""
 
     index: int
     entry: ModelEntry
@@ -74,12 +78,14 @@ def estimate_remaining(durations: list[float], remaining_entries: int) -> float 
 def checked_config(
     config: EnsembleConfig, data: CompetitionData, out: Path, budget_mib: float, bad_images: BadImages
 ) -> tuple[list[ModelEntry], CompetitionData]:
-    """Every entry with `accum = "auto"` resolved and checked against the data, and the images checked."""
+    """Every entry with `accum = "auto"` resolved and checked against the data (each fold against its
+    folds, drawn now), and the images checked."""
     entries = resolve_auto_accum(config.models, budget_mib, out, data.as_flag, config.source)
     data = without_bad_images(data, bad_images)
     for entry in entries:
         plan_training(entry)
-        check_against_data(data, entry)
+        for one in entry.per_fold():
+            check_against_data(data, one, entry_folds(out, data, one))
     return entries, data
 
 
@@ -109,18 +115,20 @@ def run_config(
     (default: a Kaggle GPU's) picks the memory probes that `accum = "auto"` reads."""
     budget_mib = chosen_budget() if budget_mib is None else budget_mib
     entries, data = checked_config(config, data, out, budget_mib, bad_images)
+    runs = [(index, one) for index, entry in enumerate(entries) for one in entry.per_fold()]
     outcomes: list[EntryOutcome] = []
     durations: list[float] = []
     started = time.monotonic()
-    for index, entry in enumerate(entries):
+    for number, (index, entry) in enumerate(runs):
         run = entry_run_folder(out, config.name, index, entry, data.root)
+        folds = entry_folds(out, data, entry)
         try:
             with run.writing():  # checked and trained under the lock: no other process can finish it between
-                done = None if force else run_of_entry(out, entry, data.root)
+                done = None if force else run_of_entry(out, entry, data.root, folds.identity() if folds else None)
                 if done is not None:
                     outcomes.append(skipped(index, entry, done))
                     continue
-                remaining = estimate_remaining(durations, len(entries) - index)
+                remaining = estimate_remaining(durations, len(runs) - number)
                 on_progress(RunProgress(index, len(entries), entry, time.monotonic() - started, remaining))
                 resume = run.resumable and not force
 
@@ -140,3 +148,15 @@ def run_config(
             EntryOutcome(index, entry, run, status, result.valid_error, seconds, result.entry.resolved_accum)
         )
     return outcomes
+
+
+def entries_cv(outcomes: list[EntryOutcome]) -> list[EntryCv]:
+    """The CV line of each entry of a `paddy run` that trains folds."""
+    by_entry: dict[int, list[EntryOutcome]] = {}
+    for outcome in outcomes:
+        if outcome.entry.fold is not None:
+            by_entry.setdefault(outcome.index, []).append(outcome)
+    return [
+        entry_cv(index, folds[0].entry, [o.run for o in folds], [o.valid_error for o in folds])
+        for index, folds in by_entry.items()
+    ]

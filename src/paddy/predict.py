@@ -13,7 +13,7 @@ from fastai.vision.all import set_seed
 
 from paddy.config import EnsembleConfig
 from paddy.data import image_files, unreadable_images
-from paddy.ensemble import Member, average, choose_runs
+from paddy.ensemble import Member, average, choose_runs, folds_mean, member_name
 from paddy.errors import PaddyError
 from paddy.files import atomic_write_text
 from paddy.predictions import Predictions, save_predictions
@@ -49,12 +49,21 @@ def predict_run(run: RunFolder, images: list[Path], tta: bool) -> Predictions:
     return Predictions(probs.float().numpy(), tuple(p.name for p in images), tuple(card.vocab), meta)
 
 
-def chosen_runs(runs: list[str], out: Path, config: EnsembleConfig | None) -> list[tuple[RunFolder, float]]:
-    """The runs named (weight 1 each), or each config entry's finished run with its weight, found
-    as `paddy ensemble` finds them."""
+def predict_member(runs: list[RunFolder], images: list[Path], tta: bool, weight: float | None) -> Member:
+    """A member's probabilities for `images`: its run's, or the mean of an entry's fold runs'."""
+    name = member_name(runs)
+    preds = folds_mean(name, [predict_run(run, images, tta) for run in runs])
+    return Member(name, preds, 1.0 if weight is None else weight, tuple(runs))
+
+
+def chosen_members(
+    runs: list[str], out: Path, config: EnsembleConfig | None, images: list[Path], tta: bool
+) -> list[Member]:
+    """The runs named (weight 1 each; an entry's fold runs as one), or each config entry's finished
+    runs with its weight, found as `paddy ensemble` finds them, predicting `images`."""
     if not runs and config is None:
         raise PaddyError("name the runs to predict with, or give --config")
-    return [(run, 1.0 if weight is None else weight) for run, weight in choose_runs(out, runs, config, None)]
+    return [predict_member(group, images, tta, weight) for group, weight in choose_runs(out, runs, config, None)]
 
 
 def predictions_csv(preds: Predictions) -> str:
@@ -82,9 +91,7 @@ def predict(
     write `dest` (predictions format) and `dest` with a .csv suffix; nothing is written on any problem."""
     dest = dest or default_destination(out, images_dir)
     images = images_to_predict(images_dir)
-    members = [
-        Member(run.name, predict_run(run, images, tta), weight) for run, weight in chosen_runs(runs, out, config)
-    ]
+    members = chosen_members(runs, out, config, images, tta)
     preds = members[0].preds if len(members) == 1 else average(members)
     save_predictions(preds, dest)
     atomic_write_text(dest.with_suffix(".csv"), predictions_csv(preds))

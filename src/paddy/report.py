@@ -69,3 +69,44 @@ def probe_table(record) -> Table:
     )
     table.caption = f"{how}\n{verdict}"
     return table
+
+
+def score_cells(scores) -> dict[str, str]:
+    """CV error and log loss, or '-' where there is no CV score."""
+    if scores is None:
+        return {"CV error": "-", "CV log loss": "-"}
+    return {"CV error": f"{scores.error:.4f}", "CV log loss": f"{scores.log_loss:.4f}"}
+
+
+def entries_cv_table(lines) -> Table:
+    """Each k-fold entry's CV score (every fold's out-of-fold predictions together) beside the mean of
+    its folds' own validation errors; the caption says why a score is missing."""
+    frame = pd.DataFrame(
+        [
+            {
+                "#": line.index,
+                "model": line.entry.describe(),
+                "folds": line.entry.folds,
+                **score_cells(line.scores),
+                "mean fold valid_error": "-" if line.mean_valid_error is None else f"{line.mean_valid_error:.4f}",
+            }
+            for line in lines
+        ]
+    )
+    table = frame_table(frame, title="cross-validation (out-of-fold TTA)")
+    table.caption = "\n".join(f"#{line.index}: no CV score: {line.why}" for line in lines if line.why) or None
+    return table
+
+
+def cv_table(report) -> Table:
+    """Members' and the ensemble's CV scores, the weights of each weighting, and why a score is missing."""
+    rows = [
+        {
+            "": line.name,
+            "weights": "-" if line.weights is None else " / ".join(f"{w:.3g}" for w in line.weights),
+            **score_cells(line.scores),
+            "note": line.why or "",
+        }
+        for line in [*report.members, *report.ensemble]
+    ]
+    return frame_table(pd.DataFrame(rows), title="cross-validation (out-of-fold TTA)")

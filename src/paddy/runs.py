@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from paddy.config import ModelEntry
+from paddy.config import ENTRY_FIELDS, ModelEntry
 from paddy.errors import PaddyError
 from paddy.files import read_csv, read_json, write_json
 from paddy.predictions import PREDICTIONS_FILE
@@ -31,9 +31,11 @@ HISTORY_FILE = "history.csv"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"  # the last finished epoch of an unfinished run
 MODEL_FILE = "model.safetensors"  # a finished run's model, for paddy predict
+OOF_FILE = "oof.safetensors"  # a fold's run: TTA predictions of the images its fold held out
 # Settings that do not change what a run learns: accum may grow on out-of-memory retries
 # (same effective batch), and the ensemble weight only matters when averaging.
 NOT_MATCHED = ("accum", "ensemble_weight")
+FOLD_SETTINGS = ("folds", "fold", "fold_seed")
 LOCKS_FOLDER = ".locks"  # one lock file per run folder, beside them (a run folder is deleted and recreated)
 
 
@@ -42,8 +44,10 @@ class RunBusy(PaddyError):
 
 
 def matched_settings(entry: ModelEntry, data_root: Path) -> dict[str, Any]:
-    """What a finished run must have been trained with to count as this entry's run."""
-    settings = {k: v for k, v in entry.to_json().items() if k not in NOT_MATCHED}
+    """What a finished run must have been trained with to count as this entry's run. Without folds the
+    fold settings are left out, so runs of paddy 0.2 (which had none) still match, in the same folders."""
+    left_out = NOT_MATCHED if entry.folds is not None else (*NOT_MATCHED, *FOLD_SETTINGS)
+    settings = {k: v for k, v in entry.to_json().items() if k not in left_out}
     return {**settings, "data": str(data_root)}
 
 
@@ -78,6 +82,10 @@ class RunFolder:
     @property
     def model_path(self) -> Path:
         return self.path / MODEL_FILE
+
+    @property
+    def oof_path(self) -> Path:
+        return self.path / OOF_FILE
 
     @property
     def checkpoint_path(self) -> Path:
@@ -141,10 +149,12 @@ class RunFolder:
     def pictures(self) -> list[Path]:
         return sorted(self.path.glob("*.png"))
 
-    def matches(self, entry: ModelEntry, data_root: Path) -> bool:
-        """Whether this run was trained with the entry's settings on that data."""
+    def matches(self, entry: ModelEntry, data_root: Path, also: dict[str, Any] | None = None) -> bool:
+        """Whether this run was trained with the entry's settings on that data (and records `also`,
+        e.g. the folds file's digest)."""
         recorded = self.config()
-        return all(recorded.get(k) == v for k, v in matched_settings(entry, data_root).items())
+        expected = {**matched_settings(entry, data_root), **(also or {})}
+        return all(recorded.get(k) == v for k, v in expected.items())
 
 
 def new_run_folder(out: Path, entry: ModelEntry, suffix: str = "") -> RunFolder:
@@ -168,10 +178,36 @@ def finished_runs(out: Path) -> list[RunFolder]:
     return [RunFolder(p.parent) for p in sorted(out.glob(f"*/{PREDICTIONS_FILE}")) if RunFolder(p.parent).finished]
 
 
-def run_of_entry(out: Path, entry: ModelEntry, data_root: Path) -> RunFolder | None:
+def run_of_entry(out: Path, entry: ModelEntry, data_root: Path, also: dict[str, Any] | None = None) -> RunFolder | None:
     """The newest finished run under `out` trained with the entry's settings on that data, if any."""
-    matching = [run for run in finished_runs(out) if run.matches(entry, data_root)]
+    matching = [run for run in finished_runs(out) if run.matches(entry, data_root, also)]
     return max(matching, key=lambda run: run.predictions_path.stat().st_mtime, default=None)
+
+
+def fold_group_key(run: RunFolder) -> str:
+    """What a fold's run shares with the other folds of its entry (every setting but the fold, the
+    data and the folds file); a run without folds shares it with no other run."""
+    config = run.config()
+    if config.get("fold") is None:
+        return f"single:{run.path}"
+    shared = {k: v for k, v in config.items() if k in ENTRY_FIELDS and k not in (*NOT_MATCHED, "fold")}
+    return json.dumps({**shared, "data": config.get("data"), "folds": config.get("folds_sha256")}, sort_keys=True)
+
+
+def fold_groups(runs: list[RunFolder]) -> list[list[RunFolder]]:
+    """Runs as ensemble members, in first-seen order: a run without folds alone, an entry's fold runs
+    together (fold order). An entry trained twice gives two members: the j-th run of each fold, by age."""
+    by_key: dict[str, list[RunFolder]] = {}
+    for run in runs:
+        by_key.setdefault(fold_group_key(run), []).append(run)
+    groups = []
+    for same in by_key.values():
+        by_fold: dict[int, list[RunFolder]] = {}
+        for run in sorted(same, key=lambda r: r.predictions_path.stat().st_mtime):
+            by_fold.setdefault(run.config().get("fold") or 0, []).append(run)
+        ordered = [by_fold[fold] for fold in sorted(by_fold)]
+        groups += [[runs[j] for runs in ordered if j < len(runs)] for j in range(max(map(len, ordered)))]
+    return groups
 
 
 def find_run(run: str, out: Path, finished: bool = False) -> RunFolder:

@@ -97,7 +97,9 @@ def default_message(preds: Predictions) -> str:
     for member in member_rows(preds):
         weight = "" if member["weight"] == 1 else f" w{member['weight']:g}"
         parts.append(f"{member['arch']} {member['size']} {member['item']}{weight}")
-    return "paddy: " + "; ".join(parts)
+    cv = preds.meta.get("cv")
+    scored = f" | CV error {cv['error']:.4f}, log loss {cv['log_loss']:.4f}" if cv else ""
+    return "paddy: " + "; ".join(parts) + scored
 
 
 def write_submission(preds: Predictions, sample_csv: Path, dest: Path, message: str | None) -> Submission:

@@ -11,7 +11,7 @@ import random
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -19,6 +19,7 @@ from fastai.vision.all import (
     Callback,
     CategoryBlock,
     DataBlock,
+    FuncSplitter,
     GradientAccumulation,
     ImageBlock,
     Learner,
@@ -39,6 +40,7 @@ from paddy.checkpoints import Checkpoint, EpochHook, EpochRecords, fit_phases, l
 from paddy.config import ENTRY_FIELDS, BadImages, ModelEntry, Precision, accum_problem, apply_overrides, check_entry
 from paddy.data import CompetitionData, extra_labels, resolve_data, training_split_size, without_bad_images
 from paddy.errors import PaddyError
+from paddy.folds import Folds, entry_folds
 from paddy.memory_probes import chosen_budget, resolve_auto_accum
 from paddy.plots import save_confusion_matrix, save_loss_plot
 from paddy.predictions import Predictions, save_predictions
@@ -90,25 +92,34 @@ def resolve_precision(precision: Precision, cuda: bool | None = None) -> Precisi
     return precision
 
 
-def check_against_data(data: CompetitionData, entry: ModelEntry) -> None:
+def check_against_data(data: CompetitionData, entry: ModelEntry, folds: Folds | None = None) -> None:
     """Refuse an entry the data cannot train: a second target missing from train.csv, or a training
     split smaller than one effective batch (no optimizer step would run, yet the run would 'finish')."""
     if entry.multi_target:
         extra_labels(data, entry.multi_target)
-    n_train = training_split_size(len(data.train_images), entry.valid_pct)
+    if folds is not None and entry.fold is not None:
+        n_train, held_out = len(data.train_images) - len(folds.held_out(entry.fold)), f"fold {entry.fold}"
+    else:
+        n_train, held_out = training_split_size(len(data.train_images), entry.valid_pct), f"valid_pct {entry.valid_pct}"
     if n_train < entry.bs:
         raise PaddyError(
-            f"bs {entry.bs} is larger than the {n_train} training images left after holding out valid_pct "
-            f"{entry.valid_pct}: no optimizer step would run; lower --bs"
+            f"bs {entry.bs} is larger than the {n_train} training images left after holding out {held_out}: "
+            "no optimizer step would run; lower --bs"
         )
 
 
 def build_dataloaders(
-    data: CompetitionData, entry: ModelEntry, seed: int, step_bs: int, num_workers: int | None = None
+    data: CompetitionData,
+    entry: ModelEntry,
+    seed: int,
+    step_bs: int,
+    num_workers: int | None = None,
+    folds: Folds | None = None,
 ):
     """Images resized per item (the course's Resize(480, method)), augmented per batch to `size`.
 
-    With `multi_target`, a second category (a train.csv column) is a second target.
+    With `multi_target`, a second category (a train.csv column) is a second target. With `folds`,
+    the entry's fold is the validation set instead of a random `valid_pct`.
     """
     blocks, getters = [CategoryBlock(vocab=list(data.classes))], [parent_label]
     if entry.multi_target:
@@ -119,13 +130,21 @@ def build_dataloaders(
         blocks=(ImageBlock, *blocks),
         n_inp=1,
         get_items=lambda _: list(data.train_images),
-        splitter=RandomSplitter(entry.valid_pct, seed=seed),
+        splitter=held_out_splitter(entry, seed, folds),
         get_y=getters if entry.multi_target else parent_label,
         item_tfms=Resize(entry.resize_to, method=str(entry.item)),
         batch_tfms=aug_transforms(size=entry.size, min_scale=0.75),
     )
     kwargs = {} if num_workers is None else {"num_workers": num_workers}
     return block.dataloaders(data.train_dir, bs=step_bs, **kwargs)
+
+
+def held_out_splitter(entry: ModelEntry, seed: int, folds: Folds | None) -> Callable:
+    """The entry's fold of `folds` as the validation set, else a seeded random `valid_pct`."""
+    if folds is None or entry.fold is None:
+        return RandomSplitter(entry.valid_pct, seed=seed)
+    held_out = folds.held_out(entry.fold)
+    return FuncSplitter(lambda path: path.name in held_out)
 
 
 def read_pretrained_file(path: Path) -> dict[str, torch.Tensor]:
@@ -221,13 +240,24 @@ def save_run_plots(learn: Learner, run: RunFolder, classes: tuple[str, ...]) -> 
     save_confusion_matrix(actual.numpy(), probs.argmax(dim=1).numpy(), list(classes), run.path / CONFUSION_PLOT)
 
 
-def tta_predictions(learn: Learner, data: CompetitionData, meta: dict[str, Any], seed: int = 0) -> Predictions:
-    """Test-time-augmented probabilities for every test image, in the stable test order; seeded, so
-    `paddy predict` with the saved model draws the same augmentations."""
-    test_dl = learn.dls.test_dl(list(data.test_images))
+def tta_predictions(
+    learn: Learner, images: list[Path], vocab: tuple[str, ...], meta: dict[str, Any], seed: int = 0
+) -> Predictions:
+    """Test-time-augmented probabilities of `images` (the test set, or a fold's held-out images), in
+    their order; seeded, so `paddy predict` with the saved model draws the same augmentations."""
+    test_dl = learn.dls.test_dl(images)  # before seeding: making a loader draws from `random`, as predict's does
     set_seed(seed)
     probs, _ = learn.tta(dl=test_dl)
-    return Predictions(probs.float().numpy(), tuple(data.test_ids), tuple(data.classes), meta)
+    return Predictions(probs.float().numpy(), tuple(p.name for p in images), vocab, meta)
+
+
+def out_of_fold_predictions(learn: Learner, ready: Ready, meta: dict[str, Any]) -> Predictions:
+    """TTA probabilities of the images the run's fold held out, with their labels (`targets`)."""
+    held_out = ready.folds.held_out(ready.plan.entry.fold)
+    images = [p for p in ready.data.train_images if p.name in held_out]
+    targets = [p.parent.name for p in images]
+    oof_meta = {**meta, "out_of_fold": True, "targets": targets}
+    return tta_predictions(learn, images, ready.data.classes, oof_meta, ready.plan.seed)
 
 
 @dataclass(frozen=True)
@@ -263,6 +293,7 @@ def make_learner(
     extra_callbacks: list[Callback],
     num_workers: int | None = None,
     bars: bool = True,
+    folds: Folds | None = None,
 ) -> Learner:
     """Seeded data loaders and learner for the plan, in mixed precision where planned.
 
@@ -270,7 +301,7 @@ def make_learner(
     freezes a pretrained body, and fine_tune freezes and unfreezes it itself. Without `bars`
     fastai prints nothing (no bars, no epoch table): the caller reports progress itself."""
     set_seed(plan.seed)
-    dls = build_dataloaders(data, plan.entry, plan.seed, plan.step_bs, num_workers)
+    dls = build_dataloaders(data, plan.entry, plan.seed, plan.step_bs, num_workers, folds)
     callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *extra_callbacks]
     learn = build_learner(dls, plan.entry, callbacks, data.label_column)
     if not plan.entry.finetune:
@@ -288,6 +319,11 @@ class Ready:
     plan: TrainingPlan
     data: CompetitionData
     run: RunFolder
+    folds: Folds | None = None  # a fold's run: the folds its fold comes from
+
+    @property
+    def folds_identity(self) -> dict[str, str]:
+        return self.folds.identity() if self.folds else {}
 
 
 def prepare_run(
@@ -309,13 +345,14 @@ def prepare_run(
     (entry,) = resolve_auto_accum([entry], chosen_budget() if budget_mib is None else budget_mib, out, data.as_flag)
     plan = plan_training(entry)
     data = without_bad_images(data, bad_images)
-    check_against_data(data, entry)
-    return Ready(plan, data, run or new_run_folder(out, entry, suffix))
+    folds = entry_folds(out, data, entry)
+    check_against_data(data, entry, folds)
+    return Ready(plan, data, run or new_run_folder(out, entry, suffix), folds)
 
 
 def run_config_json(ready: Ready) -> dict[str, Any]:
     """config.json: the resolved settings, the seed used, and the data they train on."""
-    return {**ready.plan.to_json(), "data": str(ready.data.root)}
+    return {**ready.plan.to_json(), "data": str(ready.data.root), **ready.folds_identity}
 
 
 def predictions_meta(entry: ModelEntry, seed: int, valid_error: float, run: RunFolder, data: CompetitionData) -> dict:
@@ -330,6 +367,11 @@ def predictions_meta(entry: ModelEntry, seed: int, valid_error: float, run: RunF
     }
 
 
+def default_settings() -> dict[str, Any]:
+    """Every setting at its default, as config.json records them."""
+    return ModelEntry().to_json()
+
+
 def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint | None:
     """The checkpoint of an unfinished run trained with exactly these settings, or why it cannot go on.
 
@@ -341,7 +383,8 @@ def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint
         return None
     checkpoint = load_checkpoint(run.checkpoint_path)
     keys = (settings.keys() | checkpoint.settings.keys()) - {"seed"}  # the seed actually used is seed_used
-    changed = sorted(k for k in keys if settings.get(k) != checkpoint.settings.get(k))
+    recorded = {**default_settings(), **checkpoint.settings}  # a setting added since was at its default
+    changed = sorted(k for k in keys if settings.get(k) != recorded.get(k))
     if changed:
         raise PaddyError(
             f"{run.path} was trained with other settings ({', '.join(changed)}); resume it with its own, or --force"
@@ -372,6 +415,8 @@ def train(
     A checkpoint is saved after every epoch and removed at the end (unless `keep_checkpoint`);
     with `resume`, the unfinished `run` goes on from its checkpoint with its own seed.
     """
+    if entry.folds is not None and entry.fold is None:
+        raise PaddyError(f"one run trains one fold: give fold 1..{entry.folds} (train_entry trains them all)")
     ready = prepare_run(entry, data, out, budget_mib, bad_images, run, resume=resume)
     entry, data, settings = ready.plan.entry, ready.data, run_config_json(ready)
     with ready.run.writing() as folder:
@@ -386,14 +431,16 @@ def train(
             list(start.history if start else []),
             on_epoch or noop,
         )
-        learn = make_learner(ready.plan, data, [], num_workers, bars=on_epoch is None)
+        learn = make_learner(ready.plan, data, [], num_workers, bars=on_epoch is None, folds=ready.folds)
         fit_phases(learn, training_phases(entry), records, start)
         valid_error = records.valid_error(learn.recorder.metric_names[3])  # epoch, train_loss, valid_loss, error
         trained = time.monotonic()
         save_run_plots(learn, folder, data.classes)
         save_model(learn, folder.model_path, card_for(learn, entry, ready.plan.step_bs, data.classes, ready.plan.seed))
-        meta = predictions_meta(entry, ready.plan.seed, valid_error, folder, data)
-        preds = tta_predictions(learn, data, meta, ready.plan.seed)
+        meta = {**predictions_meta(entry, ready.plan.seed, valid_error, folder, data), **ready.folds_identity}
+        if ready.folds is not None:
+            save_predictions(out_of_fold_predictions(learn, ready, meta), folder.oof_path)
+        preds = tta_predictions(learn, list(data.test_images), data.classes, meta, ready.plan.seed)
         train_seconds, predict_seconds = trained - started, time.monotonic() - trained
         result = {"valid_error": valid_error, "train_seconds": train_seconds, "predict_seconds": predict_seconds}
         folder.write_result({**result, "seed": ready.plan.seed})
@@ -415,6 +462,15 @@ def resume_run(run: RunFolder, data: CompetitionData, **options: Any) -> RunResu
     return train(recorded_entry(run), data, run.path.parent, run=run, resume=True, **options)
 
 
+def train_entry(
+    entry: ModelEntry, data: CompetitionData, out: Path, *, bad_images: BadImages = BadImages.fail, **options: Any
+) -> list[RunResult]:
+    """Every run of `entry`: one per fold with `folds` and no `fold` (the images checked once for all
+    of them), else one (`options` as for `train`)."""
+    data = without_bad_images(data, bad_images)
+    return [train(one, data, out, bad_images=bad_images, **options) for one in entry.per_fold()]
+
+
 def train_or_resume(
     entry: ModelEntry,
     data: CompetitionData,
@@ -423,13 +479,13 @@ def train_or_resume(
     resume: str | None = None,
     settings_given: tuple[str, ...] = (),
     **options: Any,
-) -> RunResult:
-    """`paddy train`: a new run of `entry` on `data`, or with `resume` (a run under `out`, or a path)
-    the interrupted run goes on with its own settings and data, which `settings_given` on the command
-    line may not change."""
+) -> list[RunResult]:
+    """`paddy train`: new runs of `entry` on `data` (one per fold with `folds`), or with `resume` (a run
+    under `out`, or a path) the interrupted run goes on with its own settings and data, which
+    `settings_given` on the command line may not change."""
     if resume is None:
-        return train(entry, data, out, **options)
+        return train_entry(entry, data, out, **options)
     if settings_given:
         raise PaddyError(f"--resume goes on with the run's own settings: drop --{settings_given[0].replace('_', '-')}")
     run = find_run(resume, out)
-    return resume_run(run, resolve_data(Path(run.config()["data"])), **options)
+    return [resume_run(run, resolve_data(Path(run.config()["data"])), **options)]

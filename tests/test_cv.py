@@ -1,0 +1,144 @@
+"""CV scores, Caruana weight fitting and the fold-out estimate, on hand-made and synthetic OOF."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from paddy.cv import fit_weights, fold_out_scores, scores, weighted_mean
+from paddy.errors import PaddyError
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def synthetic(n: int = 300, c: int = 5, seed: int = 0):
+    """Targets, a near-perfect member (0.96 on the target) and a random one."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, c, n)
+    perfect = np.full((n, c), 0.04 / (c - 1))
+    perfect[np.arange(n), targets] = 0.96
+    return targets, perfect, softmax(rng.normal(0, 2, (n, c)))
+
+
+def test_scores_equal_a_hand_computation():
+    probs = np.array([[0.7, 0.2, 0.1], [0.3, 0.5, 0.2], [0.0, 1.0, 0.0]])
+    targets = np.array([0, 2, 2])  # right (0.7), wrong (0.2), wrong with probability 0 (clipped to 1e-15)
+    got = scores(probs, targets)
+    assert got.error == pytest.approx(2 / 3)
+    assert got.log_loss == pytest.approx(-(math.log(0.7) + math.log(0.2) + math.log(1e-15)) / 3)
+
+
+@pytest.mark.parametrize(
+    "probs, targets",
+    [
+        (np.ones((2, 3)) / 3, np.array([0])),  # rows differ
+        (np.ones((0, 3)), np.array([], dtype=int)),  # nothing to score
+        (np.ones(3) / 3, np.array([0])),  # not (n, c)
+        (np.ones((2, 3)) / 3, np.array([0, -1])),  # would silently score the last class
+        (np.ones((2, 3)) / 3, np.array([0, 3])),  # no such class
+        (np.ones((2, 3)) / 3, np.array([0.0, 1.0])),  # not class indices
+    ],
+)
+def test_scores_refuse_bad_input(probs, targets):
+    with pytest.raises(PaddyError):
+        scores(probs, targets)
+
+
+def test_weighted_mean_by_hand_and_bad_weights_refused():
+    a, b = np.array([[1.0, 0.0], [0.5, 0.5]]), np.array([[0.0, 1.0], [0.1, 0.9]])
+    expected = [[(1 * 1.0 + 3 * 0.0) / 4, (1 * 0.0 + 3 * 1.0) / 4], [(1 * 0.5 + 3 * 0.1) / 4, (1 * 0.5 + 3 * 0.9) / 4]]
+    np.testing.assert_allclose(weighted_mean([a, b], np.array([1.0, 3.0])), expected)
+    for bad in ([0.0, 0.0], [-1.0, 2.0], [1.0], [np.nan, 1.0]):
+        with pytest.raises(PaddyError, match="positive sum"):
+            weighted_mean([a, b], np.array(bad))
+    with pytest.raises(PaddyError, match="differ in shape"):
+        weighted_mean([a, b[:1]], np.array([1.0, 1.0]))
+
+
+def test_a_perfect_member_gets_nearly_all_the_weight():
+    targets, perfect, noise = synthetic()
+    weights = fit_weights([noise, perfect], targets)
+    assert weights.dtype == np.float64 and weights.shape == (2,)
+    assert weights.sum() == pytest.approx(1) and weights[1] >= 0.95
+    np.testing.assert_allclose(weights * 100, np.round(weights * 100))  # counts / rounds
+    assert scores(weighted_mean([noise, perfect], weights), targets).log_loss <= scores(perfect, targets).log_loss
+    assert scores(weighted_mean([noise, perfect], weights), targets).error <= scores(perfect, targets).error
+
+
+def test_the_greedy_choice_beats_the_best_single_member_when_members_complement():
+    """Two members each confident on a different half: the mix scores better than either alone."""
+    targets, perfect, _ = synthetic(n=200)
+    half = np.arange(200) < 100
+    uniform = np.full_like(perfect, 0.2)
+    first, second = np.where(half[:, None], perfect, uniform), np.where(half[:, None], uniform, perfect)
+    weights = fit_weights([first, second], targets, rounds=10)
+    assert weights.tolist() == [0.5, 0.5]
+    mixed = scores(weighted_mean([first, second], weights), targets).log_loss
+    assert mixed < min(scores(first, targets).log_loss, scores(second, targets).log_loss)
+
+
+def test_copies_of_one_member_do_not_blow_up():
+    targets, perfect, noise = synthetic()
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        weights = fit_weights([perfect, perfect.copy(), perfect.copy(), noise], targets)
+    assert np.isfinite(weights).all() and weights.sum() == pytest.approx(1)
+    assert weights[3] <= 0.05 and weights[:3].sum() >= 0.95
+    assert weights[1] == weights[2] == 0  # ties go to the lowest index
+
+
+def test_fit_weights_refuses_nothing_to_fit():
+    targets, perfect, _ = synthetic()
+    with pytest.raises(PaddyError):
+        fit_weights([], targets)
+    with pytest.raises(PaddyError):
+        fit_weights([perfect], targets, rounds=0)
+    with pytest.raises(PaddyError):
+        fit_weights([perfect], targets[:-1])
+
+
+def test_the_fold_out_estimate_is_not_the_optimistic_in_sample_score():
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 5, 60)  # few rows, several weak members: fitting on them overfits
+    members = [softmax(np.eye(5)[targets] + rng.normal(0, 1.5, (60, 5))) for _ in range(6)]
+    folds = np.arange(len(targets)) % 4 + 1
+    in_sample = scores(weighted_mean(members, fit_weights(members, targets)), targets)
+    assert fold_out_scores(members, targets, folds).log_loss > in_sample.log_loss + 0.01
+    with pytest.raises(PaddyError, match="at least two folds"):
+        fold_out_scores(members, targets, np.ones(len(targets), dtype=int))
+
+
+def test_each_fold_is_predicted_with_weights_fitted_without_it():
+    """A good member plus noise, where which is which swaps between the two folds: in sample the fit
+    finds the good one on every row, but weights fitted on the other fold always pick the noise."""
+    targets, perfect, noise = synthetic(n=200)
+    folds = np.repeat([0, 1], 100)
+    on_fold = folds[:, None] == 0
+    first, second = np.where(on_fold, perfect, noise), np.where(on_fold, noise, perfect)
+    for fold in (0, 1):  # the fit on one fold alone is clear-cut: all the weight on its good member
+        rows = folds == fold
+        assert fit_weights([first[rows], second[rows]], targets[rows]).tolist() == [1.0 - fold, float(fold)]
+    in_sample = scores(weighted_mean([first, second], fit_weights([first, second], targets)), targets)
+    honest = fold_out_scores([first, second], targets, folds)
+    alone = scores(noise, targets)  # every row is predicted by the member that is noise there
+    assert (honest.error, honest.log_loss) == pytest.approx((alone.error, alone.log_loss))
+    assert honest.log_loss > in_sample.log_loss + 0.5
+    with pytest.raises(PaddyError, match="do not match"):
+        fold_out_scores([first, second], targets, folds[:-1])
+
+
+def test_fitting_twenty_members_of_ten_thousand_rows_is_quick():
+    rng = np.random.default_rng(2)
+    targets = rng.integers(0, 10, 10_000)
+    members = [softmax(rng.normal(0, 1, (10_000, 10))) for _ in range(20)]
+    started = time.perf_counter()
+    weights = fit_weights(members, targets)
+    assert time.perf_counter() - started < 2.0
+    assert weights.sum() == pytest.approx(1)

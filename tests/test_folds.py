@@ -1,0 +1,250 @@
+"""k-fold CV: the folds file, fold runs with out-of-fold predictions, CV scores and fitted weights."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+from conftest import tiny_entry
+from typer.testing import CliRunner
+
+from paddy.cli import app
+from paddy.config import ModelEntry, load_config
+from paddy.data import resolve_data
+from paddy.ensemble import build_ensemble
+from paddy.ensemble_training import SKIPPED, TRAINED, entries_cv, run_config
+from paddy.errors import PaddyError
+from paddy.files import read_json, write_json
+from paddy.folds import FOLDS_FOLDER, folds_for
+from paddy.out_of_fold import combined_oof
+from paddy.predictions import load_predictions
+from paddy.runs import RunFolder
+from paddy.train import train, train_entry
+
+K = 3
+
+
+def train_folds(entry: ModelEntry, data, out):
+    return train_entry(entry, data, out, num_workers=0)
+
+
+@pytest.fixture(scope="module")
+def fold_runs(tiny_data, tmp_path_factory):
+    """One entry trained on 3 folds of the tiny data (60 images, 6 per class)."""
+    out = tmp_path_factory.mktemp("fold-runs")
+    return out, train_folds(tiny_entry(folds=K), tiny_data, out)
+
+
+def oof_by_hand(runs):
+    """Every fold's OOF rows, read straight from the files: ids, probabilities, labels."""
+    parts = [load_predictions(run.oof_path) for run in runs]
+    ids = [i for p in parts for i in p.image_ids]
+    probs = np.concatenate([p.probs for p in parts])
+    labels = [t for p in parts for t in p.meta["targets"]]
+    return ids, probs, labels, parts[0].vocab
+
+
+def test_folds_are_stratified_and_drawn_once(tiny_data, tmp_path):
+    folds = folds_for(tmp_path, tiny_data, K, seed=0)
+    per_class_and_fold = Counter((p.parent.name, folds.fold_of[p.name]) for p in tiny_data.train_images)
+    assert set(per_class_and_fold.values()) == {2}, "6 images per class: 2 in each of 3 folds"
+    again = folds_for(tmp_path, tiny_data, K, seed=0)
+    assert again.sha256 == folds.sha256 and again.fold_of == folds.fold_of
+    assert [p.name for p in (tmp_path / FOLDS_FOLDER).iterdir()] == [folds.path.name], "one file, reused"
+    elsewhere = folds_for(tmp_path / "other-out", tiny_data, K, seed=0)
+    assert elsewhere.path.read_bytes() == folds.path.read_bytes(), "the same draw in any output folder"
+    assert folds_for(tmp_path, tiny_data, K, seed=1).fold_of != folds.fold_of
+
+
+def test_a_folds_file_of_other_data_is_refused(tiny_data, tmp_path):
+    folds = folds_for(tmp_path, tiny_data, K, seed=0)
+    text = folds.path.read_text()
+    folds.path.write_text(text.replace("blast", "hispa", 1))
+    with pytest.raises(PaddyError, match="lists other training images or labels; delete it"):
+        folds_for(tmp_path, tiny_data, K, seed=0)
+    folds.path.write_text(text.replace(",3\n", ",4\n"))
+    with pytest.raises(PaddyError, match="is not a 3-fold assignment"):
+        folds_for(tmp_path, tiny_data, K, seed=0)
+
+
+def test_more_folds_than_the_smallest_class_has_images_is_refused(tiny_data, tmp_path):
+    with pytest.raises(PaddyError, match="has only 6 training images; every fold needs one of each class"):
+        folds_for(tmp_path, tiny_data, 7, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"folds": 1}, "folds: 1 must be at least 2"),
+        ({"fold": 2}, "fold: needs folds"),
+        ({"folds": 3, "fold": 4}, "fold: 4 is not one of 1..3"),
+        ({"folds": 3, "fold": 0}, "fold: 0 is not one of 1..3"),
+        ({"folds": "3"}, "folds: '3' is not a whole number"),
+    ],
+)
+def test_bad_fold_settings_are_refused(settings, problem, tmp_path):
+    lines = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in settings.items())
+    (tmp_path / "c.toml").write_text(f'[[models]]\narch = "resnet18"\n{lines}\n')
+    with pytest.raises(PaddyError, match=problem):
+        load_config(tmp_path / "c.toml")
+
+
+def test_an_entry_with_folds_trains_one_run_per_fold():
+    entry = tiny_entry(folds=K)
+    assert [e.fold for e in entry.per_fold()] == [1, 2, 3]
+    assert entry.per_fold()[1].describe() == "resnet18-32x32-squish-fold2of3"
+    assert tiny_entry(folds=K, fold=2).per_fold() == [tiny_entry(folds=K, fold=2)]
+    assert tiny_entry().per_fold() == [tiny_entry()]
+
+
+def test_out_of_fold_predictions_cover_every_training_image_once(fold_runs, tiny_data):
+    out, results = fold_runs
+    folds = folds_for(out, tiny_data, K, seed=0)
+    for result in results:
+        config = result.run.config()
+        assert (config["fold"], config["folds"], config["folds_sha256"]) == (result.entry.fold, K, folds.sha256)
+        oof = load_predictions(result.run.oof_path)
+        assert set(oof.image_ids) == folds.held_out(result.entry.fold), "a run's OOF is exactly its held-out fold"
+        assert oof.meta["folds_sha256"] == load_predictions(result.predictions_path).meta["folds_sha256"]
+    ids, _, labels, _ = oof_by_hand([r.run for r in results])
+    assert sorted(ids) == sorted(p.name for p in tiny_data.train_images), "every training image exactly once"
+    assert dict(zip(ids, labels)) == {p.name: p.parent.name for p in tiny_data.train_images}
+
+
+def cv_by_hand(runs) -> tuple[float, float]:
+    """Error and log loss of every OOF row, computed row by row from the files."""
+    ids, probs, labels, vocab = oof_by_hand(runs)
+    target = [vocab.index(label) for label in labels]
+    error = sum(int(np.argmax(row)) != t for row, t in zip(probs, target)) / len(ids)
+    log_loss = -sum(math.log(max(float(row[t]), 1e-15)) for row, t in zip(probs, target)) / len(ids)
+    return error, log_loss
+
+
+def test_cv_error_and_log_loss_equal_a_hand_computation(fold_runs):
+    runs = [r.run for r in fold_runs[1]]
+    error, log_loss = cv_by_hand(runs)
+    scores = combined_oof(runs).scores()
+    assert scores.error == pytest.approx(error, abs=1e-9)
+    assert scores.log_loss == pytest.approx(log_loss, rel=1e-5)
+
+
+def test_an_entrys_test_prediction_is_the_mean_of_its_folds(fold_runs):
+    out, results = fold_runs
+    _, members, report = build_ensemble(out, None, {}, None, out / "e.safetensors")
+    assert len(members) == 1 and {r.name for r in members[0].runs} == {r.run.name for r in results}
+    folds = [load_predictions(r.predictions_path).probs for r in results]
+    np.testing.assert_allclose(load_predictions(out / "e.safetensors").probs, np.mean(folds, axis=0), atol=1e-6)
+    assert report.members[0].scores == combined_oof([r.run for r in results]).scores()
+
+
+def test_a_run_outside_the_folds_is_reported_not_scored(fold_runs, tiny_data, finished_run, tmp_path):
+    out = tmp_path / "runs"
+    shutil.copytree(fold_runs[0], out)
+    shutil.copytree(finished_run.run.path, out / finished_run.run.name)
+    _, members, report = build_ensemble(out, None, {}, None, out / "e.safetensors")
+    assert len(members) == 2, "the test predictions are still ensembled"
+    scored = {len(member.runs): line.scores is not None for member, line in zip(members, report.members)}
+    assert scored == {K: True, 1: False}
+    assert report.ensemble[0].scores is None
+    assert "has no out-of-fold predictions" in report.ensemble[0].why
+    assert "trained without folds" in report.ensemble[0].why
+    with pytest.raises(PaddyError, match="--fit-weights needs every member's out-of-fold predictions"):
+        build_ensemble(out, None, {}, None, out / "e2.safetensors", fit_weights=True)
+    assert not (out / "e2.safetensors").exists()
+
+
+def test_members_on_other_folds_are_reported_not_scored(fold_runs, tmp_path):
+    out = tmp_path / "runs"
+    shutil.copytree(fold_runs[0], out)
+    for result in fold_runs[1]:  # the same entry with other settings, on folds drawn with another seed
+        other = out / f"other-{result.run.name}"
+        shutil.copytree(result.run.path, other)
+        config = read_json(other / "config.json")
+        write_json(other / "config.json", {**config, "item": "pad", "fold_seed": 1, "folds_sha256": "0123456789abcdef"})
+    _, members, report = build_ensemble(out, None, {}, None, out / "e.safetensors")
+    assert len(members) == 2 and all(line.scores is not None for line in report.members)
+    assert report.ensemble[0].scores is None and "trained on different folds" in report.ensemble[0].why
+
+
+def test_a_missing_fold_is_named(fold_runs, tmp_path):
+    out = tmp_path / "runs"
+    shutil.copytree(fold_runs[0], out)
+    second = fold_runs[1][1].run.name
+    (out / second / "predictions.safetensors").unlink()
+    _, members, report = build_ensemble(out, None, {}, None, out / "e.safetensors")
+    assert len(members[0].runs) == 2
+    assert "has folds [1, 3] of 3 (missing 2: train them)" in report.members[0].why
+
+
+def test_paddy_run_trains_every_fold_shares_the_folds_and_resumes_per_fold(tiny_data, tmp_path):
+    config = tmp_path / "folds.toml"
+    config.write_text(
+        "[defaults]\nbs = 8\nsize = 32\nepochs = 1\npretrained = false\nfinetune = false\nseed = 0\nfolds = 2\n"
+        '[[models]]\narch = "resnet18"\n[[models]]\narch = "resnet18"\nitem = "pad"\nmixup = 0.4\n'
+    )
+    out = tmp_path / "runs"
+    outcomes = run_config(load_config(config), tiny_data, out, train_fn=train_in_process)
+    assert [(o.index, o.entry.fold, o.status) for o in outcomes] == [(i, f, TRAINED) for i in (0, 1) for f in (1, 2)]
+    folds_files = list((out / FOLDS_FOLDER).iterdir())
+    assert len(folds_files) == 1, "both entries hold out the same folds"
+    assert {o.run.config()["folds_sha256"] for o in outcomes} == {folds_for(out, tiny_data, 2, 0).sha256}
+    drawn = folds_files[0].read_bytes()
+    lines = entries_cv(outcomes)
+    assert [line.index for line in lines] == [0, 1] and all(line.scores is not None for line in lines)
+    (outcomes[2].run.predictions_path).unlink()  # entry 1's fold 1 did not finish
+    again = run_config(load_config(config), tiny_data, out, train_fn=train_in_process)
+    assert [o.status for o in again] == [SKIPPED, SKIPPED, TRAINED, SKIPPED]
+    assert folds_files[0].read_bytes() == drawn, "a re-run holds out the same images"
+    _, members, report = build_ensemble(
+        out, None, {}, load_config(config), out / "e.safetensors", tiny_data.root, fit_weights=True
+    )
+    assert [len(m.runs) for m in members] == [2, 2]
+    assert report.scored and report.fitted is not None and sum(report.fitted) == pytest.approx(1)
+    assert [m.weight for m in members] == list(report.fitted), "the saved ensemble uses the fitted weights"
+    names = [line.name for line in report.ensemble]
+    assert names[-1] == "ensemble, fitted weights (fold-out estimate)"
+    honest, given = report.ensemble[-1].scores.log_loss, report.ensemble[0].scores.log_loss
+    assert (report.fitting_does_not_help() is None) == (honest < given), "a warning exactly when fitting is worse"
+    saved = load_predictions(out / "e.safetensors").meta["cv"]
+    assert saved["log_loss"] == report.ensemble[-1].scores.log_loss, "the honest estimate, never the in-sample one"
+
+
+def train_in_process(entry, data, out, **options):
+    return train(entry, data, out, num_workers=0, **options)
+
+
+def test_a_two_target_fold_keeps_label_probabilities_out_of_fold(tiny_data, tmp_path):
+    (result,) = train_folds(tiny_entry(folds=K, fold=2, multi_target="variety"), tiny_data, tmp_path)
+    oof = load_predictions(result.run.oof_path)
+    assert oof.probs.shape == (len(tiny_data.train_images) // K, len(tiny_data.classes))
+    assert set(oof.meta["targets"]) <= set(tiny_data.classes)
+
+
+@pytest.mark.slow
+def test_paddy_train_with_three_folds_on_the_demo_data(tmp_path):
+    out = tmp_path / "runs"
+    command = ["train", "--out", str(out), "--size", "32", "--epochs", "1", "--folds", "3"]
+    result = CliRunner().invoke(app, command, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert [f"fold{f}of3" in result.stdout for f in (1, 2, 3)] == [True] * 3
+    runs = [RunFolder(p.parent) for p in sorted(out.glob("*/oof.safetensors"))]
+    ids, _, _, _ = oof_by_hand(runs)
+    demo = resolve_data(None)
+    assert len(runs) == 3 and sorted(ids) == sorted(p.name for p in demo.train_images), "each image once"
+    error, log_loss = cv_by_hand(runs)
+    table = result.stdout[result.stdout.index("cross-validation (out-of-fold TTA)") :]
+    assert f"{error:.4f}" in table and f"{log_loss:.4f}" in table, "the printed CV is the hand computation"
+
+
+def test_predict_with_an_entrys_fold_runs_averages_them(fold_runs, tiny_data, tmp_path):
+    from paddy.predict import predict
+
+    out, results = fold_runs
+    names = [r.run.name for r in results]
+    preds, _ = predict(names, tiny_data.root / "test_images", out, tmp_path / "p.safetensors")
+    folds = [load_predictions(r.predictions_path).probs for r in results]
+    np.testing.assert_allclose(preds.probs, np.mean(folds, axis=0), rtol=0, atol=1e-5)
+    assert preds.meta["runs"] == names
