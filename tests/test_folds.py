@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import shutil
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from typer.testing import CliRunner
 
 from paddy.cli import app
 from paddy.config import ModelEntry, load_config
-from paddy.data import resolve_data
+from paddy.data import CompetitionData, resolve_data
 from paddy.ensemble import build_ensemble
 from paddy.ensemble_training import SKIPPED, TRAINED, entries_cv, run_config
 from paddy.errors import PaddyError
@@ -31,11 +33,28 @@ def train_folds(entry: ModelEntry, data, out):
     return train_entry(entry, data, out, num_workers=0)
 
 
+@dataclass(frozen=True)
+class FoldRuns:
+    """`paddy train --folds 3` on the demo dataset: its output folder, runs (fold order), data, output."""
+
+    out: Path
+    runs: list[RunFolder]
+    data: CompetitionData
+    stdout: str
+
+
 @pytest.fixture(scope="module")
-def fold_runs(tiny_data, tmp_path_factory):
-    """One entry trained on 3 folds of the tiny data (60 images, 6 per class)."""
-    out = tmp_path_factory.mktemp("fold-runs")
-    return out, train_folds(tiny_entry(folds=K), tiny_data, out)
+def fold_runs(tmp_path_factory) -> FoldRuns:
+    """The command a competitor types, with no data: the demo dataset, 3 folds (one short epoch each)."""
+    out = tmp_path_factory.mktemp("fold-runs") / "runs"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PADDY_DEMO_DIR", str(out.parent / "demo"))
+        command = ["train", "--out", str(out), "--size", "32", "--epochs", "1", "--folds", str(K), "--seed", "0"]
+        result = CliRunner().invoke(app, command, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        data = resolve_data(None)
+    runs = sorted((RunFolder(p.parent) for p in out.glob("*/oof.safetensors")), key=lambda r: r.config()["fold"])
+    return FoldRuns(out, runs, data, result.stdout)
 
 
 def oof_by_hand(runs):
@@ -100,18 +119,27 @@ def test_an_entry_with_folds_trains_one_run_per_fold():
     assert tiny_entry().per_fold() == [tiny_entry()]
 
 
-def test_out_of_fold_predictions_cover_every_training_image_once(fold_runs, tiny_data):
-    out, results = fold_runs
-    folds = folds_for(out, tiny_data, K, seed=0)
-    for result in results:
-        config = result.run.config()
-        assert (config["fold"], config["folds"], config["folds_sha256"]) == (result.entry.fold, K, folds.sha256)
-        oof = load_predictions(result.run.oof_path)
-        assert set(oof.image_ids) == folds.held_out(result.entry.fold), "a run's OOF is exactly its held-out fold"
-        assert oof.meta["folds_sha256"] == load_predictions(result.predictions_path).meta["folds_sha256"]
-    ids, _, labels, _ = oof_by_hand([r.run for r in results])
-    assert sorted(ids) == sorted(p.name for p in tiny_data.train_images), "every training image exactly once"
-    assert dict(zip(ids, labels)) == {p.name: p.parent.name for p in tiny_data.train_images}
+def test_paddy_train_with_folds_prints_each_fold_and_the_cv_table(fold_runs):
+    assert [f"fold{f}of3" in fold_runs.stdout for f in (1, 2, 3)] == [True] * 3
+    error, log_loss = cv_by_hand(fold_runs.runs)
+    table = fold_runs.stdout[fold_runs.stdout.index("cross-validation (out-of-fold TTA)") :]
+    assert f"{error:.4f}" in table and f"{log_loss:.4f}" in table, "the printed CV is the hand computation"
+
+
+def test_out_of_fold_predictions_cover_every_training_image_once(fold_runs):
+    data = fold_runs.data
+    folds = folds_for(fold_runs.out, data, K, seed=0)
+    assert [run.config()["fold"] for run in fold_runs.runs] == [1, 2, 3]
+    for fold, run in enumerate(fold_runs.runs, start=1):
+        config = run.config()
+        assert (config["folds"], config["folds_sha256"]) == (K, folds.sha256)
+        oof = load_predictions(run.oof_path)
+        assert set(oof.image_ids) == folds.held_out(fold), "a run's OOF is exactly its held-out fold"
+        assert oof.meta["folds_sha256"] == load_predictions(run.predictions_path).meta["folds_sha256"]
+    ids, _, labels, _ = oof_by_hand(fold_runs.runs)
+    assert len(ids) == len(data.train_images) == 200
+    assert sorted(ids) == sorted(p.name for p in data.train_images), "every training image exactly once"
+    assert dict(zip(ids, labels)) == {p.name: p.parent.name for p in data.train_images}
 
 
 def cv_by_hand(runs) -> tuple[float, float]:
@@ -124,26 +152,25 @@ def cv_by_hand(runs) -> tuple[float, float]:
 
 
 def test_cv_error_and_log_loss_equal_a_hand_computation(fold_runs):
-    runs = [r.run for r in fold_runs[1]]
-    error, log_loss = cv_by_hand(runs)
-    scores = combined_oof(runs).scores()
+    error, log_loss = cv_by_hand(fold_runs.runs)
+    scores = combined_oof(fold_runs.runs).scores()
     assert scores.error == pytest.approx(error, abs=1e-9)
     assert scores.log_loss == pytest.approx(log_loss, rel=1e-5)
 
 
-def test_an_entrys_test_prediction_is_the_mean_of_its_folds(fold_runs):
-    out, results = fold_runs
-    _, members, report = build_ensemble(out, None, {}, None, out / "e.safetensors")
-    assert len(members) == 1 and {r.name for r in members[0].runs} == {r.run.name for r in results}
-    folds = [load_predictions(r.predictions_path).probs for r in results]
-    np.testing.assert_allclose(load_predictions(out / "e.safetensors").probs, np.mean(folds, axis=0), atol=1e-6)
-    assert report.members[0].scores == combined_oof([r.run for r in results]).scores()
+def test_an_entrys_test_prediction_is_the_mean_of_its_folds(fold_runs, tmp_path):
+    dest = tmp_path / "e.safetensors"
+    _, members, report = build_ensemble(fold_runs.out, None, {}, None, dest)
+    assert len(members) == 1 and list(members[0].runs) == fold_runs.runs
+    folds = [load_predictions(run.predictions_path).probs for run in fold_runs.runs]
+    np.testing.assert_allclose(load_predictions(dest).probs, np.mean(folds, axis=0), atol=1e-6)
+    assert report.members[0].scores == combined_oof(fold_runs.runs).scores()
 
 
-def test_a_run_outside_the_folds_is_reported_not_scored(fold_runs, tiny_data, finished_run, tmp_path):
+def test_a_run_outside_the_folds_is_reported_not_scored(fold_runs, tmp_path):
     out = tmp_path / "runs"
-    shutil.copytree(fold_runs[0], out)
-    shutil.copytree(finished_run.run.path, out / finished_run.run.name)
+    shutil.copytree(fold_runs.out, out)
+    train(tiny_entry(bs=32), fold_runs.data, out, num_workers=0)  # a random split, on the same data
     _, members, report = build_ensemble(out, None, {}, None, out / "e.safetensors")
     assert len(members) == 2, "the test predictions are still ensembled"
     scored = {len(member.runs): line.scores is not None for member, line in zip(members, report.members)}
@@ -158,10 +185,10 @@ def test_a_run_outside_the_folds_is_reported_not_scored(fold_runs, tiny_data, fi
 
 def test_members_on_other_folds_are_reported_not_scored(fold_runs, tmp_path):
     out = tmp_path / "runs"
-    shutil.copytree(fold_runs[0], out)
-    for result in fold_runs[1]:  # the same entry with other settings, on folds drawn with another seed
-        other = out / f"other-{result.run.name}"
-        shutil.copytree(result.run.path, other)
+    shutil.copytree(fold_runs.out, out)
+    for run in fold_runs.runs:  # the same entry with other settings, on folds drawn with another seed
+        other = out / f"other-{run.name}"
+        shutil.copytree(run.path, other)
         config = read_json(other / "config.json")
         write_json(other / "config.json", {**config, "item": "pad", "fold_seed": 1, "folds_sha256": "0123456789abcdef"})
     _, members, report = build_ensemble(out, None, {}, None, out / "e.safetensors")
@@ -171,8 +198,8 @@ def test_members_on_other_folds_are_reported_not_scored(fold_runs, tmp_path):
 
 def test_a_missing_fold_is_named(fold_runs, tmp_path):
     out = tmp_path / "runs"
-    shutil.copytree(fold_runs[0], out)
-    second = fold_runs[1][1].run.name
+    shutil.copytree(fold_runs.out, out)
+    second = fold_runs.runs[1].name
     (out / second / "predictions.safetensors").unlink()
     _, members, report = build_ensemble(out, None, {}, None, out / "e.safetensors")
     assert len(members[0].runs) == 2
@@ -223,28 +250,12 @@ def test_a_two_target_fold_keeps_label_probabilities_out_of_fold(tiny_data, tmp_
     assert set(oof.meta["targets"]) <= set(tiny_data.classes)
 
 
-@pytest.mark.slow
-def test_paddy_train_with_three_folds_on_the_demo_data(tmp_path):
-    out = tmp_path / "runs"
-    command = ["train", "--out", str(out), "--size", "32", "--epochs", "1", "--folds", "3"]
-    result = CliRunner().invoke(app, command, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    assert [f"fold{f}of3" in result.stdout for f in (1, 2, 3)] == [True] * 3
-    runs = [RunFolder(p.parent) for p in sorted(out.glob("*/oof.safetensors"))]
-    ids, _, _, _ = oof_by_hand(runs)
-    demo = resolve_data(None)
-    assert len(runs) == 3 and sorted(ids) == sorted(p.name for p in demo.train_images), "each image once"
-    error, log_loss = cv_by_hand(runs)
-    table = result.stdout[result.stdout.index("cross-validation (out-of-fold TTA)") :]
-    assert f"{error:.4f}" in table and f"{log_loss:.4f}" in table, "the printed CV is the hand computation"
-
-
-def test_predict_with_an_entrys_fold_runs_averages_them(fold_runs, tiny_data, tmp_path):
+def test_predict_with_an_entrys_fold_runs_averages_them(fold_runs, tmp_path):
     from paddy.predict import predict
 
-    out, results = fold_runs
-    names = [r.run.name for r in results]
-    preds, _ = predict(names, tiny_data.root / "test_images", out, tmp_path / "p.safetensors")
-    folds = [load_predictions(r.predictions_path).probs for r in results]
+    names = [run.name for run in fold_runs.runs]
+    images = fold_runs.data.root / "test_images"
+    preds, _ = predict(names, images, fold_runs.out, tmp_path / "p.safetensors")
+    folds = [load_predictions(run.predictions_path).probs for run in fold_runs.runs]
     np.testing.assert_allclose(preds.probs, np.mean(folds, axis=0), rtol=0, atol=1e-5)
     assert preds.meta["runs"] == names
