@@ -26,7 +26,7 @@ from paddy.config import load_config
 from paddy.ensemble_training import RESUMED, TRAINED, run_config
 from paddy.folds import FOLDS_FOLDER
 from paddy.predictions import load_predictions
-from paddy.runs import FOLD_SETTINGS, RunFolder
+from paddy.runs import LATER_SETTINGS, RunFolder
 from paddy.train import make_learner, plan_training, resume_run, train
 
 LOSSES = ["fit", "epoch", "train_loss", "valid_loss"]
@@ -120,8 +120,9 @@ def test_one_cycle_resumed_mid_way_ends_exactly_as_the_uninterrupted_run(tiny_da
         ({"finetune": True}, (2, 0)),  # after the frozen epoch, at the start of the unfrozen fit
         ({"finetune": True, "accum": 2}, (2, 1)),  # mid-way through the unfrozen fit, accumulating
         ({"finetune": False, "multi_target": "variety"}, (1, 1)),
+        ({"finetune": True, "opt": "adamw-fused"}, (2, 1)),  # torch's optimizer state, after unfreezing
     ],
-    ids=["fine-tune-frozen", "fine-tune-between-phases", "fine-tune-unfrozen-accum-2", "multi-target"],
+    ids=["fine-tune-frozen", "fine-tune-between-phases", "fine-tune-unfrozen-accum-2", "multi-target", "adamw"],
 )
 def test_every_schedule_resumes_exactly(tiny_data, tmp_path, monkeypatch, settings, stop):
     entry = tiny_entry(epochs=2, **settings)
@@ -210,9 +211,9 @@ def test_resuming_a_finished_run_is_refused(finished_run):
 def test_a_run_interrupted_before_folds_existed_resumes(interrupted, tiny_data):
     """paddy 0.2 recorded no fold settings: missing ones were at their defaults, not changed."""
     state = torch.load(interrupted.checkpoint_path, weights_only=True)
-    settings = {k: v for k, v in json.loads(state["settings"]).items() if k not in FOLD_SETTINGS}
+    settings = {k: v for k, v in json.loads(state["settings"]).items() if k not in LATER_SETTINGS}
     torch.save({**state, "settings": json.dumps(settings, sort_keys=True)}, interrupted.checkpoint_path)
-    config = {k: v for k, v in interrupted.config().items() if k not in FOLD_SETTINGS}
+    config = {k: v for k, v in interrupted.config().items() if k not in LATER_SETTINGS}
     interrupted.config_path.write_text(json.dumps(config))
     assert resume_run(interrupted, tiny_data, num_workers=0).run.finished
 

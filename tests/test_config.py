@@ -73,6 +73,13 @@ def test_accum_must_divide_bs():
         ({"precision": "fp8"}, "precision"),
         ({"pretrained_file": "/no/such/file.pth"}, "pretrained_file"),
         ({"ensemble_weight": -1}, "ensemble_weight"),
+        ({"opt": "sgd"}, "opt"),
+        ({"max_rotate": -1}, "max_rotate"),
+        ({"max_zoom": 0.9}, "max_zoom"),
+        ({"max_warp": 1.0}, "max_warp"),
+        ({"max_lighting": -0.1}, "max_lighting"),
+        ({"min_scale": 0}, "min_scale"),
+        ({"flip": "no"}, "flip"),
     ],
 )
 def test_each_bad_field_is_named(overrides, field):

@@ -75,6 +75,15 @@ def test_a_crop_run_trained_with_loader_workers_is_reproduced(tiny_data, tmp_pat
     np.testing.assert_allclose(preds.probs, load_predictions(run.predictions_path).probs, rtol=0, atol=1e-6)
 
 
+def test_a_run_with_its_own_augmentation_is_reproduced(tiny_data, tmp_path):
+    """The saved model keeps the augmentation settings: predict's TTA draws what training's drew."""
+    entry = tiny_entry(finetune=False, flip=False, max_rotate=30.0, max_lighting=0.0, min_scale=0.5)
+    run = train(entry, tiny_data, tmp_path / "runs", num_workers=0).run
+    dest = tmp_path / "p.safetensors"
+    preds = predicted(predict(run, tiny_data.root / "test_images", "--dest", str(dest)), dest)
+    np.testing.assert_allclose(preds.probs, load_predictions(run.predictions_path).probs, rtol=0, atol=1e-6)
+
+
 def test_a_config_averages_its_entries_runs(finished_run, tiny_data, tmp_path):
     config = tmp_path / "c.toml"
     settings = {k: v for k, v in finished_run.entry.to_json().items() if v is not None and k != "accum"}

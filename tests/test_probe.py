@@ -27,7 +27,7 @@ from paddy.cli import app
 from paddy.config import accum_choices
 from paddy.data import check_layout
 from paddy.errors import PaddyError
-from paddy.memory import LiveTensorBytes, Measurement, StopAfterSecondStep, probe_subset
+from paddy.memory import LiveTensorBytes, Measurement, StopAfterSecondStep, measure_training, probe_subset
 from paddy.memory_probes import (
     CUDA_CONTEXT_MIB,
     ESTIMATE,
@@ -370,6 +370,25 @@ def test_probe_memory_end_to_end_on_cpu(tiny_data_root, tmp_path):
     weights_grads_adam = 4 * 11.2e6 * 4 / 2**20  # resnet18 holds about 11.2M parameters
     assert weights_grads_adam < trial.parts["tensors_mib"] < 3 * weights_grads_adam
     assert trial.peak_mib == pytest.approx(trial.parts["tensors_mib"] + CUDA_CONTEXT_MIB, abs=0.1)
+    # precision auto is fp16 on the GPU: the 16-bit estimate decides, the fp32 one is kept beside it
+    assert trial.parts["tensors_mib"] == trial.parts["tensors_mib_16bit"] and trial.parts["tensors_mib_fp32"] > 0
+    assert trial.parts["decided_by"].startswith("16-bit") and trial.parts["precision"] == "fp16"
+    assert "fp32 estimate MiB" in result.stdout and "in 16-bit autocast" in result.stdout
+    assert trial.parts["images_per_s"] > 0 and trial.parts["speed_of"] == "this CPU, not a GPU"
+    assert "images/s (this CPU, not a GPU)" in result.stdout
+
+
+def test_a_gpu_run_in_fp32_is_estimated_in_fp32_only(tiny_data):
+    measurement = measure_training(tiny_entry(bs=8, precision="fp32"), 1, tiny_data)
+    assert measurement.parts["decided_by"] == "fp32" and "tensors_mib_16bit" not in measurement.parts
+    assert measurement.parts["tensors_mib"] == measurement.parts["tensors_mib_fp32"]
+
+
+def test_the_16_bit_estimate_of_a_conv_net_is_below_the_fp32_one(tiny_data):
+    """Activations dominate at 128 px and take half the bytes; at tiny sizes autocast's 16-bit weight
+    copies can cost more than they save, on the GPU too, which is why the 16-bit figure decides."""
+    parts = measure_training(tiny_entry(bs=16, size=128), 1, tiny_data).parts
+    assert parts["tensors_mib"] == parts["tensors_mib_16bit"] < 0.95 * parts["tensors_mib_fp32"]
 
 
 def test_train_accum_auto_uses_the_recorded_accum(tiny_data_root, tmp_path, monkeypatch):

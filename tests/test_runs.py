@@ -1,3 +1,5 @@
+import hashlib
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -8,7 +10,7 @@ from typer.testing import CliRunner
 from paddy.cli import app
 from paddy.errors import PaddyError
 from paddy.files import read_json, write_json
-from paddy.runs import FOLD_SETTINGS, RunFolder, find_run, matched_settings, run_summary
+from paddy.runs import LATER_SETTINGS, RunFolder, find_run, matched_settings, run_summary, settings_key
 
 
 def test_run_summary_of_a_finished_run(finished_run):
@@ -21,8 +23,6 @@ def test_run_summary_of_a_finished_run(finished_run):
 
 
 def test_unfinished_run_has_no_result(finished_run, tmp_path):
-    import shutil
-
     copy = shutil.copytree(finished_run.run.path, tmp_path / "copy")
     (copy / "predictions.safetensors").unlink()
     assert run_summary(RunFolder(copy)).result is None
@@ -46,9 +46,12 @@ def test_show_prints_settings_history_and_pictures(finished_run):
 def test_runs_recorded_before_folds_existed_still_match_in_the_same_folders(finished_run, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(finished_run.run.path, old)
-    config = {k: v for k, v in read_json(old / "config.json").items() if k not in FOLD_SETTINGS}
+    config = {k: v for k, v in read_json(old / "config.json").items() if k not in LATER_SETTINGS}
     write_json(old / "config.json", config)
-    data_root = Path(config["data"])
-    assert RunFolder(old).matches(finished_run.entry, data_root), "a paddy 0.2 run is still its entry's run"
-    assert not set(FOLD_SETTINGS) & set(matched_settings(finished_run.entry, data_root))
-    assert set(FOLD_SETTINGS) <= set(matched_settings(replace(finished_run.entry, folds=3, fold=1), data_root))
+    entry, data_root = finished_run.entry, Path(config["data"])
+    assert RunFolder(old).matches(entry, data_root), "a paddy 0.2 run is still its entry's run"
+    assert not RunFolder(old).matches(replace(entry, folds=3, fold=1), data_root)
+    older = {k: v for k, v in matched_settings(entry, data_root).items() if k not in LATER_SETTINGS}
+    digest = hashlib.sha256(json.dumps(older, sort_keys=True).encode()).hexdigest()[:8]
+    assert settings_key(entry, data_root) == digest, "the folder name paddy 0.2 gave the entry"
+    assert settings_key(replace(entry, folds=3, fold=1), data_root) != digest

@@ -269,3 +269,27 @@ def test_a_nan_loss_stops_training_and_leaves_no_finished_run(tiny_data, tmp_pat
     (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert (run / "config.json").exists()
     assert not (run / "predictions.safetensors").exists() and not (run / "result.json").exists()
+
+
+def first_train_batch(dls):
+    """The first training batch in a fixed order, augmented as training augments it."""
+    return dls.train.new(shuffle=False).one_batch()[0]
+
+
+def test_without_augmentation_nothing_is_random(tiny_data):
+    """--no-aug: each image resized straight to `size`; two passes give the same batch (and TTA adds nothing)."""
+    dls = build_dataloaders(tiny_data, tiny_entry(aug=False, item="pad"), 0, 8, 0)
+    assert first_train_batch(dls).shape[-2:] == (32, 32)
+    torch.testing.assert_close(first_train_batch(dls), first_train_batch(dls), rtol=0, atol=0)
+    augmented = build_dataloaders(tiny_data, tiny_entry(item="pad"), 0, 8, 0)
+    assert not torch.equal(first_train_batch(augmented), first_train_batch(augmented))
+
+
+@pytest.mark.parametrize(
+    ("settings", "flips"),
+    [({}, {"Flip"}), ({"flip": False}, set()), ({"flip_vert": True}, {"Dihedral"})],
+)
+def test_flip_settings_choose_fastais_flip_transform(tiny_data, settings, flips):
+    dls = build_dataloaders(tiny_data, tiny_entry(**settings), 0, 8, 0)
+    names = {type(t).__name__ for t in dls.train.after_batch.fs}
+    assert names & {"Flip", "Dihedral"} == flips

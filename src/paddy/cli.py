@@ -14,11 +14,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from paddy.config import AUTO, BadImages, Precision, ResizeMethod, default_of, load_config
+from paddy.config import AUTO, BadImages, OptimizerChoice, Precision, ResizeMethod, default_of, load_config
 from paddy.data import COMPETITION, resolve_data
 from paddy.errors import PaddyError
 from paddy.memory_probes import DEFAULT_BUDGET
-from paddy.report import cv_table, entries_cv_table, frame_table, run_table
+from paddy.report import cv_table, entries_cv_table, frame_table, run_table, time_plan_table
 from paddy.selection import ModelChoice, choose_model
 
 app = typer.Typer(
@@ -202,6 +202,28 @@ MODEL_OPTIONS: dict[str, Any] = {
         Optional[int],
         typer.Option(help="k-fold CV: one run per fold on stratified folds (instead of --valid-pct), with OOF."),
     ],
+    "opt": Annotated[
+        Optional[OptimizerChoice],
+        typer.Option(help=defaulting("Optimizer: fastai's Adam, or torch's AdamW (foreach or fused kernels)", "opt")),
+    ],
+    "aug": Annotated[
+        Optional[bool],
+        typer.Option("--aug/--no-aug", help=defaulting("Batch augmentation; --no-aug resizes to --size only", "aug")),
+    ],
+    "flip": Annotated[Optional[bool], typer.Option("--flip/--no-flip", help=defaulting("Left-right flips", "flip"))],
+    "flip_vert": Annotated[
+        Optional[bool],
+        typer.Option("--flip-vert/--no-flip-vert", help=defaulting("Up-down flips and 90-degree turns", "flip_vert")),
+    ],
+    "max_rotate": Annotated[Optional[float], typer.Option(help=defaulting("Largest rotation, degrees", "max_rotate"))],
+    "max_zoom": Annotated[Optional[float], typer.Option(help=defaulting("Largest zoom (1: none)", "max_zoom"))],
+    "max_warp": Annotated[Optional[float], typer.Option(help=defaulting("Largest perspective warp", "max_warp"))],
+    "max_lighting": Annotated[
+        Optional[float], typer.Option(help=defaulting("Largest brightness/contrast change", "max_lighting"))
+    ],
+    "min_scale": Annotated[
+        Optional[float], typer.Option(help=defaulting("Smallest share of the image a random crop keeps", "min_scale"))
+    ],
     "fold": Annotated[Optional[int], typer.Option(help="With --folds: train only this fold (1..folds).")],
     "fold_seed": Annotated[
         Optional[int], typer.Option(help=defaulting("Seed that draws the folds (shared by every entry)", "fold_seed"))
@@ -344,14 +366,31 @@ def run_ensemble(
     ] = False,
     bad_images: BadImagesOption = BadImages.fail,
     keep_checkpoint: KeepCheckpoint = False,
+    time_budget: Annotated[
+        Optional[str],
+        typer.Option(help="e.g. 11h30m: plan the time from probe-memory's speeds first; refuse if over."),
+    ] = None,
+    fit_budget: Annotated[
+        bool, typer.Option("--fit-budget", help="With --time-budget: leave out the lowest-weight entries to fit.")
+    ] = False,
 ) -> None:
     """Train every model of a config; re-running skips finished entries (resumable)."""
     from paddy.ensemble_training import BUSY, entries_cv, run_config
     from paddy.selection import choose_config
+    from paddy.time_plan import plan_within
 
     choice = choose_config(config, data, budget)
     for warning in choice.config.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    only = None
+    if time_budget is not None:
+        plan = plan_within(choice.config, choice.data, out_dir, choice.budget_mib, time_budget, fit_budget)
+        out.print(time_plan_table(plan.planned, plan.budget_s))
+        if plan.refused:
+            raise PaddyError(plan.refused)
+        for left in plan.dropped:
+            out.print(f"[yellow]left out (time budget):[/yellow] entry {left.index + 1} {left.entry.describe()}")
+        only = {p.index for p in plan.kept}
 
     def announce(progress) -> None:
         remaining = f", about {progress.remaining:.0f} s left" if progress.remaining is not None else ""
@@ -372,6 +411,7 @@ def run_ensemble(
         on_progress=announce,
         on_epoch=epoch_lines(),
         keep_checkpoint=keep_checkpoint,
+        only=only,
     )
     out.print(run_table(outcomes))
     if cv := entries_cv(outcomes):

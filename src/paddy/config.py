@@ -38,6 +38,15 @@ class Precision(StrEnum):
     fp32 = "fp32"
 
 
+class OptimizerChoice(StrEnum):
+    """fastai's Adam (one parameter tensor at a time), or torch's AdamW with the same maths in
+    multi-tensor (foreach) or fused kernels."""
+
+    fastai = "fastai"
+    adamw_foreach = "adamw-foreach"
+    adamw_fused = "adamw-fused"
+
+
 class BadImages(StrEnum):
     """What to do with training images PIL cannot decode."""
 
@@ -80,6 +89,16 @@ class ModelEntry:
     folds: int | None = None  # k-fold CV: train one run per fold on stratified folds instead of valid_pct
     fold: int | None = None  # which fold (1..folds) this run holds out; None: every fold, one run each
     fold_seed: int = 0  # draws the folds: every entry with the same folds and fold_seed shares them
+    opt: OptimizerChoice = OptimizerChoice.fastai
+    # Batch augmentation (fastai's aug_transforms); aug = false: none at all, each image resized to `size`
+    aug: bool = True
+    flip: bool = True  # left-right; wrong for text, digits, or where a side means something
+    flip_vert: bool = False  # also up-down (and 90-degree turns): aerial or microscope images
+    max_rotate: float = 10.0
+    max_zoom: float = 1.1
+    max_warp: float = 0.2
+    max_lighting: float = 0.2
+    min_scale: float = 0.75  # the course's random crop keeps at least this share of the image
 
     @property
     def resize_to(self) -> tuple[int, int]:
@@ -100,6 +119,20 @@ class ModelEntry:
         fold = f"-fold{self.fold}of{self.folds}" if self.fold is not None else ""
         return f"{self.arch}-{h}x{w}-{self.item}{fold}"
 
+    def augmentation(self) -> dict[str, Any] | None:
+        """fastai aug_transforms arguments, or None without augmentation."""
+        if not self.aug:
+            return None
+        return {
+            "do_flip": self.flip,
+            "flip_vert": self.flip_vert,
+            "max_rotate": self.max_rotate,
+            "max_zoom": self.max_zoom,
+            "max_warp": self.max_warp,
+            "max_lighting": self.max_lighting,
+            "min_scale": self.min_scale,
+        }
+
     def per_fold(self) -> list[ModelEntry]:
         """The runs this entry trains: one per fold with `folds` and no `fold`, else itself."""
         if self.folds is None or self.fold is not None:
@@ -112,7 +145,7 @@ class ModelEntry:
         d["size"] = list(self.size)
         d["item_size"] = list(self.item_size) if self.item_size else None
         d["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
-        d["item"], d["precision"] = str(self.item), str(self.precision)
+        d["item"], d["precision"], d["opt"] = str(self.item), str(self.precision), str(self.opt)
         return d
 
 
@@ -276,6 +309,21 @@ def arch_problem(arch: str) -> str | None:
     return f"unknown arch {arch!r}{hint}"
 
 
+def augmentation_problems(entry: ModelEntry) -> list[str]:
+    """Augmentation amounts aug_transforms would take but that make no sense."""
+    problems = []
+    if entry.max_rotate < 0:
+        problems.append(f"max_rotate: {entry.max_rotate} must not be negative (degrees)")
+    if entry.max_zoom < 1:
+        problems.append(f"max_zoom: {entry.max_zoom} must be at least 1 (1: no zoom)")
+    for name in ("max_warp", "max_lighting"):
+        if not 0 <= getattr(entry, name) < 1:
+            problems.append(f"{name}: {getattr(entry, name)} must be in [0, 1)")
+    if not 0 < entry.min_scale <= 1:
+        problems.append(f"min_scale: {entry.min_scale} must be in (0, 1]")
+    return problems
+
+
 def entry_problems(entry: ModelEntry) -> list[str]:
     """Every reason this entry cannot be trained, as 'field: problem' lines."""
     problems = []
@@ -305,6 +353,7 @@ def entry_problems(entry: ModelEntry) -> list[str]:
         problems.append("fold: needs folds (how many folds the training images are split into)")
     elif entry.fold is not None and entry.folds is not None and not 1 <= entry.fold <= entry.folds:
         problems.append(f"fold: {entry.fold} is not one of 1..{entry.folds}")
+    problems += augmentation_problems(entry)
     if entry.mixup and entry.multi_target:
         problems.append("mixup: fastai's MixUp mixes one target; it cannot be combined with multi_target")
     return problems

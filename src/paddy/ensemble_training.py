@@ -107,15 +107,18 @@ def run_config(
     on_epoch: EpochHook | None = None,
     keep_checkpoint: bool = False,
     train_fn: Callable[..., RunResult] = train,
+    only: set[int] | None = None,
 ) -> list[EntryOutcome]:
     """Train each entry of `config` not already finished (all of them with `force`); an entry whose
     run was interrupted after an epoch goes on from its checkpoint (`force` starts it again).
 
     An entry another process is training is left to it (status 'busy elsewhere'). `budget_mib`
-    (default: a Kaggle GPU's) picks the memory probes that `accum = "auto"` reads."""
+    (default: a Kaggle GPU's) picks the memory probes that `accum = "auto"` reads. With `only`, the
+    other entries (left out of a time budget) are not trained; they keep their index and folder."""
     budget_mib = chosen_budget() if budget_mib is None else budget_mib
     entries, data = checked_config(config, data, out, budget_mib, bad_images)
-    runs = [(index, one) for index, entry in enumerate(entries) for one in entry.per_fold()]
+    chosen = [(index, entry) for index, entry in enumerate(entries) if only is None or index in only]
+    runs = [(index, one) for index, entry in chosen for one in entry.per_fold()]
     outcomes: list[EntryOutcome] = []
     durations: list[float] = []
     started = time.monotonic()

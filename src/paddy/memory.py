@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 import weakref
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
-from fastai.vision.all import Callback, CancelFitException, CancelValidException
+from fastai.callback.fp16 import AMPMode, MixedPrecision
+from fastai.vision.all import Callback, CancelFitException, CancelValidException, L
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
-from paddy.config import ModelEntry
+from paddy.config import ModelEntry, Precision
 from paddy.data import CompetitionData, training_split_size
 from paddy.errors import PaddyError
 from paddy.memory_probes import CUDA_CONTEXT_MIB, ESTIMATE, MEASURED
-from paddy.train import make_learner, plan_training
+from paddy.train import TrainingPlan, make_learner, plan_training, resolve_precision
 
 MIB = 2**20
 # Enough epochs of the probe subset to see two real optimizer steps even if fp16's
@@ -108,7 +110,7 @@ class StopAfterSecondStep(Callback):
     """
 
     def __init__(self) -> None:
-        self.steps, self.step_cancelled = 0, False
+        self.steps, self.step_cancelled, self.finished_at = 0, False, []
 
     def before_batch(self) -> None:
         self.step_cancelled = False
@@ -117,9 +119,18 @@ class StopAfterSecondStep(Callback):
         self.step_cancelled = True
 
     def after_step(self) -> None:
-        self.steps += not self.step_cancelled
+        if not self.step_cancelled:
+            self.steps += 1
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.finished_at.append(time.perf_counter())
         if self.steps == 2:
             raise CancelFitException()
+
+    @property
+    def second_step_seconds(self) -> float:
+        """How long the second real step took: its `accum` micro-batches, their loading included."""
+        return self.finished_at[1] - self.finished_at[0]
 
     def before_validate(self) -> None:
         raise CancelValidException()
@@ -183,31 +194,88 @@ def estimate_on_cpu(run: Callable[[], None]) -> Measurement:
     return Measurement(round(tensors + CUDA_CONTEXT_MIB, 1), ESTIMATE, parts)
 
 
-def measure_training(entry: ModelEntry, accum: int, data: CompetitionData, num_workers: int = 0) -> Measurement:
-    """Train the entry at `accum` on the probe subset up to its second optimizer step and
-    return the peak memory: measured on CUDA, estimated for a GPU on the CPU.
+class CpuMixedPrecision(MixedPrecision):
+    """fastai's MixedPrecision in bfloat16 under CPU autocast (fastai's own hard-codes CUDA), as a GPU
+    run in fp16 keeps memory: activations and autocast's cached 16-bit weight copies take 2 bytes a
+    value, the weights, their gradients and the optimizer state stay fp32."""
 
-    Every layer is trained: fit_one_cycle trains them all, and fine_tune's unfrozen phase is
-    its heavier one. Images
-    load in this process by default: a few batches load faster than workers start. On the
-    CPU the steps run in fp32 (fastai's mixed precision needs CUDA), which usually errs high
-    for a GPU run in fp16 mixed precision, whose activations take half the bytes.
-    """
-    cuda = torch.cuda.is_available()
-    plan = plan_training(replace(entry, accum=accum, precision=entry.precision if cuda else "fp32"))
-    subset = probe_subset(data, entry.bs, entry.valid_pct)
+    def __init__(self) -> None:
+        super().__init__(amp_mode=AMPMode.BF16)
+
+    def before_fit(self) -> None:
+        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+        self.learn.scaler, self.scales = torch.amp.GradScaler("cpu", enabled=False), L()  # bfloat16 needs none
+
+
+def probe_steps(
+    plan: TrainingPlan,
+    subset: CompetitionData,
+    callbacks: list[Callback],
+    num_workers: int,
+    measure: Callable[[Callable[[], None]], Measurement],
+) -> Measurement:
+    """`measure` the plan's training on the probe subset up to its second real optimizer step, every
+    layer trained (fit_one_cycle trains them all, and fine_tune's unfrozen phase is its heavier one)."""
     stop = StopAfterSecondStep()
-    learn = make_learner(plan, subset, [stop], num_workers)
+    learn = make_learner(plan, subset, [stop, *callbacks], num_workers)
     learn.unfreeze()
 
     def run() -> None:
         with learn.no_bar(), learn.no_logging():
-            learn.fit(MAX_PROBE_EPOCHS, entry.lr)
+            learn.fit(MAX_PROBE_EPOCHS, plan.entry.lr)
 
-    measurement = measure_on_cuda(run) if cuda else estimate_on_cpu(run)
+    measurement = measure(run)
     if stop.steps < 2:
         raise PaddyError(
-            f"memory probe of {entry.describe()} at accum {accum}: no second optimizer step "
+            f"memory probe of {plan.entry.describe()} at accum {plan.entry.accum}: no second optimizer step "
             f"in {MAX_PROBE_EPOCHS} epochs (fp16 overflow on every step?)"
         )
-    return replace(measurement, parts={**measurement.parts, "precision": plan.precision})
+    speed = round(plan.entry.bs / stop.second_step_seconds, 2)
+    return replace(measurement, parts={**measurement.parts, "images_per_s": speed})
+
+
+def only_run(run: Callable[[], None]) -> Measurement:
+    """Run, measuring no memory: the steps' speed without the tracker's overhead."""
+    run()
+    return Measurement(0.0, ESTIMATE, {})
+
+
+def estimate_in_gpu_precision(
+    plan: TrainingPlan, gpu_precision: Precision, subset: CompetitionData, num_workers: int
+) -> Measurement:
+    """The CPU estimate for the GPU run (`plan` in fp32): when the GPU run will be fp16, the steps run
+    again under 16-bit autocast, and that figure decides; both are kept."""
+    fp32 = probe_steps(plan, subset, [], num_workers, estimate_on_cpu)
+    recorded = {"tensors_mib_fp32": fp32.parts["tensors_mib"]}
+    if gpu_precision != Precision.fp16:
+        return replace(fp32, parts={**fp32.parts, **recorded, "decided_by": "fp32"})
+    half = probe_steps(plan, subset, [CpuMixedPrecision()], num_workers, estimate_on_cpu)
+    recorded["tensors_mib_16bit"] = half.parts["tensors_mib"]
+    return replace(half, parts={**half.parts, **recorded, "decided_by": "16-bit, as the GPU run's fp16"})
+
+
+def with_cpu_speed(
+    measurement: Measurement, plan: TrainingPlan, subset: CompetitionData, num_workers: int
+) -> Measurement:
+    """The estimate with the speed of the same steps on this CPU, timed without the memory tracker
+    (whose per-op bookkeeping slows them): a CPU's speed, labelled so, never the GPU's."""
+    speed = probe_steps(plan, subset, [], num_workers, only_run).parts["images_per_s"]
+    return replace(measurement, parts={**measurement.parts, "images_per_s": speed, "speed_of": "this CPU, not a GPU"})
+
+
+def measure_training(entry: ModelEntry, accum: int, data: CompetitionData, num_workers: int = 0) -> Measurement:
+    """Train the entry at `accum` on the probe subset up to its second optimizer step and return the
+    peak memory: measured on CUDA, estimated for a GPU on the CPU (in the GPU run's precision).
+
+    Images load in this process by default: a few batches load faster than workers start."""
+    subset = probe_subset(data, entry.bs, entry.valid_pct)
+    if torch.cuda.is_available():
+        plan = plan_training(replace(entry, accum=accum))
+        measurement, precision = probe_steps(plan, subset, [], num_workers, measure_on_cuda), plan.precision
+        measurement = replace(measurement, parts={**measurement.parts, "speed_of": torch.cuda.get_device_name()})
+    else:
+        plan = plan_training(replace(entry, accum=accum, precision=Precision.fp32))  # fastai's fp16 needs CUDA
+        precision = resolve_precision(entry.precision, cuda=True)
+        estimate = estimate_in_gpu_precision(plan, precision, subset, num_workers)
+        measurement = with_cpu_speed(estimate, plan, subset, num_workers)
+    return replace(measurement, parts={**measurement.parts, "precision": str(precision)})

@@ -173,6 +173,19 @@ def recorded_accum(entry: ModelEntry, records: list[ProbeRecord], budget_mib: fl
     return record.accum
 
 
+def recorded_speed(entry: ModelEntry, records: list[ProbeRecord], budget_mib: float, fix: str) -> tuple[float, str]:
+    """Training images/s of the entry at its accum, as the newest probe of it timed them, and on what
+    (a GPU, or 'this CPU, not a GPU'); `fix` is the command to run when there is none."""
+    key = probe_key(entry, budget_mib)
+    matching = sorted((r for r in records if r.key == key), key=lambda r: (r.kind == MEASURED, r.when))
+    timed = [t for r in matching for t in r.trials if "images_per_s" in t.parts]  # the best record's last
+    if not timed:
+        raise PaddyError(f"no timed memory probe of {describe_key(key)} within {budget_mib:g} MiB; run `{fix}`")
+    same_accum = [t for t in timed if t.accum == entry.resolved_accum]
+    trial = (same_accum or timed)[-1]
+    return trial.parts["images_per_s"], trial.parts.get("speed_of", "unknown")
+
+
 def resolve_auto_accum(
     entries: Sequence[ModelEntry], budget_mib: float, out: Path, data_flag: str = "", config: Path | None = None
 ) -> list[ModelEntry]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 from rich.table import Table
 
+from paddy.time_plan import duration_text
+
 
 def frame_table(frame: pd.DataFrame, title: str | None = None, floats: str = "{:.4f}") -> Table:
     """A rich table of a DataFrame, floats formatted alike so columns compare at a glance."""
@@ -37,15 +39,31 @@ def run_table(outcomes) -> Table:
     return frame_table(frame, title="paddy run")
 
 
+def fp32_estimate(trial, record) -> str:
+    """A 16-bit estimate's fp32 figure, as a peak (the same CUDA context allowance added)."""
+    if "tensors_mib_fp32" not in trial.parts:
+        return "-"
+    return f"{trial.parts['tensors_mib_fp32'] + record.context_allowance_mib:.0f}"
+
+
+def speed_cell(trial) -> str:
+    """A try's training images/s, '-' where it ran out of memory."""
+    return f"{trial.parts['images_per_s']:.1f}" if "images_per_s" in trial.parts else "-"
+
+
 def probe_table(record) -> Table:
     """One row per accum a memory probe tried; the caption says what the peak figures are
     (a measurement, or an estimate and how it was made) and which accum was chosen."""
+    in_16_bit = any("tensors_mib_16bit" in t.parts for t in record.trials)
+    speed_of = next((t.parts["speed_of"] for t in record.trials if "speed_of" in t.parts), "")
     trials = pd.DataFrame(
         [
             {
                 "accum": t.accum,
                 "per-step batch": t.step_bs,
                 f"peak MiB ({record.kind})": "out of memory" if t.out_of_memory else f"{t.peak_mib:.0f}",
+                **({"fp32 estimate MiB": fp32_estimate(t, record)} if in_16_bit else {}),
+                **({f"images/s ({speed_of})": speed_cell(t)} if speed_of else {}),
                 "fits": "yes" if t.fits else "no",
             }
             for t in record.trials
@@ -56,7 +74,8 @@ def probe_table(record) -> Table:
     table = frame_table(trials, title=title)
     if record.kind == "estimate":
         how = (
-            "ESTIMATE for a GPU, not a measurement: peak bytes of live tensors on the CPU (fp32) "
+            "ESTIMATE for a GPU, not a measurement: peak bytes of live tensors on the CPU "
+            f"({'in 16-bit autocast, as the GPU run in fp16; the fp32 figure beside it' if in_16_bit else 'fp32'}) "
             f"+ {record.context_allowance_mib} MiB CUDA context allowance"
         )
     else:
@@ -110,3 +129,28 @@ def cv_table(report) -> Table:
         for line in [*report.members, *report.ensemble]
     ]
     return frame_table(pd.DataFrame(rows), title="cross-validation (out-of-fold TTA)")
+
+
+def time_plan_table(planned, budget_s: float) -> Table:
+    """Each entry's runs left, the speed its probe timed (and on what), and its expected time; the
+    caption adds them up against the budget."""
+    frame = pd.DataFrame(
+        [
+            {
+                "#": p.index,
+                "model": p.entry.describe(),
+                "runs left": p.runs_left,
+                "images/s": f"{p.images_per_s:.1f}",
+                "timed on": p.speed_of,
+                "expected": duration_text(p.seconds),
+            }
+            for p in planned
+        ]
+    )
+    table = frame_table(frame, title="time plan")
+    total = sum(p.seconds for p in planned)
+    table.caption = (
+        f"about {duration_text(total)} in all, for a budget of {duration_text(budget_s)}: epochs x training images "
+        "/ images/s, plus validation and TTA at 3x that speed; speeds timed on a CPU are not a GPU's"
+    )
+    return table

@@ -35,7 +35,11 @@ OOF_FILE = "oof.safetensors"  # a fold's run: TTA predictions of the images its 
 # Settings that do not change what a run learns: accum may grow on out-of-memory retries
 # (same effective batch), and the ensemble weight only matters when averaging.
 NOT_MATCHED = ("accum", "ensemble_weight")
-FOLD_SETTINGS = ("folds", "fold", "fold_seed")
+# Settings paddy 0.2 did not record: a run without one was trained at its default.
+LATER_SETTINGS = (
+    *("folds", "fold", "fold_seed", "opt"),
+    *("aug", "flip", "flip_vert", "max_rotate", "max_zoom", "max_warp", "max_lighting", "min_scale"),
+)
 LOCKS_FOLDER = ".locks"  # one lock file per run folder, beside them (a run folder is deleted and recreated)
 
 
@@ -44,17 +48,23 @@ class RunBusy(PaddyError):
 
 
 def matched_settings(entry: ModelEntry, data_root: Path) -> dict[str, Any]:
-    """What a finished run must have been trained with to count as this entry's run. Without folds the
-    fold settings are left out, so runs of paddy 0.2 (which had none) still match, in the same folders."""
-    left_out = NOT_MATCHED if entry.folds is not None else (*NOT_MATCHED, *FOLD_SETTINGS)
-    settings = {k: v for k, v in entry.to_json().items() if k not in left_out}
+    """What a finished run must have been trained with to count as this entry's run."""
+    settings = {k: v for k, v in entry.to_json().items() if k not in NOT_MATCHED}
     return {**settings, "data": str(data_root)}
 
 
+def later_defaults() -> dict[str, Any]:
+    """The defaults of the settings older runs did not record."""
+    defaults = ModelEntry().to_json()
+    return {k: defaults[k] for k in LATER_SETTINGS}
+
+
 def settings_key(entry: ModelEntry, data_root: Path) -> str:
-    """A short digest of the matched settings: a changed entry gets a new folder, never the old one's."""
-    text = json.dumps(matched_settings(entry, data_root), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+    """A short digest of the matched settings: a changed entry gets a new folder, never the old one's.
+    Later settings at their default are left out, so an entry of paddy 0.2 keeps its folder."""
+    defaults = later_defaults()
+    settings = {k: v for k, v in matched_settings(entry, data_root).items() if k not in defaults or v != defaults[k]}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -152,7 +162,7 @@ class RunFolder:
     def matches(self, entry: ModelEntry, data_root: Path, also: dict[str, Any] | None = None) -> bool:
         """Whether this run was trained with the entry's settings on that data (and records `also`,
         e.g. the folds file's digest)."""
-        recorded = self.config()
+        recorded = {**later_defaults(), **self.config()}  # a run of paddy 0.2 trained them at their default
         expected = {**matched_settings(entry, data_root), **(also or {})}
         return all(recorded.get(k) == v for k, v in expected.items())
 

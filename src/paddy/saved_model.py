@@ -8,8 +8,9 @@ head) is JSON in its metadata: nothing is unpickled.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from fastai.vision.all import (
@@ -19,8 +20,6 @@ from fastai.vision.all import (
     ImageBlock,
     Learner,
     Normalize,
-    Resize,
-    aug_transforms,
     default_split,
 )
 from fastai.vision.learner import create_timm_model
@@ -31,6 +30,7 @@ from paddy.config import ModelEntry
 from paddy.errors import PaddyError
 from paddy.files import atomic_write_bytes
 from paddy.targets import TwoTargetLoss
+from paddy.transforms import image_transforms
 
 FORMAT = "paddy-model-1"
 
@@ -50,6 +50,8 @@ class ModelCard:
     n_first: int | None  # a two-target model: the label is the first n_first outputs
     normalize: dict[str, list[float]] | None
     seed: int
+    # aug_transforms arguments (None: no augmentation); a model saved before they were settings had the default
+    augmentation: dict[str, Any] | None = field(default_factory=ModelEntry().augmentation)
 
 
 def normalisation(learn: Learner) -> dict[str, list[float]] | None:
@@ -91,11 +93,12 @@ def rebuild_learner(card: ModelCard, state: dict[str, torch.Tensor], images: lis
     except RuntimeError as e:
         reason = str(e).strip().splitlines()[0]
         raise PaddyError(f"{path} does not fit {card.arch} with {card.n_out} outputs: {reason}") from None
+    item_tfms, batch_tfms = image_transforms(card.item, tuple(card.size), tuple(card.item_size), card.augmentation)
     block = DataBlock(
         blocks=(ImageBlock, CategoryBlock(vocab=card.vocab)),
         get_y=lambda _: card.vocab[0],  # no labels: only the test pipeline of these loaders is used
-        item_tfms=Resize(tuple(card.item_size), method=card.item),
-        batch_tfms=aug_transforms(size=tuple(card.size), min_scale=0.75),
+        item_tfms=item_tfms,
+        batch_tfms=batch_tfms,
     )
     dls = block.dataloaders(images, bs=card.step_bs, num_workers=card.num_workers)
     if card.normalize:
@@ -119,4 +122,5 @@ def card_for(learn: Learner, entry: ModelEntry, step_bs: int, vocab: tuple[str, 
         n_first=loss.n_first if isinstance(loss, TwoTargetLoss) else None,
         normalize=normalisation(learn),
         seed=seed,
+        augmentation=entry.augmentation(),
     )

@@ -26,8 +26,6 @@ from fastai.vision.all import (
     MixUp,
     ProgressCallback,
     RandomSplitter,
-    Resize,
-    aug_transforms,
     noop,
     parent_label,
     set_seed,
@@ -42,11 +40,13 @@ from paddy.data import CompetitionData, extra_labels, resolve_data, training_spl
 from paddy.errors import PaddyError
 from paddy.folds import Folds, entry_folds
 from paddy.memory_probes import chosen_budget, resolve_auto_accum
+from paddy.optimizers import opt_func
 from paddy.plots import save_confusion_matrix, save_loss_plot
 from paddy.predictions import Predictions, save_predictions
 from paddy.runs import RunFolder, find_run, new_run_folder
 from paddy.saved_model import card_for, save_model
 from paddy.targets import single_target, two_targets
+from paddy.transforms import image_transforms
 from paddy.versions import library_versions
 
 LOSS_PLOT = "loss.png"
@@ -116,7 +116,7 @@ def build_dataloaders(
     num_workers: int | None = None,
     folds: Folds | None = None,
 ):
-    """Images resized per item (the course's Resize(480, method)), augmented per batch to `size`.
+    """Images resized per item and augmented per batch to `size` (see `image_transforms`).
 
     With `multi_target`, a second category (a train.csv column) is a second target. With `folds`,
     the entry's fold is the validation set instead of a random `valid_pct`.
@@ -126,14 +126,15 @@ def build_dataloaders(
         extra = extra_labels(data, entry.multi_target)
         blocks.append(CategoryBlock(vocab=sorted(set(extra.values()))))
         getters.append(lambda path: extra[path.name])
+    item_tfms, batch_tfms = image_transforms(str(entry.item), entry.size, entry.resize_to, entry.augmentation())
     block = DataBlock(
         blocks=(ImageBlock, *blocks),
         n_inp=1,
         get_items=lambda _: list(data.train_images),
         splitter=held_out_splitter(entry, seed, folds),
         get_y=getters if entry.multi_target else parent_label,
-        item_tfms=Resize(entry.resize_to, method=str(entry.item)),
-        batch_tfms=aug_transforms(size=entry.size, min_scale=0.75),
+        item_tfms=item_tfms,
+        batch_tfms=batch_tfms,
     )
     kwargs = {} if num_workers is None else {"num_workers": num_workers}
     return block.dataloaders(data.train_dir, bs=step_bs, **kwargs)
@@ -202,7 +203,14 @@ def build_learner(dls, entry: ModelEntry, cbs: list[Callback], label_column: str
         cbs = [*cbs, MixUp(entry.mixup)]
     try:
         learn = vision_learner(
-            dls, entry.arch, pretrained=pretrained, loss_func=loss, metrics=metrics, cbs=cbs, **kwargs
+            dls,
+            entry.arch,
+            pretrained=pretrained,
+            loss_func=loss,
+            metrics=metrics,
+            cbs=cbs,
+            opt_func=opt_func(entry.opt),
+            **kwargs,
         )
     except OSError as e:
         raise PaddyError(
