@@ -3,8 +3,9 @@ PyTorch + timm loop.
 
 Same arch, size, per-step batch, one-cycle schedule, accumulation and precision; the same batches,
 already decoded and on the device. paddy runs once per `opt` (fastai's Adam, torch's AdamW foreach
-and fused, all with fastai's Adam defaults); the plain loop uses torch's default AdamW. All
-alternate in one run, so machine load hits them alike. Target: paddy's default >= 0.9x plain.
+and fused, all with fastai's Adam defaults); the plain loop uses torch's AdamW with the same
+defaults and torch's choice of kernel. All alternate in one run, so machine load hits them alike.
+Target: paddy's default >= 0.9x plain.
 """
 
 from __future__ import annotations

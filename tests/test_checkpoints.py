@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 import paddy.train
 from paddy.checkpoints import FORMAT, load_checkpoint, training_phases
 from paddy.cli import app
-from paddy.config import load_config
+from paddy.config import SETTINGS_SINCE_0_2, load_config
 from paddy.ensemble_training import RESUMED, TRAINED, run_config
 from paddy.folds import FOLDS_FOLDER
 from paddy.predictions import load_predictions
-from paddy.runs import LATER_SETTINGS, RunFolder
+from paddy.runs import RunFolder
 from paddy.train import make_learner, plan_training, resume_run, train
 
 LOSSES = ["fit", "epoch", "train_loss", "valid_loss"]
@@ -208,14 +208,20 @@ def test_resuming_a_finished_run_is_refused(finished_run):
     assert "has finished: nothing to resume" in one_error_line(resume_command(finished_run.run))
 
 
-def test_a_run_interrupted_before_folds_existed_resumes(interrupted, tiny_data):
-    """paddy 0.2 recorded no fold settings: missing ones were at their defaults, not changed."""
-    state = torch.load(interrupted.checkpoint_path, weights_only=True)
-    settings = {k: v for k, v in json.loads(state["settings"]).items() if k not in LATER_SETTINGS}
-    torch.save({**state, "settings": json.dumps(settings, sort_keys=True)}, interrupted.checkpoint_path)
-    config = {k: v for k, v in interrupted.config().items() if k not in LATER_SETTINGS}
-    interrupted.config_path.write_text(json.dumps(config))
-    assert resume_run(interrupted, tiny_data, num_workers=0).run.finished
+def test_a_run_interrupted_under_paddy_0_2_resumes_as_0_2_trained_it(tiny_data, tmp_path, monkeypatch):
+    """paddy 0.2 recorded none of the later settings and trained with fastai's Adam: the run goes on
+    with fastai's Adam and its own optimizer state, not with today's default."""
+    with_callbacks(monkeypatch, StopAt(1, 1))
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_entry(epochs=2, finetune=False, opt="fastai"), tiny_data, tmp_path / "runs", num_workers=0)
+    with_callbacks(monkeypatch)
+    cut = only_run(tmp_path / "runs")
+    state = torch.load(cut.checkpoint_path, weights_only=True)
+    settings = {k: v for k, v in json.loads(state["settings"]).items() if k not in SETTINGS_SINCE_0_2}
+    torch.save({**state, "settings": json.dumps(settings, sort_keys=True)}, cut.checkpoint_path)
+    cut.config_path.write_text(json.dumps({k: v for k, v in cut.config().items() if k not in SETTINGS_SINCE_0_2}))
+    resumed = resume_run(cut, tiny_data, num_workers=0)
+    assert resumed.run.finished and resumed.entry.opt == "fastai"
 
 
 def test_resuming_with_changed_settings_is_refused(interrupted):

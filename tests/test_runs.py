@@ -8,9 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from paddy.cli import app
+from paddy.config import SETTINGS_SINCE_0_2, OptimizerChoice
 from paddy.errors import PaddyError
 from paddy.files import read_json, write_json
-from paddy.runs import LATER_SETTINGS, RunFolder, find_run, matched_settings, run_summary, settings_key
+from paddy.runs import RunFolder, find_run, matched_settings, run_summary, settings_key
 
 
 def test_run_summary_of_a_finished_run(finished_run):
@@ -43,15 +44,18 @@ def test_show_prints_settings_history_and_pictures(finished_run):
     assert "confusion.png" in result.stdout and "loss.png" in result.stdout
 
 
-def test_runs_recorded_before_folds_existed_still_match_in_the_same_folders(finished_run, tmp_path):
+def test_runs_of_paddy_0_2_still_match_in_the_same_folders(finished_run, tmp_path):
+    """paddy 0.2 recorded none of the later settings and trained with fastai's Adam."""
     old = tmp_path / "old"
     shutil.copytree(finished_run.run.path, old)
-    config = {k: v for k, v in read_json(old / "config.json").items() if k not in LATER_SETTINGS}
+    config = {k: v for k, v in read_json(old / "config.json").items() if k not in SETTINGS_SINCE_0_2}
     write_json(old / "config.json", config)
-    entry, data_root = finished_run.entry, Path(config["data"])
-    assert RunFolder(old).matches(entry, data_root), "a paddy 0.2 run is still its entry's run"
-    assert not RunFolder(old).matches(replace(entry, folds=3, fold=1), data_root)
-    older = {k: v for k, v in matched_settings(entry, data_root).items() if k not in LATER_SETTINGS}
+    data_root = Path(config["data"])
+    entry_of_0_2 = replace(finished_run.entry, opt=OptimizerChoice.fastai)
+    assert RunFolder(old).matches(entry_of_0_2, data_root), "a paddy 0.2 run is still its entry's run"
+    assert not RunFolder(old).matches(finished_run.entry, data_root), "today's default optimizer is another"
+    assert not RunFolder(old).matches(replace(entry_of_0_2, folds=3, fold=1), data_root)
+    older = {k: v for k, v in matched_settings(entry_of_0_2, data_root).items() if k not in SETTINGS_SINCE_0_2}
     digest = hashlib.sha256(json.dumps(older, sort_keys=True).encode()).hexdigest()[:8]
-    assert settings_key(entry, data_root) == digest, "the folder name paddy 0.2 gave the entry"
-    assert settings_key(replace(entry, folds=3, fold=1), data_root) != digest
+    assert settings_key(entry_of_0_2, data_root) == digest, "the folder name paddy 0.2 gave the entry"
+    assert settings_key(finished_run.entry, data_root) != digest

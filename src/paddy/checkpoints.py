@@ -237,7 +237,10 @@ class RestoreCheckpoint(Callback):
         restore_random_states(self.learn, states["random"])
         if not self.mid_fit:
             return
-        self.learn.opt.load_state_dict({**states["opt"], "hypers": L(states["opt"]["hypers"])})
+        opt = states["opt"]
+        if "hypers" in opt:  # fastai's Optimizer wants its hyper-parameters as an L; torch's has param_groups
+            opt = {**opt, "hypers": L(opt["hypers"])}
+        self.learn.opt.load_state_dict(opt)
         if states["scaler"] is not None and getattr(self.learn, "scaler", None) is not None:
             self.learn.scaler.load_state_dict(states["scaler"])
         self.recorder.smooth_loss.count, self.recorder.smooth_loss.val = states["smooth_loss"]

@@ -89,7 +89,7 @@ class ModelEntry:
     folds: int | None = None  # k-fold CV: train one run per fold on stratified folds instead of valid_pct
     fold: int | None = None  # which fold (1..folds) this run holds out; None: every fold, one run each
     fold_seed: int = 0  # draws the folds: every entry with the same folds and fold_seed shares them
-    opt: OptimizerChoice = OptimizerChoice.fastai
+    opt: OptimizerChoice = OptimizerChoice.adamw_fused  # the fastest on BENCHMARKS.md's machine, same maths
     # Batch augmentation (fastai's aug_transforms); aug = false: none at all, each image resized to `size`
     aug: bool = True
     flip: bool = True  # left-right; wrong for text, digits, or where a side means something
@@ -147,6 +147,21 @@ class ModelEntry:
         d["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
         d["item"], d["precision"], d["opt"] = str(self.item), str(self.precision), str(self.opt)
         return d
+
+
+# Settings added since paddy 0.2: a run that did not record one was trained with what 0.2 did, which is
+# the default except where BEHAVIOUR_OF_0_2 says otherwise.
+SETTINGS_SINCE_0_2 = (
+    *("folds", "fold", "fold_seed", "opt"),
+    *("aug", "flip", "flip_vert", "max_rotate", "max_zoom", "max_warp", "max_lighting", "min_scale"),
+)
+BEHAVIOUR_OF_0_2 = {"opt": str(OptimizerChoice.fastai)}
+
+
+def unrecorded_settings() -> dict[str, Any]:
+    """What a run that records none of the settings added since paddy 0.2 was trained with."""
+    defaults = ModelEntry().to_json()
+    return {k: BEHAVIOUR_OF_0_2.get(k, defaults[k]) for k in SETTINGS_SINCE_0_2}
 
 
 DEMO_PRESET: dict[str, Any] = {

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from paddy.config import ENTRY_FIELDS, ModelEntry
+from paddy.config import ENTRY_FIELDS, ModelEntry, unrecorded_settings
 from paddy.errors import PaddyError
 from paddy.files import read_csv, read_json, write_json
 from paddy.predictions import PREDICTIONS_FILE
@@ -35,11 +35,6 @@ OOF_FILE = "oof.safetensors"  # a fold's run: TTA predictions of the images its 
 # Settings that do not change what a run learns: accum may grow on out-of-memory retries
 # (same effective batch), and the ensemble weight only matters when averaging.
 NOT_MATCHED = ("accum", "ensemble_weight")
-# Settings paddy 0.2 did not record: a run without one was trained at its default.
-LATER_SETTINGS = (
-    *("folds", "fold", "fold_seed", "opt"),
-    *("aug", "flip", "flip_vert", "max_rotate", "max_zoom", "max_warp", "max_lighting", "min_scale"),
-)
 LOCKS_FOLDER = ".locks"  # one lock file per run folder, beside them (a run folder is deleted and recreated)
 
 
@@ -53,17 +48,11 @@ def matched_settings(entry: ModelEntry, data_root: Path) -> dict[str, Any]:
     return {**settings, "data": str(data_root)}
 
 
-def later_defaults() -> dict[str, Any]:
-    """The defaults of the settings older runs did not record."""
-    defaults = ModelEntry().to_json()
-    return {k: defaults[k] for k in LATER_SETTINGS}
-
-
 def settings_key(entry: ModelEntry, data_root: Path) -> str:
     """A short digest of the matched settings: a changed entry gets a new folder, never the old one's.
-    Later settings at their default are left out, so an entry of paddy 0.2 keeps its folder."""
-    defaults = later_defaults()
-    settings = {k: v for k, v in matched_settings(entry, data_root).items() if k not in defaults or v != defaults[k]}
+    Settings added since paddy 0.2 are left out where they do what 0.2 did, so such an entry keeps its folder."""
+    before = unrecorded_settings()
+    settings = {k: v for k, v in matched_settings(entry, data_root).items() if k not in before or v != before[k]}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -162,7 +151,7 @@ class RunFolder:
     def matches(self, entry: ModelEntry, data_root: Path, also: dict[str, Any] | None = None) -> bool:
         """Whether this run was trained with the entry's settings on that data (and records `also`,
         e.g. the folds file's digest)."""
-        recorded = {**later_defaults(), **self.config()}  # a run of paddy 0.2 trained them at their default
+        recorded = {**unrecorded_settings(), **self.config()}  # a run of paddy 0.2 trained as 0.2 did
         expected = {**matched_settings(entry, data_root), **(also or {})}
         return all(recorded.get(k) == v for k, v in expected.items())
 

@@ -35,7 +35,16 @@ from safetensors import SafetensorError
 from torch import nn
 
 from paddy.checkpoints import Checkpoint, EpochHook, EpochRecords, fit_phases, load_checkpoint, training_phases
-from paddy.config import ENTRY_FIELDS, BadImages, ModelEntry, Precision, accum_problem, apply_overrides, check_entry
+from paddy.config import (
+    ENTRY_FIELDS,
+    BadImages,
+    ModelEntry,
+    Precision,
+    accum_problem,
+    apply_overrides,
+    check_entry,
+    unrecorded_settings,
+)
 from paddy.data import CompetitionData, extra_labels, resolve_data, training_split_size, without_bad_images
 from paddy.errors import PaddyError
 from paddy.folds import Folds, entry_folds
@@ -375,11 +384,6 @@ def predictions_meta(entry: ModelEntry, seed: int, valid_error: float, run: RunF
     }
 
 
-def default_settings() -> dict[str, Any]:
-    """Every setting at its default, as config.json records them."""
-    return ModelEntry().to_json()
-
-
 def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint | None:
     """The checkpoint of an unfinished run trained with exactly these settings, or why it cannot go on.
 
@@ -391,7 +395,7 @@ def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint
         return None
     checkpoint = load_checkpoint(run.checkpoint_path)
     keys = (settings.keys() | checkpoint.settings.keys()) - {"seed"}  # the seed actually used is seed_used
-    recorded = {**default_settings(), **checkpoint.settings}  # a setting added since was at its default
+    recorded = {**unrecorded_settings(), **checkpoint.settings}  # a checkpoint of paddy 0.2 trained as 0.2 did
     changed = sorted(k for k in keys if settings.get(k) != recorded.get(k))
     if changed:
         raise PaddyError(
@@ -460,7 +464,7 @@ def train(
 
 def recorded_entry(run: RunFolder) -> ModelEntry:
     """The settings a run was started with, from its config.json."""
-    recorded = run.config()
+    recorded = {**unrecorded_settings(), **run.config()}  # a run of paddy 0.2 trained as 0.2 did
     return apply_overrides(ModelEntry(), {name: recorded[name] for name in ENTRY_FIELDS if name in recorded})
 
 
