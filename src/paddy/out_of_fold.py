@@ -54,8 +54,9 @@ def fold_settings(run: RunFolder) -> tuple[int, int, str]:
     return config["fold"], config["folds"], config["folds_sha256"]
 
 
-def checked_fold_runs(runs: list[RunFolder]) -> tuple[int, str]:
-    """K and the folds digest of an entry's fold runs, which must be folds 1..K of one folds file."""
+def checked_fold_runs(runs: list[RunFolder]) -> tuple[list[int], str]:
+    """Each run's fold and the folds digest of an entry's fold runs, which must be folds 1..K of one
+    folds file."""
     settings = [fold_settings(run) for run in runs]
     if len({(k, sha) for _, k, sha in settings}) > 1:
         raise NoCrossValidation(f"{runs[0].name} and the other fold runs were trained on different folds")
@@ -67,7 +68,7 @@ def checked_fold_runs(runs: list[RunFolder]) -> tuple[int, str]:
             f"{runs[0].name}: out-of-fold needs every fold once, but has folds {present} of {k}"
             + (f" (missing {', '.join(map(str, missing))}: train them)" if missing else "")
         )
-    return k, sha
+    return [fold for fold, _, _ in settings], sha
 
 
 def fold_oof(run: RunFolder) -> tuple[Predictions, list[str]]:
@@ -83,8 +84,8 @@ def fold_oof(run: RunFolder) -> tuple[Predictions, list[str]]:
 
 def combined_oof(runs: list[RunFolder]) -> OutOfFold:
     """The out-of-fold predictions of an entry's K fold runs together, every image exactly once."""
-    _, sha = checked_fold_runs(runs)
-    parts = [(fold_settings(run)[0], *fold_oof(run)) for run in runs]
+    folds, sha = checked_fold_runs(runs)
+    parts = [(fold, *fold_oof(run)) for fold, run in zip(folds, runs)]
     vocab = parts[0][1].vocab
     probs, ids, targets, row_folds = [], [], [], []
     for fold, preds, labels in parts:
