@@ -99,6 +99,12 @@ def interrupted_then_resumed(entry, data, tmp_path, monkeypatch, stop):
 def assert_same_run(full, resumed):
     for name, weight in final_weights(full.run).items():
         torch.testing.assert_close(final_weights(resumed.run)[name], weight, rtol=0, atol=1e-6)
+    full_average = load_checkpoint(full.run.checkpoint_path).states["ema"]
+    if full_average is not None:  # the weight average goes on as if the run had never stopped
+        resumed_average = load_checkpoint(resumed.run.checkpoint_path).states["ema"]
+        assert resumed_average["steps"] == full_average["steps"]
+        for name, weight in full_average["weights"].items():
+            torch.testing.assert_close(resumed_average["weights"][name], weight, rtol=0, atol=1e-6)
     pd.testing.assert_frame_equal(resumed.history[LOSSES], full.history[LOSSES])
     assert resumed.valid_error == full.valid_error
 
@@ -121,11 +127,20 @@ def test_one_cycle_resumed_mid_way_ends_exactly_as_the_uninterrupted_run(tiny_da
         ({"finetune": True, "accum": 2}, (2, 1)),  # mid-way through the unfrozen fit, accumulating
         ({"finetune": False, "multi_target": "variety"}, (1, 1)),
         ({"finetune": True, "opt": "adamw-fused"}, (2, 1)),  # torch's optimizer state, after unfreezing
+        # progressive resizing (16 px for an epoch, then 32 px for two) with a weight average: stopped mid 32 px
+        ({"finetune": False, "epochs": 3, "sizes": "16,32", "ema": 0.9, "accum": 2}, (2, 1)),
     ],
-    ids=["fine-tune-frozen", "fine-tune-between-phases", "fine-tune-unfrozen-accum-2", "multi-target", "adamw"],
+    ids=[
+        "fine-tune-frozen",
+        "fine-tune-between-phases",
+        "fine-tune-unfrozen-accum-2",
+        "multi-target",
+        "adamw",
+        "progressive-resizing-ema",
+    ],
 )
 def test_every_schedule_resumes_exactly(tiny_data, tmp_path, monkeypatch, settings, stop):
-    entry = tiny_entry(epochs=2, **settings)
+    entry = tiny_entry(**{"epochs": 2, **settings})
     full, resumed, full_lrs, resumed_lrs = interrupted_then_resumed(entry, tiny_data, tmp_path, monkeypatch, stop)
     assert_same_run(full, resumed)
     first = min(resumed_lrs)

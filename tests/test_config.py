@@ -80,10 +80,19 @@ def test_accum_must_divide_bs():
         ({"max_lighting": -0.1}, "max_lighting"),
         ({"min_scale": 0}, "min_scale"),
         ({"flip": "no"}, "flip"),
+        ({"size": 256, "sizes": [128, 192]}, "sizes"),  # must end at size
+        ({"size": 128, "sizes": [256, 128]}, "sizes"),  # must grow
+        ({"size": "256x128", "sizes": "128x256,256x128"}, "sizes"),  # must grow in both dimensions
+        ({"size": 256, "sizes": [128, 256], "epochs": 1}, "sizes"),  # an epoch per size
+        ({"sizes": [[]]}, "sizes"),
+        ({"sizes": []}, "sizes"),
+        ({"sizes": "big"}, "sizes"),
+        ({"ema": 1}, "ema"),
+        ({"ema": "0.99"}, "ema"),
     ],
 )
 def test_each_bad_field_is_named(overrides, field):
-    with pytest.raises(PaddyError, match=f"^{field}:"):
+    with pytest.raises(PaddyError, match=rf"^{field}\b"):
         check_entry(apply_overrides(ModelEntry(arch="resnet18"), overrides))
 
 
@@ -92,6 +101,16 @@ def test_overrides_ignore_none_and_reject_unknown_fields():
     assert (entry.arch, entry.size, entry.epochs) == ("resnet18", (64, 64), ModelEntry().epochs)
     with pytest.raises(PaddyError, match="unknown setting 'archh'; did you mean arch"):
         apply_overrides(ModelEntry(), {"archh": "resnet18"})
+
+
+def test_sizes_read_from_toml_lists_and_flags_alike(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[[models]]\narch = "resnet18"\nsize = 256\nsizes = [128, "192x192", [256, 256]]\n')
+    (entry,) = load_config(path).models
+    assert entry.sizes == ((128, 128), (192, 192), (256, 256))
+    assert apply_overrides(ModelEntry(), {"sizes": "128, 192,256"}).sizes == entry.sizes
+    assert entry.to_json()["sizes"] == [[128, 128], [192, 192], [256, 256]]
+    assert [epochs for _, epochs in entry.stages()] == [4, 4, 4]
 
 
 def test_item_size_defaults_to_twice_the_training_size():

@@ -67,18 +67,18 @@ def test_a_multi_target_model_predicts_the_label_only(tiny_data, tmp_path):
     assert preds.probs.shape == (len(tiny_data.test_images), len(tiny_data.classes))
 
 
-def test_a_crop_run_trained_with_loader_workers_is_reproduced(tiny_data, tmp_path):
-    """Random crops of TTA are drawn in the loader's workers: predict must use as many as training."""
-    run = train(tiny_entry(item="crop", finetune=False), tiny_data, tmp_path / "runs", num_workers=2).run
-    dest = tmp_path / "p.safetensors"
-    preds = predicted(predict(run, tiny_data.root / "test_images", "--dest", str(dest)), dest)
-    np.testing.assert_allclose(preds.probs, load_predictions(run.predictions_path).probs, rtol=0, atol=1e-6)
-
-
-def test_a_run_with_its_own_augmentation_is_reproduced(tiny_data, tmp_path):
-    """The saved model keeps the augmentation settings: predict's TTA draws what training's drew."""
-    entry = tiny_entry(finetune=False, flip=False, max_rotate=30.0, max_lighting=0.0, min_scale=0.5)
-    run = train(entry, tiny_data, tmp_path / "runs", num_workers=0).run
+@pytest.mark.parametrize(
+    "settings, num_workers",
+    [
+        ({"item": "crop"}, 2),  # TTA's random crops are drawn in the loader's workers: predict uses as many
+        ({"flip": False, "max_rotate": 30.0, "max_lighting": 0.0, "min_scale": 0.5}, 0),  # kept in the model
+        ({"epochs": 2, "sizes": "16,32", "ema": 0.9}, 0),  # the saved model is the average, at the last size
+    ],
+    ids=["crop-with-workers", "own-augmentation", "progressive-resizing-ema"],
+)
+def test_predict_reproduces_the_runs_own_tta(tiny_data, tmp_path, settings, num_workers):
+    entry = tiny_entry(**{"finetune": False, **settings})
+    run = train(entry, tiny_data, tmp_path / "runs", num_workers=num_workers).run
     dest = tmp_path / "p.safetensors"
     preds = predicted(predict(run, tiny_data.root / "test_images", "--dest", str(dest)), dest)
     np.testing.assert_allclose(preds.probs, load_predictions(run.predictions_path).probs, rtol=0, atol=1e-6)

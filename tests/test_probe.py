@@ -6,6 +6,7 @@ import shutil
 from dataclasses import replace
 
 import pytest
+import timm
 import torch
 from conftest import tiny_entry
 from fastai.vision.all import (
@@ -382,6 +383,16 @@ def test_a_gpu_run_in_fp32_is_estimated_in_fp32_only(tiny_data):
     measurement = measure_training(tiny_entry(bs=8, precision="fp32"), 1, tiny_data)
     assert measurement.parts["decided_by"] == "fp32" and "tensors_mib_16bit" not in measurement.parts
     assert measurement.parts["tensors_mib"] == measurement.parts["tensors_mib_fp32"]
+
+
+def test_the_estimate_counts_the_weight_averages_copy_of_the_model(tiny_data):
+    plain, averaged = (
+        measure_training(tiny_entry(bs=8, precision="fp32", ema=ema), 1, tiny_data).parts["tensors_mib"]
+        for ema in (None, 0.999)
+    )
+    model = timm.create_model("resnet18", num_classes=0)  # the body; fastai's head adds about 2 MiB
+    body_mib = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / 2**20
+    assert body_mib < averaged - plain < body_mib + 5
 
 
 def test_the_16_bit_estimate_of_a_conv_net_is_below_the_fp32_one(tiny_data):

@@ -6,17 +6,30 @@ import pandas as pd
 import pytest
 import torch
 from conftest import tiny_entry
-from fastai.vision.all import CrossEntropyLossFlat, DataLoaders, GradientAccumulation, Learner
+from fastai.vision.all import (
+    Callback,
+    CrossEntropyLossFlat,
+    DataLoaders,
+    GradientAccumulation,
+    Learner,
+    Normalize,
+    imagenet_stats,
+)
 from torch import nn
 
+import paddy.train
+from paddy.checkpoints import training_phases
+from paddy.config import BadImages
 from paddy.errors import PaddyError
 from paddy.predictions import load_predictions
 from paddy.train import (
     accumulation,
     build_dataloaders,
     build_learner,
+    loaders_at_sizes,
     make_learner,
     plan_training,
+    prepare_run,
     resolve_precision,
     train,
 )
@@ -293,3 +306,56 @@ def test_flip_settings_choose_fastais_flip_transform(tiny_data, settings, flips)
     dls = build_dataloaders(tiny_data, tiny_entry(**settings), 0, 8, 0)
     names = {type(t).__name__ for t in dls.train.after_batch.fs}
     assert names & {"Flip", "Dihedral"} == flips
+
+
+class TrainingBatchSizes(Callback):
+    """The height and width of every training batch, per (fit, epoch), and of the last batches predicted."""
+
+    def __init__(self):
+        self.fits, self.trained, self.predicted = 0, {}, None
+
+    def before_fit(self):
+        self.fits += 1
+
+    def before_batch(self):
+        shape = tuple(self.xb[0].shape[-2:])
+        if self.training:
+            self.trained.setdefault((self.fits, self.epoch), set()).add(shape)
+        else:
+            self.predicted = shape
+
+
+def test_progressive_resizing_trains_at_each_size_in_order(tiny_data, tmp_path, monkeypatch):
+    """sizes 16, 24, 32 over 4 epochs: 1, 1 and 2 epochs, each a fit; the last size validates and predicts."""
+    seen = TrainingBatchSizes()
+    real = paddy.train.make_learner
+    monkeypatch.setattr(
+        paddy.train, "make_learner", lambda plan, data, extra, *a, **k: real(plan, data, [*extra, seen], *a, **k)
+    )
+    entry = tiny_entry(epochs=4, finetune=False, sizes="16,24,32")
+    result = train(entry, tiny_data, tmp_path, num_workers=0)
+    assert seen.trained == {(1, 0): {(16, 16)}, (2, 0): {(24, 24)}, (3, 0): {(32, 32)}, (3, 1): {(32, 32)}}
+    assert seen.predicted == (32, 32), "TTA at the final size"
+    assert list(result.history["size"]) == ["16x16", "24x24", "32x32", "32x32"]
+    assert result.run.config()["sizes"] == [[16, 16], [24, 24], [32, 32]]
+
+
+def test_progressive_resizing_fine_tunes_the_head_at_the_first_size():
+    phases = training_phases(tiny_entry(epochs=10, sizes=[16, 24, 32]))
+    assert [(p.frozen, p.epochs, p.size) for p in phases] == [
+        (True, 1, (16, 16)),
+        (False, 3, (16, 16)),
+        (False, 3, (24, 24)),
+        (False, 4, (32, 32)),
+    ], "the frozen epoch, then the unfrozen epochs split, the remainder to the largest size"
+    assert sum(p.epochs for p in training_phases(tiny_entry(epochs=10))) == 11, "one size: fine_tune as before"
+
+
+def test_loaders_at_another_size_keep_the_learners_normalisation(tiny_data, tmp_path):
+    """fastai adds Normalize to a pretrained model's loaders; loaders made later for a new size need it too."""
+    ready = prepare_run(tiny_entry(epochs=2, sizes="16,32"), tiny_data, tmp_path, 16000, BadImages.fail)
+    learn = make_learner(ready.plan, ready.data, [], num_workers=0)
+    learn.dls.add_tfms([Normalize.from_stats(*imagenet_stats)], "after_batch")
+    resized = loaders_at_sizes(learn, ready, 0)((16, 16))
+    assert resized.train.one_batch()[0].shape[-2:] == (16, 16)
+    assert any(isinstance(t, Normalize) for t in resized.valid.after_batch.fs)

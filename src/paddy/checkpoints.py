@@ -2,8 +2,8 @@
 schedule that can start again from a checkpoint.
 
 After every trained epoch, one file in the run folder (`checkpoint.pt`) holds the model and
-optimizer state, the fp16 gradient scaler, every random state, where the schedule stands
-and the history so far. It is written atomically (the previous one is replaced only once
+optimizer state, the weight average (with `ema`), the fp16 gradient scaler, every random state,
+where the schedule stands and the history so far. It is written atomically (the previous one is replaced only once
 the new one is complete) and read with `torch.load(weights_only=True)`: plain tensors,
 numbers and text, nothing that can execute code.
 """
@@ -25,8 +25,10 @@ from fastai.vision.all import Callback, L, Learner
 from paddy.config import ModelEntry
 from paddy.errors import PaddyError
 from paddy.files import atomic_write_text, atomic_write_with
+from paddy.weight_average import weight_average_of
 
 EpochHook = Callable[[dict[str, Any]], None]
+Size = tuple[int, int]
 
 FORMAT = "paddy-checkpoint-1"
 # fastai's fine_tune: one frozen epoch at lr, then the unfrozen epochs at lr / 2 with
@@ -36,25 +38,30 @@ FREEZE_EPOCHS, LR_MULT = 1, 100
 
 @dataclass(frozen=True)
 class Phase:
-    """One fit_one_cycle of a schedule: body frozen or not, epochs, learning rate, other options."""
+    """One fit_one_cycle of a schedule: body frozen or not, epochs, learning rate, the image size it
+    trains at, other options."""
 
     frozen: bool
     epochs: int
     lr: float | slice
+    size: Size
     options: dict[str, float] = field(default_factory=dict)
 
 
 def training_phases(entry: ModelEntry) -> list[Phase]:
-    """fit_one_cycle of every layer, or fastai's `fine_tune` written out as its two fits.
+    """fit_one_cycle of every layer, or fastai's `fine_tune` written out as its two fits; with
+    progressive resizing, the (unfrozen) epochs are one such fit per size, as the course does.
 
     fine_tune itself cannot start at an epoch; these are its exact calls, so each fit can
     (fit_one_cycle's `start_epoch`, which keeps the schedule where it was)."""
+    stages = entry.stages()
     if not entry.finetune:
-        return [Phase(False, entry.epochs, entry.lr)]
+        return [Phase(False, epochs, entry.lr, size) for size, epochs in stages]
     half = entry.lr / 2
+    unfrozen = {"pct_start": 0.3, "div": 5.0}
     return [
-        Phase(True, FREEZE_EPOCHS, slice(entry.lr), {"pct_start": 0.99}),
-        Phase(False, entry.epochs, slice(half / LR_MULT, half), {"pct_start": 0.3, "div": 5.0}),
+        Phase(True, FREEZE_EPOCHS, slice(entry.lr), stages[0][0], {"pct_start": 0.99}),
+        *(Phase(False, epochs, slice(half / LR_MULT, half), size, unfrozen) for size, epochs in stages),
     ]
 
 
@@ -127,6 +134,7 @@ def save_checkpoint(path: Path, learn: Learner, settings: dict[str, Any], positi
         "history": json.dumps(history, default=str),
         "model": learn.model.state_dict(),
         "opt": plain(learn.opt.state_dict()),
+        "ema": average.state() if (average := weight_average_of(learn)) else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "random": random_states(learn),
         "smooth_loss": plain([learn.recorder.smooth_loss.count, learn.recorder.smooth_loss.val]),
@@ -170,8 +178,8 @@ class EpochRecords:
     rows: list[dict[str, Any]]
     on_epoch: EpochHook = lambda row: None
 
-    def callbacks(self, phase: int) -> list[Callback]:
-        return [HistoryWriter(self, phase), Checkpointer(self, phase)]
+    def callbacks(self, phase: int, size: Size) -> list[Callback]:
+        return [HistoryWriter(self, phase, size), Checkpointer(self, phase)]
 
     def valid_error(self, metric: str) -> float:
         """The label's validation error of the last epoch."""
@@ -198,12 +206,17 @@ class TrainedEpochs(Callback):
 
 class HistoryWriter(TrainedEpochs):
     """Rewrite history.csv after every epoch (fine_tune's two fits together), so an interrupted run
-    still shows how far it got, and hand each row to `on_epoch`."""
+    still shows how far it got, and hand each row to `on_epoch`. Each row names its fit and the
+    image size it trained at (which changes with progressive resizing)."""
 
     order = 60  # after fastai's Recorder (50), which fills `recorder.log`
 
+    def __init__(self, records: EpochRecords, phase: int, size: Size):
+        super().__init__(records, phase)
+        self.size = "x".join(map(str, size))
+
     def after_trained_epoch(self) -> None:
-        row = {"fit": self.phase, **dict(zip(self.recorder.metric_names, self.recorder.log))}
+        row = {"fit": self.phase, "size": self.size, **dict(zip(self.recorder.metric_names, self.recorder.log))}
         self.records.rows.append(row)
         atomic_write_text(self.records.history_path, pd.DataFrame(self.records.rows).to_csv(index=False))
         self.records.on_epoch(row)
@@ -233,7 +246,7 @@ class RestoreCheckpoint(Callback):
 
     def before_fit(self) -> None:
         states = self.checkpoint.states
-        self.learn.model.load_state_dict(states["model"])
+        restore_weights(self.learn, states)
         restore_random_states(self.learn, states["random"])
         if not self.mid_fit:
             return
@@ -246,6 +259,13 @@ class RestoreCheckpoint(Callback):
         self.recorder.smooth_loss.count, self.recorder.smooth_loss.val = states["smooth_loss"]
 
 
+def restore_weights(learn: Learner, states: dict[str, Any]) -> None:
+    """The checkpoint's model and, for a run that averages its weights, its weight average."""
+    learn.model.load_state_dict(states["model"])
+    if (average := weight_average_of(learn)) is not None:
+        average.load_state(states["ema"])
+
+
 def resume_position(checkpoint: Checkpoint | None, phases: list[Phase]) -> Position:
     """The phase and epoch to start at: the beginning, or just after the checkpoint."""
     if checkpoint is None:
@@ -256,20 +276,30 @@ def resume_position(checkpoint: Checkpoint | None, phases: list[Phase]) -> Posit
     return position
 
 
-def fit_phases(learn: Learner, phases: list[Phase], records: EpochRecords, start: Checkpoint | None = None) -> None:
-    """Run the phases, from the beginning or from `start`, recording every trained epoch."""
+def fit_phases(
+    learn: Learner,
+    phases: list[Phase],
+    records: EpochRecords,
+    start: Checkpoint | None = None,
+    loaders_at: Callable[[Size], Any] | None = None,
+) -> None:
+    """Run the phases, from the beginning or from `start`, recording every trained epoch. With
+    `loaders_at` (progressive resizing), each phase trains on its loaders from it at its size."""
     first = resume_position(start, phases)
     if start is not None and first.phase > len(phases):
-        learn.model.load_state_dict(start.states["model"])  # every epoch was done: only TTA was left
+        restore_weights(learn, start.states)  # every epoch was done: only TTA was left
+    size = None
     for index, phase in enumerate(phases, 1):
         if index < first.phase:
             continue
+        if loaders_at is not None and phase.size != size:
+            learn.dls, size = loaders_at(phase.size), phase.size
         if phase.frozen:
             learn.freeze()
         else:
             learn.unfreeze()
         start_epoch = first.epochs_done if index == first.phase else 0
-        callbacks = records.callbacks(index)
+        callbacks = records.callbacks(index, phase.size)
         if start is not None and index == first.phase:
             callbacks.append(RestoreCheckpoint(start, mid_fit=start_epoch > 0))
         learn.fit_one_cycle(phase.epochs, phase.lr, start_epoch=start_epoch, cbs=callbacks, **phase.options)

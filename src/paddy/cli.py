@@ -224,6 +224,14 @@ MODEL_OPTIONS: dict[str, Any] = {
     "min_scale": Annotated[
         Optional[float], typer.Option(help=defaulting("Smallest share of the image a random crop keeps", "min_scale"))
     ],
+    "sizes": Annotated[
+        Optional[str],
+        typer.Option(help="Progressive resizing: sizes smallest first, ending at --size, e.g. 128,192,256."),
+    ],
+    "ema": Annotated[
+        Optional[float],
+        typer.Option(help="Average the weights (decay, e.g. 0.9998): validated, predicted with and saved."),
+    ],
     "fold": Annotated[Optional[int], typer.Option(help="With --folds: train only this fold (1..folds).")],
     "fold_seed": Annotated[
         Optional[int], typer.Option(help=defaulting("Seed that draws the folds (shared by every entry)", "fold_seed"))

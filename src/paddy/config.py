@@ -99,6 +99,9 @@ class ModelEntry:
     max_warp: float = 0.2
     max_lighting: float = 0.2
     min_scale: float = 0.75  # the course's random crop keeps at least this share of the image
+    # Progressive resizing: the sizes trained at, smallest first, the epochs split across them; the last is `size`
+    sizes: tuple[tuple[int, int], ...] | None = None
+    ema: float | None = None  # decay of an average of the weights (e.g. 0.9998) that validates, predicts and is saved
 
     @property
     def resize_to(self) -> tuple[int, int]:
@@ -133,6 +136,13 @@ class ModelEntry:
             "min_scale": self.min_scale,
         }
 
+    def stages(self) -> list[tuple[tuple[int, int], int]]:
+        """Each training size with its epochs: `sizes` share the epochs (the later, larger sizes get
+        what does not divide evenly), or every epoch at `size`."""
+        sizes = self.sizes or (self.size,)
+        base, extra = divmod(self.epochs, len(sizes))
+        return [(size, base + (i >= len(sizes) - extra)) for i, size in enumerate(sizes)]
+
     def per_fold(self) -> list[ModelEntry]:
         """The runs this entry trains: one per fold with `folds` and no `fold`, else itself."""
         if self.folds is None or self.fold is not None:
@@ -144,6 +154,7 @@ class ModelEntry:
         d = asdict(self)
         d["size"] = list(self.size)
         d["item_size"] = list(self.item_size) if self.item_size else None
+        d["sizes"] = [list(size) for size in self.sizes] if self.sizes else None
         d["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
         d["item"], d["precision"], d["opt"] = str(self.item), str(self.precision), str(self.opt)
         return d
@@ -154,6 +165,7 @@ class ModelEntry:
 SETTINGS_SINCE_0_2 = (
     *("folds", "fold", "fold_seed", "opt"),
     *("aug", "flip", "flip_vert", "max_rotate", "max_zoom", "max_warp", "max_lighting", "min_scale"),
+    *("sizes", "ema"),
 )
 BEHAVIOUR_OF_0_2 = {"opt": str(OptimizerChoice.fastai)}
 
@@ -224,6 +236,14 @@ def parse_size(value: Any, name: str = "size") -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def parse_sizes(value: Any) -> tuple[tuple[int, int], ...]:
+    """Accept [128, 192, 256] (TOML; HxW sizes as text or pairs) or "128,192,256" (a flag)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise PaddyError(f"sizes {value!r} is not a list of sizes (e.g. [128, 192, 256] or 128,192,256)")
+    return tuple(parse_size(item.strip() if isinstance(item, str) else item, "sizes") for item in items)
+
+
 def parse_accum(value: Any) -> Accum:
     """Accum is a whole number or 'auto' (use the accum recorded by probe-memory)."""
     if value == AUTO or (isinstance(value, int) and not isinstance(value, bool)):
@@ -268,6 +288,8 @@ def field_value(name: str, value: Any) -> Any:
     """One setting, parsed (sizes, accum) or type-checked against ModelEntry's annotation."""
     if name in ("size", "item_size"):
         return parse_size(value, name)
+    if name == "sizes":
+        return parse_sizes(value)
     if name == "accum":
         return parse_accum(value)
     return typed_value(name, value, entry_hints()[name])
@@ -339,6 +361,23 @@ def augmentation_problems(entry: ModelEntry) -> list[str]:
     return problems
 
 
+def sizes_problem(entry: ModelEntry) -> str | None:
+    """Why progressive resizing's `sizes` cannot train this entry, or None."""
+    sizes = entry.sizes
+    if not sizes:
+        return None
+    if sizes[-1] != entry.size:
+        return (
+            f"ends at {'x'.join(map(str, sizes[-1]))} but size is {'x'.join(map(str, entry.size))}: the last size "
+            f"is the one the model validates, predicts and is saved at; set size to it"
+        )
+    if any(a > b for small, large in zip(sizes, sizes[1:]) for a, b in zip(small, large)):
+        return f"{[list(s) for s in sizes]} must grow (smallest first), as progressive resizing does"
+    if entry.epochs < len(sizes):
+        return f"{len(sizes)} sizes need at least {len(sizes)} epochs (one per size), not {entry.epochs}"
+    return None
+
+
 def entry_problems(entry: ModelEntry) -> list[str]:
     """Every reason this entry cannot be trained, as 'field: problem' lines."""
     problems = []
@@ -369,6 +408,10 @@ def entry_problems(entry: ModelEntry) -> list[str]:
     elif entry.fold is not None and entry.folds is not None and not 1 <= entry.fold <= entry.folds:
         problems.append(f"fold: {entry.fold} is not one of 1..{entry.folds}")
     problems += augmentation_problems(entry)
+    if problem := sizes_problem(entry):
+        problems.append(f"sizes: {problem}")
+    if entry.ema is not None and not 0 < entry.ema < 1:
+        problems.append(f"ema: {entry.ema} must be in (0, 1), e.g. 0.9998")
     if entry.mixup and entry.multi_target:
         problems.append("mixup: fastai's MixUp mixes one target; it cannot be combined with multi_target")
     return problems

@@ -59,7 +59,8 @@ class Trial:
 
 
 def probe_key(entry: ModelEntry, budget_mib: float) -> dict[str, Any]:
-    """What a probe result depends on: the model, its input sizes, batch, precision and budget."""
+    """What a probe result depends on: the model, its input sizes, batch, precision and budget, and a
+    weight average (a second copy of the weights; keyed only when set, so older probes still match)."""
     return {
         "arch": entry.arch,
         "size": list(entry.size),
@@ -68,13 +69,17 @@ def probe_key(entry: ModelEntry, budget_mib: float) -> dict[str, Any]:
         "bs": entry.bs,
         "precision": str(entry.precision),
         "budget_mib": budget_mib,
+        **({"ema": True} if entry.ema else {}),
     }
 
 
 def describe_key(key: dict[str, Any]) -> str:
     """A probe key as a short phrase for messages."""
     (h, w), (ih, iw) = key["size"], key["item_size"]
-    return f"{key['arch']} {h}x{w} {key['item']} item_size {ih}x{iw} bs {key['bs']} precision {key['precision']}"
+    averaged = " with ema" if key.get("ema") else ""
+    return (
+        f"{key['arch']} {h}x{w} {key['item']} item_size {ih}x{iw} bs {key['bs']} precision {key['precision']}{averaged}"
+    )
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ def probe_command(entry: ModelEntry, budget_mib: float, out: Path, data_flag: st
     return (
         f"paddy probe-memory{where} --arch {entry.arch} --size {h}x{w} --item {entry.item} "
         f"--item-size {ih}x{iw} --bs {entry.bs} --precision {entry.precision}"
+        + (f" --ema {entry.ema:g}" if entry.ema else "")
     )
 
 

@@ -24,6 +24,7 @@ from fastai.vision.all import (
     ImageBlock,
     Learner,
     MixUp,
+    Normalize,
     ProgressCallback,
     RandomSplitter,
     noop,
@@ -57,6 +58,7 @@ from paddy.saved_model import card_for, save_model
 from paddy.targets import single_target, two_targets
 from paddy.transforms import image_transforms
 from paddy.versions import library_versions
+from paddy.weight_average import WeightAverage, adopt_average
 
 LOSS_PLOT = "loss.png"
 CONFUSION_PLOT = "confusion.png"
@@ -319,7 +321,8 @@ def make_learner(
     fastai prints nothing (no bars, no epoch table): the caller reports progress itself."""
     set_seed(plan.seed)
     dls = build_dataloaders(data, plan.entry, plan.seed, plan.step_bs, num_workers, folds)
-    callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *extra_callbacks]
+    averaging = [WeightAverage(plan.entry.ema)] if plan.entry.ema else []
+    callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *averaging, *extra_callbacks]
     learn = build_learner(dls, plan.entry, callbacks, data.label_column)
     if not plan.entry.finetune:
         learn.unfreeze()
@@ -341,6 +344,22 @@ class Ready:
     @property
     def folds_identity(self) -> dict[str, str]:
         return self.folds.identity() if self.folds else {}
+
+
+def loaders_at_sizes(learn: Learner, ready: Ready, num_workers: int | None) -> Callable | None:
+    """For progressive resizing: the run's loaders at another size (its items resized to twice that
+    unless item_size is set), normalised as the learner's are; None for a run at one size."""
+    if not ready.plan.entry.sizes:
+        return None
+    normalize = [t for t in learn.dls.after_batch.fs if isinstance(t, Normalize)]
+
+    def loaders_at(size: tuple[int, int]):
+        entry = replace(ready.plan.entry, size=size)
+        dls = build_dataloaders(ready.data, entry, ready.plan.seed, ready.plan.step_bs, num_workers, ready.folds)
+        dls.add_tfms(normalize, "after_batch")
+        return dls
+
+    return loaders_at
 
 
 def prepare_run(
@@ -444,7 +463,8 @@ def train(
             on_epoch or noop,
         )
         learn = make_learner(ready.plan, data, [], num_workers, bars=on_epoch is None, folds=ready.folds)
-        fit_phases(learn, training_phases(entry), records, start)
+        fit_phases(learn, training_phases(entry), records, start, loaders_at_sizes(learn, ready, num_workers))
+        adopt_average(learn)
         valid_error = records.valid_error(learn.recorder.metric_names[3])  # epoch, train_loss, valid_loss, error
         trained = time.monotonic()
         save_run_plots(learn, folder, data.classes)
