@@ -298,3 +298,26 @@ def test_a_run_killed_in_epoch_3_resumes_to_the_uninterrupted_result(tiny_data_r
     pd.testing.assert_frame_equal(history[LOSSES], full.history()[LOSSES])
     for name, weight in final_weights(full).items():
         torch.testing.assert_close(final_weights(run)[name], weight, rtol=0, atol=1e-6)
+
+
+def test_a_run_stopped_after_its_last_epoch_resumes_with_only_tta_left(tiny_data, tmp_path, monkeypatch):
+    """Killed during TTA: the checkpoint holds every epoch, so resuming trains nothing and predicts with
+    the checkpoint's weights (here the weight average's) what the uninterrupted run predicted."""
+    entry = tiny_entry(finetune=False, ema=0.9)
+    full = train(entry, tiny_data, tmp_path / "full", num_workers=0, keep_checkpoint=True)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(paddy.train, "tta_predictions", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train(entry, tiny_data, tmp_path / "cut", num_workers=0, keep_checkpoint=True)
+    trained = []
+    with_callbacks(monkeypatch, LearningRates(trained))
+    resumed = resume_run(only_run(tmp_path / "cut"), tiny_data, num_workers=0, keep_checkpoint=True)
+    assert not trained, "no epoch trained again"
+    assert resumed.valid_error == full.valid_error
+    np.testing.assert_allclose(
+        load_predictions(resumed.predictions_path).probs, load_predictions(full.predictions_path).probs, atol=1e-6
+    )

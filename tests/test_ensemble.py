@@ -5,7 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import tiny_entry
+from typer.testing import CliRunner
 
+from paddy.cli import app
 from paddy.config import load_config
 from paddy.ensemble import Member, aligned_probs, average, build_ensemble, check_probabilities, parse_weights
 from paddy.errors import PaddyError
@@ -149,3 +151,23 @@ def test_config_picks_the_newest_run_of_each_entry_with_its_weight(tiny_data_roo
     config.write_text('[[models]]\narch = "resnet18"\nsize = 64\n')
     with pytest.raises(PaddyError, match="no finished run .* resnet18-64x64-squish"):
         build_ensemble(out, None, {}, load_config(config), out / "e.safetensors", data)
+
+
+def test_runs_from_several_machines_are_one_ensemble(tmp_path):
+    """`--shard` on two machines, their run folders kept apart: `paddy ensemble --out A --out B`."""
+    a, b = tmp_path / "machine-a", tmp_path / "machine-b"
+    write_run(a, "r1", A)
+    write_run(b, "r2", B)
+    write_run(b, "r1", A)  # the same run copied to both: one member
+    dest = tmp_path / "e.safetensors"
+    _, members, _ = build_ensemble([a, b], None, {}, None, dest)
+    assert [m.name for m in members] == ["r1", "r2"]
+    np.testing.assert_allclose(load_predictions(dest).probs, (np.array(A) + np.array(B)) / 2, rtol=1e-6)
+    _, members, _ = build_ensemble([a, b], ["r2"], {}, None, dest)
+    assert [m.runs[0].path for m in members] == [b / "r2"]
+    result = CliRunner().invoke(app, ["ensemble", "--out", str(a), "--out", str(b)])
+    assert result.exit_code == 0 and "ensemble of 2 members" in result.stdout, result.output
+    assert (a / "ensemble.safetensors").is_file(), "written under the first --out"
+    write_run(b, "r3", B, ids=("1.jpg", "9.jpg"))
+    with pytest.raises(PaddyError, match="run r3: test images differ"):
+        build_ensemble([a, b], None, {}, None, dest)

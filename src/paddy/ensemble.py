@@ -21,7 +21,7 @@ from paddy.data import recorded_root
 from paddy.errors import PaddyError
 from paddy.out_of_fold import CvReport, cv_report
 from paddy.predictions import Predictions, load_predictions, save_predictions
-from paddy.runs import RunFolder, find_run, finished_runs, fold_groups, run_of_entry
+from paddy.runs import Outs, RunFolder, find_run, finished_runs, fold_groups, out_folders, run_of_entry
 
 ENSEMBLE_FILE = "ensemble.safetensors"
 
@@ -54,7 +54,7 @@ class Member:
 Chosen = list[tuple[list[RunFolder], float | None]]  # members' runs (one, or an entry's folds), default weight
 
 
-def runs_matching_config(out: Path, config: EnsembleConfig, data: Path | None) -> Chosen:
+def runs_matching_config(out: Outs, config: EnsembleConfig, data: Path | None) -> Chosen:
     """For each config entry, its newest finished run (each fold's, with folds) as `paddy run` matches
     them, and its weight."""
     data_root = recorded_root(data or config.data)
@@ -65,7 +65,8 @@ def runs_matching_config(out: Path, config: EnsembleConfig, data: Path | None) -
             run = run_of_entry(out, one, data_root)
             if run is None:
                 raise PaddyError(
-                    f"no finished run in {out} for config entry {one.describe()} on {data_root}; train it first"
+                    f"no finished run in {', '.join(map(str, out_folders(out)))} for config entry "
+                    f"{one.describe()} on {data_root}; train it first"
                 )
             runs.append(run)
         chosen.append((runs, entry.ensemble_weight))
@@ -182,7 +183,7 @@ def load_members(chosen: Chosen, weights: dict[str, float]) -> list[Member]:
     return members
 
 
-def choose_runs(out: Path, runs: list[str] | None, config: EnsembleConfig | None, data: Path | None) -> Chosen:
+def choose_runs(out: Outs, runs: list[str] | None, config: EnsembleConfig | None, data: Path | None) -> Chosen:
     """The members' folders with default weights: a config's entries, named runs, or every finished run
     (an entry's fold runs together, as one member)."""
     if config is not None:
@@ -206,7 +207,7 @@ def scored_members(members: list[Member], fit: bool) -> tuple[list[Member], CvRe
 
 
 def build_ensemble(
-    out: Path,
+    out: Outs,
     runs: list[str] | None,
     weights: dict[str, float],
     config: EnsembleConfig | None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -172,14 +172,30 @@ def entry_run_folder(out: Path, config_name: str, index: int, entry: ModelEntry,
     return RunFolder(out / f"{config_name}-{index:02d}-{entry.describe()}-{settings_key(entry, data_root)}")
 
 
-def finished_runs(out: Path) -> list[RunFolder]:
-    """Run folders under `out` whose predictions were written (in name order)."""
-    return [RunFolder(p.parent) for p in sorted(out.glob(f"*/{PREDICTIONS_FILE}")) if RunFolder(p.parent).finished]
+Outs = Path | Sequence[Path]  # one folder of run folders, or several (from several machines)
 
 
-def run_of_entry(out: Path, entry: ModelEntry, data_root: Path, also: dict[str, Any] | None = None) -> RunFolder | None:
-    """The newest finished run under `out` trained with the entry's settings on that data, if any."""
-    matching = [run for run in finished_runs(out) if run.matches(entry, data_root, also)]
+def out_folders(outs: Outs) -> list[Path]:
+    return [outs] if isinstance(outs, Path) else list(outs)
+
+
+def finished_runs(outs: Outs) -> list[RunFolder]:
+    """Run folders under `outs` whose predictions were written (in name order within each folder); a run
+    copied under two of them counts once (the first)."""
+    found: dict[str, RunFolder] = {}
+    for out in out_folders(outs):
+        for predictions in sorted(out.glob(f"*/{PREDICTIONS_FILE}")):
+            run = RunFolder(predictions.parent)
+            if run.finished and run.name not in found:
+                found[run.name] = run
+    return list(found.values())
+
+
+def run_of_entry(
+    outs: Outs, entry: ModelEntry, data_root: Path, also: dict[str, Any] | None = None
+) -> RunFolder | None:
+    """The newest finished run under `outs` trained with the entry's settings on that data, if any."""
+    matching = [run for run in finished_runs(outs) if run.matches(entry, data_root, also)]
     return max(matching, key=lambda run: run.predictions_path.stat().st_mtime, default=None)
 
 
@@ -209,13 +225,14 @@ def fold_groups(runs: list[RunFolder]) -> list[list[RunFolder]]:
     return groups
 
 
-def find_run(run: str, out: Path, finished: bool = False) -> RunFolder:
-    """A run given as a folder name under `out` or as a path (a finished one if asked)."""
-    for candidate in (RunFolder(out / run), RunFolder(Path(run))):
+def find_run(run: str, outs: Outs, finished: bool = False) -> RunFolder:
+    """A run given as a folder name under (one of) `outs` or as a path (a finished one if asked)."""
+    places = [out / run for out in out_folders(outs)] + [Path(run)]
+    for candidate in map(RunFolder, places):
         if candidate.finished if finished else candidate.config_path.is_file():
             return candidate
     state = "finished " if finished else ""
-    raise PaddyError(f"no {state}run folder {run!r} (looked for {out / run} and {run})")
+    raise PaddyError(f"no {state}run folder {run!r} (looked for {' and '.join(map(str, places))})")
 
 
 @dataclass(frozen=True)

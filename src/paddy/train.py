@@ -465,7 +465,7 @@ def train(
         learn = make_learner(ready.plan, data, [], num_workers, bars=on_epoch is None, folds=ready.folds)
         fit_phases(learn, training_phases(entry), records, start, loaders_at_sizes(learn, ready, num_workers))
         adopt_average(learn)
-        valid_error = records.valid_error(learn.recorder.metric_names[3])  # epoch, train_loss, valid_loss, error
+        valid_error = records.valid_error(learn.metrics[0].name)  # the label's error (no fit ran if only TTA was left)
         trained = time.monotonic()
         save_run_plots(learn, folder, data.classes)
         save_model(learn, folder.model_path, card_for(learn, entry, ready.plan.step_bs, data.classes, ready.plan.seed))
