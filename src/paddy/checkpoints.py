@@ -23,6 +23,7 @@ import torch
 from fastai.vision.all import Callback, L, Learner
 
 from paddy.config import ModelEntry
+from paddy.data_parallel import bare_loader, bare_model, is_main_process
 from paddy.errors import PaddyError
 from paddy.files import atomic_write_text, atomic_write_with
 from paddy.weight_average import weight_average_of
@@ -82,7 +83,7 @@ def random_states(learn: Learner) -> dict[str, Any]:
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "loaders": [loader.rng.getstate() for loader in learn.dls.loaders],
+        "loaders": [bare_loader(loader).rng.getstate() for loader in learn.dls.loaders],
     }
 
 
@@ -94,7 +95,7 @@ def restore_random_states(learn: Learner, states: dict[str, Any]) -> None:
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
     for loader, state in zip(learn.dls.loaders, states["loaders"]):
-        loader.rng.setstate(state)
+        bare_loader(loader).rng.setstate(state)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def save_checkpoint(path: Path, learn: Learner, settings: dict[str, Any], positi
         "settings": json.dumps(settings, sort_keys=True, default=str),
         "position": [position.phase, position.epochs_done],
         "history": json.dumps(history, default=str),
-        "model": learn.model.state_dict(),
+        "model": bare_model(learn.model).state_dict(),
         "opt": plain(learn.opt.state_dict()),
         "ema": average.state() if (average := weight_average_of(learn)) else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -187,7 +188,8 @@ class EpochRecords:
 
 
 class TrainedEpochs(Callback):
-    """Act after epochs that trained: resuming skips epochs, and fastai fires after_epoch for them too."""
+    """Act after epochs that trained: resuming skips epochs, and fastai fires after_epoch for them too.
+    Of data-parallel processes only the main one acts (they all hold the same weights and history)."""
 
     def __init__(self, records: EpochRecords, phase: int):
         self.records, self.phase, self.trained = records, phase, False
@@ -196,7 +198,7 @@ class TrainedEpochs(Callback):
         self.trained = True
 
     def after_epoch(self) -> None:
-        if self.trained:
+        if self.trained and is_main_process():
             self.after_trained_epoch()
         self.trained = False
 
@@ -261,7 +263,7 @@ class RestoreCheckpoint(Callback):
 
 def restore_weights(learn: Learner, states: dict[str, Any]) -> None:
     """The checkpoint's model and, for a run that averages its weights, its weight average."""
-    learn.model.load_state_dict(states["model"])
+    bare_model(learn.model).load_state_dict(states["model"])
     if (average := weight_average_of(learn)) is not None:
         average.load_state(states["ema"])
 

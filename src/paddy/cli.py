@@ -232,6 +232,10 @@ MODEL_OPTIONS: dict[str, Any] = {
         Optional[float],
         typer.Option(help="Average the weights (decay, e.g. 0.9998): validated, predicted with and saved."),
     ],
+    "gpus": Annotated[
+        Optional[int],
+        typer.Option(help=defaulting("GPUs training this one model data-parallel (bs is shared out)", "gpus")),
+    ],
     "fold": Annotated[Optional[int], typer.Option(help="With --folds: train only this fold (1..folds).")],
     "fold_seed": Annotated[
         Optional[int], typer.Option(help=defaulting("Seed that draws the folds (shared by every entry)", "fold_seed"))
@@ -290,19 +294,25 @@ def train(
     keep_checkpoint: KeepCheckpoint = False,
 ) -> None:
     """Train one model, predict the test set with TTA, and save everything in a run folder."""
-    from paddy.train import train_or_resume
+    from paddy.train import launch_data_parallel, train_or_resume
 
+    options = {"budget_mib": model.budget_mib, "bad_images": bad_images}
+    launched = launch_data_parallel(model.entry, model.data, out_dir, sys.argv[1:], resume=resume, **options)
+    if launched is not None:  # the run trained in `gpus` processes, which printed its outcome
+        raise typer.Exit(launched)
     results = train_or_resume(
         model.entry,
         model.data,
         out_dir,
         resume=resume,
         settings_given=model.flags_given,
-        budget_mib=model.budget_mib,
-        bad_images=bad_images,
         on_epoch=epoch_lines(),
         keep_checkpoint=keep_checkpoint,
+        **options,
     )
+    results = [result for result in results if result is not None]  # a data-parallel process but the main one
+    if not results:
+        return
     if results[0].entry.accum != model.entry.accum:
         out.print(f"--accum auto: accum {results[0].entry.accum}, as probe-memory recorded under {out_dir}")
     for result in results:

@@ -102,12 +102,18 @@ class ModelEntry:
     # Progressive resizing: the sizes trained at, smallest first, the epochs split across them; the last is `size`
     sizes: tuple[tuple[int, int], ...] | None = None
     ema: float | None = None  # decay of an average of the weights (e.g. 0.9998) that validates, predicts and is saved
+    gpus: int = 1  # data-parallel processes (one per GPU) that train this one run; each takes bs / gpus images
 
     @property
     def resize_to(self) -> tuple[int, int]:
         """Size each image is resized to before batch augmentation (course: 480 for 224)."""
         h, w = self.size
         return self.item_size or (2 * h, 2 * w)
+
+    @property
+    def process_bs(self) -> int:
+        """Each data-parallel process's share of the effective batch (all of it with one GPU)."""
+        return self.bs // self.gpus
 
     @property
     def resolved_accum(self) -> int:
@@ -165,7 +171,7 @@ class ModelEntry:
 SETTINGS_SINCE_0_2 = (
     *("folds", "fold", "fold_seed", "opt"),
     *("aug", "flip", "flip_vert", "max_rotate", "max_zoom", "max_warp", "max_lighting", "min_scale"),
-    *("sizes", "ema"),
+    *("sizes", "ema", "gpus"),
 )
 BEHAVIOUR_OF_0_2 = {"opt": str(OptimizerChoice.fastai)}
 
@@ -195,7 +201,8 @@ def default_of(name: str) -> Any:
 
 
 def accum_problem(bs: int, accum: int) -> str | None:
-    """Why `accum` cannot split an effective batch of `bs` images, or None: the accum rule."""
+    """Why `accum` cannot split an effective batch of `bs` images, or None: the accum rule. With several
+    data-parallel processes, `bs` is one process's share (`ModelEntry.process_bs`)."""
     if accum < 1:
         return f"{accum} must be at least 1"
     if bs % accum:
@@ -383,10 +390,15 @@ def entry_problems(entry: ModelEntry) -> list[str]:
     problems = []
     if problem := arch_problem(entry.arch):
         problems.append(f"arch: {problem}")
+    if entry.gpus < 1:
+        problems.append(f"gpus: {entry.gpus} must be at least 1")
+    elif entry.bs % entry.gpus:
+        problems.append(f"gpus: {entry.gpus} does not divide bs {entry.bs} (each process takes bs / gpus images)")
     if entry.bs < 1:
         problems.append(f"bs: {entry.bs} must be at least 1")
-    elif entry.accum != AUTO and (problem := accum_problem(entry.bs, entry.accum)):
-        problems.append(f"accum: {problem}")
+    elif entry.gpus >= 1 and entry.accum != AUTO and (problem := accum_problem(entry.process_bs, entry.accum)):
+        where = f" per process (bs {entry.bs} over {entry.gpus} GPUs)" if entry.gpus > 1 else ""
+        problems.append(f"accum: {problem}{where}")
     if entry.epochs < 1:
         problems.append(f"epochs: {entry.epochs} must be at least 1")
     if entry.lr <= 0:

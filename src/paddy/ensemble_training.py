@@ -66,9 +66,10 @@ def train_with_oom_retry(entry: ModelEntry, train_once: Callable[[ModelEntry], R
             pass  # leave the except block first: its traceback still holds the model
         free_memory()
         accum = entry.resolved_accum
-        if accum_problem(entry.bs, 2 * accum):
+        if accum_problem(entry.process_bs, 2 * accum):
             raise PaddyError(
-                f"{entry.describe()} runs out of memory even at accum {accum} (per-step batch {entry.bs // accum})"
+                f"{entry.describe()} runs out of memory even at accum {accum} "
+                f"(per-step batch {entry.process_bs // accum})"
             )
         entry = replace(entry, accum=2 * accum)
 
@@ -83,6 +84,11 @@ def checked_config(
 ) -> tuple[list[ModelEntry], CompetitionData]:
     """Every entry with `accum = "auto"` resolved and checked against the data (each fold against its
     folds, drawn now), and the images checked."""
+    if several := [f"entry {i + 1} has gpus {e.gpus}" for i, e in enumerate(config.models) if e.gpus > 1]:
+        raise PaddyError(
+            f"{', '.join(several)}: paddy run trains each run in one process (--gpus 0,1 gives each run a GPU); "
+            "train a data-parallel entry with `paddy train --config CONFIG --entry N`"
+        )
     entries = resolve_auto_accum(config.models, budget_mib, out, data.as_flag, config.source)
     data = without_bad_images(data, bad_images)
     for entry in entries:

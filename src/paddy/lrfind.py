@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fastai.vision.all import minimum, slide, steep, valley
 
-from paddy.config import BadImages, ModelEntry
+from paddy.config import AUTO, BadImages, ModelEntry
 from paddy.data import CompetitionData
 from paddy.errors import PaddyError
 from paddy.files import write_json
@@ -32,6 +32,16 @@ class LrFindResult:
         return self.run.path / LR_FIND_PLOT
 
 
+def in_one_process(entry: ModelEntry) -> ModelEntry:
+    """A data-parallel entry as one process with the same per-step batch and effective batch: lr_find
+    cannot run under DDP (fastai#3688), and the learning rate is the effective batch's."""
+    if entry.gpus == 1:
+        return entry
+    if entry.accum == AUTO:
+        raise PaddyError(f"lr-find of an entry with gpus {entry.gpus}: give --accum (auto is decided per process)")
+    return replace(entry, gpus=1, accum=entry.accum * entry.gpus)
+
+
 def find_lr(
     entry: ModelEntry,
     data: CompetitionData,
@@ -45,7 +55,7 @@ def find_lr(
     """Run lr_find on the entry's learner (its accum, `auto` resolved as train does) and save the
     loss-vs-lr plot in a run folder of its own. A loss that never gives a finite suggestion is
     refused rather than reported."""
-    ready = prepare_run(entry, data, out, budget_mib, bad_images, suffix="-lr-find")
+    ready = prepare_run(in_one_process(entry), data, out, budget_mib, bad_images, suffix="-lr-find")
     with ready.run.writing() as folder:
         folder.start(run_config_json(ready))
         learn = make_learner(ready.plan, ready.data, [], num_workers, bars)

@@ -70,13 +70,14 @@ def probe_key(entry: ModelEntry, budget_mib: float) -> dict[str, Any]:
         "precision": str(entry.precision),
         "budget_mib": budget_mib,
         **({"ema": True} if entry.ema else {}),
+        **({"gpus": entry.gpus} if entry.gpus > 1 else {}),  # each process trains bs / gpus images
     }
 
 
 def describe_key(key: dict[str, Any]) -> str:
     """A probe key as a short phrase for messages."""
     (h, w), (ih, iw) = key["size"], key["item_size"]
-    averaged = " with ema" if key.get("ema") else ""
+    averaged = (" with ema" if key.get("ema") else "") + (f" on {key['gpus']} GPUs" if key.get("gpus") else "")
     return (
         f"{key['arch']} {h}x{w} {key['item']} item_size {ih}x{iw} bs {key['bs']} precision {key['precision']}{averaged}"
     )
@@ -159,6 +160,7 @@ def probe_command(entry: ModelEntry, budget_mib: float, out: Path, data_flag: st
         f"paddy probe-memory{where} --arch {entry.arch} --size {h}x{w} --item {entry.item} "
         f"--item-size {ih}x{iw} --bs {entry.bs} --precision {entry.precision}"
         + (f" --ema {entry.ema:g}" if entry.ema else "")
+        + (f" --gpus {entry.gpus}" if entry.gpus > 1 else "")
     )
 
 

@@ -34,14 +34,14 @@ def check_headroom(headroom: float) -> float:
 def check_probe_entry(entry: ModelEntry) -> ModelEntry:
     """The entry, if it can be trained and has at least one accum to try."""
     check_entry(entry)
-    if not accum_choices(entry.bs):
+    if not accum_choices(entry.process_bs):
         raise PaddyError(f"bs {entry.bs} is too small to probe: each step needs at least {MIN_STEP_BATCH} images")
     return entry
 
 
 def try_accum(entry: ModelEntry, accum: int, limit_mib: float, measure: Measure) -> Trial:
     """Measure one accum; running out of memory means it does not fit (memory is freed either way)."""
-    step_bs = entry.bs // accum
+    step_bs = entry.process_bs // accum
     try:
         measurement = measure(entry, accum)
     except torch.OutOfMemoryError:
@@ -57,7 +57,7 @@ def search_accum(
 ) -> list[Trial]:
     """Try accum 1, 2, 4, ... in order and stop at the first that fits."""
     trials: list[Trial] = []
-    for accum in accum_choices(entry.bs):
+    for accum in accum_choices(entry.process_bs):
         on_trial(accum)
         trials.append(try_accum(entry, accum, limit_mib, measure))
         if trials[-1].fits:

@@ -22,6 +22,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from paddy.config import ENTRY_FIELDS, ModelEntry, unrecorded_settings
+from paddy.data_parallel import is_main_process
 from paddy.errors import PaddyError
 from paddy.files import read_csv, read_json, write_json
 from paddy.predictions import PREDICTIONS_FILE
@@ -105,7 +106,11 @@ class RunFolder:
         """Hold this folder's lock while writing it, so two processes never interleave in one run.
 
         The lock is an OS file lock in `<out>/.locks/`: a killed process releases it. It is
-        re-entrant in one process, so a caller may hold it around `train`, which takes it too."""
+        re-entrant in one process, so a caller may hold it around `train`, which takes it too. Of
+        data-parallel processes training one run, the main one holds it for all of them."""
+        if not is_main_process():
+            yield self
+            return
         locks = self.path.parent / LOCKS_FOLDER
         lock = FileLock(locks / f"{self.name}.lock", is_singleton=True)
         try:

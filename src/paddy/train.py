@@ -47,6 +47,7 @@ from paddy.config import (
     unrecorded_settings,
 )
 from paddy.data import CompetitionData, extra_labels, resolve_data, training_split_size, without_bad_images
+from paddy.data_parallel import alone, distributed, finish, is_main_process, launch, launched_run_folder, needs_launch
 from paddy.errors import PaddyError
 from paddy.folds import Folds, entry_folds
 from paddy.memory_probes import chosen_budget, resolve_auto_accum
@@ -86,7 +87,8 @@ def accumulation(bs: int, accum: int) -> tuple[int, list[Callback]]:
     """Per-step batch size and callbacks so `accum` small steps make one step of `bs` images.
 
     fastai's GradientAccumulation counts samples (n_acc=bs), not steps, and scales each
-    step's loss by its share of the effective batch.
+    step's loss by its share of the effective batch. It counts one process's samples: with several
+    data-parallel processes `bs` is each one's share, and DDP's mean over them makes the whole batch.
     """
     if problem := accum_problem(bs, accum):
         raise PaddyError(f"accum: {problem}")
@@ -301,7 +303,7 @@ class TrainingPlan:
 def plan_training(entry: ModelEntry) -> TrainingPlan:
     """Check the entry and settle accumulation, precision and seed (drawn when unset)."""
     check_entry(entry)
-    step_bs, callbacks = accumulation(entry.bs, entry.resolved_accum)
+    step_bs, callbacks = accumulation(entry.process_bs, entry.resolved_accum)
     seed = entry.seed if entry.seed is not None else random.SystemRandom().randrange(2**31)
     return TrainingPlan(entry, step_bs, callbacks, resolve_precision(entry.precision), seed)
 
@@ -435,7 +437,7 @@ def train(
     on_epoch: EpochHook | None = None,
     resume: bool = False,
     keep_checkpoint: bool = False,
-) -> RunResult:
+) -> RunResult | None:
     """Train `entry` on `data`, predict the test set with TTA, and save it all in a run folder.
 
     The folder is `run` (default: a new time-stamped one under `out`); the predictions file is
@@ -445,14 +447,21 @@ def train(
 
     A checkpoint is saved after every epoch and removed at the end (unless `keep_checkpoint`);
     with `resume`, the unfinished `run` goes on from its checkpoint with its own seed.
+
+    In a data-parallel launch (`gpus` > 1) every process trains; the main one writes and predicts, and
+    returns the result; the others return None.
     """
     if entry.folds is not None and entry.fold is None:
         raise PaddyError(f"one run trains one fold: give fold 1..{entry.folds} (train_entry trains them all)")
+    if needs_launch(entry.gpus):
+        raise PaddyError(f"gpus {entry.gpus}: data-parallel training starts from `paddy train --gpus {entry.gpus}`")
+    launched = launched_run_folder()
+    run = run or (RunFolder(launched) if launched else None)
     ready = prepare_run(entry, data, out, budget_mib, bad_images, run, resume=resume)
     entry, data, settings = ready.plan.entry, ready.data, run_config_json(ready)
     with ready.run.writing() as folder:
         start = resumable_checkpoint(folder, settings) if resume else None
-        if start is None:
+        if start is None and is_main_process():
             folder.start(settings)
         started = time.monotonic()
         records = EpochRecords(
@@ -463,22 +472,32 @@ def train(
             on_epoch or noop,
         )
         learn = make_learner(ready.plan, data, [], num_workers, bars=on_epoch is None, folds=ready.folds)
-        fit_phases(learn, training_phases(entry), records, start, loaders_at_sizes(learn, ready, num_workers))
+        with distributed(learn):
+            fit_phases(learn, training_phases(entry), records, start, loaders_at_sizes(learn, ready, num_workers))
         adopt_average(learn)
-        valid_error = records.valid_error(learn.metrics[0].name)  # the label's error (no fit ran if only TTA was left)
-        trained = time.monotonic()
-        save_run_plots(learn, folder, data.classes)
-        save_model(learn, folder.model_path, card_for(learn, entry, ready.plan.step_bs, data.classes, ready.plan.seed))
-        meta = {**predictions_meta(entry, ready.plan.seed, valid_error, folder, data), **ready.folds_identity}
-        if ready.folds is not None:
-            save_predictions(out_of_fold_predictions(learn, ready, meta), folder.oof_path)
-        preds = tta_predictions(learn, list(data.test_images), data.classes, meta, ready.plan.seed)
+        if not is_main_process():
+            finish()
+            return None
+        with alone():
+            valid_error = records.valid_error(
+                learn.metrics[0].name
+            )  # the label's error (no fit ran if only TTA was left)
+            trained = time.monotonic()
+            save_run_plots(learn, folder, data.classes)
+            save_model(
+                learn, folder.model_path, card_for(learn, entry, ready.plan.step_bs, data.classes, ready.plan.seed)
+            )
+            meta = {**predictions_meta(entry, ready.plan.seed, valid_error, folder, data), **ready.folds_identity}
+            if ready.folds is not None:
+                save_predictions(out_of_fold_predictions(learn, ready, meta), folder.oof_path)
+            preds = tta_predictions(learn, list(data.test_images), data.classes, meta, ready.plan.seed)
         train_seconds, predict_seconds = trained - started, time.monotonic() - trained
         result = {"valid_error": valid_error, "train_seconds": train_seconds, "predict_seconds": predict_seconds}
         folder.write_result({**result, "seed": ready.plan.seed})
         save_predictions(preds, folder.predictions_path)
         if not keep_checkpoint:
             folder.checkpoint_path.unlink(missing_ok=True)
+    finish()
     return RunResult(folder, entry, ready.plan.seed, valid_error, train_seconds, predict_seconds, folder.history())
 
 
@@ -501,6 +520,30 @@ def train_entry(
     of them), else one (`options` as for `train`)."""
     data = without_bad_images(data, bad_images)
     return [train(one, data, out, bad_images=bad_images, **options) for one in entry.per_fold()]
+
+
+def launch_data_parallel(
+    entry: ModelEntry,
+    data: CompetitionData,
+    out: Path,
+    argv: list[str],
+    *,
+    resume: str | None = None,
+    budget_mib: float | None = None,
+    bad_images: BadImages = BadImages.fail,
+) -> int | None:
+    """`paddy train` of a run on several GPUs, from the one process the user started: every check
+    once, the run folder chosen once, then the same command as `gpus` processes; their exit code.
+    None where no launch is wanted (one GPU, or this is already one of the processes)."""
+    run = find_run(resume, out) if resume is not None else None
+    gpus = recorded_entry(run).gpus if run is not None else entry.gpus
+    if not needs_launch(gpus):
+        return None
+    if run is None:
+        if entry.folds is not None and entry.fold is None:
+            raise PaddyError(f"gpus {gpus} trains one run at a time: give --fold 1..{entry.folds}")
+        run = prepare_run(entry, data, out, budget_mib, bad_images).run
+    return launch(gpus, argv, run.path)
 
 
 def train_or_resume(

@@ -18,6 +18,8 @@ from fastai.vision.all import Callback, Learner
 from timm.utils import ModelEmaV3
 from torch import nn
 
+from paddy.data_parallel import bare_model
+
 
 def swap_weights(model: nn.Module, other: nn.Module) -> None:
     """Exchange the parameters' and buffers' storage of two copies of one model, without copying:
@@ -31,7 +33,8 @@ def swap_weights(model: nn.Module, other: nn.Module) -> None:
 class WeightAverage(Callback):
     """The run's weight average: made when training starts, updated per real step, validated."""
 
-    order = 20  # before_fit: after fastai put the model on its device (-10), before a checkpoint restores (51)
+    order = 20  # before_fit: after fastai put the model on its device (-10) and DDP wrapped it (11), before
+    # a checkpoint restores (51)
 
     def __init__(self, decay: float):
         self.decay, self.steps, self.average = decay, 0, None
@@ -40,7 +43,7 @@ class WeightAverage(Callback):
     def ensure_average(self) -> ModelEmaV3:
         """The average, started from the model's present weights if training has not made it yet."""
         if self.average is None:
-            self.average = ModelEmaV3(self.learn.model, decay=self.decay, use_warmup=True)
+            self.average = ModelEmaV3(bare_model(self.learn.model), decay=self.decay, use_warmup=True)
         return self.average
 
     def before_fit(self) -> None:
@@ -56,15 +59,15 @@ class WeightAverage(Callback):
         if self.step_cancelled:
             return
         self.steps += 1
-        self.ensure_average().update(self.learn.model, step=self.steps)
+        self.ensure_average().update(bare_model(self.learn.model), step=self.steps)
 
     def before_validate(self) -> None:
         if self.average is not None:
-            swap_weights(self.learn.model, self.average.module)
+            swap_weights(bare_model(self.learn.model), self.average.module)
 
     def after_validate(self) -> None:
         if self.average is not None:
-            swap_weights(self.learn.model, self.average.module)
+            swap_weights(bare_model(self.learn.model), self.average.module)
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps: the averaged weights and how many steps they have seen."""
