@@ -122,11 +122,11 @@ def test_one_cycle_resumed_mid_way_ends_exactly_as_the_uninterrupted_run(tiny_da
 @pytest.mark.parametrize(
     "settings, stop",
     [
+        # every case steps the default optimizer (torch's fused AdamW); fastai's Adam: the paddy 0.2 test below
         ({"finetune": True}, (1, 0)),  # inside the frozen epoch: no checkpoint yet, it starts again
         ({"finetune": True}, (2, 0)),  # after the frozen epoch, at the start of the unfrozen fit
         ({"finetune": True, "accum": 2}, (2, 1)),  # mid-way through the unfrozen fit, accumulating
         ({"finetune": False, "multi_target": "variety"}, (1, 1)),
-        ({"finetune": True, "opt": "adamw-fused"}, (2, 1)),  # torch's optimizer state, after unfreezing
         # progressive resizing (16 px for an epoch, then 32 px for two) with a weight average: stopped mid 32 px
         ({"finetune": False, "epochs": 3, "sizes": "16,32", "ema": 0.9, "accum": 2}, (2, 1)),
     ],
@@ -135,7 +135,6 @@ def test_one_cycle_resumed_mid_way_ends_exactly_as_the_uninterrupted_run(tiny_da
         "fine-tune-between-phases",
         "fine-tune-unfrozen-accum-2",
         "multi-target",
-        "adamw",
         "progressive-resizing-ema",
     ],
 )
@@ -291,7 +290,7 @@ def test_a_run_killed_in_epoch_3_resumes_to_the_uninterrupted_result(tiny_data_r
     assert not run.finished and 2 <= len(killed_history) < 4
     resumed = CliRunner().invoke(app, ["train", "--resume", run.name, "--out", str(killed_out), "--keep-checkpoint"])
     assert resumed.exit_code == 0, resumed.output
-    subprocess.run([*command, "--out", str(full_out)], check=True, stdout=subprocess.DEVNULL)
+    assert CliRunner().invoke(app, ["train", *flags, "--out", str(full_out)]).exit_code == 0
     history, full = run.history(), only_run(full_out)
     assert len(history) == 4
     pd.testing.assert_frame_equal(history[LOSSES].iloc[:2], killed_history[LOSSES].iloc[:2])

@@ -25,10 +25,17 @@ from typer.testing import CliRunner
 import paddy.probe
 import paddy.train
 from paddy.cli import app
-from paddy.config import accum_choices
+from paddy.config import Precision, accum_choices
 from paddy.data import check_layout
 from paddy.errors import PaddyError
-from paddy.memory import LiveTensorBytes, Measurement, StopAfterSecondStep, measure_training, probe_subset
+from paddy.memory import (
+    LiveTensorBytes,
+    Measurement,
+    StopAfterSecondStep,
+    estimate_in_gpu_precision,
+    measure_training,
+    probe_subset,
+)
 from paddy.memory_probes import (
     CUDA_CONTEXT_MIB,
     ESTIMATE,
@@ -45,6 +52,7 @@ from paddy.memory_probes import (
 )
 from paddy.probe import check_headroom, probe_memory, search_accum
 from paddy.report import probe_table
+from paddy.train import plan_training, resolve_precision
 
 runner = CliRunner()
 TINY_FLAGS = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained", "--seed", "0"]
@@ -385,10 +393,16 @@ def test_a_gpu_run_in_fp32_is_estimated_in_fp32_only(tiny_data):
     assert measurement.parts["tensors_mib"] == measurement.parts["tensors_mib_fp32"]
 
 
+def cpu_estimate(entry, data) -> dict:
+    """measure_training's CPU estimate of a GPU run of `entry` at accum 1, without its timing run."""
+    plan = plan_training(replace(entry, precision=Precision.fp32))
+    gpu_precision = resolve_precision(entry.precision, cuda=True)
+    return estimate_in_gpu_precision(plan, gpu_precision, probe_subset(data, entry.bs, entry.valid_pct), 0).parts
+
+
 def test_the_estimate_counts_the_weight_averages_copy_of_the_model(tiny_data):
     plain, averaged = (
-        measure_training(tiny_entry(bs=8, precision="fp32", ema=ema), 1, tiny_data).parts["tensors_mib"]
-        for ema in (None, 0.999)
+        cpu_estimate(tiny_entry(bs=8, precision="fp32", ema=ema), tiny_data)["tensors_mib"] for ema in (None, 0.999)
     )
     model = timm.create_model("resnet18", num_classes=0)  # the body; fastai's head adds about 2 MiB
     body_mib = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / 2**20
@@ -398,7 +412,7 @@ def test_the_estimate_counts_the_weight_averages_copy_of_the_model(tiny_data):
 def test_the_16_bit_estimate_of_a_conv_net_is_below_the_fp32_one(tiny_data):
     """Activations dominate at 128 px and take half the bytes; at tiny sizes autocast's 16-bit weight
     copies can cost more than they save, on the GPU too, which is why the 16-bit figure decides."""
-    parts = measure_training(tiny_entry(bs=16, size=128), 1, tiny_data).parts
+    parts = cpu_estimate(tiny_entry(bs=16, size=128), tiny_data)
     assert parts["tensors_mib"] == parts["tensors_mib_16bit"] < 0.95 * parts["tensors_mib_fp32"]
 
 
