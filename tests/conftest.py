@@ -10,7 +10,7 @@ import pytest
 from paddy.config import BadImages, ModelEntry, apply_overrides
 from paddy.data import CompetitionData, check_layout, without_bad_images, write_demo_dataset
 
-TINY = {"arch": "resnet18", "size": (32, 32), "bs": 8, "epochs": 1, "pretrained": False, "seed": 0}
+TINY = {"arch": "test_resnet", "size": (32, 32), "bs": 8, "epochs": 1, "pretrained": False, "seed": 0}
 
 
 def tiny_entry(**overrides) -> ModelEntry:

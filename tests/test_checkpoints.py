@@ -274,7 +274,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_not_run(interrupted, tmp_pa
 @pytest.mark.slow
 def test_a_run_killed_in_epoch_3_resumes_to_the_uninterrupted_result(tiny_data_root, tmp_path):
     """SIGKILL in a subprocess: nothing is lost but the epoch in progress."""
-    flags = ["--data", str(tiny_data_root), "--arch", "resnet18", "--size", "32", "--bs", "8", "--epochs", "4"]
+    flags = ["--data", str(tiny_data_root), "--arch", "test_resnet", "--size", "32", "--bs", "8", "--epochs", "4"]
     flags += ["--one-cycle", "--no-pretrained", "--seed", "0", "--keep-checkpoint"]
     killed_out, full_out = tmp_path / "killed", tmp_path / "full"
     command = [sys.executable, "-m", "paddy", "train", *flags]

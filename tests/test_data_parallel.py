@@ -69,7 +69,7 @@ def test_two_processes_train_the_weights_of_one_with_and_without_accum(tmp_path)
 @pytest.mark.slow
 def test_paddy_train_on_two_processes_writes_one_finished_run(tiny_data_root, tmp_path):
     out = tmp_path / "runs"
-    flags = ["--arch", "resnet18", "--size", "32", "--bs", "16", "--epochs", "2", "--no-pretrained", "--one-cycle"]
+    flags = ["--arch", "test_resnet", "--size", "32", "--bs", "16", "--epochs", "2", "--no-pretrained", "--one-cycle"]
     command = [sys.executable, "-m", "paddy", "train", "--data", str(tiny_data_root), "--out", str(out), "--gpus", "2"]
     result = subprocess.run([*command, *flags, "--seed", "0"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -49,7 +49,8 @@ def fold_runs(tmp_path_factory) -> FoldRuns:
     out = tmp_path_factory.mktemp("fold-runs") / "runs"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PADDY_DEMO_DIR", str(out.parent / "demo"))
-        command = ["train", "--out", str(out), "--size", "32", "--epochs", "1", "--folds", str(K), "--seed", "0"]
+        command = ["train", "--out", str(out), "--arch", "test_resnet", "--size", "32", "--epochs", "1"]
+        command += ["--folds", str(K), "--seed", "0"]
         result = CliRunner().invoke(app, command, catch_exceptions=False)
         assert result.exit_code == 0, result.output
         data = resolve_data(None)
@@ -114,7 +115,7 @@ def test_bad_fold_settings_are_refused(settings, problem, tmp_path):
 def test_an_entry_with_folds_trains_one_run_per_fold():
     entry = tiny_entry(folds=K)
     assert [e.fold for e in entry.per_fold()] == [1, 2, 3]
-    assert entry.per_fold()[1].describe() == "resnet18-32x32-squish-fold2of3"
+    assert entry.per_fold()[1].describe() == "test_resnet-32x32-squish-fold2of3"
     assert tiny_entry(folds=K, fold=2).per_fold() == [tiny_entry(folds=K, fold=2)]
     assert tiny_entry().per_fold() == [tiny_entry()]
 

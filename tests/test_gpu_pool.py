@@ -151,8 +151,8 @@ def test_a_killed_pool_stops_its_workers_and_the_next_run_resumes(tiny_data_root
     out, config = tmp_path / "runs", tmp_path / "two.toml"
     config.write_text(
         "[defaults]\nbs = 16\nepochs = 1\nfinetune = false\npretrained = false\n"
-        '[[models]]\narch = "resnet18"\nsize = 32\n'
-        '[[models]]\narch = "resnet18"\nsize = 32\nitem = "crop"\nepochs = 4\n'
+        '[[models]]\narch = "test_resnet"\nsize = 32\n'
+        '[[models]]\narch = "test_resnet"\nsize = 32\nitem = "crop"\nepochs = 4\n'
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = pool_command(config, tiny_data_root, out)

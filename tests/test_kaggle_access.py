@@ -174,9 +174,9 @@ def test_ensemble_then_submit_dry_run_end_to_end(finished_run, tiny_data, tiny_d
     out = finished_run.run.path.parent
     ensembled = runner.invoke(app, ["ensemble", "--out", str(out), "--dest", str(tmp_path / "e.safetensors")])
     assert ensembled.exit_code == 0, ensembled.output
-    assert "ensemble of 1 members" in ensembled.stdout and "resnet18" in ensembled.stdout
+    assert "ensemble of 1 members" in ensembled.stdout and "test_resnet" in ensembled.stdout
     (member,) = load_predictions(tmp_path / "e.safetensors").meta["members"]
-    assert (member["run"], member["arch"], member["weight"]) == (finished_run.run.path.name, "resnet18", 1.0)
+    assert (member["run"], member["arch"], member["weight"]) == (finished_run.run.path.name, "test_resnet", 1.0)
     result = runner.invoke(
         app,
         [
@@ -219,5 +219,5 @@ def test_submit_logs_what_kaggle_answered(credentials, kaggle_server, finished_r
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in (tmp_path / "subs" / "log.jsonl").read_text().splitlines()]
     assert record["answer"] == "Successfully submitted to Paddy Doctor"
-    assert record["message"].startswith("paddy: resnet18 32x32 squish")
+    assert record["message"].startswith("paddy: test_resnet 32x32 squish")
     assert json.loads(RecordingKaggle.requests[-1][3])["submissionDescription"] == record["message"]

@@ -256,9 +256,9 @@ def test_every_auto_entry_is_resolved_at_once_and_each_missing_probe_is_named(tm
     with pytest.raises(PaddyError) as info:
         resolve_auto_accum([replace(first, accum="auto"), tiny_entry(accum=2), second], 16280, tmp_path, " --data D")
     message = str(info.value)
-    assert "entry 2: --accum auto: no memory probe recorded for resnet18 64x64" in message
+    assert "entry 2: --accum auto: no memory probe recorded for test_resnet 64x64" in message
     assert "entry 0" not in message and "entry 1" not in message
-    assert f"paddy probe-memory --data D --out {tmp_path} --budget 16280MiB --arch resnet18 --size 64x64" in message
+    assert f"paddy probe-memory --data D --out {tmp_path} --budget 16280MiB --arch test_resnet --size 64x64" in message
 
 
 def test_a_corrupt_probes_file_is_one_clear_error(tmp_path):
@@ -404,7 +404,7 @@ def test_the_estimate_counts_the_weight_averages_copy_of_the_model(tiny_data):
     plain, averaged = (
         cpu_estimate(tiny_entry(bs=8, precision="fp32", ema=ema), tiny_data)["tensors_mib"] for ema in (None, 0.999)
     )
-    model = timm.create_model("resnet18", num_classes=0)  # the body; fastai's head adds about 2 MiB
+    model = timm.create_model(tiny_entry().arch, num_classes=0)  # the body; fastai's head adds a little
     body_mib = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / 2**20
     assert body_mib < averaged - plain < body_mib + 5
 
@@ -424,7 +424,7 @@ def test_train_accum_auto_uses_the_recorded_accum(tiny_data_root, tmp_path, monk
         raise PaddyError("stop here: the accum is what this test checks")
 
     monkeypatch.setattr(paddy.train, "make_learner", fake_make_learner)
-    save_probe(tmp_path / PROBES_FILE, record(tiny_entry(), 24576, ESTIMATE, 2))
+    save_probe(tmp_path / PROBES_FILE, record(tiny_entry(arch="resnet18"), 24576, ESTIMATE, 2))
     args = ["train", "--data", str(tiny_data_root), "--out", str(tmp_path), *TINY_FLAGS, "--accum", "auto"]
     result = runner.invoke(app, [*args, "--budget", "24GiB"], catch_exceptions=False)
     assert "stop here" in result.stderr, result.output

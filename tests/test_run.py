@@ -40,16 +40,16 @@ finetune = false
 seed = 0
 
 [[models]]
-arch = "resnet18"
+arch = "test_resnet"
 
 [[models]]
-arch = "resnet18"
+arch = "test_resnet"
 item = "crop"
 epochs = {second_epochs}
 weight = 2
 
 [[models]]
-arch = "resnet18"
+arch = "test_resnet"
 item = "pad"
 """
 
@@ -134,7 +134,7 @@ def test_run_command_trains_every_entry_and_prints_a_table_without_bars(tiny_dat
     command = ["run", str(write_config(tmp_path)), "--data", str(tiny_data_root), "--out", str(tmp_path / "runs")]
     result = CliRunner().invoke(app, command, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "entry 3 of 3: resnet18-32x32-pad" in result.stdout
+    assert "entry 3 of 3: test_resnet-32x32-pad" in result.stdout
     assert result.stdout.count(" trained ") == 3
     assert len(list((tmp_path / "runs").glob("tiny3-*/predictions.safetensors"))) == 3
     assert_no_redrawn_bars(result.stdout)

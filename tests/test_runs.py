@@ -16,7 +16,7 @@ from paddy.runs import RunFolder, find_run, matched_settings, run_summary, setti
 
 def test_run_summary_of_a_finished_run(finished_run):
     summary = run_summary(finished_run.run)
-    assert summary.config["arch"] == "resnet18"
+    assert summary.config["arch"] == "test_resnet"
     assert summary.result["valid_error"] == pytest.approx(finished_run.valid_error)
     assert [p.name for p in summary.pictures] == ["confusion.png", "loss.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in summary.pictures)
@@ -40,7 +40,7 @@ def test_find_run_by_name_or_path(finished_run):
 def test_show_prints_settings_history_and_pictures(finished_run):
     result = CliRunner().invoke(app, ["show", finished_run.run.path.name, "--out", str(finished_run.run.path.parent)])
     assert result.exit_code == 0, result.output
-    assert "resnet18" in result.stdout and "history" in result.stdout and "valid error" in result.stdout
+    assert "test_resnet" in result.stdout and "history" in result.stdout and "valid error" in result.stdout
     assert "confusion.png" in result.stdout and "loss.png" in result.stdout
 
 

@@ -111,7 +111,7 @@ def test_local_weights_file_is_loaded(tiny_data, tmp_path):
     path = tmp_path / "resnet18.safetensors"
     save_file(source.state_dict(), path)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
-    learn = build_learner(dls, tiny_entry(pretrained_file=str(path)), [])
+    learn = build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [])
     for name, value in learn.model[0].model.state_dict().items():
         torch.testing.assert_close(value, source.state_dict()[name])
 
@@ -124,7 +124,7 @@ def test_weights_for_another_arch_is_one_clear_error(tiny_data, tmp_path):
     save_file(timm.create_model("resnet50", pretrained=False).state_dict(), path)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
     with pytest.raises(PaddyError, match="does not fit resnet18"):
-        build_learner(dls, tiny_entry(pretrained_file=str(path)), [])
+        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [])
 
 
 def save_state(state: dict, path) -> str:
@@ -154,7 +154,7 @@ def test_a_weights_file_that_leaves_any_backbone_weight_unloaded_is_refused(tiny
     path = save_state(state, tmp_path / "partial.safetensors")
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
     with pytest.raises(PaddyError, match=re.escape(fragment)):
-        build_learner(dls, tiny_entry(pretrained_file=path), [])
+        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=path), [])
 
 
 def test_the_classifier_of_a_weights_file_may_be_dropped(tiny_data, tmp_path):
@@ -163,7 +163,7 @@ def test_the_classifier_of_a_weights_file_may_be_dropped(tiny_data, tmp_path):
     state = timm.create_model("resnet18", pretrained=False).state_dict()
     assert {"fc.weight", "fc.bias"} <= set(state)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
-    build_learner(dls, tiny_entry(pretrained_file=save_state(state, tmp_path / "w.safetensors")), [])
+    build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=save_state(state, tmp_path / "w.safetensors")), [])
 
 
 @pytest.mark.parametrize(
@@ -175,7 +175,7 @@ def test_a_damaged_or_mislabelled_weights_file_is_one_error(tiny_data, tmp_path,
     path.write_bytes(content)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
     with pytest.raises(PaddyError, match="cannot read pretrained_file"):
-        build_learner(dls, tiny_entry(pretrained_file=str(path)), [])
+        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [])
 
 
 def test_safetensors_content_named_pth_is_refused_not_unpickled(tiny_data, tmp_path):
@@ -185,7 +185,7 @@ def test_safetensors_content_named_pth_is_refused_not_unpickled(tiny_data, tmp_p
     save_state(timm.create_model("resnet18", pretrained=False).state_dict(), path)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
     with pytest.raises(PaddyError, match="cannot read pretrained_file"):
-        build_learner(dls, tiny_entry(pretrained_file=str(path)), [])
+        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [])
 
 
 def trainable_share(learn) -> float:
@@ -198,14 +198,16 @@ def test_one_cycle_with_pretrained_weights_trains_every_layer(tiny_data, tmp_pat
     import timm
 
     path = save_state(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "w.safetensors")
-    one_cycle = plan_training(tiny_entry(pretrained_file=path, finetune=False))
+    one_cycle = plan_training(tiny_entry(arch="resnet18", pretrained_file=path, finetune=False))
     learn = make_learner(one_cycle, tiny_data, [], num_workers=0)
     assert trainable_share(learn) == 1.0
     before = learn.model[0].model.conv1.weight.detach().clone()
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(1, 0.01)
     assert not torch.allclose(before, learn.model[0].model.conv1.weight), "the backbone's first layer should train"
-    finetune = make_learner(plan_training(tiny_entry(pretrained_file=path)), tiny_data, [], num_workers=0)
+    finetune = make_learner(
+        plan_training(tiny_entry(arch="resnet18", pretrained_file=path)), tiny_data, [], num_workers=0
+    )
     assert trainable_share(finetune) < 0.1, "fine_tune starts frozen (its first epoch trains the head)"
 
 
@@ -214,14 +216,14 @@ def test_offline_pretrained_download_is_one_clear_error(tiny_data, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
-    with pytest.raises(PaddyError, match="cannot get pretrained weights for resnet18"):
+    with pytest.raises(PaddyError, match="cannot get pretrained weights for test_resnet"):
         build_learner(dls, tiny_entry(pretrained=True), [])
 
 
 def test_finished_run_folder_holds_config_history_and_predictions(finished_run, tiny_data):
     run_dir = finished_run.run.path
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["arch"] == "resnet18" and config["seed_used"] == 0 and config["step_bs"] == 8
+    assert config["arch"] == "test_resnet" and config["seed_used"] == 0 and config["step_bs"] == 8
     history = pd.read_csv(run_dir / "history.csv")
     assert list(history.fit) == [1, 2], "fine_tune: one frozen epoch, then one unfrozen"
     assert {"train_loss", "valid_loss", "error_rate"} <= set(history.columns)
@@ -232,7 +234,7 @@ def test_finished_run_folder_holds_config_history_and_predictions(finished_run, 
     assert preds.image_ids == tuple(tiny_data.test_ids)
     assert preds.vocab == tiny_data.classes
     np.testing.assert_allclose(preds.probs.sum(axis=1), 1.0, rtol=1e-5)
-    assert preds.meta["arch"] == "resnet18" and preds.meta["size"] == [32, 32] and preds.meta["accum"] == 1
+    assert preds.meta["arch"] == "test_resnet" and preds.meta["size"] == [32, 32] and preds.meta["accum"] == 1
     assert preds.meta["seed"] == 0 and preds.meta["valid_error"] == pytest.approx(finished_run.valid_error)
     assert set(preds.meta["versions"]) >= {"torch", "fastai", "timm"}
     assert (

@@ -479,9 +479,7 @@ def train(
             finish()
             return None
         with alone():
-            valid_error = records.valid_error(
-                learn.metrics[0].name
-            )  # the label's error (no fit ran if only TTA was left)
+            valid_error = records.valid_error(learn.metrics[0].name)  # the label's (no fit ran if only TTA was left)
             trained = time.monotonic()
             save_run_plots(learn, folder, data.classes)
             save_model(
