@@ -18,6 +18,18 @@ def tiny_entry(**overrides) -> ModelEntry:
     return apply_overrides(ModelEntry(), {**TINY, **overrides})
 
 
+def with_callbacks(monkeypatch, *callbacks) -> None:
+    """Every learner train() makes gets these callbacks too."""
+    import paddy.train
+
+    real = paddy.train.make_learner
+
+    def make(plan, data, extra, *args, **kwargs):
+        return real(plan, data, [*extra, *callbacks], *args, **kwargs)
+
+    monkeypatch.setattr(paddy.train, "make_learner", make)
+
+
 @pytest.fixture(scope="session")
 def tiny_data_root(tmp_path_factory) -> Path:
     """A small dataset (10 classes x 6 images, 8 test images) to copy or read."""

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_entry
+from conftest import tiny_entry, with_callbacks
 from fastai.vision.all import Callback
 from typer.testing import CliRunner
 
@@ -60,16 +60,6 @@ class StopAt(Callback):
     def before_epoch(self):
         if (self.fits, self.epoch) == self.at:
             raise KeyboardInterrupt
-
-
-def with_callbacks(monkeypatch, *callbacks):
-    """Every learner train() makes gets these callbacks too."""
-    real = paddy.train.make_learner
-
-    def make(plan, data, extra, num_workers=None, bars=True, folds=None):
-        return real(plan, data, [*extra, *callbacks], num_workers, bars, folds)
-
-    monkeypatch.setattr(paddy.train, "make_learner", make)
 
 
 def only_run(out):

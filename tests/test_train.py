@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_entry
+from conftest import tiny_entry, with_callbacks
 from fastai.vision.all import (
     Callback,
     CrossEntropyLossFlat,
@@ -270,7 +270,6 @@ def test_a_batch_larger_than_the_training_split_is_refused_before_anything_is_wr
 
 
 def test_a_nan_loss_stops_training_and_leaves_no_finished_run(tiny_data, tmp_path, monkeypatch):
-    import paddy.train
 
     real = paddy.train.single_target
 
@@ -330,10 +329,7 @@ class TrainingBatchSizes(Callback):
 def test_progressive_resizing_trains_at_each_size_in_order(tiny_data, tmp_path, monkeypatch):
     """sizes 16, 24, 32 over 4 epochs: 1, 1 and 2 epochs, each a fit; the last size validates and predicts."""
     seen = TrainingBatchSizes()
-    real = paddy.train.make_learner
-    monkeypatch.setattr(
-        paddy.train, "make_learner", lambda plan, data, extra, *a, **k: real(plan, data, [*extra, seen], *a, **k)
-    )
+    with_callbacks(monkeypatch, seen)
     entry = tiny_entry(epochs=4, finetune=False, sizes="16,24,32")
     result = train(entry, tiny_data, tmp_path, num_workers=0)
     assert seen.trained == {(1, 0): {(16, 16)}, (2, 0): {(24, 24)}, (3, 0): {(32, 32)}, (3, 1): {(32, 32)}}

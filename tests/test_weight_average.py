@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_entry
+from conftest import tiny_entry, with_callbacks
 from fastai.vision.all import Callback, CancelStepException
 from safetensors.torch import load_file
 from timm.utils import ModelEmaV3
 
-import paddy.train
 from paddy.checkpoints import load_checkpoint
 from paddy.config import check_entry
 from paddy.errors import PaddyError
@@ -80,13 +79,6 @@ class SkipEveryOtherStep(Callback):
         self.steps += 1
         if self.steps % 2:
             raise CancelStepException()
-
-
-def with_callbacks(monkeypatch, *callbacks):
-    real = paddy.train.make_learner
-    monkeypatch.setattr(
-        paddy.train, "make_learner", lambda plan, data, extra, *a, **k: real(plan, data, [*extra, *callbacks], *a, **k)
-    )
 
 
 def test_the_average_is_updated_once_per_real_step_with_accum_4(tiny_data, tmp_path, monkeypatch, updates):

@@ -105,6 +105,14 @@ def recorded_outcome(index: int, entry: ModelEntry, run: RunFolder, status: str 
     return EntryOutcome(index, entry, run, status, done.get("valid_error"), seconds, run.config().get("accum"))
 
 
+def finished_run(out: Path, data: CompetitionData, entry: ModelEntry, force: bool) -> RunFolder | None:
+    """The run's finished folder under `out` (its settings, data and folds), unless `force` trains it again."""
+    if force:
+        return None
+    folds = entry_folds(out, data, entry)
+    return run_of_entry(out, entry, data.root, folds.identity() if folds else None)
+
+
 def config_runs(entries: list[ModelEntry], only: set[RunKey] | None = None) -> list[tuple[int, ModelEntry]]:
     """Every run of a config in order, as (entry index, the entry or one of its folds); with `only`,
     those runs alone."""
@@ -164,10 +172,9 @@ def run_config(
     started = time.monotonic()
     for number, (index, entry) in enumerate(runs):
         run = entry_run_folder(out, config.name, index, entry, data.root)
-        folds = entry_folds(out, data, entry)
         try:
             with run.writing():  # checked and trained under the lock: no other process can finish it between
-                done = None if force else run_of_entry(out, entry, data.root, folds.identity() if folds else None)
+                done = finished_run(out, data, entry, force)
                 if done is not None:
                     outcomes.append(recorded_outcome(index, entry, done))
                     continue
@@ -249,9 +256,7 @@ def run_on_gpus(
     outcomes, jobs, runs = [], [], {}
     for index, entry in config_runs(entries, only):
         run = entry_run_folder(out, config.name, index, entry, data.root)
-        folds = entry_folds(out, data, entry)
-        done = None if force else run_of_entry(out, entry, data.root, folds.identity() if folds else None)
-        if done is not None:
+        if (done := finished_run(out, data, entry, force)) is not None:
             outcomes.append(recorded_outcome(index, entry, done))
             continue
         fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""
