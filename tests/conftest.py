@@ -64,3 +64,35 @@ def assert_no_redrawn_bars(stdout: str) -> None:
     a log should hold one line per epoch, nothing redrawn."""
     assert not FASTPROGRESS_BAR.search(stdout), "progress bars redrawn into a log"
     assert "█" not in stdout and "\r" not in stdout, "stray bar characters in a log"
+
+
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
+
+
+@pytest.fixture
+def no_credentials(tmp_path, monkeypatch):
+    """No env credentials, an empty config folder, no proxy for loopback, and Kaggle unreachable."""
+    from kagglesdk import kaggle_env
+
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.PROD, CLOSED_PORT_URL)
+
+
+@pytest.fixture
+def credentials(no_credentials, monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    monkeypatch.setenv("KAGGLE_KEY", "s3cret")
+
+
+@pytest.fixture
+def kaggle_server(monkeypatch):
+    """tests/kaggle_server.py's recording Kaggle, which the real kaggle client talks to."""
+    from kaggle_server import start_kaggle
+
+    server = start_kaggle(monkeypatch)
+    yield server
+    server.shutdown()
+    server.server_close()

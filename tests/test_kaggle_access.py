@@ -1,15 +1,9 @@
-"""The real kaggle client, pointed at a recording server on loopback, and the no-credentials
-and offline paths.
-
-kagglesdk looks its endpoint up in `kagglesdk.kaggle_env._env_to_endpoint`; the tests point the
-production entry at 127.0.0.1, so every byte the client sends is its own.
-"""
+"""The real kaggle client, pointed at a recording server on loopback (tests/kaggle_server.py), and
+the no-credentials and offline paths."""
 
 import base64
 import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from typer.testing import CliRunner
@@ -20,85 +14,6 @@ from paddy.kaggle_access import competition_folder, submit_csv
 from paddy.predictions import load_predictions
 
 SERVICE = "/v1/competitions.CompetitionApiService"
-CLOSED_PORT_URL = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
-
-
-@pytest.fixture
-def no_credentials(tmp_path, monkeypatch):
-    """No env credentials, an empty config folder, and no proxy for loopback."""
-    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
-    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
-    point_kaggle_at(monkeypatch, CLOSED_PORT_URL)
-
-
-def point_kaggle_at(monkeypatch, url: str) -> None:
-    """Send the kaggle client's production traffic to `url` (loopback only)."""
-    from kagglesdk import kaggle_env
-
-    monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.PROD, url)
-
-
-@pytest.fixture
-def credentials(no_credentials, monkeypatch):
-    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
-    monkeypatch.setenv("KAGGLE_KEY", "s3cret")
-
-
-class RecordingKaggle(BaseHTTPRequestHandler):
-    """Answers the three calls of a submission like Kaggle does, and records them."""
-
-    requests: list = []
-
-    def _reply(self, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _record(self) -> bytes:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.requests.append((self.command, self.path, dict(self.headers), body))
-        return body
-
-    def do_POST(self):
-        self._record()
-        if self.server.forbidden:
-            self.send_error(403)
-        elif self.path == f"{SERVICE}/StartSubmissionUpload":
-            host, port = self.server.server_address
-            self._reply({"token": "blob-token", "createUrl": f"http://{host}:{port}/upload/blob"})
-        elif self.path == f"{SERVICE}/CreateSubmission":
-            self._reply({"message": "Successfully submitted to Paddy Doctor", "ref": 42})
-        else:
-            self.send_error(404)
-
-    def do_PUT(self):
-        self._record()
-        if self.server.refuse_uploads:
-            self.send_error(500)
-        else:
-            self._reply({})
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def kaggle_server(monkeypatch):
-    RecordingKaggle.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingKaggle)
-    server.refuse_uploads = False
-    server.forbidden = False
-    point_kaggle_at(monkeypatch, "http://127.0.0.1:%d" % server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def test_submit_drives_the_real_client_with_the_right_arguments(credentials, kaggle_server, tmp_path):
@@ -106,7 +21,7 @@ def test_submit_drives_the_real_client_with_the_right_arguments(credentials, kag
     csv.write_text("image_id,label\n200001.jpg,blast\n")
     answer = submit_csv(csv, "paddy: resnet18 64x64 squish", "paddy-disease-classification")
     assert answer == "Successfully submitted to Paddy Doctor"
-    (start, upload, create) = RecordingKaggle.requests
+    (start, upload, create) = kaggle_server.requests
     start_body = json.loads(start[3])
     assert start[1] == f"{SERVICE}/StartSubmissionUpload"
     assert start_body["competitionName"] == "paddy-disease-classification"
@@ -126,7 +41,7 @@ def test_refused_upload_is_one_clear_error_and_nothing_is_created(credentials, k
     csv.write_text("image_id,label\n")
     with pytest.raises(PaddyError, match="the upload to Kaggle failed .*kept at .*s.csv"):
         submit_csv(csv, "m", "comp")
-    assert [path for _, path, _, _ in RecordingKaggle.requests] == [f"{SERVICE}/StartSubmissionUpload", "/upload/blob"]
+    assert [path for _, path, _, _ in kaggle_server.requests] == [f"{SERVICE}/StartSubmissionUpload", "/upload/blob"]
     assert capsys.readouterr().out == ""
 
 
@@ -220,4 +135,4 @@ def test_submit_logs_what_kaggle_answered(credentials, kaggle_server, finished_r
     (record,) = [json.loads(line) for line in (tmp_path / "subs" / "log.jsonl").read_text().splitlines()]
     assert record["answer"] == "Successfully submitted to Paddy Doctor"
     assert record["message"].startswith("paddy: test_resnet 32x32 squish")
-    assert json.loads(RecordingKaggle.requests[-1][3])["submissionDescription"] == record["message"]
+    assert json.loads(kaggle_server.requests[-1][3])["submissionDescription"] == record["message"]

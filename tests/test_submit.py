@@ -7,7 +7,6 @@ import pytest
 from paddy.errors import PaddyError
 from paddy.predictions import Predictions
 from paddy.submit import (
-    Submission,
     default_message,
     log_submission,
     predictions_source,
@@ -71,9 +70,8 @@ def test_the_message_carries_the_ensembles_cv_score():
 
 def test_log_appends_one_json_line_per_submission(tmp_path):
     log = tmp_path / "log.jsonl"
-    made = Submission(tmp_path / "s.csv", "paddy: x", 3)
-    log_submission(log, made, [{"run": "r1"}], "Successfully submitted", "comp")
-    log_submission(log, made, [{"run": "r2"}], "Successfully submitted", "comp")
+    log_submission(log, str(tmp_path / "s.csv"), "paddy: x", [{"run": "r1"}], "Successfully submitted", "comp")
+    log_submission(log, str(tmp_path / "s.csv"), "paddy: x", [{"run": "r2"}], "Successfully submitted", "comp")
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["members"][0]["run"] for r in records] == ["r1", "r2"]
     assert records[0]["answer"] == "Successfully submitted" and records[0]["file"].endswith("s.csv")

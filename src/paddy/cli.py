@@ -17,6 +17,8 @@ from rich.markup import escape
 from paddy.config import AUTO, BadImages, OptimizerChoice, Precision, ResizeMethod, default_of, load_config
 from paddy.data import COMPETITION, resolve_data
 from paddy.errors import PaddyError
+from paddy.kaggle_kernels import KERNELS_FOLDER, LIBS_SLUG, KaggleGpu
+from paddy.kaggle_libs import KAGGLE_PYTHON
 from paddy.memory_probes import DEFAULT_BUDGET
 from paddy.report import cv_table, entries_cv_table, frame_table, run_table, time_plan_table
 from paddy.selection import ModelChoice, choose_model
@@ -143,6 +145,7 @@ KeepCheckpoint = Annotated[
     bool, typer.Option(help="Keep checkpoint.pt in a finished run (it is removed at the end otherwise).")
 ]
 DEFAULT_OUT = Path("runs")
+CompetitionOption = Annotated[str, typer.Option(help="Kaggle competition slug.")]
 
 MODEL_OPTIONS: dict[str, Any] = {
     "data": DataOption,
@@ -549,15 +552,28 @@ def submit(
     data: Annotated[
         Optional[Path], typer.Option(help="Competition folder (default: the one the predictions were made from).")
     ] = None,
-    competition: Annotated[str, typer.Option(help="Kaggle competition slug.")] = COMPETITION,
+    competition: CompetitionOption = COMPETITION,
     message: Annotated[Optional[str], typer.Option(help="Submission message (default: the members).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Write and check the CSV, but do not send it.")] = False,
     out_dir: OutDir = DEFAULT_OUT,
     submissions: Annotated[Path, typer.Option(help="Folder for submission CSVs and log.jsonl.")] = Path("submissions"),
+    kernel: Annotated[
+        Optional[str],
+        typer.Option(help="USER/SLUG: a code competition's notebook (`paddy kaggle push --inference`) instead."),
+    ] = None,
+    version: Annotated[Optional[int], typer.Option(help="With --kernel: its version (default: the latest).")] = None,
 ) -> None:
-    """Write submission.csv from the ensemble (or a run), check it against the sample, send it to Kaggle."""
-    from paddy.submit import prepare_submission, send_submission
+    """Write submission.csv from the ensemble (or a run), check it against the sample, send it to Kaggle;
+    or, with --kernel, submit a code competition's notebook."""
+    from paddy.submit import prepare_submission, send_code_submission, send_submission
 
+    if kernel is not None:
+        if run or predictions or dry_run:
+            raise PaddyError("--kernel submits the notebook's own submission.csv: no --run, --predictions or --dry-run")
+        out.print(f"Kaggle: {send_code_submission(kernel, version, competition, message, submissions)}")
+        return
+    if version is not None:
+        raise PaddyError("--version goes with --kernel")
     made, preds = prepare_submission(out_dir, run, predictions, data, submissions, message)
     out.print(f"wrote {made.path} ({made.rows} rows, checked against sample_submission.csv)")
     if dry_run:
@@ -576,6 +592,10 @@ def predict_images(
     config: Annotated[
         Optional[Path], typer.Option(help="Every entry's finished run of this config, with its ensemble weights.")
     ] = None,
+    trained_on: Annotated[
+        Optional[Path],
+        typer.Option("--data", help="With --config: the data its runs were trained on (default: the config's)."),
+    ] = None,
     tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Test-time augmentation, as training predicted.")] = True,
     out_dir: OutDir = DEFAULT_OUT,
     dest: Annotated[
@@ -585,7 +605,8 @@ def predict_images(
     """Predict any folder of images with saved models: probabilities (safetensors) and a readable CSV."""
     from paddy.predict import predict
 
-    preds, written = predict(runs or [], images, out_dir, dest, tta, load_config(config) if config else None)
+    chosen = load_config(config) if config else None
+    preds, written = predict(runs or [], images, out_dir, dest, tta, chosen, trained_on)
     out.print(f"{len(preds.image_ids)} images: {written} and {written.with_suffix('.csv')}")
 
 
@@ -686,6 +707,128 @@ def probe_memory(
             bad_images=bad_images,
         )
     out.print(f"saved in {path}; `paddy train --accum auto` (same model, bs and --budget) uses it")
+
+
+kaggle_app = typer.Typer(help="Train on Kaggle's GPUs and take part in code competitions, from here.")
+app.add_typer(kaggle_app, name="kaggle")
+KernelArgument = Annotated[str, typer.Argument(help="The notebook, USER/SLUG (as `paddy kaggle push` printed).")]
+KernelsFolder = Annotated[Path, typer.Option("--folder", help="Where notebook folders and pulled outputs are kept.")]
+
+
+@kaggle_app.command("push")
+@reports_errors
+def kaggle_push(
+    targets: Annotated[
+        Optional[list[str]], typer.Argument(help="The config (TOML) to train; with --inference, finished run folders.")
+    ] = None,
+    inference: Annotated[
+        bool,
+        typer.Option(
+            "--inference", help="A notebook, internet off, predicting with finished runs (code competitions)."
+        ),
+    ] = False,
+    config: Annotated[
+        Optional[Path], typer.Option(help="With --inference: every entry's finished run of this config, weighted.")
+    ] = None,
+    data: Annotated[
+        Optional[Path], typer.Option(help="With --inference --config: the data its runs were trained on.")
+    ] = None,
+    gpu: Annotated[
+        KaggleGpu, typer.Option(help="Kaggle's accelerator: t4x2 (a run on each T4), p100 or none.")
+    ] = KaggleGpu.t4x2,
+    internet: Annotated[
+        bool,
+        typer.Option("--internet/--no-internet", help="Internet for training (pretrained weights); inference: off."),
+    ] = True,
+    title: Annotated[Optional[str], typer.Option(help="Notebook title (default: paddy <config>).")] = None,
+    competition: CompetitionOption = COMPETITION,
+    out_dirs: Annotated[
+        Optional[list[Path]], typer.Option("--out", help="With --inference: folder of run folders; repeat.")
+    ] = None,
+    folder: KernelsFolder = KERNELS_FOLDER,
+) -> None:
+    """Push a notebook that trains a config on Kaggle's GPU (or, --inference, predicts with your runs).
+
+    It installs paddy offline from your libs dataset (paddy kaggle pack-libs) and writes submission.csv."""
+    from paddy.kaggle_kernels import push_inference, push_training
+
+    targets = targets or []
+    if not inference and (len(targets) != 1 or config or data or out_dirs):
+        raise PaddyError("push takes one config to train, or --inference with run folders or --config")
+    with out.status("uploading the models and pushing the notebook" if inference else "pushing the notebook"):
+        if inference:
+            outs = out_dirs or [DEFAULT_OUT]
+            pushed = push_inference(targets, config, data, outs, competition, gpu, title, folder)
+        else:
+            pushed = push_training(Path(targets[0]), competition, gpu, internet, title, folder)
+    if pushed.uploaded:
+        out.print(pushed.uploaded)
+    ref = pushed.kernel.ref
+    out.print(f"pushed {ref} version {pushed.pushed.version} ({pushed.folder}): {pushed.pushed.url}")
+    out.print(f"follow it: paddy kaggle status {ref} --wait")
+    follow_up = f"paddy submit --kernel {ref} --version {pushed.pushed.version}" if inference else "paddy kaggle pull"
+    out.print(f"then: {follow_up}" + ("" if inference else f" {ref}"))
+
+
+@kaggle_app.command("status")
+@reports_errors
+def kaggle_status(
+    kernel: KernelArgument,
+    wait: Annotated[bool, typer.Option("--wait", help="Poll until the run ends.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between polls, with --wait.")] = 30.0,
+) -> None:
+    """The notebook's latest run: queued, running, complete, error or cancelled (exit 1 on error)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from paddy.kaggle_kernels import follow_kernel
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=out, transient=True, disable=not wait) as bar:
+        task = bar.add_task(kernel, total=None)
+        status = follow_kernel(kernel, wait, interval, lambda s: bar.update(task, description=f"{kernel}: {s.state}"))
+    if status.state == "error":
+        raise PaddyError(f"{kernel} failed: {status.failure or 'see its log on Kaggle'}")
+    out.print(f"{kernel}: {status.state}")
+    if status.state == "complete":
+        out.print(f"get its runs: paddy kaggle pull {kernel}")
+
+
+@kaggle_app.command("pull")
+@reports_errors
+def kaggle_pull(kernel: KernelArgument, out_dir: OutDir = DEFAULT_OUT, folder: KernelsFolder = KERNELS_FOLDER) -> None:
+    """Download a finished notebook's output and add its finished runs to --out.
+
+    A run already in --out is never replaced; `paddy ensemble` and `paddy submit` then go on here."""
+    from paddy.kaggle_kernels import pull_kernel
+
+    pulled = pull_kernel(kernel, out_dir, folder)
+    rows = [
+        *({"run": name, "": f"added to {out_dir}"} for name in pulled.merged),
+        *({"run": name, "": f"already in {out_dir}: yours kept"} for name in pulled.already_here),
+        *({"run": name, "": "unfinished: left in the output"} for name in pulled.unfinished),
+    ]
+    if rows:
+        out.print(frame_table(pd.DataFrame(rows), title=f"runs of {kernel}"))
+    else:
+        err.print(f"[yellow]warning:[/yellow] {kernel}'s output has no runs", highlight=False)
+    out.print(f"output (log, submission.csv): {pulled.folder}")
+
+
+@kaggle_app.command("pack-libs")
+@reports_errors
+def kaggle_pack_libs(
+    dest: Annotated[Path, typer.Option(help="Folder for the wheels (replaced).")] = KERNELS_FOLDER / LIBS_SLUG,
+    python_version: Annotated[str, typer.Option(help="Kaggle's Python, whose wheels are packed.")] = KAGGLE_PYTHON,
+) -> None:
+    """Pack the wheels paddy needs on Kaggle and upload them as your private dataset paddy-libs.
+
+    paddy's own wheel and every dependency but torch and torchvision (Kaggle's stay), for Kaggle's Python:
+    paddy's notebooks install from it with the internet off."""
+    from paddy.kaggle_kernels import pack_and_upload_libs
+
+    with out.status("building paddy's wheel, downloading the others, uploading them"):
+        packed, uploaded = pack_and_upload_libs(dest, python_version)
+    out.print(f"{len(packed.wheels)} wheels ({packed.size_mib:.0f} MiB) in {packed.folder}; {uploaded}")
 
 
 def main() -> None:

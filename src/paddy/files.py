@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import pandas as pd
 
@@ -51,6 +53,21 @@ def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def folder_written_whole(dest: Path) -> Iterator[Path]:
+    """A temp folder beside `dest` to fill; when the block ends well it becomes `dest` with one rename
+    (an older `dest` is removed first), otherwise it is removed: `dest` is never half written."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=temp_name_prefix(dest), suffix=TEMP_SUFFIX, dir=dest.parent))
+    try:
+        yield staging
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

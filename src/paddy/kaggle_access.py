@@ -1,7 +1,8 @@
-"""Everything that talks to Kaggle: credentials, submitting, downloading competition data.
+"""Everything that talks to Kaggle: credentials, submitting (a CSV or a code competition's notebook),
+downloading competition data, private datasets, and notebooks (kernels) pushed, followed and pulled.
 
-The kaggle library prints help and calls exit(1) when credentials are missing; here that
-becomes one PaddyError with the fix, and network failures say where the CSV was kept.
+The kaggle library prints help and calls exit(1) when credentials are missing, prints some failures
+instead of raising them, and raises ValueError for what it refuses; here each becomes one PaddyError.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import io
 import shutil
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import requests
 
@@ -87,3 +89,115 @@ def competition_folder(competition: str, dest: Path, kaggle_input: Path = KAGGLE
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def calling_kaggle(action: str) -> Iterator[None]:
+    """One PaddyError for whatever `action` meets (a refusal, no network, the client's own ValueError),
+    and the client's prints kept off the terminal."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    except requests.HTTPError as e:
+        raise PaddyError(f"Kaggle refused to {action} ({e})") from None
+    except NETWORK_ERRORS as e:
+        raise PaddyError(f"cannot {action}: Kaggle cannot be reached ({type(e).__name__})") from None
+    except ValueError as e:  # the client's refusals; their first sentence says it, the rest is advice
+        first_sentence = " ".join(str(e).split()).split(". ")[0].rstrip(".")
+        raise PaddyError(f"cannot {action}: {first_sentence}") from None
+
+
+def kaggle_user(api: Any) -> str:
+    """The Kaggle user name the credentials belong to (it owns the notebooks and datasets paddy makes)."""
+    user = api.get_config_value(api.CONFIG_NAME_USER)
+    if not user:
+        raise PaddyError("the Kaggle credentials name no user: set KAGGLE_USERNAME (or use kaggle.json)")
+    return user
+
+
+DATASET_METADATA = "dataset-metadata.json"
+
+
+def upload_private_dataset(api: Any, folder: Path, ref: str, title: str, notes: str) -> str:
+    """Upload `folder`'s files (sub-folders zipped) as the PRIVATE dataset `ref`: created the first time,
+    a new version after that; returns what was done. fastkaggle's mk_dataset is not used: it makes
+    every dataset public, and models and a competition's code must not be."""
+    from paddy.files import write_json
+
+    write_json(folder / DATASET_METADATA, {"id": ref, "title": title, "licenses": [{"name": "other"}]})
+    with calling_kaggle(f"upload the dataset {ref}"):
+        exists = dataset_exists(api, ref)
+        if exists:
+            answer = api.dataset_create_version(str(folder), notes, quiet=True, dir_mode="zip")
+        else:
+            answer = api.dataset_create_new(str(folder), public=False, quiet=True, dir_mode="zip")
+    if answer.error:
+        raise PaddyError(f"Kaggle refused the dataset {ref}: {answer.error}")
+    return f"{'new version of' if exists else 'created'} private dataset {ref}"
+
+
+def dataset_exists(api: Any, ref: str) -> bool:
+    """Whether the dataset is there (Kaggle answers 404 when it is not)."""
+    try:
+        api.dataset_status(ref)
+    except requests.HTTPError as e:
+        if e.response is not None and e.response.status_code == 404:
+            return False
+        raise
+    return True
+
+
+@dataclass(frozen=True)
+class PushedKernel:
+    """A notebook version Kaggle accepted and is running."""
+
+    url: str
+    version: int | None
+
+
+def push_kernel(api: Any, folder: Path) -> PushedKernel:
+    """Push the kernel folder (kernel-metadata.json and its script) with the client's `kernels_push`.
+
+    fastkaggle's push_notebook is not used: it calls `kernels_push_cli` with the signature kaggle had
+    before 1.7 and fails with the client paddy installs, so paddy calls the layer below it."""
+    with calling_kaggle(f"push the notebook in {folder}"), contextlib.redirect_stderr(io.StringIO()):
+        answer = api.kernels_push(str(folder))
+    if answer.error:
+        raise PaddyError(f"Kaggle refused the notebook: {answer.error}")
+    invalid = [*answer.invalid_dataset_sources, *answer.invalid_competition_sources]
+    if invalid:
+        raise PaddyError(f"Kaggle could not attach {', '.join(invalid)} to the notebook (names right? rules accepted?)")
+    return PushedKernel(answer.url, answer.version_number)
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    """Where a notebook's latest run is: queued, running, complete, error or cancelled."""
+
+    state: str
+    failure: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state not in ("queued", "running", "new_script")
+
+
+def kernel_status(api: Any, kernel: str) -> KernelStatus:
+    """The notebook's run state from `kernels_status`, in lower case (`complete`, `error`, ...)."""
+    with calling_kaggle(f"read the status of {kernel}"):
+        answer = api.kernels_status(kernel)
+    return KernelStatus(answer.status.name.lower(), answer.failure_message or None)
+
+
+def download_kernel_output(api: Any, kernel: str, dest: Path) -> list[Path]:
+    """Every output file of the notebook's latest run (and its log) into `dest`."""
+    with calling_kaggle(f"download the output of {kernel}"):
+        files, _ = api.kernels_output(kernel, str(dest), force=True, quiet=True)
+    return [Path(name) for name in files]
+
+
+def submit_code(api: Any, kernel: str, kernel_version: int | None, competition: str, message: str) -> str:
+    """Submit a code competition's notebook (its submission.csv) with `competition_submit_code`."""
+    with calling_kaggle(f"submit {kernel} to {competition}"):
+        answer = api.competition_submit_code("submission.csv", message, competition, kernel, kernel_version, quiet=True)
+    return answer.message or "submitted"

@@ -57,13 +57,13 @@ def predict_member(runs: list[RunFolder], images: list[Path], tta: bool, weight:
 
 
 def chosen_members(
-    runs: list[str], out: Path, config: EnsembleConfig | None, images: list[Path], tta: bool
+    runs: list[str], out: Path, config: EnsembleConfig | None, images: list[Path], tta: bool, data: Path | None
 ) -> list[Member]:
     """The runs named (weight 1 each; an entry's fold runs as one), or each config entry's finished
-    runs with its weight, found as `paddy ensemble` finds them, predicting `images`."""
+    runs (trained on `data`) with its weight, found as `paddy ensemble` finds them, predicting `images`."""
     if not runs and config is None:
         raise PaddyError("name the runs to predict with, or give --config")
-    return [predict_member(group, images, tta, weight) for group, weight in choose_runs(out, runs, config, None)]
+    return [predict_member(group, images, tta, weight) for group, weight in choose_runs(out, runs, config, data)]
 
 
 def predictions_csv(preds: Predictions) -> str:
@@ -86,12 +86,14 @@ def predict(
     dest: Path | None = None,
     tta: bool = True,
     config: EnsembleConfig | None = None,
+    data: Path | None = None,
 ) -> tuple[Predictions, Path]:
     """Predict `images_dir` with the runs under `out` (averaged with their weights when several) and
-    write `dest` (predictions format) and `dest` with a .csv suffix; nothing is written on any problem."""
+    write `dest` (predictions format) and `dest` with a .csv suffix; nothing is written on any problem.
+    With a config, `data` (default: the config's) picks the runs trained on it."""
     dest = dest or default_destination(out, images_dir)
     images = images_to_predict(images_dir)
-    members = chosen_members(runs, out, config, images, tta)
+    members = chosen_members(runs, out, config, images, tta, data)
     preds = members[0].preds if len(members) == 1 else average(members)
     save_predictions(preds, dest)
     atomic_write_text(dest.with_suffix(".csv"), predictions_csv(preds))

@@ -18,7 +18,7 @@ from paddy.data import ids_fingerprint, resolve_data
 from paddy.ensemble import ENSEMBLE_FILE, Member
 from paddy.errors import PaddyError
 from paddy.files import atomic_write_text, read_csv
-from paddy.kaggle_access import submit_csv
+from paddy.kaggle_access import kaggle_api, submit_code, submit_csv
 from paddy.predictions import Predictions, load_predictions
 from paddy.runs import find_run
 
@@ -118,13 +118,13 @@ def prepare_submission(
     return write_submission(preds, sample_for(preds, data, source), submission_path(folder), message), preds
 
 
-def log_submission(log: Path, submission: Submission, members: list[Any], answer: str, competition: str) -> Path:
-    """Append one JSON line (time, file, message, members, Kaggle's answer) to the log, atomically."""
+def log_submission(log: Path, sent: str, message: str, members: list[Any], answer: str, competition: str) -> Path:
+    """Append one JSON line (time, what was sent, message, members, Kaggle's answer) to the log, atomically."""
     record = {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "competition": competition,
-        "file": str(submission.path),
-        "message": submission.message,
+        "file": sent,
+        "message": message,
         "members": members,
         "answer": answer,
     }
@@ -135,5 +135,17 @@ def log_submission(log: Path, submission: Submission, members: list[Any], answer
 def send_submission(submission: Submission, preds: Predictions, competition: str) -> str:
     """Submit the CSV to Kaggle and log the answer next to it; returns Kaggle's answer."""
     answer = submit_csv(submission.path, submission.message, competition)
-    log_submission(submission.path.parent / LOG_FILE, submission, member_rows(preds), answer, competition)
+    log = submission.path.parent / LOG_FILE
+    log_submission(log, str(submission.path), submission.message, member_rows(preds), answer, competition)
+    return answer
+
+
+def send_code_submission(
+    kernel: str, kernel_version: int | None, competition: str, message: str | None, folder: Path
+) -> str:
+    """Submit a code competition's notebook (Kaggle re-runs it on the hidden test set) and log it."""
+    version = f" version {kernel_version}" if kernel_version else " (latest version)"
+    message = message or f"paddy: notebook {kernel}{version}"
+    answer = submit_code(kaggle_api(), kernel, kernel_version, competition, message)
+    log_submission(folder / LOG_FILE, f"notebook {kernel}{version}", message, [], answer, competition)
     return answer
