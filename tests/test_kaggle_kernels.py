@@ -237,3 +237,29 @@ def test_the_pushed_script_carries_its_settings_and_compiles():
     settings = {"mode": "train", "competition": "c", "config": 'x = "a"\n', "config_name": "x.toml", "gpu_pool": True}
     text = script_text({**settings, "trained_on": None})
     assert settings_of(text) == {**settings, "trained_on": None}
+
+
+def test_the_notebook_installs_offline_with_kaggles_torch_pinned(monkeypatch, tmp_path):
+    from importlib.metadata import version
+
+    from paddy import kaggle_kernel_script
+
+    seen = []
+
+    def run(command):
+        pins = Path(command[command.index("--constraint") + 1]).read_text()
+        seen.append((command, pins))
+
+    monkeypatch.setattr(kaggle_kernel_script, "run", run)
+    kaggle_kernel_script.install_paddy(tmp_path)
+    ((command, pins),) = seen
+    assert "--no-index" in command and command[command.index("--find-links") + 1] == str(tmp_path)
+    assert pins.splitlines() == [f"torch=={version('torch')}", f"torchvision=={version('torchvision')}"]
+
+
+def test_a_notebook_without_its_dataset_stops_with_one_line(tmp_path):
+    from paddy.kaggle_kernel_script import PADDY_WHEELS, find_folder
+
+    (tmp_path / "paddy-disease-classification").mkdir()
+    with pytest.raises(SystemExit, match="nothing under .* holds paddy_trainer-.*whl"):
+        find_folder(tmp_path, PADDY_WHEELS)
