@@ -77,6 +77,12 @@ def test_push_without_gpu_or_internet(kaggle, tmp_path):
     assert sent["slug"] == "alice/tiny-on-cpu"
 
 
+def test_p100_is_asked_for_with_a_warning_that_kaggle_retired_it(kaggle, tmp_path):
+    result = paddy("kaggle", "push", TINY, "--gpu", "p100", "--folder", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert kaggle.calls("SaveKernel")[0]["machineShape"] == "NvidiaTeslaP100" and "retired" in result.stderr
+
+
 def test_hub_weights_with_the_internet_off_are_refused_before_anything_is_sent(kaggle, tmp_path):
     config = tmp_path / "pretrained.toml"
     config.write_text('[[models]]\narch = "resnet18"\n')

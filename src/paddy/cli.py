@@ -763,6 +763,8 @@ def kaggle_push(
             pushed = push_training(Path(targets[0]), competition, gpu, internet, title, folder)
     if pushed.uploaded:
         out.print(pushed.uploaded)
+    if gpu is KaggleGpu.p100:
+        err.print("[yellow]warning:[/yellow] Kaggle has retired the P100: the session runs on a T4", highlight=False)
     ref = pushed.kernel.ref
     out.print(f"pushed {ref} version {pushed.pushed.version} ({pushed.folder}): {pushed.pushed.url}")
     out.print(f"follow it: paddy kaggle status {ref} --wait")
