@@ -13,10 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-COMPETITIONS = "/v1/competitions.CompetitionApiService"
-DATASETS = "/v1/datasets.DatasetApiService"
-KERNELS = "/v1/kernels.KernelsApiService"
-BLOBS = "/v1/blobs.BlobApiService"
+COMPETITIONS = "/v1/competitions.CompetitionApiService"  # the path of submission calls
 
 
 class RecordingKaggle(BaseHTTPRequestHandler):

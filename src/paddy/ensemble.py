@@ -54,10 +54,15 @@ class Member:
 Chosen = list[tuple[list[RunFolder], float | None]]  # members' runs (one, or an entry's folds), default weight
 
 
+def config_data_root(config: EnsembleConfig, data: Path | None) -> Path:
+    """The data a config's runs are matched on: `data`, else the config's (else Kaggle's or the demo)."""
+    return recorded_root(data or config.data)
+
+
 def runs_matching_config(out: Outs, config: EnsembleConfig, data: Path | None) -> Chosen:
     """For each config entry, its newest finished run (each fold's, with folds) as `paddy run` matches
     them, and its weight."""
-    data_root = recorded_root(data or config.data)
+    data_root = config_data_root(config, data)
     chosen = []
     for entry in config.models:
         runs = []

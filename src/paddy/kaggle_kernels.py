@@ -22,8 +22,7 @@ from slugify import slugify
 
 from paddy import kaggle_kernel_script
 from paddy.config import EnsembleConfig, load_config
-from paddy.data import recorded_root
-from paddy.ensemble import choose_runs
+from paddy.ensemble import choose_runs, config_data_root
 from paddy.errors import PaddyError
 from paddy.files import TEMP_SUFFIX, atomic_write_text, folder_written_whole, write_json
 from paddy.kaggle_access import (
@@ -71,7 +70,12 @@ class Kernel:
 
     @property
     def slug(self) -> str:
-        return self.ref.split("/")[1]
+        return kernel_slug(self.ref)
+
+
+def kernel_slug(ref: str) -> str:
+    """The slug of a notebook or dataset `user/slug`."""
+    return ref.split("/")[-1]
 
 
 def kernel_ref(user: str, title: str) -> str:
@@ -162,7 +166,7 @@ def inference_kernel(
         "config_name": config_path.name if config_path else "",
         "gpu_pool": False,
         "runs": [] if config else [run.name for run in chosen],
-        "trained_on": str(recorded_root(data or config.data)) if config else None,
+        "trained_on": str(config_data_root(config, data)) if config else None,
     }
     datasets = [libs_ref(user), models_ref(ref)]
     return Kernel(ref, kernel_metadata(ref, title, gpu, False, datasets, competition), settings), chosen
@@ -170,8 +174,8 @@ def inference_kernel(
 
 def models_ref(kernel: str) -> str:
     """The private dataset holding an inference notebook's models."""
-    user, slug = kernel.split("/")
-    return f"{user}/{slug[:43]}-models"
+    user = kernel.split("/")[0]
+    return f"{user}/{kernel_slug(kernel)[:43]}-models"
 
 
 def script_text(settings: dict[str, Any]) -> str:
@@ -299,8 +303,7 @@ def pull_kernel(kernel: str, out: Path, root: Path = KERNELS_FOLDER) -> Pulled:
     if status.state != "complete":
         failure = f": {status.failure}" if status.failure else ""
         raise PaddyError(f"{kernel} is {status.state}{failure}; pull it once complete (paddy kaggle status --wait)")
-    slug = kernel.split("/")[-1]
-    dest = root / slug / f"output-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    dest = root / kernel_slug(kernel) / f"output-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     with folder_written_whole(dest) as staging:
         download_kernel_output(api, kernel, staging)
     return Pulled(dest, *merge_runs(dest / "runs", out))
