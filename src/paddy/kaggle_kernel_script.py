@@ -100,10 +100,10 @@ def predict(data: Path, inputs: Path, work: Path) -> Path:
 
 def write_submission(predictions: Path, data: Path, work: Path) -> None:
     """submission.csv in /kaggle/working, checked against the competition's sample_submission.csv."""
-    folder = Path(tempfile.mkdtemp())
-    paddy("submit", "--dry-run", "--predictions", predictions, "--data", data, "--submissions", folder)
-    (made,) = folder.glob("submission-*.csv")
-    os.replace(made, work / "submission.csv")
+    with tempfile.TemporaryDirectory(dir=work) as folder:  # beside it: /tmp may be another file system
+        paddy("submit", "--dry-run", "--predictions", predictions, "--data", data, "--submissions", folder)
+        (made,) = Path(folder).glob("submission-*.csv")
+        os.replace(made, work / "submission.csv")
 
 
 def main() -> None:
