@@ -160,7 +160,7 @@ def take_ctrl_c_as_a_terminal_would() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_killed_run_resumes_without_retraining_or_corrupt_files(tiny_data, tiny_data_root, tmp_path, sig):
-    config = write_config(tmp_path, second_epochs=6)
+    config = write_config(tmp_path, second_epochs=40)  # test_resnet is fast: enough epochs to be inside one
     out = tmp_path / "runs"
     command = [sys.executable, "-m", "paddy", "run", str(config), "--data", str(tiny_data_root), "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -173,11 +173,12 @@ def test_killed_run_resumes_without_retraining_or_corrupt_files(tiny_data, tiny_
         preexec_fn=take_ctrl_c_as_a_terminal_would,
     )
     deadline = time.monotonic() + 120
-    while not any((p / "config.json").exists() for p in out.glob("tiny3-01-*")):
+    # Signal once entry 2 has a checkpoint (its first epoch is done), not after a fixed delay: a fixed
+    # delay let a fast machine finish the whole run first.
+    while not any((p / "checkpoint.pt").exists() for p in out.glob("tiny3-01-*")):
         assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline, "entry 2 never started"
-        time.sleep(0.1)
-    time.sleep(1.0)
+        assert time.monotonic() < deadline, "entry 2 never finished an epoch"
+        time.sleep(0.02)
     process.send_signal(sig)
     process.wait(timeout=60)
     if sig == signal.SIGINT:

@@ -83,6 +83,9 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from paddy.interrupts import note_interrupts
+
+        note_interrupts()
         try:
             return command(*args, **kwargs)
         except (PaddyError, OSError) as e:

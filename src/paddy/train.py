@@ -50,6 +50,7 @@ from paddy.data import CompetitionData, extra_labels, resolve_data, training_spl
 from paddy.data_parallel import alone, distributed, finish, is_main_process, launch, launched_run_folder, needs_launch
 from paddy.errors import PaddyError
 from paddy.folds import Folds, entry_folds
+from paddy.interrupts import RaiseDroppedInterrupt
 from paddy.memory_probes import chosen_budget, resolve_auto_accum
 from paddy.optimizers import opt_func
 from paddy.plots import save_confusion_matrix, save_loss_plot
@@ -212,6 +213,7 @@ def build_learner(dls, entry: ModelEntry, cbs: list[Callback], label_column: str
         kwargs["n_out"] = n_classes + n_extra
     else:
         loss, metrics = single_target(entry.label_smoothing)
+    cbs = [*cbs, RaiseDroppedInterrupt()]
     if entry.mixup:
         cbs = [*cbs, MixUp(entry.mixup)]
     try:
