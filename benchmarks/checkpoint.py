@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common import alternate, bench_entry, median, paddy_learner, parse, parser, quietly, sample_data, show, timed
 
-from paddy.checkpoints import Position, save_checkpoint
+from paddy.training.checkpoint import Position, save_checkpoint
 
 MIB = 2**20
 

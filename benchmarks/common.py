@@ -28,11 +28,14 @@ from fastai.vision.all import Learner, default_device
 from fastcore.basics import num_cpus
 from rich.console import Console
 
-from paddy.config import ModelEntry, apply_overrides
-from paddy.data import COMPETITION, CompetitionData, check_layout, write_demo_dataset
-from paddy.presize import presize_dataset
-from paddy.report import frame_table
-from paddy.train import make_learner, plan_training
+from paddy.cli.tables import frame_table
+from paddy.data.competition import COMPETITION, CompetitionData, check_layout
+from paddy.data.demo import write_demo_dataset
+from paddy.data.presize import presize_dataset
+from paddy.settings.checks import apply_overrides
+from paddy.settings.entry import ModelEntry
+from paddy.training.learner import make_learner
+from paddy.training.plan import plan_training
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / COMPETITION

@@ -15,10 +15,10 @@ import argparse
 
 from common import bench_entry, paddy_learner, parse, parser, sample_data, show
 
-from paddy.config import ModelEntry
-from paddy.data import CompetitionData
-from paddy.memory import MIB, measure_training
-from paddy.memory_probes import MEASURED
+from paddy.data.competition import CompetitionData
+from paddy.memory.measure import MIB, measure_training
+from paddy.runs.probes import MEASURED
+from paddy.settings.entry import ModelEntry
 
 ADAM_STATE_PER_PARAM = 2  # running averages of the gradient and of its square
 

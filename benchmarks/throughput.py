@@ -20,7 +20,7 @@ from common import alternate, bench_entry, median, paddy_learner, parse, parser,
 from fastai.vision.all import Callback, DataLoaders, Learner
 from torch import nn
 
-from paddy.config import ModelEntry, OptimizerChoice, default_of
+from paddy.settings.entry import ModelEntry, OptimizerChoice, default_of
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -11,7 +11,7 @@ import argparse
 
 from common import alternate, bench_entry, median, paddy_learner, parse, parser, sample_data, show, timed
 
-from paddy.train import tta_predictions
+from paddy.training.predicting import tta_predictions
 
 TTA_PASSES = 4 + 1  # fastai's learn.tta default n=4, plus the plain pass
 

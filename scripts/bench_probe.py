@@ -19,11 +19,14 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from paddy.config import DEMO_PRESET, ModelEntry, apply_overrides
-from paddy.data import check_layout, ensure_demo_dataset
-from paddy.memory import MAX_PROBE_EPOCHS, StopAfterSecondStep, probe_device, probe_subset
-from paddy.probe import measure_training, try_accum
-from paddy.train import make_learner, plan_training
+from paddy.data.competition import check_layout
+from paddy.data.demo import ensure_demo_dataset
+from paddy.memory.measure import MAX_PROBE_EPOCHS, StopAfterSecondStep, measure_training, probe_device, probe_subset
+from paddy.memory.search import try_accum
+from paddy.settings.checks import apply_overrides
+from paddy.settings.entry import DEMO_PRESET, ModelEntry
+from paddy.training.learner import make_learner
+from paddy.training.plan import plan_training
 
 ACCUMS = (1, 2, 4)
 

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from paddy.config import BadImages, ModelEntry, apply_overrides
-from paddy.data import CompetitionData, check_layout, without_bad_images, write_demo_dataset
+from paddy.data.competition import CompetitionData, check_layout
+from paddy.data.demo import write_demo_dataset
+from paddy.data.images import without_bad_images
+from paddy.settings.checks import apply_overrides
+from paddy.settings.entry import BadImages, ModelEntry
 
 TINY = {"arch": "test_resnet", "size": (32, 32), "bs": 8, "epochs": 1, "pretrained": False, "seed": 0}
 
@@ -20,14 +23,14 @@ def tiny_entry(**overrides) -> ModelEntry:
 
 def with_callbacks(monkeypatch, *callbacks) -> None:
     """Every learner train() makes gets these callbacks too."""
-    import paddy.train
+    import paddy.training.run
 
-    real = paddy.train.make_learner
+    real = paddy.training.run.make_learner
 
     def make(plan, data, extra, *args, **kwargs):
         return real(plan, data, [*extra, *callbacks], *args, **kwargs)
 
-    monkeypatch.setattr(paddy.train, "make_learner", make)
+    monkeypatch.setattr(paddy.training.run, "make_learner", make)
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +48,7 @@ def tiny_data(tiny_data_root) -> CompetitionData:
 @pytest.fixture(scope="session")
 def finished_run(tiny_data, tmp_path_factory):
     """One real training run on the tiny data (shared: training is the slow part)."""
-    from paddy.train import train
+    from paddy.training.run import train
 
     return train(tiny_entry(), tiny_data, tmp_path_factory.mktemp("runs"), num_workers=0)
 

@@ -9,8 +9,9 @@ import sys
 import torch
 from fastai.vision.all import SGD, CrossEntropyLossFlat, DataLoader, DataLoaders, GradientAccumulation, Learner
 
-from paddy.data_parallel import distributed, finish, is_main_process, world_size
-from paddy.train import accumulation
+from paddy.core.ranks import is_main_process, world_size
+from paddy.training.distributed import distributed, finish
+from paddy.training.plan import accumulation
 
 N, BS = 64, 16
 

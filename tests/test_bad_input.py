@@ -20,8 +20,8 @@ import pytest
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-import paddy.files
-from paddy.cli import app
+import paddy.core.files
+from paddy.cli.app import app
 
 TINY = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--epochs", "1", "--no-pretrained", "--seed", "0"]
 
@@ -72,14 +72,14 @@ def fault_at(fragment: str, code: int) -> Callable[[pytest.MonkeyPatch], None]:
     read-only disk would; as root, permission bits alone do not make a folder read-only)."""
 
     def inject(monkeypatch: pytest.MonkeyPatch) -> None:
-        real = paddy.files.tempfile.mkstemp
+        real = paddy.core.files.tempfile.mkstemp
 
         def mkstemp(*args, **kwargs):
             if fragment in kwargs.get("prefix", ""):
                 raise OSError(code, os.strerror(code))
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(paddy.files.tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(paddy.core.files.tempfile, "mkstemp", mkstemp)
 
     return inject
 
@@ -461,7 +461,7 @@ def test_there_are_at_least_forty_cases_over_every_command():
 
 
 def test_hidden_files_and_folders_are_ignored_not_fatal(tiny_data_root, tmp_path):
-    from paddy.data import check_layout
+    from paddy.data.competition import check_layout
 
     data = shutil.copytree(tiny_data_root, tmp_path / "data")
     write(data / "train_images" / ".ipynb_checkpoints" / "x.jpg", b"junk")
@@ -474,7 +474,7 @@ def test_hidden_files_and_folders_are_ignored_not_fatal(tiny_data_root, tmp_path
 
 
 def test_files_are_written_with_the_users_umask(tmp_path):
-    from paddy.files import atomic_write_text
+    from paddy.core.files import atomic_write_text
 
     old = os.umask(0o027)
     try:

@@ -19,15 +19,19 @@ from conftest import tiny_entry, with_callbacks
 from fastai.vision.all import Callback
 from typer.testing import CliRunner
 
-import paddy.train
-from paddy.checkpoints import FORMAT, load_checkpoint, training_phases
-from paddy.cli import app
-from paddy.config import SETTINGS_SINCE_0_2, load_config
-from paddy.ensemble_training import RESUMED, TRAINED, run_config
-from paddy.folds import FOLDS_FOLDER
-from paddy.predictions import load_predictions
-from paddy.runs import RunFolder
-from paddy.train import make_learner, plan_training, resume_run, train
+import paddy.training.run
+from paddy.cli.app import app
+from paddy.data.folds import FOLDS_FOLDER
+from paddy.orchestration.config_runs import RESUMED, TRAINED, run_config
+from paddy.runs.folder import RunFolder
+from paddy.runs.predictions import load_predictions
+from paddy.settings.config_file import load_config
+from paddy.settings.legacy import SETTINGS_SINCE_0_2
+from paddy.training.checkpoint import FORMAT, load_checkpoint
+from paddy.training.learner import make_learner
+from paddy.training.plan import plan_training
+from paddy.training.run import resume_run, train
+from paddy.training.schedule import training_phases
 
 LOSSES = ["fit", "epoch", "train_loss", "valid_loss"]
 
@@ -149,7 +153,8 @@ def test_a_fold_run_resumes_exactly_with_its_out_of_fold_predictions(tiny_data, 
 
 def test_the_phases_are_fastais_fine_tune(tiny_data, tmp_path):
     """fine_tune written as two fits must train exactly as fastai's own fine_tune."""
-    from paddy.checkpoints import EpochRecords, fit_phases
+    from paddy.training.checkpoint import EpochRecords
+    from paddy.training.schedule import fit_phases
 
     def weights(fit) -> dict:
         learn = make_learner(plan_training(tiny_entry(epochs=2)), tiny_data, [], num_workers=0, bars=False)
@@ -299,7 +304,7 @@ def test_a_run_stopped_after_its_last_epoch_resumes_with_only_tta_left(tiny_data
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(paddy.train, "tta_predictions", killed)
+        patch.setattr(paddy.training.run, "tta_predictions", killed)
         with pytest.raises(KeyboardInterrupt):
             train(entry, tiny_data, tmp_path / "cut", num_workers=0, keep_checkpoint=True)
     trained = []

@@ -6,8 +6,8 @@ import pytest
 from conftest import assert_no_redrawn_bars
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.predictions import load_predictions
+from paddy.cli.app import app
+from paddy.runs.predictions import load_predictions
 
 runner = CliRunner()
 TINY_FLAGS = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--epochs", "1", "--no-pretrained", "--seed", "0"]

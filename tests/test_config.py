@@ -3,19 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from paddy.config import (
-    DEMO_PRESET,
-    ModelEntry,
-    apply_overrides,
-    arch_problem,
-    check_entry,
-    entry_problems,
-    load_config,
-    parse_accum,
-    parse_size,
-    select_entry,
-)
-from paddy.errors import PaddyError
+from paddy.core.errors import PaddyError
+from paddy.settings.checks import apply_overrides, arch_problem, check_entry, entry_problems, parse_accum, parse_size
+from paddy.settings.config_file import load_config, select_entry
+from paddy.settings.entry import DEMO_PRESET, ModelEntry
 
 
 @pytest.mark.parametrize(

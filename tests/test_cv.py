@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from paddy.cv import fit_weights, fold_out_scores, scores, weighted_mean
-from paddy.errors import PaddyError
+from paddy.core.errors import PaddyError
+from paddy.ensembling.cv import fit_weights, fold_out_scores, scores, weighted_mean
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -3,14 +3,10 @@ import shutil
 import pandas as pd
 import pytest
 
-from paddy.data import (
-    DEMO_CLASSES,
-    check_layout,
-    ensure_demo_dataset,
-    resolve_data,
-    without_bad_images,
-)
-from paddy.errors import PaddyError
+from paddy.core.errors import PaddyError
+from paddy.data.competition import check_layout, resolve_data
+from paddy.data.demo import DEMO_CLASSES, ensure_demo_dataset
+from paddy.data.images import without_bad_images
 
 
 @pytest.fixture

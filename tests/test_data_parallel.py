@@ -17,15 +17,17 @@ from conftest import tiny_entry
 from data_parallel_worker import BS, N, trained_weights
 from fastai.vision.all import DataLoader
 
-from paddy.config import EnsembleConfig, check_entry
-from paddy.data_parallel import bare_loader, bare_model, launched_run_folder, needs_launch
-from paddy.ensemble_training import run_config
-from paddy.errors import PaddyError
-from paddy.lrfind import in_one_process
-from paddy.memory_probes import probe_key
-from paddy.predictions import load_predictions
-from paddy.runs import RunFolder
-from paddy.train import accumulation, launch_data_parallel
+from paddy.core.errors import PaddyError
+from paddy.orchestration.config_runs import run_config
+from paddy.runs.folder import RunFolder
+from paddy.runs.predictions import load_predictions
+from paddy.runs.probes import probe_key
+from paddy.settings.checks import check_entry
+from paddy.settings.config_file import EnsembleConfig
+from paddy.training.distributed import bare_loader, bare_model, launched_run_folder, needs_launch
+from paddy.training.lr_find import in_one_process
+from paddy.training.plan import accumulation
+from paddy.training.run import launch_data_parallel
 
 TESTS = Path(__file__).parent
 WORLD = 2

@@ -7,12 +7,12 @@ import pytest
 from conftest import tiny_entry
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.config import load_config
-from paddy.ensemble import Member, aligned_probs, average, build_ensemble, check_probabilities, parse_weights
-from paddy.errors import PaddyError
-from paddy.files import write_json
-from paddy.predictions import Predictions, load_predictions, save_predictions
+from paddy.cli.app import app
+from paddy.core.errors import PaddyError
+from paddy.core.files import write_json
+from paddy.ensembling.average import Member, aligned_probs, average, build_ensemble, check_probabilities, parse_weights
+from paddy.runs.predictions import Predictions, load_predictions, save_predictions
+from paddy.settings.config_file import load_config
 
 VOCAB = ("blast", "hispa", "normal")
 IDS = ("1.jpg", "2.jpg")

@@ -13,18 +13,19 @@ import pytest
 from conftest import tiny_entry
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.config import ModelEntry, load_config
-from paddy.data import CompetitionData, resolve_data
-from paddy.ensemble import build_ensemble
-from paddy.ensemble_training import SKIPPED, TRAINED, entries_cv, run_config
-from paddy.errors import PaddyError
-from paddy.files import read_json, write_json
-from paddy.folds import FOLDS_FOLDER, folds_for
-from paddy.out_of_fold import combined_oof
-from paddy.predictions import load_predictions
-from paddy.runs import RunFolder
-from paddy.train import train, train_entry
+from paddy.cli.app import app
+from paddy.core.errors import PaddyError
+from paddy.core.files import read_json, write_json
+from paddy.data.competition import CompetitionData, resolve_data
+from paddy.data.folds import FOLDS_FOLDER, folds_for
+from paddy.ensembling.average import build_ensemble
+from paddy.ensembling.out_of_fold import combined_oof
+from paddy.orchestration.config_runs import SKIPPED, TRAINED, entries_cv, run_config
+from paddy.runs.folder import RunFolder
+from paddy.runs.predictions import load_predictions
+from paddy.settings.config_file import load_config
+from paddy.settings.entry import ModelEntry
+from paddy.training.run import train, train_entry
 
 K = 3
 
@@ -252,7 +253,7 @@ def test_a_two_target_fold_keeps_label_probabilities_out_of_fold(tiny_data, tmp_
 
 
 def test_predict_with_an_entrys_fold_runs_averages_them(fold_runs, tmp_path):
-    from paddy.predict import predict
+    from paddy.ensembling.predict import predict
 
     names = [run.name for run in fold_runs.runs]
     images = fold_runs.data.root / "test_images"

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from conftest import tiny_entry
 
-import paddy.ensemble_training
-from paddy.config import EnsembleConfig, load_config
-from paddy.ensemble_training import FAILED, config_runs, run_on_gpus, selected_runs, shard_runs
-from paddy.errors import PaddyError
-from paddy.gpu_pool import WORKER_LOG, PoolJob, parse_gpus, run_pool
-from paddy.runs import RunFolder
+import paddy.orchestration.config_runs
+from paddy.core.errors import PaddyError
+from paddy.orchestration.config_runs import FAILED, config_runs, run_on_gpus, selected_runs, shard_runs
+from paddy.orchestration.gpu_pool import WORKER_LOG, PoolJob, parse_gpus, run_pool
+from paddy.runs.folder import RunFolder
+from paddy.settings.config_file import EnsembleConfig, load_config
 
 REPO = Path(__file__).parent.parent
 FAKE_TRAINER = """
@@ -116,7 +116,7 @@ def test_the_pool_reports_a_failed_worker_with_its_line(tiny_data, tmp_path, mon
         fail = "fail" if key[0] == 1 else "ok"
         return fake_job(tmp_path, f"entry{key[0]}", 0.2, fail == "fail").argv
 
-    monkeypatch.setattr(paddy.ensemble_training, "worker_argv", fake_worker)
+    monkeypatch.setattr(paddy.orchestration.config_runs, "worker_argv", fake_worker)
     outcomes, failures = run_on_gpus(load_config(config), tiny_data, tmp_path / "runs", ["0", "1"], 16000)
     assert [o.status for o in outcomes] == ["busy elsewhere", FAILED], "a worker that finished nothing is not 'trained'"
     assert len(failures) == 1 and "entry 2: resnet18-48x48-squish failed on GPU" in failures[0]

@@ -5,7 +5,8 @@ import signal
 
 import pytest
 
-from paddy.interrupts import RaiseDroppedInterrupt, interrupt_noted, note_and_raise, note_interrupts
+from paddy.core.interrupts import interrupt_noted, note_and_raise, note_interrupts
+from paddy.training.interrupts import RaiseDroppedInterrupt
 
 
 def test_a_noted_interrupt_is_raised_at_the_next_batch_once():

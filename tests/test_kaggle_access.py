@@ -9,10 +9,10 @@ import pytest
 from kaggle_server import COMPETITIONS as SERVICE
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.errors import PaddyError
-from paddy.kaggle_access import competition_folder, submit_csv
-from paddy.predictions import load_predictions
+from paddy.cli.app import app
+from paddy.core.errors import PaddyError
+from paddy.kaggle.access import competition_folder, submit_csv
+from paddy.runs.predictions import load_predictions
 
 
 def test_submit_drives_the_real_client_with_the_right_arguments(credentials, kaggle_server, tmp_path):

@@ -7,17 +7,18 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import types
 import zipfile
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.errors import PaddyError
-from paddy.kaggle_access import upload_private_dataset
-from paddy.kaggle_kernels import KERNEL_FILE, follow_kernel, merge_runs, script_text
-from paddy.runs import RunFolder
+from paddy.cli.app import app
+from paddy.core.errors import PaddyError
+from paddy.kaggle.access import upload_private_dataset
+from paddy.kaggle.kernels import KERNEL_FILE, NOTEBOOK_SCRIPT, follow_kernel, merge_runs, script_text
+from paddy.runs.folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.toml"
@@ -189,7 +190,7 @@ def test_a_damaged_pulled_run_is_refused(finished_run, tmp_path):
 
 
 def test_datasets_are_created_private_then_versioned(credentials, kaggle_server, tmp_path):
-    from paddy.kaggle_access import kaggle_api
+    from paddy.kaggle.access import kaggle_api
 
     (tmp_path / "a.whl").write_bytes(b"wheel")
     api = kaggle_api()
@@ -245,11 +246,17 @@ def test_the_pushed_script_carries_its_settings_and_compiles():
     assert settings_of(text) == {**settings, "trained_on": None}
 
 
+def notebook_script() -> types.ModuleType:
+    """The notebook's script, package data that paddy never imports, loaded as a module of its own."""
+    module = types.ModuleType("paddy_kernel")
+    exec(compile(NOTEBOOK_SCRIPT.read_text(), str(NOTEBOOK_SCRIPT), "exec"), module.__dict__)
+    return module
+
+
 def test_the_notebook_installs_offline_with_kaggles_torch_pinned(monkeypatch, tmp_path):
     from importlib.metadata import version
 
-    from paddy import kaggle_kernel_script
-
+    kaggle_kernel_script = notebook_script()
     seen = []
 
     def run(command):
@@ -264,8 +271,8 @@ def test_the_notebook_installs_offline_with_kaggles_torch_pinned(monkeypatch, tm
 
 
 def test_a_notebook_without_its_dataset_stops_with_one_line(tmp_path):
-    from paddy.kaggle_kernel_script import PADDY_WHEELS, find_folder
+    script = notebook_script()
 
     (tmp_path / "paddy-disease-classification").mkdir()
     with pytest.raises(SystemExit, match="nothing under .* holds paddy_trainer-.*whl"):
-        find_folder(tmp_path, PADDY_WHEELS)
+        script.find_folder(tmp_path, script.PADDY_WHEELS)

@@ -3,8 +3,8 @@ versions, as Kaggle's Linux Python sees the markers, and never torch or torchvis
 
 from importlib.metadata import version
 
-from paddy.kaggle_libs import KAGGLE_KEEPS, KAGGLE_PYTHON, marker_environment, requirement_closure
-from paddy.versions import DISTRIBUTION
+from paddy.core.versions import DISTRIBUTION
+from paddy.kaggle.libs import KAGGLE_KEEPS, KAGGLE_PYTHON, marker_environment, requirement_closure
 
 KAGGLE = marker_environment(KAGGLE_PYTHON)
 

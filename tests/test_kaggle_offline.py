@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.kaggle_kernels import KERNEL_FILE
-from paddy.kaggle_libs import KAGGLE_KEEPS, marker_environment, requirement_closure
+from paddy.cli.app import app
+from paddy.kaggle.kernels import KERNEL_FILE
+from paddy.kaggle.libs import KAGGLE_KEEPS, marker_environment, requirement_closure
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPETITION = "paddy-disease-classification"

@@ -3,8 +3,8 @@ import json
 from conftest import assert_no_redrawn_bars, tiny_entry
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.lrfind import find_lr
+from paddy.cli.app import app
+from paddy.training.lr_find import find_lr
 
 
 def test_lr_find_saves_plot_and_suggestions(tiny_data, tmp_path):

@@ -8,9 +8,9 @@ from conftest import tiny_entry
 from fastai.vision.all import even_mults, norm_bias_params
 from torch import nn
 
-from paddy.config import OptimizerChoice
-from paddy.optimizers import opt_func
-from paddy.train import build_dataloaders, build_learner
+from paddy.settings.entry import OptimizerChoice
+from paddy.training.learner import build_dataloaders, build_learner
+from paddy.training.optimizers import opt_func
 
 TORCH_ADAMW = [OptimizerChoice.adamw_foreach, OptimizerChoice.adamw_fused]
 

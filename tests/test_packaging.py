@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from paddy.versions import DISTRIBUTION
+from paddy.core.versions import DISTRIBUTION
 
 ROOT = Path(__file__).resolve().parents[1]
 # The user's own builds, older than the development pins; pip only reads their metadata.
@@ -65,4 +65,4 @@ def test_distribution_is_paddy_trainer_with_the_paddy_command(tmp_path):
     dist = PathDistribution(dist_info)
     assert dist.metadata["Name"] == DISTRIBUTION == "paddy-trainer"
     scripts = {ep.name: ep.value for ep in dist.entry_points.select(group="console_scripts")}
-    assert scripts == {"paddy": "paddy.cli:main"}
+    assert scripts == {"paddy": "paddy.cli.app:main"}

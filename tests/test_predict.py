@@ -14,9 +14,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.predictions import load_predictions
-from paddy.train import train
+from paddy.cli.app import app
+from paddy.runs.predictions import load_predictions
+from paddy.training.run import train
 
 
 def predict(run, images, *flags):
@@ -103,7 +103,7 @@ def test_a_config_averages_its_entries_runs(finished_run, tiny_data, tmp_path):
 
 @pytest.fixture
 def run_copy(finished_run, tmp_path):
-    from paddy.runs import RunFolder
+    from paddy.runs.folder import RunFolder
 
     return RunFolder(shutil.copytree(finished_run.run.path, tmp_path / "runs" / finished_run.run.name))
 
@@ -151,7 +151,7 @@ def test_an_unknown_run_is_one_error_line(tiny_data, tmp_path):
 def test_predict_needs_neither_the_training_data_nor_the_network(tiny_data_root, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from paddy.data import check_layout
+    from paddy.data.competition import check_layout
 
     data = check_layout(shutil.copytree(tiny_data_root, tmp_path / "data"))
     run = train(tiny_entry(finetune=False), data, tmp_path / "runs", num_workers=0).run

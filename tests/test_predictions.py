@@ -3,8 +3,8 @@ import pickle
 import numpy as np
 import pytest
 
-from paddy.errors import PaddyError
-from paddy.predictions import Predictions, load_predictions, save_predictions
+from paddy.core.errors import PaddyError
+from paddy.runs.predictions import Predictions, load_predictions, save_predictions
 
 
 def sample_predictions() -> Predictions:
@@ -43,12 +43,12 @@ def test_missing_file(tmp_path):
 def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
     path = save_predictions(sample_predictions(), tmp_path / "p.safetensors")
     before = path.read_bytes()
-    import paddy.files
+    import paddy.core.files
 
     def broken_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(paddy.files.os, "fsync", broken_fsync)
+    monkeypatch.setattr(paddy.core.files.os, "fsync", broken_fsync)
     with pytest.raises(PaddyError, match="cannot write .*p.safetensors: No space left on device"):
         save_predictions(Predictions(np.ones((1, 1), np.float32), ("x",), ("y",)), path)
     assert path.read_bytes() == before

@@ -14,9 +14,10 @@ from PIL import Image
 from test_cli import assert_one_line_error, run_paddy
 
 import paddy
-from paddy.data import check_layout, write_demo_dataset
-from paddy.errors import PaddyError
-from paddy.presize import exit_with_parent, presize_dataset
+from paddy.core.errors import PaddyError
+from paddy.data.competition import check_layout
+from paddy.data.demo import write_demo_dataset
+from paddy.data.presize import exit_with_parent, presize_dataset
 
 LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="workers die with their parent on Linux only")
 

@@ -22,13 +22,13 @@ from torch import nn
 from torch.distributed._tools.mem_tracker import MemTracker
 from typer.testing import CliRunner
 
-import paddy.probe
-import paddy.train
-from paddy.cli import app
-from paddy.config import Precision, accum_choices
-from paddy.data import check_layout
-from paddy.errors import PaddyError
-from paddy.memory import (
+import paddy.memory.search
+import paddy.training.run
+from paddy.cli.app import app
+from paddy.cli.tables import probe_table
+from paddy.core.errors import PaddyError
+from paddy.data.competition import check_layout
+from paddy.memory.measure import (
     LiveTensorBytes,
     Measurement,
     StopAfterSecondStep,
@@ -36,23 +36,22 @@ from paddy.memory import (
     measure_training,
     probe_subset,
 )
-from paddy.memory_probes import (
+from paddy.memory.search import check_headroom, probe_memory, search_accum
+from paddy.runs.probes import (
     CUDA_CONTEXT_MIB,
     ESTIMATE,
     MEASURED,
     PROBES_FILE,
     ProbeRecord,
     Trial,
-    chosen_budget,
     load_probes,
-    parse_budget,
     probe_key,
     resolve_auto_accum,
     save_probe,
 )
-from paddy.probe import check_headroom, probe_memory, search_accum
-from paddy.report import probe_table
-from paddy.train import plan_training, resolve_precision
+from paddy.settings.budget import chosen_budget, parse_budget
+from paddy.settings.entry import Precision, accum_choices
+from paddy.training.plan import plan_training, resolve_precision
 
 runner = CliRunner()
 TINY_FLAGS = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained", "--seed", "0"]
@@ -277,7 +276,7 @@ def test_an_unwritable_out_fails_before_any_probe_and_keeps_the_old_records(tmp_
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("paddy.files.os.fsync", disk_full)
+    monkeypatch.setattr("paddy.core.files.os.fsync", disk_full)
     with pytest.raises(PaddyError, match="No space left on device"):
         probe_memory([entry], tiny_data, 1000, 0.1, path, measure=measure)
     assert measure.calls == [] and path.read_bytes() == before
@@ -423,7 +422,7 @@ def test_train_accum_auto_uses_the_recorded_accum(tiny_data_root, tmp_path, monk
         trained.append(plan.entry)
         raise PaddyError("stop here: the accum is what this test checks")
 
-    monkeypatch.setattr(paddy.train, "make_learner", fake_make_learner)
+    monkeypatch.setattr(paddy.training.run, "make_learner", fake_make_learner)
     save_probe(tmp_path / PROBES_FILE, record(tiny_entry(arch="resnet18"), 24576, ESTIMATE, 2))
     args = ["train", "--data", str(tiny_data_root), "--out", str(tmp_path), *TINY_FLAGS, "--accum", "auto"]
     result = runner.invoke(app, [*args, "--budget", "24GiB"], catch_exceptions=False)
@@ -440,7 +439,7 @@ def test_probe_memory_covers_every_entry_of_a_config(tiny_data_root, tmp_path, m
         '[[models]]\narch = "resnet18"\nsize = 32\n[[models]]\narch = "resnet18"\nsize = 48\nitem = "crop"\n'
     )
     monkeypatch.setattr(
-        paddy.probe, "measure_training", lambda entry, accum, data, num_workers: FakeMeasure(3000)(entry, accum)
+        paddy.memory.search, "measure_training", lambda entry, accum, data, num_workers: FakeMeasure(3000)(entry, accum)
     )
     result = runner.invoke(
         app, ["probe-memory", "--config", str(config), "--out", str(tmp_path)], catch_exceptions=False

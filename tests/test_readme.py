@@ -1,14 +1,29 @@
-"""The README's layout section names every module of the package, and only those."""
+"""The README's layout section names every module and subpackage of the package, and only those, and
+every subpackage says in its docstring what it owns."""
 
+import ast
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
+PACKAGE = ROOT / "src" / "paddy"
+
+
+def layout_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return readme[readme.index("## Layout of the code") :]
 
 
 def test_readme_layout_names_every_module():
-    readme = (ROOT / "README.md").read_text()
-    layout = readme[readme.index("## Layout of the code") :]
-    named = set(re.findall(r"`(\w+\.py)`", layout))
-    modules = {p.name for p in (ROOT / "src" / "paddy").glob("*.py")} - {"__init__.py"}
+    named = set(re.findall(r"`([\w/]+\.py)`", layout_section()))
+    modules = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
     assert named == modules
+
+
+def test_readme_layout_names_every_subpackage_and_each_has_a_docstring():
+    packages = {p.parent for p in PACKAGE.glob("*/__init__.py")}
+    named = set(re.findall(r"`(\w+)/`", layout_section()))
+    assert named == {p.name for p in packages}
+    for package in packages:
+        docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+        assert docstring and len(docstring.splitlines()) == 1, f"{package.name}/ needs a one-line docstring"

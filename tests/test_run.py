@@ -12,10 +12,11 @@ from conftest import assert_no_redrawn_bars, tiny_entry
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.config import load_config
-from paddy.ensemble import build_ensemble
-from paddy.ensemble_training import (
+from paddy.cli.app import app
+from paddy.core.errors import PaddyError
+from paddy.core.files import read_json
+from paddy.ensembling.average import build_ensemble
+from paddy.orchestration.config_runs import (
     BUSY,
     RESUMED,
     SKIPPED,
@@ -24,11 +25,10 @@ from paddy.ensemble_training import (
     run_config,
     train_with_oom_retry,
 )
-from paddy.errors import PaddyError
-from paddy.files import read_json
-from paddy.predictions import load_predictions
-from paddy.runs import entry_run_folder
-from paddy.train import train
+from paddy.runs.folder import entry_run_folder
+from paddy.runs.predictions import load_predictions
+from paddy.settings.config_file import load_config
+from paddy.training.run import train
 
 TINY_CONFIG = """
 [defaults]

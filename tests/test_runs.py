@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.config import SETTINGS_SINCE_0_2, OptimizerChoice
-from paddy.errors import PaddyError
-from paddy.files import read_json, write_json
-from paddy.runs import RunFolder, find_run, matched_settings, run_summary, settings_key
+from paddy.cli.app import app
+from paddy.core.errors import PaddyError
+from paddy.core.files import read_json, write_json
+from paddy.runs.folder import RunFolder, matched_settings, settings_key
+from paddy.runs.lookup import find_run, run_summary
+from paddy.settings.entry import OptimizerChoice
+from paddy.settings.legacy import SETTINGS_SINCE_0_2
 
 
 def test_run_summary_of_a_finished_run(finished_run):

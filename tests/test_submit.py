@@ -4,15 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from paddy.errors import PaddyError
-from paddy.predictions import Predictions
-from paddy.submit import (
-    default_message,
-    log_submission,
-    predictions_source,
-    read_sample,
-    write_submission,
-)
+from paddy.core.errors import PaddyError
+from paddy.kaggle.submit import default_message, log_submission, predictions_source, read_sample, write_submission
+from paddy.runs.predictions import Predictions
 
 VOCAB = ("blast", "hispa", "normal")
 

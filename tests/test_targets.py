@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from paddy.targets import TwoTargetLoss, single_target, two_targets
+from paddy.training.targets import TwoTargetLoss, single_target, two_targets
 
 OUT = torch.tensor([[2.0, 0.0, 1.0, 0.5, -0.5], [0.0, 3.0, 0.0, -1.0, 1.0]])
 DISEASE = torch.tensor([0, 2])
@@ -62,8 +62,8 @@ def test_single_target_uses_fastai_label_smoothing_when_asked():
 def test_multi_target_run_saves_disease_only_probabilities(tiny_data, tmp_path):
     from conftest import tiny_entry
 
-    from paddy.predictions import load_predictions
-    from paddy.train import train
+    from paddy.runs.predictions import load_predictions
+    from paddy.training.run import train
 
     result = train(tiny_entry(multi_target="variety", finetune=False), tiny_data, tmp_path, num_workers=0)
     assert {"label_error", "variety_error"} <= set(result.history.columns), "named after the sample's column"

@@ -6,11 +6,11 @@ import pytest
 from conftest import tiny_entry
 from typer.testing import CliRunner
 
-from paddy.cli import app
-from paddy.config import load_config
-from paddy.errors import PaddyError
-from paddy.memory_probes import PROBES_FILE, ProbeRecord, Trial, load_probes, probe_key, save_probes
-from paddy.time_plan import PlannedEntry, fit_to_budget, parse_duration, run_seconds, time_plan
+from paddy.cli.app import app
+from paddy.core.errors import PaddyError
+from paddy.orchestration.time_plan import PlannedEntry, fit_to_budget, parse_duration, run_seconds, time_plan
+from paddy.runs.probes import PROBES_FILE, ProbeRecord, Trial, load_probes, probe_key, save_probes
+from paddy.settings.config_file import load_config
 
 BUDGET_MIB = 16280.0
 CONFIG = """

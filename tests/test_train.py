@@ -17,22 +17,14 @@ from fastai.vision.all import (
 )
 from torch import nn
 
-import paddy.train
-from paddy.checkpoints import training_phases
-from paddy.config import BadImages
-from paddy.errors import PaddyError
-from paddy.predictions import load_predictions
-from paddy.train import (
-    accumulation,
-    build_dataloaders,
-    build_learner,
-    loaders_at_sizes,
-    make_learner,
-    plan_training,
-    prepare_run,
-    resolve_precision,
-    train,
-)
+import paddy.training.learner
+from paddy.core.errors import PaddyError
+from paddy.runs.predictions import load_predictions
+from paddy.settings.entry import BadImages
+from paddy.training.learner import build_dataloaders, build_learner, make_learner
+from paddy.training.plan import accumulation, plan_training, resolve_precision
+from paddy.training.run import loaders_at_sizes, prepare_run, train
+from paddy.training.schedule import training_phases
 
 
 def tiny_mlp() -> nn.Module:
@@ -271,13 +263,13 @@ def test_a_batch_larger_than_the_training_split_is_refused_before_anything_is_wr
 
 def test_a_nan_loss_stops_training_and_leaves_no_finished_run(tiny_data, tmp_path, monkeypatch):
 
-    real = paddy.train.single_target
+    real = paddy.training.learner.single_target
 
     def nan_loss(label_smoothing):
         loss, metrics = real(label_smoothing)
         return (lambda out, *targets: loss(out, *targets) * float("nan")), metrics
 
-    monkeypatch.setattr(paddy.train, "single_target", nan_loss)
+    monkeypatch.setattr(paddy.training.learner, "single_target", nan_loss)
     with pytest.raises(PaddyError, match="training loss became nan at epoch 1, batch 1"):
         train(tiny_entry(finetune=False), tiny_data, tmp_path, num_workers=0)
     (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]

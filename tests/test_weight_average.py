@@ -10,12 +10,12 @@ from fastai.vision.all import Callback, CancelStepException
 from safetensors.torch import load_file
 from timm.utils import ModelEmaV3
 
-from paddy.checkpoints import load_checkpoint
-from paddy.config import check_entry
-from paddy.errors import PaddyError
-from paddy.memory_probes import probe_key
-from paddy.train import train
-from paddy.weight_average import WeightAverage, swap_weights
+from paddy.core.errors import PaddyError
+from paddy.runs.probes import probe_key
+from paddy.settings.checks import check_entry
+from paddy.training.checkpoint import load_checkpoint
+from paddy.training.ema import WeightAverage, swap_weights
+from paddy.training.run import train
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """`python -m paddy` runs the CLI."""
 
-from paddy.cli import main
+from paddy.cli.app import main
 
 main()

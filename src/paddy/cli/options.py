@@ -1,0 +1,201 @@
+"""Options shared by commands, each declared once, and the model options every training command takes
+(resolved into a ModelChoice before the command runs). The only place flag names are written.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.markup import escape
+
+from paddy.cli.output import err, out
+from paddy.orchestration.selection import choose_model
+from paddy.settings.budget import DEFAULT_BUDGET
+from paddy.settings.entry import AUTO, BadImages, OptimizerChoice, Precision, ResizeMethod, default_of
+
+
+def defaulting(help_text: str, name: str) -> str:
+    """A help text ending with the field's default, read from ModelEntry (never written twice)."""
+    value = default_of(name)
+    if isinstance(value, tuple):
+        value = "x".join(map(str, value))
+    elif isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"{help_text} (default {value})."
+
+
+def accum_flag(text: str) -> int | str:
+    """--accum takes a whole number or 'auto'."""
+    if text != AUTO and not text.isdigit():
+        raise typer.BadParameter(f"{text!r} is not a whole number or 'auto'")
+    return text if text == AUTO else int(text)
+
+
+# Options shared by commands, each declared once.
+DataOption = Annotated[
+    Optional[Path],
+    typer.Option(help="Competition folder (default: the config's, /kaggle/input/<competition>, else the demo)."),
+]
+
+
+OutDir = Annotated[Path, typer.Option("--out", help="Folder of run folders.")]
+
+
+Budget = Annotated[
+    Optional[str],
+    typer.Option(help=f"GPU memory for --accum auto: 16280 (MiB), 16280MiB, 24GiB, 16GB (default {DEFAULT_BUDGET})."),
+]
+
+
+BadImagesOption = Annotated[BadImages, typer.Option(help="Corrupt training images: fail, or skip them.")]
+
+
+KeepCheckpoint = Annotated[
+    bool, typer.Option(help="Keep checkpoint.pt in a finished run (it is removed at the end otherwise).")
+]
+
+
+DEFAULT_OUT = Path("runs")
+
+
+CompetitionOption = Annotated[str, typer.Option(help="Kaggle competition slug.")]
+
+
+MODEL_OPTIONS: dict[str, Any] = {
+    "data": DataOption,
+    "config": Annotated[Optional[Path], typer.Option(help="TOML config (see configs/); flags override it.")],
+    "entry": Annotated[Optional[str], typer.Option(help="Which models entry of --config: its index or arch.")],
+    "arch": Annotated[Optional[str], typer.Option(help=defaulting("timm architecture name", "arch"))],
+    "size": Annotated[
+        Optional[str], typer.Option(help=defaulting("Training size: N or HxW, e.g. 224 or 288x224", "size"))
+    ],
+    "item": Annotated[Optional[ResizeMethod], typer.Option(help=defaulting("Item resize method", "item"))],
+    "item_size": Annotated[
+        Optional[str], typer.Option(help="Item resize before augmentation: N or HxW (default twice --size).")
+    ],
+    "accum": Annotated[
+        Optional[str],
+        typer.Option(
+            parser=accum_flag,
+            metavar="<int|auto>",
+            help=defaulting("Gradient accumulation factor (divides bs), or 'auto' from probe-memory", "accum"),
+        ),
+    ],
+    "bs": Annotated[Optional[int], typer.Option(help=defaulting("Effective batch size", "bs"))],
+    "epochs": Annotated[Optional[int], typer.Option(help=defaulting("Epochs", "epochs"))],
+    "lr": Annotated[Optional[float], typer.Option(help=defaulting("Learning rate", "lr"))],
+    "finetune": Annotated[
+        Optional[bool],
+        typer.Option(
+            "--finetune/--one-cycle", help=defaulting("fine_tune, or fit_one_cycle of every layer", "finetune")
+        ),
+    ],
+    "seed": Annotated[
+        Optional[int], typer.Option(help="Random seed; unset draws one (a new split each run) and records it.")
+    ],
+    "valid_pct": Annotated[
+        Optional[float], typer.Option(help=defaulting("Fraction of training images held out", "valid_pct"))
+    ],
+    "precision": Annotated[
+        Optional[Precision],
+        typer.Option(help=defaulting("auto (fp16 on CUDA, fp32 on CPU), fp16 or fp32", "precision")),
+    ],
+    "pretrained": Annotated[
+        Optional[bool],
+        typer.Option("--pretrained/--no-pretrained", help=defaulting("Start from pretrained weights", "pretrained")),
+    ],
+    "pretrained_file": Annotated[
+        Optional[Path], typer.Option(help="Local pretrained weights (.safetensors or .pth) for offline use.")
+    ],
+    "multi_target": Annotated[
+        Optional[str],
+        typer.Option(help="Also predict this train.csv column (e.g. variety); loss adds both cross-entropies."),
+    ],
+    "label_smoothing": Annotated[
+        Optional[float], typer.Option(help="Label smoothing epsilon in [0, 1) (fastai LabelSmoothingCrossEntropy).")
+    ],
+    "mixup": Annotated[Optional[float], typer.Option(help="MixUp alpha (> 0) (fastai MixUp callback).")],
+    "folds": Annotated[
+        Optional[int],
+        typer.Option(help="k-fold CV: one run per fold on stratified folds (instead of --valid-pct), with OOF."),
+    ],
+    "opt": Annotated[
+        Optional[OptimizerChoice],
+        typer.Option(help=defaulting("Optimizer: fastai's Adam, or torch's AdamW (foreach or fused kernels)", "opt")),
+    ],
+    "aug": Annotated[
+        Optional[bool],
+        typer.Option("--aug/--no-aug", help=defaulting("Batch augmentation; --no-aug resizes to --size only", "aug")),
+    ],
+    "flip": Annotated[Optional[bool], typer.Option("--flip/--no-flip", help=defaulting("Left-right flips", "flip"))],
+    "flip_vert": Annotated[
+        Optional[bool],
+        typer.Option("--flip-vert/--no-flip-vert", help=defaulting("Up-down flips and 90-degree turns", "flip_vert")),
+    ],
+    "max_rotate": Annotated[Optional[float], typer.Option(help=defaulting("Largest rotation, degrees", "max_rotate"))],
+    "max_zoom": Annotated[Optional[float], typer.Option(help=defaulting("Largest zoom (1: none)", "max_zoom"))],
+    "max_warp": Annotated[Optional[float], typer.Option(help=defaulting("Largest perspective warp", "max_warp"))],
+    "max_lighting": Annotated[
+        Optional[float], typer.Option(help=defaulting("Largest brightness/contrast change", "max_lighting"))
+    ],
+    "min_scale": Annotated[
+        Optional[float], typer.Option(help=defaulting("Smallest share of the image a random crop keeps", "min_scale"))
+    ],
+    "sizes": Annotated[
+        Optional[str],
+        typer.Option(help="Progressive resizing: sizes smallest first, ending at --size, e.g. 128,192,256."),
+    ],
+    "ema": Annotated[
+        Optional[float],
+        typer.Option(help="Average the weights (decay, e.g. 0.9998): validated, predicted with and saved."),
+    ],
+    "gpus": Annotated[
+        Optional[int],
+        typer.Option(help=defaulting("GPUs training this one model data-parallel (bs is shared out)", "gpus")),
+    ],
+    "fold": Annotated[Optional[int], typer.Option(help="With --folds: train only this fold (1..folds).")],
+    "fold_seed": Annotated[
+        Optional[int], typer.Option(help=defaulting("Seed that draws the folds (shared by every entry)", "fold_seed"))
+    ],
+}
+
+
+SELECTION = ("data", "config", "entry")
+
+
+def with_model_options(command: Callable[..., Any], whole_config: bool = False) -> Callable[..., Any]:
+    """Give a command all of MODEL_OPTIONS; it receives them resolved, as `model: ModelChoice`
+    (with its own `budget` option, if it has one, applied)."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        for name, annotation in MODEL_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        options = {name: kwargs.pop(name) for name in MODEL_OPTIONS}
+        flags = {k: v for k, v in options.items() if k not in SELECTION}
+        selection = {k: options[k] for k in SELECTION}
+        choice = choose_model(flags, **selection, budget=kwargs.pop("budget", None), whole_config=whole_config)
+        for warning in choice.warnings:
+            err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+        if choice.note:
+            out.print(choice.note)
+        return command(model=choice, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
+    return wrapper
+
+
+def takes_budget(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared --budget option; with_model_options hands it to choose_model."""
+    signature = inspect.signature(command, eval_str=True)
+    budget = inspect.Parameter("budget", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Budget)
+    command.__signature__ = signature.replace(parameters=[*signature.parameters.values(), budget])  # type: ignore
+    return command

@@ -1,0 +1,98 @@
+"""What the CLI prints and how: consoles for a terminal or a log, epoch lines, and every error a
+user or the machine can cause turned into one line and an exit code (1, or 130 for Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from paddy.core.errors import PaddyError
+
+
+def console(stderr: bool = False) -> Console:
+    """A terminal gets rich's width; a log (Kaggle's "Save & Run All", `tee`, CI) gets tables unwrapped."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 10_000)
+
+
+out = console()
+
+
+err = console(stderr=True)
+
+
+def bars() -> bool:
+    """fastai's redrawn bars and table belong on a terminal; a log (Kaggle's "Save & Run All", `tee`,
+    CI) gets one plain line per epoch instead."""
+    return sys.stdout.isatty()
+
+
+def print_epoch(row: dict[str, Any]) -> None:
+    """One history row as one log line: `fit 1 epoch 0: train_loss 0.9213 valid_loss ...`."""
+    fit, epoch = row.get("fit"), row.get("epoch")
+    values = " ".join(
+        f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in row.items()
+        if name not in ("fit", "epoch")
+    )
+    out.print(f"fit {fit} epoch {epoch}: {values}", highlight=False)
+
+
+def epoch_lines() -> Callable[[dict[str, Any]], None] | None:
+    """What train hears each epoch: None (fastai's own bars and table) on a terminal, else log lines."""
+    return None if bars() else print_epoch
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its message, or for OS errors what failed and on which file."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return " ".join(str(error).split())
+
+
+def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn what a user or the machine can cause into one red line and exit 1 (Ctrl-C: exit 130).
+
+    PaddyError is paddy's own; a disk or permission problem (OSError) and running out of GPU
+    memory outside a probe or `paddy run`'s retries are the machine's. Anything else is a bug
+    and keeps its traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from paddy.core.interrupts import note_interrupts
+
+        note_interrupts()
+        try:
+            return command(*args, **kwargs)
+        except (PaddyError, OSError) as e:
+            err.print(f"[red]error:[/red] {escape(one_line(e))}", highlight=False)
+            raise typer.Exit(1) from None
+        except MemoryError:
+            err.print("[red]error:[/red] out of memory: use a smaller --bs, a larger --accum or `paddy probe-memory`")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]: finished files are kept, unfinished runs have no predictions")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def reports_out_of_memory(command: Callable[..., Any]) -> Callable[..., Any]:
+    """CUDA out of memory is a RuntimeError, not a MemoryError: one line with the way out."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        try:
+            return command(*args, **kwargs)
+        except torch.OutOfMemoryError:
+            raise MemoryError from None
+
+    return wrapper

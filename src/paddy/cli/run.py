@@ -1,0 +1,141 @@
+"""`paddy run`: every entry of a config, in this process or on a pool of GPUs, with its time plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+
+from paddy.cli.options import DEFAULT_OUT, BadImagesOption, Budget, DataOption, KeepCheckpoint, OutDir
+from paddy.cli.output import epoch_lines, err, out, reports_errors, reports_out_of_memory
+from paddy.cli.tables import entries_cv_table, run_table, time_plan_table
+from paddy.core.errors import PaddyError
+from paddy.settings.entry import BadImages
+
+app = typer.Typer()
+
+
+@app.command("run")
+@reports_errors
+@reports_out_of_memory
+def run_ensemble(
+    config: Annotated[Path, typer.Argument(help="Ensemble config (TOML) listing the models to train.")],
+    data: DataOption = None,
+    out_dir: OutDir = DEFAULT_OUT,
+    budget: Budget = None,
+    force: Annotated[
+        bool, typer.Option("--force", "--restart", help="Train every entry from scratch: finished or interrupted.")
+    ] = False,
+    bad_images: BadImagesOption = BadImages.fail,
+    keep_checkpoint: KeepCheckpoint = False,
+    time_budget: Annotated[
+        Optional[str],
+        typer.Option(help="e.g. 11h30m: plan the time from probe-memory's speeds first; refuse if over."),
+    ] = None,
+    fit_budget: Annotated[
+        bool, typer.Option("--fit-budget", help="With --time-budget: leave out the lowest-weight entries to fit.")
+    ] = False,
+    gpus: Annotated[
+        Optional[str],
+        typer.Option(help="GPUs to train on in parallel, one run per GPU at a time: 0,1 or all. Default: one GPU."),
+    ] = None,
+    shard: Annotated[
+        Optional[str], typer.Option(help="I/N: train only this machine's share of the runs (N machines split them).")
+    ] = None,
+    only_run: Annotated[
+        Optional[str], typer.Option(hidden=True, help="ENTRY[:FOLD]: one run (a pool's worker).")
+    ] = None,
+) -> None:
+    """Train every model of a config; re-running skips finished entries (resumable)."""
+    from paddy.orchestration.config_runs import BUSY, entries_cv, entry_runs, run_config, selected_runs
+    from paddy.orchestration.selection import choose_config
+    from paddy.orchestration.time_plan import plan_within
+
+    choice = choose_config(config, data, budget)
+    for warning in choice.config.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    runs = selected_runs(choice.config.models, shard, only_run)
+    if shard is not None:
+        out.print(f"shard {shard}: {len(runs)} of the config's runs")
+    if time_budget is not None:
+        plan = plan_within(choice.config, choice.data, out_dir, choice.budget_mib, time_budget, fit_budget)
+        out.print(time_plan_table(plan.planned, plan.budget_s))
+        if plan.refused:
+            raise PaddyError(plan.refused)
+        for left in plan.dropped:
+            out.print(f"[yellow]left out (time budget):[/yellow] entry {left.index + 1} {left.entry.describe()}")
+        runs &= entry_runs(choice.config.models, {p.index for p in plan.kept})
+    options = {"budget_mib": choice.budget_mib, "force": force, "bad_images": bad_images, "only": runs}
+    if gpus is not None:
+        outcomes = train_on_gpu_pool(choice, out_dir, gpus, keep_checkpoint, options)
+    else:
+        outcomes = run_config(
+            choice.config,
+            choice.data,
+            out_dir,
+            on_progress=announce_entry,
+            on_epoch=epoch_lines(),
+            keep_checkpoint=keep_checkpoint,
+            **options,
+        )
+    out.print(run_table(outcomes))
+    if cv := entries_cv(outcomes):
+        out.print(entries_cv_table(cv))
+    if busy := [o for o in outcomes if o.status == BUSY]:
+        out.print(f"[yellow]{len(busy)} entries are being trained by another paddy[/yellow]; run again when it ends")
+
+
+def announce_entry(progress) -> None:
+    """`paddy run`'s line before each entry: which, and how long so far and still to go."""
+    remaining = f", about {progress.remaining:.0f} s left" if progress.remaining is not None else ""
+    entry = progress.entry
+    fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""
+    out.print(
+        f"[bold]entry {progress.index + 1} of {progress.total}{fold}: {entry.describe()}[/bold] "
+        f"({progress.elapsed:.0f} s elapsed{remaining})"
+    )
+
+
+def announce_pool_event(event) -> None:
+    """A pool worker started or ended: which run, on which GPU, and where its log is."""
+    if event.outcome is None:
+        out.print(
+            f"[bold]GPU {event.device}[/bold]: {event.job.label} started (log {event.log}); {event.waiting} waiting"
+        )
+        return
+    took = f"{event.outcome.ended - event.outcome.started:.0f} s"
+    if event.outcome.failed:
+        err.print(
+            f"[red]GPU {event.device}: {escape(event.job.label)} failed after {took}[/red]: "
+            f"{escape(event.outcome.last_line())}",
+            highlight=False,
+        )
+    else:
+        out.print(f"GPU {event.device}: {event.job.label} ended after {took}; {event.waiting} waiting")
+
+
+def train_on_gpu_pool(choice, out_dir: Path, gpus: str, keep_checkpoint: bool, options: dict[str, Any]) -> list:
+    """`paddy run --gpus`: the runs in parallel, one worker per GPU; a failed run is reported, and the
+    command fails once every other run has ended."""
+    import torch
+
+    from paddy.orchestration.config_runs import run_on_gpus
+    from paddy.orchestration.gpu_pool import parse_gpus
+
+    devices = parse_gpus(gpus, torch.cuda.device_count())
+    out.print(f"GPU pool: {len(devices)} GPUs ({', '.join(devices)}), one run on each at a time")
+    outcomes, failures = run_on_gpus(
+        choice.config,
+        choice.data,
+        out_dir,
+        devices,
+        keep_checkpoint=keep_checkpoint,
+        on_event=announce_pool_event,
+        **options,
+    )
+    if failures:
+        out.print(run_table(outcomes))
+        raise PaddyError(f"{len(failures)} runs failed; the others are kept. " + "; ".join(failures))
+    return outcomes

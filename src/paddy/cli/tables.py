@@ -1,0 +1,156 @@
+"""Rich tables and summary lines the CLI prints; kept apart so commands share one style."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.table import Table
+
+from paddy.orchestration.time_plan import duration_text
+
+
+def frame_table(frame: pd.DataFrame, title: str | None = None, floats: str = "{:.4f}") -> Table:
+    """A rich table of a DataFrame, floats formatted alike so columns compare at a glance."""
+    table = Table(title=title)
+    for column in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        table.add_column(str(column), justify="right" if numeric else "left", overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(floats.format(v) if isinstance(v, float) else str(v) for v in row))
+    return table
+
+
+def run_table(outcomes) -> Table:
+    """One row per entry of a `paddy run`: what happened, validation error, accum, and the time its
+    training, pictures and TTA took (recorded, for a skipped entry; '-' where there is none)."""
+    frame = pd.DataFrame(
+        [
+            {
+                "#": o.index,
+                "model": o.entry.describe(),
+                "run": o.run.name,
+                "status": o.status,
+                "accum": "-" if o.accum is None else str(o.accum),
+                "valid_error": "-" if o.valid_error is None else f"{o.valid_error:.4f}",
+                "train+TTA": "-" if o.seconds is None else f"{o.seconds:.1f} s",
+            }
+            for o in outcomes
+        ]
+    )
+    return frame_table(frame, title="paddy run")
+
+
+def fp32_estimate(trial, record) -> str:
+    """A 16-bit estimate's fp32 figure, as a peak (the same CUDA context allowance added)."""
+    if "tensors_mib_fp32" not in trial.parts:
+        return "-"
+    return f"{trial.parts['tensors_mib_fp32'] + record.context_allowance_mib:.0f}"
+
+
+def speed_cell(trial) -> str:
+    """A try's training images/s, '-' where it ran out of memory."""
+    return f"{trial.parts['images_per_s']:.1f}" if "images_per_s" in trial.parts else "-"
+
+
+def probe_table(record) -> Table:
+    """One row per accum a memory probe tried; the caption says what the peak figures are
+    (a measurement, or an estimate and how it was made) and which accum was chosen."""
+    in_16_bit = any("tensors_mib_16bit" in t.parts for t in record.trials)
+    speed_of = next((t.parts["speed_of"] for t in record.trials if "speed_of" in t.parts), "")
+    trials = pd.DataFrame(
+        [
+            {
+                "accum": t.accum,
+                "per-step batch": t.step_bs,
+                f"peak MiB ({record.kind})": "out of memory" if t.out_of_memory else f"{t.peak_mib:.0f}",
+                **({"fp32 estimate MiB": fp32_estimate(t, record)} if in_16_bit else {}),
+                **({f"images/s ({speed_of})": speed_cell(t)} if speed_of else {}),
+                "fits": "yes" if t.fits else "no",
+            }
+            for t in record.trials
+        ]
+    )
+    budget, headroom = record.key["budget_mib"], record.headroom
+    title = f"{record.describe()}: limit {record.limit_mib:.0f} MiB = {budget:g} MiB less {headroom:.0%}"
+    table = frame_table(trials, title=title)
+    if record.kind == "estimate":
+        how = (
+            "ESTIMATE for a GPU, not a measurement: peak bytes of live tensors on the CPU "
+            f"({'in 16-bit autocast, as the GPU run in fp16; the fp32 figure beside it' if in_16_bit else 'fp32'}) "
+            f"+ {record.context_allowance_mib} MiB CUDA context allowance"
+        )
+    else:
+        how = f"measured on {record.device}: caching allocator peak + memory outside it (NVML)"
+    last = record.trials[-1]
+    verdict = (
+        f"chosen accum: {record.accum}"
+        if record.accum
+        else f"does not fit even at accum {last.accum} (per-step batch {last.step_bs})"
+    )
+    table.caption = f"{how}\n{verdict}"
+    return table
+
+
+def score_cells(scores) -> dict[str, str]:
+    """CV error and log loss, or '-' where there is no CV score."""
+    if scores is None:
+        return {"CV error": "-", "CV log loss": "-"}
+    return {"CV error": f"{scores.error:.4f}", "CV log loss": f"{scores.log_loss:.4f}"}
+
+
+def entries_cv_table(lines) -> Table:
+    """Each k-fold entry's CV score (every fold's out-of-fold predictions together) beside the mean of
+    its folds' own validation errors; the caption says why a score is missing."""
+    frame = pd.DataFrame(
+        [
+            {
+                "#": line.index,
+                "model": line.entry.describe(),
+                "folds": line.entry.folds,
+                **score_cells(line.scores),
+                "mean fold valid_error": "-" if line.mean_valid_error is None else f"{line.mean_valid_error:.4f}",
+            }
+            for line in lines
+        ]
+    )
+    table = frame_table(frame, title="cross-validation (out-of-fold TTA)")
+    table.caption = "\n".join(f"#{line.index}: no CV score: {line.why}" for line in lines if line.why) or None
+    return table
+
+
+def cv_table(report) -> Table:
+    """Members' and the ensemble's CV scores, the weights of each weighting, and why a score is missing."""
+    rows = [
+        {
+            "": line.name,
+            "weights": "-" if line.weights is None else " / ".join(f"{w:.3g}" for w in line.weights),
+            **score_cells(line.scores),
+            "note": line.why or "",
+        }
+        for line in [*report.members, *report.ensemble]
+    ]
+    return frame_table(pd.DataFrame(rows), title="cross-validation (out-of-fold TTA)")
+
+
+def time_plan_table(planned, budget_s: float) -> Table:
+    """Each entry's runs left, the speed its probe timed (and on what), and its expected time; the
+    caption adds them up against the budget."""
+    frame = pd.DataFrame(
+        [
+            {
+                "#": p.index,
+                "model": p.entry.describe(),
+                "runs left": p.runs_left,
+                "images/s": f"{p.images_per_s:.1f}",
+                "timed on": p.speed_of,
+                "expected": duration_text(p.seconds),
+            }
+            for p in planned
+        ]
+    )
+    table = frame_table(frame, title="time plan")
+    total = sum(p.seconds for p in planned)
+    table.caption = (
+        f"about {duration_text(total)} in all, for a budget of {duration_text(budget_s)}: epochs x training images "
+        "/ images/s, plus validation and TTA at 3x that speed; speeds timed on a CPU are not a GPU's"
+    )
+    return table

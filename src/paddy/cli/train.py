@@ -1,0 +1,82 @@
+"""`paddy train` and `paddy lr-find`: one model entry on one dataset."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+
+from paddy.cli.options import DEFAULT_OUT, BadImagesOption, KeepCheckpoint, OutDir, takes_budget, with_model_options
+from paddy.cli.output import bars, epoch_lines, out, reports_errors, reports_out_of_memory
+from paddy.cli.tables import entries_cv_table, frame_table
+from paddy.orchestration.selection import ModelChoice
+from paddy.settings.entry import BadImages
+
+app = typer.Typer()
+
+
+@app.command()
+@reports_errors
+@reports_out_of_memory
+@with_model_options
+@takes_budget
+def train(
+    model: ModelChoice,
+    out_dir: OutDir = DEFAULT_OUT,
+    bad_images: BadImagesOption = BadImages.fail,
+    resume: Annotated[
+        Optional[str],
+        typer.Option(help="Go on with an interrupted run (folder name under --out, or path) from its last epoch."),
+    ] = None,
+    keep_checkpoint: KeepCheckpoint = False,
+) -> None:
+    """Train one model, predict the test set with TTA, and save everything in a run folder."""
+    from paddy.training.run import launch_data_parallel, train_or_resume
+
+    options = {"budget_mib": model.budget_mib, "bad_images": bad_images}
+    launched = launch_data_parallel(model.entry, model.data, out_dir, sys.argv[1:], resume=resume, **options)
+    if launched is not None:  # the run trained in `gpus` processes, which printed its outcome
+        raise typer.Exit(launched)
+    results = train_or_resume(
+        model.entry,
+        model.data,
+        out_dir,
+        resume=resume,
+        settings_given=model.flags_given,
+        on_epoch=epoch_lines(),
+        keep_checkpoint=keep_checkpoint,
+        **options,
+    )
+    results = [result for result in results if result is not None]  # a data-parallel process but the main one
+    if not results:
+        return
+    if results[0].entry.accum != model.entry.accum:
+        out.print(f"--accum auto: accum {results[0].entry.accum}, as probe-memory recorded under {out_dir}")
+    for result in results:
+        out.print(
+            f"{result.entry.describe()} accum={result.entry.accum}: valid error [bold]{result.valid_error:.4f}[/bold]; "
+            f"training took {result.train_seconds:.1f} s, pictures and TTA {result.predict_seconds:.1f} s; "
+            f"predictions: {result.predictions_path}"
+        )
+    if len(results) > 1:
+        from paddy.ensembling.out_of_fold import entry_cv
+
+        runs, errors = [r.run for r in results], [r.valid_error for r in results]
+        out.print(entries_cv_table([entry_cv(0, results[0].entry, runs, errors)]))
+
+
+@app.command("lr-find")
+@reports_errors
+@reports_out_of_memory
+@with_model_options
+@takes_budget
+def lr_find(model: ModelChoice, out_dir: OutDir = DEFAULT_OUT, bad_images: BadImagesOption = BadImages.fail) -> None:
+    """Run fastai's learning-rate finder for a model entry (accum aware) and save its plot."""
+    from paddy.training.lr_find import find_lr
+
+    result = find_lr(model.entry, model.data, out_dir, budget_mib=model.budget_mib, bad_images=bad_images, bars=bars())
+    suggestions = pd.DataFrame([{"method": k, "learning rate": f"{v:.2e}"} for k, v in result.suggestions.items()])
+    out.print(frame_table(suggestions, title=f"lr_find {model.entry.describe()}"))
+    out.print(f"plot: {result.plot}")

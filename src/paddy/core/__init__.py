@@ -1,0 +1,1 @@
+"""Bottom layer: one error type, atomic files, library versions, processes and ranks, interrupts; no torch."""

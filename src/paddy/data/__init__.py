@@ -1,0 +1,1 @@
+"""Competition data: the layout and its checks, corrupt images, the demo dataset, folds and presized copies."""

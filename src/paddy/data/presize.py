@@ -1,0 +1,179 @@
+"""A resized copy of the competition images, so decoding JPEGs no longer starves the model.
+
+Decoding 480x640 JPEGs takes most of a 2-vCPU Kaggle machine; the course resizes every
+image once to 256 px on its longest side. The copy keeps the folder layout and file names,
+so `paddy train --data` takes it like the original. Every file is written atomically, so a
+file that exists is complete and an interrupted presize resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import multiprocessing
+import os
+import signal
+import sys
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterable
+
+from fastcore.basics import num_cpus
+from PIL import Image
+
+from paddy.core.errors import PaddyError
+from paddy.core.files import atomic_write_bytes, read_json, remove_stale_temp_files, write_json
+from paddy.data.competition import IMAGE_SUFFIXES, check_layout
+
+MARKER = ".paddy-presize.json"
+MAX_QUALITY = 95  # Pillow: above 95 JPEG files grow with no visible gain
+RESIZED, COPIED, UNREADABLE = "resized", "copied", "unreadable"
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+@dataclass(frozen=True)
+class PresizeReport:
+    """What a presize did; resized + copied + skipped is every file of the source."""
+
+    dest: Path
+    resized: int  # images written smaller
+    copied: int  # files copied unchanged: CSVs, images no larger than `longest`, unreadable images
+    skipped: int  # already in dest from an earlier, interrupted run
+    unreadable: int  # images PIL cannot decode, copied unchanged so `train --bad-images` decides
+    stale_removed: int  # temp files a killed earlier run left half-written, deleted before resuming
+
+    @property
+    def total(self) -> int:
+        return self.resized + self.copied + self.skipped
+
+
+def check_presize_args(src: Path, dest: Path, longest: int, quality: int, workers: int | None) -> None:
+    """Refuse settings that cannot give a usable copy, before touching any file."""
+    if longest <= 0:
+        raise PaddyError(f"longest side must be a positive number of pixels, not {longest}")
+    if not 1 <= quality <= MAX_QUALITY:
+        raise PaddyError(f"JPEG quality must be between 1 and {MAX_QUALITY}, not {quality}")
+    if workers is not None and workers < 0:
+        raise PaddyError(f"workers must be 0 (this process) or more, not {workers}")
+    check_layout(src)
+    if dest.resolve().is_relative_to(src.resolve()):
+        raise PaddyError(f"destination {dest} is inside the source {src}; choose a folder outside it")
+    if dest.exists() and not dest.is_dir():
+        raise PaddyError(f"destination {dest} is a file, not a folder")
+
+
+def claim_dest(dest: Path, settings: dict[str, int]) -> None:
+    """Mark `dest` as a presize with these settings; refuse a folder written otherwise,
+    so a resumed run never mixes two sizes or overwrites someone's files."""
+    marker = dest / MARKER
+    if marker.is_file():
+        found = read_json(marker)
+        if found != settings:
+            raise PaddyError(
+                f"{dest} holds a presize with longest {found.get('longest')} and quality {found.get('quality')}; "
+                "use another destination or delete it"
+            )
+        return
+    if dest.is_dir() and any(dest.iterdir()):
+        raise PaddyError(f"{dest} is not empty and is not a paddy presize; choose a new folder")
+    write_json(marker, settings)
+
+
+def shrunk_image(src: Path, longest: int, quality: int) -> bytes | None:
+    """`src` encoded again with its longest side `longest`, or None when it is no larger already."""
+    with Image.open(src) as img:
+        if max(img.size) <= longest:
+            return None
+        img.thumbnail((longest, longest))  # keeps the aspect ratio; JPEGs decode at a reduced scale
+        buffer = io.BytesIO()
+        image_format = Image.registered_extensions()[src.suffix.lower()]
+        img.convert("RGB").save(buffer, format=image_format, quality=quality)  # fastai reads RGB anyway
+        return buffer.getvalue()
+
+
+def presize_file(job: tuple[Path, Path], longest: int, quality: int) -> str:
+    """Write one file of the copy (job: source, destination); return what was done with it."""
+    src, dest = job
+    try:
+        data = shrunk_image(src, longest, quality) if src.suffix.lower() in IMAGE_SUFFIXES else None
+    except (OSError, ValueError, Image.DecompressionBombError):
+        data, outcome = None, UNREADABLE
+    else:
+        outcome = COPIED if data is None else RESIZED
+    atomic_write_bytes(dest, src.read_bytes() if data is None else data)
+    return outcome
+
+
+def pending_jobs(src: Path, dest: Path) -> tuple[list[tuple[Path, Path]], int]:
+    """(source, destination) of every file not yet copied, and how many are done already."""
+    files = sorted(p for p in src.rglob("*") if p.is_file() and p.name != MARKER)
+    jobs = [(p, dest / p.relative_to(src)) for p in files]
+    todo = [job for job in jobs if not job[1].exists()]
+    return todo, len(jobs) - len(todo)
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Pool initializer: have Linux SIGTERM this worker when its parent dies, so a killed presize
+    leaves no workers running or hanging; a parent already gone before prctl means exit now."""
+    if sys.platform != "linux":
+        return
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        signal.raise_signal(signal.SIGTERM)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Processes that die with this one; forked on Linux, so their parent is this process, as
+    exit_with_parent checks (Python 3.14 defaults to a forkserver, which would be their parent)."""
+    context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),))
+
+
+def run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[tuple[Path, Path]], str], workers: int) -> Iterable[str]:
+    """Outcomes in job order, from `workers` processes (0: this process, e.g. under a debugger)."""
+    if workers == 0:
+        yield from map(work, jobs)
+        return
+    with worker_pool(workers) as pool:
+        yield from pool.map(work, jobs, chunksize=16)
+
+
+def presize_dataset(
+    src: Path,
+    dest: Path,
+    longest: int = 256,
+    quality: int = 90,
+    workers: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> PresizeReport:
+    """Copy the competition folder `src` to `dest` with images shrunk to `longest` px on their longest side.
+
+    Same layout and file names; images are never enlarged; other files (train.csv,
+    sample_submission.csv) are copied. Files already in `dest` are skipped, so re-running
+    resumes; temp files a killed run left are deleted first. `on_progress(done, total)` follows
+    the files; workers default to every core.
+    """
+    check_presize_args(src, dest, longest, quality, workers)
+    claim_dest(dest, {"longest": longest, "quality": quality})
+    stale_removed = remove_stale_temp_files(dest)
+    jobs, skipped = pending_jobs(src, dest)
+    total = skipped + len(jobs)
+    counts: Counter[str] = Counter()
+    if on_progress:
+        on_progress(skipped, total)
+    work = partial(presize_file, longest=longest, quality=quality)
+    for done, outcome in enumerate(run_jobs(jobs, work, num_cpus() if workers is None else workers), skipped + 1):
+        counts[outcome] += 1
+        if on_progress:
+            on_progress(done, total)
+    return PresizeReport(
+        dest=dest,
+        resized=counts[RESIZED],
+        copied=counts[COPIED] + counts[UNREADABLE],
+        skipped=skipped,
+        unreadable=counts[UNREADABLE],
+        stale_removed=stale_removed,
+    )

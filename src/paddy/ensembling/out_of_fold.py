@@ -1,0 +1,248 @@
+"""Out-of-fold (OOF) predictions: an entry's fold runs put together, and an ensemble's CV score.
+
+Each fold's run saves TTA probabilities of the images its fold held out (`oof.safetensors`,
+with their labels). An entry's OOF is its folds' files together: every training image exactly
+once. Members are scored together only when they were trained on the same folds, known from
+the folds file's digest every run records; otherwise the report says why there is no CV score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from paddy.core.errors import PaddyError
+from paddy.ensembling.cv import Scores, fit_weights, fold_out_scores, scores, weighted_mean
+from paddy.runs.folder import RunFolder
+from paddy.runs.predictions import Predictions, load_predictions
+from paddy.settings.entry import ModelEntry
+
+
+class NoCrossValidation(PaddyError):
+    """Why out-of-fold predictions cannot be put together or scored (reported, not fatal)."""
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """Every training image's out-of-fold probabilities, its label and the fold that held it out."""
+
+    probs: np.ndarray
+    image_ids: tuple[str, ...]
+    vocab: tuple[str, ...]
+    targets: np.ndarray  # class index into vocab
+    row_folds: np.ndarray  # 1..k
+    folds_sha256: str
+
+    def scores(self) -> Scores:
+        return scores(self.probs, self.targets)
+
+    def aligned(self, other: OutOfFold, name: str) -> np.ndarray:
+        """`other`'s probabilities in this one's row and class order (same folds, so the same images)."""
+        rows = {image_id: i for i, image_id in enumerate(other.image_ids)}
+        if set(rows) != set(self.image_ids) or set(other.vocab) != set(self.vocab):
+            raise NoCrossValidation(f"{name}: its out-of-fold images or classes differ from the first member's")
+        columns = {label: j for j, label in enumerate(other.vocab)}
+        return other.probs[np.ix_([rows[i] for i in self.image_ids], [columns[c] for c in self.vocab])]
+
+
+def fold_settings(run: RunFolder) -> tuple[int, int, str]:
+    """(fold, folds, folds_sha256) a run recorded, or why it has no out-of-fold predictions."""
+    config = run.config()
+    if config.get("fold") is None or not config.get("folds_sha256"):
+        raise NoCrossValidation(f"{run.name} was trained without folds (no out-of-fold predictions)")
+    return config["fold"], config["folds"], config["folds_sha256"]
+
+
+def checked_fold_runs(runs: list[RunFolder]) -> tuple[list[int], str]:
+    """Each run's fold and the folds digest of an entry's fold runs, which must be folds 1..K of one
+    folds file."""
+    settings = [fold_settings(run) for run in runs]
+    if len({(k, sha) for _, k, sha in settings}) > 1:
+        raise NoCrossValidation(f"{runs[0].name} and the other fold runs were trained on different folds")
+    _, k, sha = settings[0]
+    present = sorted(fold for fold, _, _ in settings)
+    if present != list(range(1, k + 1)):
+        missing = sorted(set(range(1, k + 1)) - set(present))
+        raise NoCrossValidation(
+            f"{runs[0].name}: out-of-fold needs every fold once, but has folds {present} of {k}"
+            + (f" (missing {', '.join(map(str, missing))}: train them)" if missing else "")
+        )
+    return [fold for fold, _, _ in settings], sha
+
+
+def fold_oof(run: RunFolder) -> tuple[Predictions, list[str]]:
+    """A fold run's out-of-fold predictions and the labels of their images."""
+    if not run.oof_path.is_file():
+        raise NoCrossValidation(f"{run.name} has no {run.oof_path.name}")
+    preds = load_predictions(run.oof_path)
+    targets = preds.meta.get("targets")
+    if not isinstance(targets, list) or len(targets) != len(preds.image_ids):
+        raise PaddyError(f"{run.oof_path}: its labels (targets) do not match its {len(preds.image_ids)} images")
+    return preds, targets
+
+
+def combined_oof(runs: list[RunFolder]) -> OutOfFold:
+    """The out-of-fold predictions of an entry's K fold runs together, every image exactly once."""
+    folds, sha = checked_fold_runs(runs)
+    parts = [(fold, *fold_oof(run)) for fold, run in zip(folds, runs)]
+    vocab = parts[0][1].vocab
+    probs, ids, targets, row_folds = [], [], [], []
+    for fold, preds, labels in parts:
+        if set(preds.vocab) != set(vocab):
+            raise PaddyError(f"{runs[0].name}: its fold runs predict different classes")
+        order = [preds.vocab.index(c) for c in vocab]
+        probs.append(preds.probs[:, order])
+        ids += preds.image_ids
+        targets += labels
+        row_folds += [fold] * len(labels)
+    if len(set(ids)) != len(ids):
+        raise PaddyError(f"{runs[0].name}: an image is out-of-fold in two folds; the fold runs do not fit together")
+    if unknown := set(targets) - set(vocab):
+        raise PaddyError(f"{runs[0].name}: out-of-fold labels {sorted(unknown)} are not among its classes")
+    index = {c: j for j, c in enumerate(vocab)}
+    return OutOfFold(
+        np.concatenate(probs),
+        tuple(ids),
+        vocab,
+        np.array([index[t] for t in targets]),
+        np.array(row_folds),
+        sha,
+    )
+
+
+@dataclass(frozen=True)
+class CvLine:
+    """One row of a CV report: a member or a weighting of the ensemble, its weights and scores
+    (None, with `why`, where there is no CV score)."""
+
+    name: str
+    scores: Scores | None
+    weights: tuple[float, ...] | None = None
+    why: str | None = None
+
+
+def member_oofs(names: list[str], groups: list[list[RunFolder]]) -> tuple[list[OutOfFold | None], list[str | None]]:
+    """Each member's out-of-fold predictions, or why it has none."""
+    oofs: list[OutOfFold | None] = []
+    reasons: list[str | None] = []
+    for name, runs in zip(names, groups):
+        try:
+            oofs.append(combined_oof(runs))
+            reasons.append(None)
+        except NoCrossValidation as e:
+            oofs.append(None)
+            reasons.append(str(e))
+    return oofs, reasons
+
+
+def shared_folds_problem(names: list[str], oofs: list[OutOfFold | None], reasons: list[str | None]) -> str | None:
+    """Why the members' OOF cannot be scored together: one has none, or they were trained on other folds."""
+    for name, oof, reason in zip(names, oofs, reasons):
+        if oof is None:
+            return f"member {name} has no out-of-fold predictions: {reason}"
+    digests = {oof.folds_sha256 for oof in oofs if oof is not None}
+    if len(digests) > 1:
+        firsts = [f"{n} ({o.folds_sha256})" for n, o in zip(names, oofs) if o is not None]
+        return f"members were trained on different folds: {', '.join(firsts)}"
+    return None
+
+
+@dataclass(frozen=True)
+class CvReport:
+    """Each member's CV score and the ensemble's with the weights used (and fitted ones, if asked)."""
+
+    members: list[CvLine]
+    ensemble: list[CvLine]
+    fitted: tuple[float, ...] | None = None  # weights fitted on OOF, in member order
+
+    @property
+    def scored(self) -> bool:
+        return all(line.scores is not None for line in self.ensemble)
+
+    def fitting_does_not_help(self) -> str | None:
+        """Why the fitted weights should not be trusted: their fold-out log loss is no better than the
+        given weights' (fitting overfits the out-of-fold rows), or None."""
+        if not self.fitted:
+            return None
+        given, honest = self.ensemble[0].scores, self.ensemble[-1].scores
+        if honest.log_loss < given.log_loss:
+            return None
+        return (
+            f"fitted weights score {honest.log_loss:.4f} fold-out against {given.log_loss:.4f} for the given "
+            "weights: fitting overfits here; consider ensembling without --fit-weights"
+        )
+
+    def saved_ensemble(self) -> dict[str, float] | None:
+        """The CV score of the ensemble as saved, for its metadata and submission message: with fitted
+        weights the fold-out estimate (never the optimistic in-sample one), else the given weights'."""
+        line = self.ensemble[-1] if self.fitted else self.ensemble[0]
+        return None if line.scores is None else {"error": line.scores.error, "log_loss": line.scores.log_loss}
+
+
+def fitted_lines(oof: OutOfFold, aligned: list[np.ndarray]) -> tuple[list[CvLine], tuple[float, ...]]:
+    """The ensemble with equal weights and with weights fitted on the OOF: scored in-sample (optimistic),
+    and each fold scored with weights refitted on the other folds (the honest estimate)."""
+    equal = tuple(1.0 for _ in aligned)
+    fitted = tuple(float(w) for w in fit_weights(aligned, oof.targets))
+    lines = [
+        CvLine("ensemble, equal weights", scores(weighted_mean(aligned, np.array(equal)), oof.targets), equal),
+        CvLine(
+            "ensemble, fitted weights (in-sample: optimistic)",
+            scores(weighted_mean(aligned, np.array(fitted)), oof.targets),
+            fitted,
+        ),
+        CvLine(
+            "ensemble, fitted weights (fold-out estimate)",
+            fold_out_scores(aligned, oof.targets, oof.row_folds),
+            why="each fold scored with weights fitted on the other folds",
+        ),
+    ]
+    return lines, fitted
+
+
+def cv_report(
+    names: list[str], groups: list[list[RunFolder]], weights: tuple[float, ...], fit: bool = False
+) -> CvReport:
+    """CV error and log loss of every member and of the ensemble with the given weights (and with
+    `fit`, with equal and fitted ones), from out-of-fold predictions."""
+    oofs, reasons = member_oofs(names, groups)
+    members = [
+        CvLine(name, oof.scores() if oof else None, why=reason) for name, oof, reason in zip(names, oofs, reasons)
+    ]
+    if problem := shared_folds_problem(names, oofs, reasons):
+        return CvReport(members, [CvLine("ensemble", None, weights, why=problem)])
+    first = oofs[0]
+    try:
+        aligned = [first.aligned(oof, name) for name, oof in zip(names, oofs)]
+    except NoCrossValidation as e:
+        return CvReport(members, [CvLine("ensemble", None, weights, why=str(e))])
+    given = CvLine("ensemble, given weights", scores(weighted_mean(aligned, np.array(weights)), first.targets), weights)
+    if not fit:
+        return CvReport(members, [given])
+    lines, fitted = fitted_lines(first, aligned)
+    return CvReport(members, [given, *lines], fitted)
+
+
+@dataclass(frozen=True)
+class EntryCv:
+    """A model entry with folds: its CV scores from every fold's out-of-fold predictions together
+    (None, with `why`, until every fold has finished) beside the mean of its folds' own valid errors."""
+
+    index: int
+    entry: ModelEntry
+    scores: Scores | None
+    mean_valid_error: float | None
+    why: str | None
+
+
+def entry_cv(index: int, entry: ModelEntry, runs: list[RunFolder], valid_errors: list[float | None]) -> EntryCv:
+    """The CV line of the entry (its fold runs' `runs`, finished or not, and their valid errors)."""
+    mean_error = sum(valid_errors) / len(valid_errors) if valid_errors and None not in valid_errors else None
+    finished = [run for run in runs if run.finished]
+    try:
+        if not finished:
+            raise NoCrossValidation("no fold has finished")
+        return EntryCv(index, replace(entry, fold=None), combined_oof(finished).scores(), mean_error, None)
+    except NoCrossValidation as e:
+        return EntryCv(index, replace(entry, fold=None), None, mean_error, str(e))

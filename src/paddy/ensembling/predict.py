@@ -1,0 +1,101 @@
+"""`paddy predict`: class probabilities for any folder of images from saved models, offline and
+without the training data (a code competition's hidden test set, new images, pseudo-labels).
+
+Written in paddy's predictions format (so ensemble and submit take it) and as a readable CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from fastai.vision.all import set_seed
+
+from paddy.core.errors import PaddyError
+from paddy.core.files import atomic_write_text
+from paddy.data.competition import image_files
+from paddy.data.images import unreadable_images
+from paddy.ensembling.average import Member, average, choose_runs, folds_mean, member_name
+from paddy.runs.folder import RunFolder
+from paddy.runs.predictions import Predictions, save_predictions
+from paddy.settings.config_file import EnsembleConfig
+from paddy.training.saved_model import load_model, rebuild_learner
+
+
+def images_to_predict(folder: Path) -> list[Path]:
+    """The images of `folder` in name order, every one readable."""
+    if not folder.is_dir():
+        raise PaddyError(f"images folder not found: {folder}")
+    images = image_files(folder)
+    if not images:
+        raise PaddyError(f"{folder} has no images")
+    if bad := unreadable_images(images):
+        raise PaddyError(f"image cannot be read: {bad[0]} ({len(bad)} in all)")
+    return images
+
+
+def predict_run(run: RunFolder, images: list[Path], tta: bool) -> Predictions:
+    """One run's probabilities for `images`: with `tta`, seeded as training's TTA was, so the run's
+    own test predictions come out again."""
+    card, state = load_model(run.model_path)
+    learn = rebuild_learner(card, state, images, run.model_path)
+    test_dl = learn.dls.test_dl(images)
+    with learn.no_bar(), learn.no_logging():
+        if tta:
+            set_seed(card.seed)
+            probs, _ = learn.tta(dl=test_dl)
+        else:
+            probs, _ = learn.get_preds(dl=test_dl)
+    meta = {"run": run.name, "arch": card.arch, "size": card.size, "item": card.item, "tta": tta}
+    return Predictions(probs.float().numpy(), tuple(p.name for p in images), tuple(card.vocab), meta)
+
+
+def predict_member(runs: list[RunFolder], images: list[Path], tta: bool, weight: float | None) -> Member:
+    """A member's probabilities for `images`: its run's, or the mean of an entry's fold runs'."""
+    name = member_name(runs)
+    preds = folds_mean(name, [predict_run(run, images, tta) for run in runs])
+    return Member(name, preds, 1.0 if weight is None else weight, tuple(runs))
+
+
+def chosen_members(
+    runs: list[str], out: Path, config: EnsembleConfig | None, images: list[Path], tta: bool, data: Path | None
+) -> list[Member]:
+    """The runs named (weight 1 each; an entry's fold runs as one), or each config entry's finished
+    runs (trained on `data`) with its weight, found as `paddy ensemble` finds them, predicting `images`."""
+    if not runs and config is None:
+        raise PaddyError("name the runs to predict with, or give --config")
+    return [predict_member(group, images, tta, weight) for group, weight in choose_runs(out, runs, config, data)]
+
+
+def predictions_csv(preds: Predictions) -> str:
+    """image_id, the most probable label, then one probability column per class."""
+    table = pd.DataFrame(preds.probs, columns=list(preds.vocab))
+    table.insert(0, "label", preds.labels())
+    table.insert(0, "image_id", list(preds.image_ids))
+    return table.to_csv(index=False)
+
+
+def default_destination(out: Path, images_dir: Path) -> Path:
+    """`<out>/predictions-<images folder>.safetensors`, beside the runs that made it."""
+    return out / f"predictions-{images_dir.name}.safetensors"
+
+
+def predict(
+    runs: list[str],
+    images_dir: Path,
+    out: Path,
+    dest: Path | None = None,
+    tta: bool = True,
+    config: EnsembleConfig | None = None,
+    data: Path | None = None,
+) -> tuple[Predictions, Path]:
+    """Predict `images_dir` with the runs under `out` (averaged with their weights when several) and
+    write `dest` (predictions format) and `dest` with a .csv suffix; nothing is written on any problem.
+    With a config, `data` (default: the config's) picks the runs trained on it."""
+    dest = dest or default_destination(out, images_dir)
+    images = images_to_predict(images_dir)
+    members = chosen_members(runs, out, config, images, tta, data)
+    preds = members[0].preds if len(members) == 1 else average(members)
+    save_predictions(preds, dest)
+    atomic_write_text(dest.with_suffix(".csv"), predictions_csv(preds))
+    return preds, dest

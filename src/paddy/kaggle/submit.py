@@ -1,0 +1,151 @@
+"""Building a submission CSV that Kaggle will accept, and keeping a log of what was sent.
+
+The CSV copies sample_submission.csv exactly (header, image_ids, order) and fills in the
+label column from the predictions, joined on image_id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from paddy.data.competition import ids_fingerprint, resolve_data
+from paddy.ensembling.average import ENSEMBLE_FILE, Member
+from paddy.core.errors import PaddyError
+from paddy.core.files import atomic_write_text, read_csv
+from paddy.kaggle.access import kaggle_api, submit_code, submit_csv
+from paddy.runs.predictions import Predictions, load_predictions
+from paddy.runs.lookup import find_run
+
+LOG_FILE = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A validated submission file and the message it will be sent with."""
+
+    path: Path
+    message: str
+    rows: int
+
+
+def read_sample(sample_csv: Path) -> pd.DataFrame:
+    """sample_submission.csv as strings: an id column, then the label column."""
+    sample = read_csv(sample_csv, dtype=str, keep_default_na=False)
+    if len(sample.columns) != 2:
+        raise PaddyError(f"{sample_csv} should have two columns (id, label), not {list(sample.columns)}")
+    return sample
+
+
+def build_submission(preds: Predictions, sample: pd.DataFrame) -> pd.DataFrame:
+    """The sample's rows, in its order, with each image's most probable class."""
+    id_column, label_column = sample.columns
+    labels = dict(zip(preds.image_ids, preds.labels()))
+    missing = [(i, image_id) for i, image_id in enumerate(sample[id_column]) if image_id not in labels]
+    if missing:
+        row, image_id = missing[0]
+        raise PaddyError(
+            f"no prediction for {image_id} (sample_submission row {row + 2}; {len(missing)} missing in all)"
+        )
+    return pd.DataFrame({id_column: sample[id_column], label_column: [labels[i] for i in sample[id_column]]})
+
+
+def predictions_source(out: Path, run: str | None, predictions: Path | None) -> Path:
+    """The predictions to submit: one run's, a given file, or the ensemble under `out`."""
+    if run and predictions:
+        raise PaddyError("give --run or --predictions, not both")
+    if run:
+        return find_run(run, out, finished=True).predictions_path
+    return predictions or out / ENSEMBLE_FILE
+
+
+def sample_for(preds: Predictions, data: Path | None, source: Path) -> Path:
+    """The sample submission of the data the predictions were made from (or of `data`), refused if
+    it lists other test images: a submission checked against another dataset's sample means nothing."""
+    recorded = preds.meta.get("data")
+    if data is None and recorded is None:
+        raise PaddyError(f"{source} does not record its data (made before paddy 0.2): pass --data")
+    found = resolve_data(data or Path(recorded))
+    sample_ids = read_sample(found.sample_submission).iloc[:, 0]
+    fingerprint = preds.meta.get("test_ids_sha256", ids_fingerprint(preds.image_ids))
+    if ids_fingerprint(list(sample_ids)) != fingerprint or fingerprint != ids_fingerprint(preds.image_ids):
+        raise PaddyError(
+            f"{found.sample_submission} lists other test images than {source} was predicted on "
+            f"(data {recorded}); pass the --data the predictions were made from"
+        )
+    return found.sample_submission
+
+
+def submission_path(folder: Path) -> Path:
+    """A time-stamped CSV name, so earlier submissions stay next to the log that names them."""
+    return folder / f"submission-{datetime.now():%Y%m%d-%H%M%S}.csv"
+
+
+def member_rows(preds: Predictions) -> list[dict[str, Any]]:
+    """The ensemble's members as recorded, or the single run the predictions came from."""
+    return preds.meta.get("members") or [Member(str(preds.meta.get("run")), preds, 1.0).describe()]
+
+
+def default_message(preds: Predictions) -> str:
+    """'paddy: <members>' so the leaderboard entry says which models scored it."""
+    parts = []
+    for member in member_rows(preds):
+        weight = "" if member["weight"] == 1 else f" w{member['weight']:g}"
+        parts.append(f"{member['arch']} {member['size']} {member['item']}{weight}")
+    cv = preds.meta.get("cv")
+    scored = f" | CV error {cv['error']:.4f}, log loss {cv['log_loss']:.4f}" if cv else ""
+    return "paddy: " + "; ".join(parts) + scored
+
+
+def write_submission(preds: Predictions, sample_csv: Path, dest: Path, message: str | None) -> Submission:
+    """Build and atomically write the submission CSV: the sample's ids in its order, a class for each."""
+    submission = build_submission(preds, read_sample(sample_csv))
+    atomic_write_text(dest, submission.to_csv(index=False))
+    return Submission(dest, message or default_message(preds), len(submission))
+
+
+def prepare_submission(
+    out: Path, run: str | None, predictions: Path | None, data: Path | None, folder: Path, message: str | None
+) -> tuple[Submission, Predictions]:
+    """The checked submission CSV of the ensemble (or a run, or a file) under `folder`, and its predictions."""
+    source = predictions_source(out, run, predictions)
+    preds = load_predictions(source)
+    return write_submission(preds, sample_for(preds, data, source), submission_path(folder), message), preds
+
+
+def log_submission(log: Path, sent: str, message: str, members: list[Any], answer: str, competition: str) -> Path:
+    """Append one JSON line (time, what was sent, message, members, Kaggle's answer) to the log, atomically."""
+    record = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "competition": competition,
+        "file": sent,
+        "message": message,
+        "members": members,
+        "answer": answer,
+    }
+    previous = log.read_text() if log.is_file() else ""
+    return atomic_write_text(log, previous + json.dumps(record) + "\n")
+
+
+def send_submission(submission: Submission, preds: Predictions, competition: str) -> str:
+    """Submit the CSV to Kaggle and log the answer next to it; returns Kaggle's answer."""
+    answer = submit_csv(submission.path, submission.message, competition)
+    log = submission.path.parent / LOG_FILE
+    log_submission(log, str(submission.path), submission.message, member_rows(preds), answer, competition)
+    return answer
+
+
+def send_code_submission(
+    kernel: str, kernel_version: int | None, competition: str, message: str | None, folder: Path
+) -> str:
+    """Submit a code competition's notebook (Kaggle re-runs it on the hidden test set) and log it."""
+    version = f" version {kernel_version}" if kernel_version else " (latest version)"
+    message = message or f"paddy: notebook {kernel}{version}"
+    answer = submit_code(kaggle_api(), kernel, kernel_version, competition, message)
+    log_submission(folder / LOG_FILE, f"notebook {kernel}{version}", message, [], answer, competition)
+    return answer

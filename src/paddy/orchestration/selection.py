@@ -1,0 +1,75 @@
+"""Which model entries and which data a command works on: the layering of a config entry (or
+the demo preset on demo data, or the defaults) under the command-line flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paddy.data.competition import CompetitionData, resolve_data
+from paddy.settings.budget import chosen_budget
+from paddy.settings.checks import apply_overrides
+from paddy.settings.config_file import EnsembleConfig, load_config, select_entry
+from paddy.settings.entry import DEMO_PRESET, ModelEntry
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model entries a command works on (flags applied), the checked data and the GPU budget."""
+
+    entries: tuple[ModelEntry, ...]  # one, or with whole_config every entry of the config
+    data: CompetitionData
+    budget_mib: float
+    note: str | None = None  # what was chosen for the user, e.g. the demo dataset
+    warnings: tuple[str, ...] = ()  # e.g. old config key names
+    flags_given: tuple[str, ...] = ()  # the model settings given on the command line
+
+    @property
+    def entry(self) -> ModelEntry:
+        return self.entries[0]
+
+
+def choose_model(
+    flags: dict[str, Any],
+    data: Path | None = None,
+    config: Path | None = None,
+    entry: str | None = None,
+    budget: str | None = None,
+    whole_config: bool = False,
+) -> ModelChoice:
+    """Layer the settings: config entry (or the demo preset on demo data, or defaults), then flags.
+
+    With `whole_config`, a config without `entry` gives all its entries (an ensemble). The
+    budget is the flag's, else the config's, else a Kaggle GPU's."""
+    ensemble = load_config(config) if config else None
+    found = resolve_data(data or (ensemble.data if ensemble else None))
+    note = None
+    if ensemble and whole_config and entry is None:
+        bases = ensemble.models
+    elif ensemble:
+        bases = [select_entry(ensemble, entry)]
+    elif found.is_demo:
+        bases = [apply_overrides(ModelEntry(), DEMO_PRESET)]
+        note = f"No --data given: using the demo dataset at {found.root} with the demo preset {DEMO_PRESET}"
+    else:
+        bases = [ModelEntry()]
+    entries = tuple(apply_overrides(base, flags) for base in bases)
+    budget_mib = chosen_budget(budget, ensemble.budget if ensemble else None)
+    given = tuple(name for name, value in flags.items() if value is not None)
+    return ModelChoice(entries, found, budget_mib, note, ensemble.warnings if ensemble else (), given)
+
+
+@dataclass(frozen=True)
+class ConfigChoice:
+    """A whole config (`paddy run`), the checked data it trains on and the GPU budget."""
+
+    config: EnsembleConfig
+    data: CompetitionData
+    budget_mib: float
+
+
+def choose_config(config: Path, data: Path | None = None, budget: str | None = None) -> ConfigChoice:
+    """The config, its data (the flag's, else the config's, Kaggle's or the demo) and budget (likewise)."""
+    ensemble = load_config(config)
+    return ConfigChoice(ensemble, resolve_data(data or ensemble.data), chosen_budget(budget, ensemble.budget))

@@ -1,0 +1,99 @@
+"""Test-set probabilities with the metadata later stages check (ids, class order, model).
+
+Stored as safetensors (a tensor `probs`) with a JSON header in the safetensors metadata:
+one file, no pickle, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save
+
+from paddy.core.errors import PaddyError
+from paddy.core.files import atomic_write_bytes
+
+FORMAT = "paddy-predictions-1"
+PREDICTIONS_FILE = "predictions.safetensors"
+SUM_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Probabilities, one row per test image (in `image_ids` order), one column per class."""
+
+    probs: np.ndarray
+    image_ids: tuple[str, ...]
+    vocab: tuple[str, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.probs.shape != (len(self.image_ids), len(self.vocab)):
+            raise PaddyError(
+                f"probabilities of shape {self.probs.shape} do not match "
+                f"{len(self.image_ids)} images x {len(self.vocab)} classes"
+            )
+
+    def softmax_problem(self) -> str | None:
+        """Why these are not softmax probabilities (NaN, negative, rows not summing to 1), or None."""
+        if not np.isfinite(self.probs).all():
+            return "predictions contain NaN or infinite values"
+        if (self.probs < 0).any():
+            return "predictions contain negative values (not probabilities)"
+        sums = self.probs.sum(axis=1)
+        worst = int(np.abs(sums - 1).argmax()) if len(sums) else 0
+        if len(sums) and abs(sums[worst] - 1) > SUM_TOLERANCE:
+            return f"row for {self.image_ids[worst]} sums to {sums[worst]:.4f}, not 1 (not softmax probabilities)"
+        return None
+
+    def labels(self) -> list[str]:
+        """The most probable class of each image."""
+        return [self.vocab[i] for i in self.probs.argmax(axis=1)]
+
+
+def save_predictions(preds: Predictions, path: Path) -> Path:
+    """Write `preds` atomically as safetensors with a JSON header; never probabilities that cannot be right."""
+    if problem := preds.softmax_problem():
+        raise PaddyError(f"not saving {path}: {problem}")
+    header = {"format": FORMAT, "image_ids": list(preds.image_ids), "vocab": list(preds.vocab), "meta": preds.meta}
+    data = save({"probs": np.ascontiguousarray(preds.probs, dtype=np.float32)}, metadata={"paddy": json.dumps(header)})
+    return atomic_write_bytes(path, data)
+
+
+def read_header(path: Path) -> tuple[dict[str, Any], np.ndarray]:
+    """The JSON header and the probabilities of a safetensors predictions file."""
+    try:
+        with safe_open(path, framework="np") as f:
+            header = json.loads((f.metadata() or {}).get("paddy", "{}"))
+            probs = f.get_tensor("probs")
+    except FileNotFoundError:
+        raise PaddyError(f"no predictions file at {path}") from None
+    except (SafetensorError, OSError, ValueError, KeyError) as e:
+        raise PaddyError(f"{path} is not a readable predictions file ({type(e).__name__}: {e})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise PaddyError(f"{path} is not a paddy predictions file (format {found!r})")
+    return header, probs
+
+
+def load_predictions(path: Path) -> Predictions:
+    """Read a predictions file written by `save_predictions` (no unpickling involved), checked whole:
+    a malformed header or probabilities that are not softmax rows are one PaddyError naming the file."""
+    header, probs = read_header(path)
+    ids, vocab, meta = header.get("image_ids"), header.get("vocab"), header.get("meta")
+    if not (isinstance(ids, list) and isinstance(vocab, list) and isinstance(meta, dict)):
+        raise PaddyError(f"{path}: malformed header (needs image_ids and vocab lists and a meta table)")
+    if not all(isinstance(name, str) for name in [*ids, *vocab]):
+        raise PaddyError(f"{path}: malformed header (image ids and class names must be text)")
+    try:
+        preds = Predictions(probs, tuple(ids), tuple(vocab), meta)
+    except PaddyError as e:
+        raise PaddyError(f"{path}: {e}") from None
+    if problem := preds.softmax_problem():
+        raise PaddyError(f"{path}: {problem}")
+    return preds

@@ -1,0 +1,200 @@
+"""The fastai learner of a run: data loaders from a DataBlock, vision_learner on the timm arch with
+pretrained weights from the hub or a local file, and the NaN guard.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from fastai.vision.all import (
+    Callback,
+    CategoryBlock,
+    DataBlock,
+    FuncSplitter,
+    ImageBlock,
+    Learner,
+    MixUp,
+    ProgressCallback,
+    RandomSplitter,
+    noop,
+    parent_label,
+    set_seed,
+    vision_learner,
+)
+from safetensors import SafetensorError
+from torch import nn
+
+from paddy.core.errors import PaddyError
+from paddy.data.competition import CompetitionData, extra_labels
+from paddy.data.folds import Folds
+from paddy.settings.entry import ModelEntry, Precision
+from paddy.training.ema import WeightAverage
+from paddy.training.interrupts import RaiseDroppedInterrupt
+from paddy.training.optimizers import opt_func
+from paddy.training.plan import TrainingPlan
+from paddy.training.targets import single_target, two_targets
+from paddy.training.transforms import image_transforms
+
+WEIGHTS_FILE_ERRORS = (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError)
+
+
+def build_dataloaders(
+    data: CompetitionData,
+    entry: ModelEntry,
+    seed: int,
+    step_bs: int,
+    num_workers: int | None = None,
+    folds: Folds | None = None,
+):
+    """Images resized per item and augmented per batch to `size` (see `image_transforms`).
+
+    With `multi_target`, a second category (a train.csv column) is a second target. With `folds`,
+    the entry's fold is the validation set instead of a random `valid_pct`.
+    """
+    blocks, getters = [CategoryBlock(vocab=list(data.classes))], [parent_label]
+    if entry.multi_target:
+        extra = extra_labels(data, entry.multi_target)
+        blocks.append(CategoryBlock(vocab=sorted(set(extra.values()))))
+        getters.append(lambda path: extra[path.name])
+    item_tfms, batch_tfms = image_transforms(str(entry.item), entry.size, entry.resize_to, entry.augmentation())
+    block = DataBlock(
+        blocks=(ImageBlock, *blocks),
+        n_inp=1,
+        get_items=lambda _: list(data.train_images),
+        splitter=held_out_splitter(entry, seed, folds),
+        get_y=getters if entry.multi_target else parent_label,
+        item_tfms=item_tfms,
+        batch_tfms=batch_tfms,
+    )
+    kwargs = {} if num_workers is None else {"num_workers": num_workers}
+    return block.dataloaders(data.train_dir, bs=step_bs, **kwargs)
+
+
+def held_out_splitter(entry: ModelEntry, seed: int, folds: Folds | None) -> Callable:
+    """The entry's fold of `folds` as the validation set, else a seeded random `valid_pct`."""
+    if folds is None or entry.fold is None:
+        return RandomSplitter(entry.valid_pct, seed=seed)
+    held_out = folds.held_out(entry.fold)
+    return FuncSplitter(lambda path: path.name in held_out)
+
+
+def read_pretrained_file(path: Path) -> dict[str, torch.Tensor]:
+    """A local weights file as timm reads it (safetensors, or a .pth state dict without unpickling code)."""
+    from timm.models import load_state_dict
+
+    try:
+        return load_state_dict(str(path))
+    except WEIGHTS_FILE_ERRORS as e:
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        raise PaddyError(
+            f"cannot read pretrained_file {path}: not a readable .safetensors or .pth state dict "
+            f"({type(e).__name__}: {first_line})"
+        ) from None
+
+
+def load_backbone_strictly(body: nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    """Load every backbone weight of `state` into `body` and refuse any that is missing or left over.
+
+    fastai builds the backbone with num_classes=0 and timm then loads the file non-strictly,
+    so a file of another model would silently leave random weights: only the classifier,
+    which the new head replaces, may be dropped."""
+    classifier = body.pretrained_cfg.get("classifier") or ()
+    prefixes = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    backbone = {k: v for k, v in state.items() if not any(k == p or k.startswith(f"{p}.") for p in prefixes)}
+    try:
+        loaded = body.load_state_dict(backbone, strict=False)
+    except RuntimeError as e:
+        raise PaddyError(f"pretrained_file {path} does not fit {arch}: {str(e).strip().splitlines()[-1]}") from None
+    problems = [
+        f"{len(keys)} {what} (e.g. {keys[0]})"
+        for what, keys in (("backbone weights missing", loaded.missing_keys), ("unexpected", loaded.unexpected_keys))
+        if keys
+    ]
+    if problems:
+        raise PaddyError(f"pretrained_file {path} does not fit {arch}: {', '.join(problems)}")
+
+
+def build_learner(dls, entry: ModelEntry, cbs: list[Callback], label_column: str = "label") -> Learner:
+    """vision_learner on the timm arch, with pretrained weights from the hub or a local file.
+
+    `label_column` (the sample submission's) names the label's error metric of a two-target model."""
+    kwargs: dict[str, Any] = {}
+    pretrained = entry.pretrained or entry.pretrained_file is not None
+    state = read_pretrained_file(entry.pretrained_file) if entry.pretrained_file else None
+    if entry.pretrained_file is not None:
+        kwargs["pretrained_cfg_overlay"] = {"file": str(entry.pretrained_file)}
+    if entry.multi_target:
+        n_classes, n_extra = (len(vocab) for vocab in dls.train_ds.vocab)
+        loss, metrics = two_targets(n_classes, label_column, entry.multi_target, entry.label_smoothing)
+        kwargs["n_out"] = n_classes + n_extra
+    else:
+        loss, metrics = single_target(entry.label_smoothing)
+    cbs = [*cbs, RaiseDroppedInterrupt()]
+    if entry.mixup:
+        cbs = [*cbs, MixUp(entry.mixup)]
+    try:
+        learn = vision_learner(
+            dls,
+            entry.arch,
+            pretrained=pretrained,
+            loss_func=loss,
+            metrics=metrics,
+            cbs=cbs,
+            opt_func=opt_func(entry.opt),
+            **kwargs,
+        )
+    except OSError as e:
+        raise PaddyError(
+            f"cannot get pretrained weights for {entry.arch} ({type(e).__name__}); "
+            "offline? pass --pretrained-file FILE or --no-pretrained"
+        ) from None
+    except RuntimeError as e:
+        if entry.pretrained_file is None:
+            raise
+        first_line = str(e).strip().splitlines()[0]
+        raise PaddyError(f"pretrained_file {entry.pretrained_file} does not fit {entry.arch}: {first_line}") from None
+    if state is not None:
+        load_backbone_strictly(learn.model[0].model, state, entry.pretrained_file, entry.arch)
+    return learn
+
+
+class RefuseNonFiniteLoss(Callback):
+    """Stop at the first NaN or infinite training loss: the rest of the run could only be garbage."""
+
+    order = 5  # before fastai's Recorder smooths the loss
+
+    def after_loss(self) -> None:
+        if self.training and not torch.isfinite(self.learn.loss).all():
+            raise PaddyError(
+                f"the training loss became {self.learn.loss.item()} at epoch {self.epoch + 1}, batch {self.iter + 1}; "
+                "nothing was saved as finished (try a lower --lr or --precision fp32)"
+            )
+
+
+def make_learner(
+    plan: TrainingPlan,
+    data: CompetitionData,
+    extra_callbacks: list[Callback],
+    num_workers: int | None = None,
+    bars: bool = True,
+    folds: Folds | None = None,
+) -> Learner:
+    """Seeded data loaders and learner for the plan, in mixed precision where planned.
+
+    fit_one_cycle trains every layer, as the course's `learn.unfreeze()` before it; fastai
+    freezes a pretrained body, and fine_tune freezes and unfreezes it itself. Without `bars`
+    fastai prints nothing (no bars, no epoch table): the caller reports progress itself."""
+    set_seed(plan.seed)
+    dls = build_dataloaders(data, plan.entry, plan.seed, plan.step_bs, num_workers, folds)
+    averaging = [WeightAverage(plan.entry.ema)] if plan.entry.ema else []
+    callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *averaging, *extra_callbacks]
+    learn = build_learner(dls, plan.entry, callbacks, data.label_column)
+    if not plan.entry.finetune:
+        learn.unfreeze()
+    if not bars:
+        learn.remove_cb(ProgressCallback)
+        learn.logger = noop
+    return learn.to_fp16() if plan.precision == Precision.fp16 else learn

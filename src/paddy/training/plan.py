@@ -1,0 +1,86 @@
+"""Everything decided about a run before anything heavy happens: accumulation, precision, seed,
+and whether the data can train the entry.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from fastai.vision.all import (
+    Callback,
+    GradientAccumulation,
+)
+
+from paddy.core.errors import PaddyError
+from paddy.data.competition import CompetitionData, extra_labels, training_split_size
+from paddy.data.folds import Folds
+from paddy.settings.checks import check_entry
+from paddy.settings.entry import ModelEntry, Precision, accum_problem
+
+
+def accumulation(bs: int, accum: int) -> tuple[int, list[Callback]]:
+    """Per-step batch size and callbacks so `accum` small steps make one step of `bs` images.
+
+    fastai's GradientAccumulation counts samples (n_acc=bs), not steps, and scales each
+    step's loss by its share of the effective batch. It counts one process's samples: with several
+    data-parallel processes `bs` is each one's share, and DDP's mean over them makes the whole batch.
+    """
+    if problem := accum_problem(bs, accum):
+        raise PaddyError(f"accum: {problem}")
+    return bs // accum, ([GradientAccumulation(n_acc=bs)] if accum > 1 else [])
+
+
+def resolve_precision(precision: Precision, cuda: bool | None = None) -> Precision:
+    """'auto' means fp16 where CUDA is available and fp32 elsewhere."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if precision == Precision.auto:
+        return Precision.fp16 if cuda else Precision.fp32
+    if precision == Precision.fp16 and not cuda:
+        raise PaddyError("precision fp16 needs a CUDA GPU; use --precision fp32 or auto")
+    return precision
+
+
+def check_against_data(data: CompetitionData, entry: ModelEntry, folds: Folds | None = None) -> None:
+    """Refuse an entry the data cannot train: a second target missing from train.csv, or a training
+    split smaller than one effective batch (no optimizer step would run, yet the run would 'finish')."""
+    if entry.multi_target:
+        extra_labels(data, entry.multi_target)
+    if folds is not None and entry.fold is not None:
+        n_train, held_out = len(data.train_images) - len(folds.held_out(entry.fold)), f"fold {entry.fold}"
+    else:
+        n_train, held_out = training_split_size(len(data.train_images), entry.valid_pct), f"valid_pct {entry.valid_pct}"
+    if n_train < entry.bs:
+        raise PaddyError(
+            f"bs {entry.bs} is larger than the {n_train} training images left after holding out {held_out}: "
+            "no optimizer step would run; lower --bs"
+        )
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Everything decided about a run before anything heavy happens."""
+
+    entry: ModelEntry
+    step_bs: int
+    callbacks: list[Callback]
+    precision: Precision
+    seed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.entry.to_json(),
+            "seed_used": self.seed,
+            "step_bs": self.step_bs,
+            "precision_used": str(self.precision),
+        }
+
+
+def plan_training(entry: ModelEntry) -> TrainingPlan:
+    """Check the entry and settle accumulation, precision and seed (drawn when unset)."""
+    check_entry(entry)
+    step_bs, callbacks = accumulation(entry.process_bs, entry.resolved_accum)
+    seed = entry.seed if entry.seed is not None else random.SystemRandom().randrange(2**31)
+    return TrainingPlan(entry, step_bs, callbacks, resolve_precision(entry.precision), seed)

@@ -1,0 +1,41 @@
+"""After the epochs: the run's loss and confusion pictures, and TTA predictions seeded so that
+`paddy predict` with the saved model draws the same augmentations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastai.vision.all import (
+    Learner,
+    set_seed,
+)
+
+from paddy.runs.folder import RunFolder
+from paddy.runs.predictions import Predictions
+from paddy.training.plots import save_confusion_matrix, save_loss_plot
+
+LOSS_PLOT = "loss.png"
+
+
+CONFUSION_PLOT = "confusion.png"
+
+
+def save_run_plots(learn: Learner, run: RunFolder, classes: tuple[str, ...]) -> None:
+    """Loss curves and the validation confusion matrix of the label, beside the history."""
+    save_loss_plot(run.history(), run.path / LOSS_PLOT)
+    probs, targets = learn.get_preds(ds_idx=1)
+    actual = targets[0] if isinstance(targets, (list, tuple)) else targets
+    save_confusion_matrix(actual.numpy(), probs.argmax(dim=1).numpy(), list(classes), run.path / CONFUSION_PLOT)
+
+
+def tta_predictions(
+    learn: Learner, images: list[Path], vocab: tuple[str, ...], meta: dict[str, Any], seed: int = 0
+) -> Predictions:
+    """Test-time-augmented probabilities of `images` (the test set, or a fold's held-out images), in
+    their order; seeded, so `paddy predict` with the saved model draws the same augmentations."""
+    test_dl = learn.dls.test_dl(images)  # before seeding: making a loader draws from `random`, as predict's does
+    set_seed(seed)
+    probs, _ = learn.tta(dl=test_dl)
+    return Predictions(probs.float().numpy(), tuple(p.name for p in images), vocab, meta)
