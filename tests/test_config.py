@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest
 
 from paddy.core.errors import PaddyError
-from paddy.settings.checks import apply_overrides, arch_problem, check_entry, entry_problems, parse_accum, parse_size
+from paddy.settings.checks import apply_overrides, entry_problems, parse_accum, parse_size
 from paddy.settings.config_file import load_config, select_entry
 from paddy.settings.entry import DEMO_PRESET, ModelEntry
+from paddy.training.archs import arch_problem, check_trainable, trainable_problems
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,7 @@ def test_accum_must_divide_bs():
 )
 def test_each_bad_field_is_named(overrides, field):
     with pytest.raises(PaddyError, match=rf"^{field}\b"):
-        check_entry(apply_overrides(ModelEntry(arch="resnet18"), overrides))
+        check_trainable(apply_overrides(ModelEntry(arch="resnet18"), overrides))
 
 
 def test_overrides_ignore_none_and_reject_unknown_fields():
@@ -237,7 +238,7 @@ def test_load_config_lists_every_problem_with_entry_and_field(tmp_path):
         '[[models]]\narch = "resnet18"\ncolour = "red"\n'
     )
     with pytest.raises(PaddyError) as info:
-        load_config(path)
+        load_config(path, check=trainable_problems)
     message = str(info.value)
     assert "models[1] (convnext_smal) arch: unknown arch" in message
     assert "models[1] (convnext_smal) accum: 3 does not divide bs 64" in message
@@ -266,4 +267,14 @@ def test_shipped_configs_are_valid():
 
 
 def test_demo_preset_is_a_valid_entry():
-    check_entry(apply_overrides(ModelEntry(), DEMO_PRESET))
+    check_trainable(apply_overrides(ModelEntry(), DEMO_PRESET))
+
+
+def test_reading_a_config_to_ensemble_needs_no_timm(tmp_path):
+    """Without a check that asks timm, a config loads without knowing its archs (an unknown one is the
+    training commands' to refuse), so `paddy ensemble --config` never imports timm."""
+    path = tmp_path / "c.toml"
+    path.write_text('[[models]]\narch = "no_such_arch"\n')
+    assert load_config(path).models[0].arch == "no_such_arch"
+    with pytest.raises(PaddyError, match="unknown arch 'no_such_arch'"):
+        load_config(path, check=trainable_problems)

@@ -22,8 +22,8 @@ from paddy.orchestration.config_runs import run_config
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
 from paddy.runs.probes import probe_key
-from paddy.settings.checks import check_entry
 from paddy.settings.config_file import EnsembleConfig
+from paddy.training.archs import check_trainable
 from paddy.training.distributed import bare_loader, bare_model, launched_run_folder, needs_launch
 from paddy.training.lr_find import in_one_process
 from paddy.training.plan import accumulation
@@ -87,13 +87,13 @@ def test_paddy_train_on_two_processes_writes_one_finished_run(tiny_data_root, tm
 
 def test_the_accum_rule_applies_to_each_processs_share():
     assert tiny_entry(bs=16, gpus=2).process_bs == 8
-    assert check_entry(tiny_entry(bs=16, gpus=2, accum=4))  # 2 images per step and process
+    assert check_trainable(tiny_entry(bs=16, gpus=2, accum=4))  # 2 images per step and process
     with pytest.raises(PaddyError, match=r"accum: .* per process \(bs 16 over 2 GPUs\)"):
-        check_entry(tiny_entry(bs=16, gpus=2, accum=8))
+        check_trainable(tiny_entry(bs=16, gpus=2, accum=8))
     with pytest.raises(PaddyError, match="gpus: 3 does not divide bs 16"):
-        check_entry(tiny_entry(bs=16, gpus=3))
+        check_trainable(tiny_entry(bs=16, gpus=3))
     with pytest.raises(PaddyError, match="gpus: 0 must be at least 1"):
-        check_entry(tiny_entry(gpus=0))
+        check_trainable(tiny_entry(gpus=0))
 
 
 def test_probes_and_lr_find_see_one_process():

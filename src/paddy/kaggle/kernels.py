@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from slugify import slugify
 
+from paddy.training.archs import trainable_problems
 from paddy.settings.config_file import EnsembleConfig, load_config
 from paddy.ensembling.average import choose_runs, config_data_root
 from paddy.core.errors import PaddyError
@@ -113,7 +114,7 @@ def training_kernel(
     config_path: Path, user: str, competition: str, gpu: KaggleGpu, internet: bool, title: str | None
 ) -> Kernel:
     """A notebook that trains every entry of the config (one run per GPU) and ensembles them."""
-    config = load_config(config_path)
+    config = load_config(config_path, check=trainable_problems)
     if problems := kaggle_problems(config, internet):
         raise PaddyError(f"{config_path} cannot train on Kaggle: " + "; ".join(problems))
     title = title or f"paddy {config_path.stem}"

@@ -20,8 +20,8 @@ from paddy.data.competition import CompetitionData
 from paddy.data.images import without_bad_images
 from paddy.memory.measure import Measurement, free_memory, measure_training, probe_device
 from paddy.runs.probes import ProbeRecord, Trial, load_probes, probe_key, save_probe, save_probes
-from paddy.settings.checks import check_entry
 from paddy.settings.entry import MIN_STEP_BATCH, BadImages, ModelEntry, accum_choices
+from paddy.training.archs import check_trainable
 
 Measure = Callable[[ModelEntry, int], Measurement]
 
@@ -35,7 +35,7 @@ def check_headroom(headroom: float) -> float:
 
 def check_probe_entry(entry: ModelEntry) -> ModelEntry:
     """The entry, if it can be trained and has at least one accum to try."""
-    check_entry(entry)
+    check_trainable(entry)
     if not accum_choices(entry.process_bs):
         raise PaddyError(f"bs {entry.bs} is too small to probe: each step needs at least {MIN_STEP_BATCH} images")
     return entry

@@ -12,6 +12,7 @@ from paddy.settings.budget import chosen_budget
 from paddy.settings.checks import apply_overrides
 from paddy.settings.config_file import EnsembleConfig, load_config, select_entry
 from paddy.settings.entry import DEMO_PRESET, ModelEntry
+from paddy.training.archs import trainable_problems
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def choose_model(
 
     With `whole_config`, a config without `entry` gives all its entries (an ensemble). The
     budget is the flag's, else the config's, else a Kaggle GPU's."""
-    ensemble = load_config(config) if config else None
+    ensemble = load_config(config, check=trainable_problems) if config else None
     found = resolve_data(data or (ensemble.data if ensemble else None))
     note = None
     if ensemble and whole_config and entry is None:
@@ -71,5 +72,5 @@ class ConfigChoice:
 
 def choose_config(config: Path, data: Path | None = None, budget: str | None = None) -> ConfigChoice:
     """The config, its data (the flag's, else the config's, Kaggle's or the demo) and budget (likewise)."""
-    ensemble = load_config(config)
+    ensemble = load_config(config, check=trainable_problems)
     return ConfigChoice(ensemble, resolve_data(data or ensemble.data), chosen_budget(budget, ensemble.budget))

@@ -130,26 +130,6 @@ def apply_overrides(entry: ModelEntry, overrides: dict[str, Any]) -> ModelEntry:
     return replace(entry, **parsed)
 
 
-@lru_cache(maxsize=1)
-def _timm_names() -> tuple[str, ...]:
-    import timm
-
-    return tuple(timm.list_models())
-
-
-def arch_problem(arch: str) -> str | None:
-    """Why `arch` is not a timm model name (with close suggestions), or None if it is."""
-    import timm
-
-    if timm.is_model(arch):
-        if "." not in arch or arch in timm.list_pretrained():
-            return None
-        return f"{arch!r} has an unknown pretrained tag; see timm.list_pretrained({arch.split('.')[0]!r} + '*')"
-    close = difflib.get_close_matches(arch, _timm_names(), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
-    return f"unknown arch {arch!r}{hint}"
-
-
 def augmentation_problems(entry: ModelEntry) -> list[str]:
     """Augmentation amounts aug_transforms would take but that make no sense."""
     problems = []
@@ -182,11 +162,9 @@ def sizes_problem(entry: ModelEntry) -> str | None:
     return None
 
 
-def entry_problems(entry: ModelEntry) -> list[str]:
-    """Every reason this entry cannot be trained, as 'field: problem' lines."""
+def batch_problems(entry: ModelEntry) -> list[str]:
+    """Why the batch cannot be split over the GPUs and accumulation steps."""
     problems = []
-    if problem := arch_problem(entry.arch):
-        problems.append(f"arch: {problem}")
     if entry.gpus < 1:
         problems.append(f"gpus: {entry.gpus} must be at least 1")
     elif entry.bs % entry.gpus:
@@ -196,12 +174,40 @@ def entry_problems(entry: ModelEntry) -> list[str]:
     elif entry.gpus >= 1 and entry.accum != AUTO and (problem := accum_problem(entry.process_bs, entry.accum)):
         where = f" per process (bs {entry.bs} over {entry.gpus} GPUs)" if entry.gpus > 1 else ""
         problems.append(f"accum: {problem}{where}")
+    return problems
+
+
+def schedule_problems(entry: ModelEntry) -> list[str]:
+    """Why the epochs, learning rate, sizes or weight average cannot make a schedule."""
+    problems = []
     if entry.epochs < 1:
         problems.append(f"epochs: {entry.epochs} must be at least 1")
     if entry.lr <= 0:
         problems.append(f"lr: {entry.lr} must be positive")
+    if problem := sizes_problem(entry):
+        problems.append(f"sizes: {problem}")
+    if entry.ema is not None and not 0 < entry.ema < 1:
+        problems.append(f"ema: {entry.ema} must be in (0, 1), e.g. 0.9998")
+    return problems
+
+
+def split_problems(entry: ModelEntry) -> list[str]:
+    """Why the validation share or the folds cannot hold images out."""
+    problems = []
     if not 0 < entry.valid_pct < 1:
         problems.append(f"valid_pct: {entry.valid_pct} must be between 0 and 1")
+    if entry.folds is not None and entry.folds < 2:
+        problems.append(f"folds: {entry.folds} must be at least 2")
+    if entry.fold is not None and entry.folds is None:
+        problems.append("fold: needs folds (how many folds the training images are split into)")
+    elif entry.fold is not None and entry.folds is not None and not 1 <= entry.fold <= entry.folds:
+        problems.append(f"fold: {entry.fold} is not one of 1..{entry.folds}")
+    return problems
+
+
+def recipe_problems(entry: ModelEntry) -> list[str]:
+    """Why the weights file, the ensemble weight or a course recipe (label smoothing, mixup) cannot be used."""
+    problems = []
     if entry.pretrained_file is not None and not entry.pretrained_file.is_file():
         problems.append(f"pretrained_file: no file at {entry.pretrained_file}")
     if entry.ensemble_weight < 0:
@@ -210,24 +216,18 @@ def entry_problems(entry: ModelEntry) -> list[str]:
         problems.append(f"label_smoothing: {entry.label_smoothing} must be in [0, 1)")
     if entry.mixup is not None and entry.mixup <= 0:
         problems.append(f"mixup: {entry.mixup} must be positive")
-    if entry.folds is not None and entry.folds < 2:
-        problems.append(f"folds: {entry.folds} must be at least 2")
-    if entry.fold is not None and entry.folds is None:
-        problems.append("fold: needs folds (how many folds the training images are split into)")
-    elif entry.fold is not None and entry.folds is not None and not 1 <= entry.fold <= entry.folds:
-        problems.append(f"fold: {entry.fold} is not one of 1..{entry.folds}")
-    problems += augmentation_problems(entry)
-    if problem := sizes_problem(entry):
-        problems.append(f"sizes: {problem}")
-    if entry.ema is not None and not 0 < entry.ema < 1:
-        problems.append(f"ema: {entry.ema} must be in (0, 1), e.g. 0.9998")
     if entry.mixup and entry.multi_target:
         problems.append("mixup: fastai's MixUp mixes one target; it cannot be combined with multi_target")
     return problems
 
 
-def check_entry(entry: ModelEntry) -> ModelEntry:
-    """Return the entry, or raise one PaddyError listing every problem."""
-    if problems := entry_problems(entry):
-        raise PaddyError("; ".join(problems))
-    return entry
+def entry_problems(entry: ModelEntry) -> list[str]:
+    """Every reason this entry's settings cannot train, as 'field: problem' lines (whether the arch exists is
+    timm's to say: paddy.training.archs)."""
+    return [
+        *batch_problems(entry),
+        *schedule_problems(entry),
+        *split_problems(entry),
+        *augmentation_problems(entry),
+        *recipe_problems(entry),
+    ]

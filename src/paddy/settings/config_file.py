@@ -11,7 +11,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from paddy.core.errors import PaddyError
 from paddy.settings.checks import entry_problems, override_problems, unknown_key_problem
@@ -82,8 +82,13 @@ def top_level_problems(raw: dict[str, Any]) -> list[str]:
     return problems
 
 
-def load_config(path: Path, base: ModelEntry = ModelEntry()) -> EnsembleConfig:
-    """Load and fully validate a config; every problem is reported with its entry and field."""
+EntryCheck = Callable[[ModelEntry], list[str]]
+
+
+def load_config(path: Path, base: ModelEntry = ModelEntry(), check: EntryCheck = entry_problems) -> EnsembleConfig:
+    """Load and fully validate a config; every problem is reported with its entry and field. A command
+    that trains passes `check` = paddy.training.archs.trainable_problems, which also asks timm whether
+    each arch exists (reading a config to ensemble or predict needs no timm)."""
     raw = read_toml(path)
     if problems := top_level_problems(raw):
         raise PaddyError(f"{path}: " + "; ".join(problems))
@@ -100,7 +105,7 @@ def load_config(path: Path, base: ModelEntry = ModelEntry()) -> EnsembleConfig:
     for i, model in enumerate(models):
         parsed, bad = override_problems(renamed_keys(model, f"models[{i}]", warnings))
         entry = replace(shared, **parsed)
-        problems += [f"models[{i}] ({entry.arch}) {p}" for p in bad + entry_problems(entry)]
+        problems += [f"models[{i}] ({entry.arch}) {p}" for p in bad + check(entry)]
         entries.append(entry)
     if problems:
         raise PaddyError(f"{path}: " + "; ".join(problems))

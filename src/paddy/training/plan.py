@@ -17,8 +17,8 @@ from fastai.vision.all import (
 from paddy.core.errors import PaddyError
 from paddy.data.competition import CompetitionData, extra_labels, training_split_size
 from paddy.data.folds import Folds
-from paddy.settings.checks import check_entry
 from paddy.settings.entry import ModelEntry, Precision, accum_problem
+from paddy.training.archs import check_trainable
 
 
 def accumulation(bs: int, accum: int) -> tuple[int, list[Callback]]:
@@ -80,7 +80,7 @@ class TrainingPlan:
 
 def plan_training(entry: ModelEntry) -> TrainingPlan:
     """Check the entry and settle accumulation, precision and seed (drawn when unset)."""
-    check_entry(entry)
+    check_trainable(entry)
     step_bs, callbacks = accumulation(entry.process_bs, entry.resolved_accum)
     seed = entry.seed if entry.seed is not None else random.SystemRandom().randrange(2**31)
     return TrainingPlan(entry, step_bs, callbacks, resolve_precision(entry.precision), seed)
