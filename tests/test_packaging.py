@@ -66,3 +66,16 @@ def test_distribution_is_paddy_trainer_with_the_paddy_command(tmp_path):
     assert dist.metadata["Name"] == DISTRIBUTION == "paddy-trainer"
     scripts = {ep.name: ep.value for ep in dist.entry_points.select(group="console_scripts")}
     assert scripts == {"paddy": "paddy.cli.app:main"}
+
+
+def test_one_version_number_agrees_with_what_the_legacy_rules_say():
+    """pyproject's version is the package's, and it is the release the legacy rules speak of: after 0.2,
+    whose runs are upgraded, and before the release that stops reading the 0.1 key names."""
+    from packaging.version import Version
+
+    import paddy
+    from paddy.settings.legacy import OLD_NAMES_UNTIL
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert paddy.__version__ == declared
+    assert Version("0.2") < Version(declared) < Version(OLD_NAMES_UNTIL)

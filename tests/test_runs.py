@@ -54,9 +54,9 @@ def test_runs_of_paddy_0_2_still_match_in_the_same_folders(finished_run, tmp_pat
     write_json(old / "config.json", config)
     data_root = Path(config["data"])
     entry_of_0_2 = replace(finished_run.entry, opt=OptimizerChoice.fastai)
-    assert RunFolder(old).matches(entry_of_0_2, data_root), "a paddy 0.2 run is still its entry's run"
-    assert not RunFolder(old).matches(finished_run.entry, data_root), "today's default optimizer is another"
-    assert not RunFolder(old).matches(replace(entry_of_0_2, folds=3, fold=1), data_root)
+    assert RunFolder(old).matches(entry_of_0_2, data_root, None), "a paddy 0.2 run is still its entry's run"
+    assert not RunFolder(old).matches(finished_run.entry, data_root, None), "today's default optimizer is another"
+    assert not RunFolder(old).matches(replace(entry_of_0_2, folds=3, fold=1), data_root, "any")
     older = {k: v for k, v in matched_settings(entry_of_0_2, data_root).items() if k not in SETTINGS_SINCE_0_2}
     digest = hashlib.sha256(json.dumps(older, sort_keys=True).encode()).hexdigest()[:8]
     assert settings_key(entry_of_0_2, data_root) == digest, "the folder name paddy 0.2 gave the entry"

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+
+import numpy as np
 import pytest
 from conftest import tiny_entry
 from typer.testing import CliRunner
 
 from paddy.cli.app import app
 from paddy.core.errors import PaddyError
+from paddy.data.competition import check_layout
+from paddy.data.folds import entry_folds
 from paddy.orchestration.time_plan import PlannedEntry, fit_to_budget, parse_duration, run_seconds, time_plan
+from paddy.runs.folder import RunFolder
+from paddy.runs.predictions import Predictions, save_predictions
 from paddy.runs.probes import PROBES_FILE, ProbeRecord, Trial, load_probes, probe_key, save_probes
 from paddy.settings.config_file import load_config
 
@@ -107,3 +114,30 @@ def test_paddy_run_over_its_time_budget_trains_nothing(tiny_data_root, tmp_path)
     assert result.exit_code == 1 and "time plan" in result.stdout
     assert "over the 1m time budget" in result.stderr and "Traceback" not in result.output
     assert not list(tmp_path.glob("c-*")), "nothing trained"
+
+
+def finish_fold_run(out, entry, data_root, folds_sha256: str) -> None:
+    """A finished run of one fold of `entry`, as paddy run leaves it, held out of the folds file `folds_sha256`."""
+    run = RunFolder(out / f"c-01-{entry.describe()}")
+    run.start({**entry.to_json(), "seed_used": 0, "data": str(data_root), "folds_sha256": folds_sha256})
+    run.write_result({"valid_error": 0.5, "train_seconds": 1.0, "predict_seconds": 1.0, "seed": 0})
+    save_predictions(Predictions(np.full((1, 2), 0.5, np.float32), ("a.jpg",), ("x", "y")), run.predictions_path)
+
+
+def test_fold_runs_held_out_of_other_folds_are_still_to_train(tiny_data_root, tmp_path):
+    """The plan counts as done only the runs `paddy run` would skip: a fold's run on the folds file of this
+    data. When the training images change, the folds file changes, and the old fold runs are not this data's."""
+    data_root = tmp_path / "data"
+    shutil.copytree(tiny_data_root, data_root)
+    config = planned_config(tmp_path)
+    folded = config.models[1]
+    data = check_layout(data_root)
+    drawn = entry_folds(tmp_path, data, folded.per_fold()[0])
+    for one in folded.per_fold():
+        finish_fold_run(tmp_path, one, data.root, drawn.sha256)
+    assert time_plan(config, data, tmp_path, BUDGET_MIB)[1].runs_left == 0, "the same folds: nothing left"
+
+    data.train_images[0].unlink()  # one training image fewer: another folds file
+    changed = check_layout(data_root)
+    assert time_plan(config, changed, tmp_path, BUDGET_MIB)[1].runs_left == 3
+    assert len(list((tmp_path / "folds").glob("*.csv"))) == 2, "two folds files, one per version of the data"

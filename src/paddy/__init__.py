@@ -1,3 +1,5 @@
 """paddy: a command-line trainer for Kaggle image competitions, built on fastai and timm."""
 
-__version__ = "0.1.0"
+from paddy.core.versions import paddy_version
+
+__version__ = paddy_version()

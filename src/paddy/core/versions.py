@@ -17,3 +17,11 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+def paddy_version() -> str:
+    """paddy's own version, as pyproject.toml gives it to the installed distribution (the one number)."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "not installed"

@@ -20,9 +20,10 @@ from paddy.core.errors import PaddyError
 from paddy.data.competition import recorded_root
 from paddy.ensembling.out_of_fold import CvReport, cv_report
 from paddy.runs.folder import RunFolder
-from paddy.runs.lookup import Outs, find_run, finished_runs, fold_groups, out_folders, run_of_entry
+from paddy.runs.lookup import Outs, RunIndex, find_run, finished_runs, fold_groups, out_folders
 from paddy.runs.predictions import Predictions, load_predictions, save_predictions
 from paddy.settings.config_file import EnsembleConfig
+from paddy.settings.legacy import Recorded, upgraded
 
 ENSEMBLE_FILE = "ensemble.safetensors"
 
@@ -64,11 +65,11 @@ def runs_matching_config(out: Outs, config: EnsembleConfig, data: Path | None) -
     """For each config entry, its newest finished run (each fold's, with folds) as `paddy run` matches
     them, and its weight."""
     data_root = config_data_root(config, data)
-    chosen = []
+    chosen, finished = [], RunIndex.of(out)
     for entry in config.models:
-        runs = []
+        runs, folds_sha256 = [], finished.newest_folds_sha256(entry, data_root)
         for one in entry.per_fold():
-            run = run_of_entry(out, one, data_root)
+            run = finished.run_of_entry(one, data_root, folds_sha256)
             if run is None:
                 raise PaddyError(
                     f"no finished run in {', '.join(map(str, out_folders(out)))} for config entry "
@@ -103,7 +104,7 @@ def member_weight(names: list[str], meta: dict[str, Any], weights: dict[str, flo
         return weights[meta["arch"]]
     if default is not None:
         return default
-    return float(meta.get("ensemble_weight", meta.get("weight", 1.0)))  # "weight": runs of paddy 0.1
+    return float(upgraded(Recorded.member, meta)["ensemble_weight"])
 
 
 def check_probabilities(name: str, preds: Predictions) -> None:

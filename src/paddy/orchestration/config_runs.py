@@ -25,7 +25,7 @@ from paddy.ensembling.out_of_fold import EntryCv, entry_cv
 from paddy.memory.measure import free_memory
 from paddy.orchestration.gpu_pool import PoolEvent, PoolJob, run_pool
 from paddy.runs.folder import RunBusy, RunFolder, entry_run_folder
-from paddy.runs.lookup import run_of_entry
+from paddy.runs.lookup import RunIndex
 from paddy.runs.probes import resolve_auto_accum
 from paddy.settings.budget import chosen_budget
 from paddy.settings.config_file import EnsembleConfig
@@ -107,16 +107,16 @@ def checked_config(
 def recorded_outcome(index: int, entry: ModelEntry, run: RunFolder, status: str = SKIPPED) -> EntryOutcome:
     """The outcome of a finished run, from what its folder records (a run finished earlier: skipped)."""
     done = run.result() or {}
-    seconds = done.get("train_seconds", 0.0) + done.get("predict_seconds", 0.0)
-    return EntryOutcome(index, entry, run, status, done.get("valid_error"), seconds, run.config().get("accum"))
+    return EntryOutcome(
+        index, entry, run, status, done.get("valid_error"), done.get("seconds"), run.config().get("accum")
+    )
 
 
-def finished_run(out: Path, data: CompetitionData, entry: ModelEntry, force: bool) -> RunFolder | None:
-    """The run's finished folder under `out` (its settings, data and folds), unless `force` trains it again."""
-    if force:
-        return None
+def finished_run(runs: RunIndex, out: Path, data: CompetitionData, entry: ModelEntry) -> RunFolder | None:
+    """The entry's finished run among `runs`: its settings, on this data and on the folds `paddy run`
+    trains it on (the folds file under `out`)."""
     folds = entry_folds(out, data, entry)
-    return run_of_entry(out, entry, data.root, folds.identity() if folds else None)
+    return runs.run_of_entry(entry, data.root, folds.sha256 if folds else None)
 
 
 def config_runs(entries: list[ModelEntry], only: set[RunKey] | None = None) -> list[tuple[int, ModelEntry]]:
@@ -180,7 +180,7 @@ def run_config(
         run = entry_run_folder(out, config.name, index, entry, data.root)
         try:
             with run.writing():  # checked and trained under the lock: no other process can finish it between
-                done = finished_run(out, data, entry, force)
+                done = None if force else finished_run(RunIndex.of(out), out, data, entry)
                 if done is not None:
                     outcomes.append(recorded_outcome(index, entry, done))
                     continue
@@ -260,9 +260,10 @@ def run_on_gpus(
     options = [*(["--force"] if force else []), *(["--keep-checkpoint"] if keep_checkpoint else [])]
     options += ["--bad-images", str(bad_images)]
     outcomes, jobs, runs = [], [], {}
+    finished = RunIndex.of(out)
     for index, entry in config_runs(entries, only):
         run = entry_run_folder(out, config.name, index, entry, data.root)
-        if (done := finished_run(out, data, entry, force)) is not None:
+        if not force and (done := finished_run(finished, out, data, entry)) is not None:
             outcomes.append(recorded_outcome(index, entry, done))
             continue
         fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""

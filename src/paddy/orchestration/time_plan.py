@@ -13,7 +13,8 @@ from pathlib import Path
 
 from paddy.core.errors import PaddyError
 from paddy.data.competition import CompetitionData, training_split_size
-from paddy.runs.lookup import run_of_entry
+from paddy.orchestration.config_runs import finished_run
+from paddy.runs.lookup import RunIndex
 from paddy.runs.probes import PROBES_FILE, load_probes, probe_command, recorded_speed, resolve_auto_accum
 from paddy.settings.config_file import EnsembleConfig
 from paddy.settings.entry import ModelEntry
@@ -67,10 +68,11 @@ class PlannedEntry:
 
 
 def plan_entry(
-    index: int, entry: ModelEntry, data: CompetitionData, out: Path, speed: tuple[float, str]
+    index: int, entry: ModelEntry, data: CompetitionData, out: Path, speed: tuple[float, str], runs: RunIndex
 ) -> PlannedEntry:
-    """The entry's runs not finished yet (each fold is a run) and their time at `speed`."""
-    left = [one for one in entry.per_fold() if run_of_entry(out, one, data.root) is None]
+    """The entry's runs not finished yet (each fold is a run, finished on the folds `paddy run` uses) and
+    their time at `speed`."""
+    left = [one for one in entry.per_fold() if finished_run(runs, out, data, one) is None]
     images_per_s, speed_of = speed
     per_run = run_seconds(entry, len(data.train_images), len(data.test_images), images_per_s)
     return PlannedEntry(index, entry, len(left), images_per_s, speed_of, per_run * len(left))
@@ -81,10 +83,11 @@ def time_plan(config: EnsembleConfig, data: CompetitionData, out: Path, budget_m
     entries = resolve_auto_accum(config.models, budget_mib, out, data.as_flag, config.source)
     records = load_probes(out / PROBES_FILE)
     fix = probe_command(entries[0], budget_mib, out, data.as_flag, config.source)
-    planned, problems = [], []
+    planned, problems, runs = [], [], RunIndex.of(out)
     for index, entry in enumerate(entries):
         try:
-            planned.append(plan_entry(index, entry, data, out, recorded_speed(entry, records, budget_mib, fix)))
+            speed = recorded_speed(entry, records, budget_mib, fix)
+            planned.append(plan_entry(index, entry, data, out, speed, runs))
         except PaddyError as e:
             problems.append(f"entry {index}: {e}")
     if problems:

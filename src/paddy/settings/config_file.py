@@ -16,7 +16,7 @@ from typing import Any, Callable
 from paddy.core.errors import PaddyError
 from paddy.settings.checks import entry_problems, override_problems, unknown_key_problem
 from paddy.settings.entry import ModelEntry
-from paddy.settings.legacy import RENAMED_KEYS
+from paddy.settings.legacy import RENAMED_KEYS, renamed_key_warning
 
 CONFIG_KEYS = ("data", "budget", "defaults", "models")
 
@@ -59,7 +59,7 @@ def renamed_keys(table: dict[str, Any], where: str, warnings: list[str]) -> dict
         if new and new in table:
             raise PaddyError(f"{where}: both {key!r} and its new name {new!r} are set; keep {new!r}")
         if new:
-            warnings.append(f"{where}: {key!r} is now called {new!r}; the old name will stop working in 0.3")
+            warnings.append(renamed_key_warning(where, key))
         renamed[new or key] = value
     return renamed
 

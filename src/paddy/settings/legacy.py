@@ -1,14 +1,20 @@
-"""What runs of older paddy releases recorded: renamed config keys, and the settings added since
-paddy 0.2 with what 0.2 did instead.
+"""What runs of older paddy releases recorded, upgraded to what this release records: the one place
+each legacy rule lives (renamed config keys, settings added since paddy 0.2, results and ensemble
+weights of paddy 0.1), as Ultralytics keeps every renamed key in one function.
+
+This release is paddy 0.3 in development (pyproject's version, 0.3.0.dev0): runs of 0.1 and 0.2
+still load, match their entries and resume; the 0.1 key names go when 0.3 is released.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from paddy.settings.entry import ModelEntry, OptimizerChoice
 
-# Old TOML keys, still read for one release with a warning: key -> its new name.
+OLD_NAMES_UNTIL = "0.3"  # the release that stops reading the 0.1 key names
+# Old TOML keys, still read with a warning until OLD_NAMES_UNTIL: key -> its new name.
 RENAMED_KEYS = {"weights": "pretrained_file", "weight": "ensemble_weight", "presize": "item_size"}
 
 
@@ -24,7 +30,30 @@ SETTINGS_SINCE_0_2 = (
 BEHAVIOUR_OF_0_2 = {"opt": str(OptimizerChoice.fastai)}
 
 
+class Recorded(StrEnum):
+    """What a run folder records that older releases recorded otherwise."""
+
+    settings = "settings"  # config.json, and the settings a checkpoint carries
+    result = "result"  # result.json
+    member = "member"  # a predictions file's metadata, read as an ensemble member
+
+
 def unrecorded_settings() -> dict[str, Any]:
     """What a run that records none of the settings added since paddy 0.2 was trained with."""
     defaults = ModelEntry().to_json()
     return {k: BEHAVIOUR_OF_0_2.get(k, defaults[k]) for k in SETTINGS_SINCE_0_2}
+
+
+def upgraded(kind: Recorded, recorded: dict[str, Any]) -> dict[str, Any]:
+    """`recorded` (read from a run of any release) as this release records it."""
+    if kind is Recorded.settings:
+        return {**unrecorded_settings(), **recorded}  # a run of paddy 0.2 trained as 0.2 did
+    if kind is Recorded.result:  # paddy 0.1 recorded one total, "seconds", for training, pictures and TTA
+        total = recorded.get("train_seconds", 0.0) + recorded.get("predict_seconds", 0.0)
+        return {"seconds": total, **recorded}
+    weight = recorded.get("ensemble_weight", recorded.get("weight", 1.0))  # paddy 0.1 called it "weight"
+    return {**recorded, "ensemble_weight": weight}
+
+
+def renamed_key_warning(where: str, key: str) -> str:
+    return f"{where}: {key!r} is now called {RENAMED_KEYS[key]!r}; the old name will stop working in {OLD_NAMES_UNTIL}"

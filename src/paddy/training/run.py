@@ -31,7 +31,7 @@ from paddy.runs.probes import resolve_auto_accum
 from paddy.settings.budget import chosen_budget
 from paddy.settings.checks import apply_overrides
 from paddy.settings.entry import ENTRY_FIELDS, BadImages, ModelEntry
-from paddy.settings.legacy import unrecorded_settings
+from paddy.settings.legacy import Recorded, upgraded
 from paddy.training.checkpoint import Checkpoint, EpochHook, EpochRecords, load_checkpoint
 from paddy.training.distributed import alone, distributed, finish, launch, launched_run_folder, needs_launch
 from paddy.training.ema import adopt_average
@@ -150,7 +150,7 @@ def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint
         return None
     checkpoint = load_checkpoint(run.checkpoint_path)
     keys = (settings.keys() | checkpoint.settings.keys()) - {"seed"}  # the seed actually used is seed_used
-    recorded = {**unrecorded_settings(), **checkpoint.settings}  # a checkpoint of paddy 0.2 trained as 0.2 did
+    recorded = upgraded(Recorded.settings, checkpoint.settings)
     changed = sorted(k for k in keys if settings.get(k) != recorded.get(k))
     if changed:
         raise PaddyError(
@@ -235,7 +235,7 @@ def train(
 
 def recorded_entry(run: RunFolder) -> ModelEntry:
     """The settings a run was started with, from its config.json."""
-    recorded = {**unrecorded_settings(), **run.config()}  # a run of paddy 0.2 trained as 0.2 did
+    recorded = run.config()
     return apply_overrides(ModelEntry(), {name: recorded[name] for name in ENTRY_FIELDS if name in recorded})
 
 
