@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import tiny_entry
 
-import paddy.orchestration.config_runs
+from paddy.cli.run import parse_shard
 from paddy.core.errors import PaddyError
-from paddy.orchestration.config_runs import FAILED, config_runs, run_on_gpus, selected_runs, shard_runs
+from paddy.orchestration.config_runs import FAILED, config_runs, run_on_gpus, shard_runs
 from paddy.orchestration.gpu_pool import WORKER_LOG, PoolJob, parse_gpus, run_pool
 from paddy.runs.folder import RunFolder
 from paddy.settings.config_file import EnsembleConfig, load_config
@@ -104,7 +104,7 @@ def test_shards_cover_every_run_exactly_once(count):
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0"])
 def test_a_bad_shard_is_one_line(text):
     with pytest.raises(PaddyError, match="--shard"):
-        selected_runs([tiny_entry()], shard=text)
+        parse_shard(text)
 
 
 def test_the_pool_reports_a_failed_worker_with_its_line(tiny_data, tmp_path, monkeypatch):
@@ -112,12 +112,10 @@ def test_the_pool_reports_a_failed_worker_with_its_line(tiny_data, tmp_path, mon
     config = tmp_path / "c.toml"
     config.write_text('[defaults]\narch = "resnet18"\nsize = 32\nbs = 8\n[[models]]\n[[models]]\nsize = 48\n')
 
-    def fake_worker(config, data, out, budget_mib, key, options):
-        fail = "fail" if key[0] == 1 else "ok"
-        return fake_job(tmp_path, f"entry{key[0]}", 0.2, fail == "fail").argv
+    def fake_worker(key):
+        return fake_job(tmp_path, f"entry{key[0]}", 0.2, key[0] == 1).argv
 
-    monkeypatch.setattr(paddy.orchestration.config_runs, "worker_argv", fake_worker)
-    outcomes, failures = run_on_gpus(load_config(config), tiny_data, tmp_path / "runs", ["0", "1"], 16000)
+    outcomes, failures = run_on_gpus(load_config(config), tiny_data, tmp_path / "runs", ["0", "1"], fake_worker, 16000)
     assert [o.status for o in outcomes] == ["busy elsewhere", FAILED], "a worker that finished nothing is not 'trained'"
     assert len(failures) == 1 and "entry 2: resnet18-48x48-squish failed on GPU" in failures[0]
     assert "error: the loss became nan" in failures[0]
@@ -125,7 +123,7 @@ def test_the_pool_reports_a_failed_worker_with_its_line(tiny_data, tmp_path, mon
 
 def test_a_config_without_a_file_cannot_feed_workers(tiny_data, tmp_path):
     with pytest.raises(PaddyError, match="--gpus needs the config as a file"):
-        run_on_gpus(EnsembleConfig(models=[tiny_entry()]), tiny_data, tmp_path, ["0"])
+        run_on_gpus(EnsembleConfig(models=[tiny_entry()]), tiny_data, tmp_path, ["0"], lambda key: [])
 
 
 def pool_command(config: Path, data: Path, out: Path) -> list[str]:

@@ -4,6 +4,7 @@ handling, the JSON record, `--accum auto`, the CPU tensor accounting, and one re
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import timm
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 import paddy.memory.search
 import paddy.training.run
 from paddy.cli.app import app
+from paddy.cli.output import one_line
 from paddy.cli.tables import probe_table
 from paddy.core.errors import PaddyError
 from paddy.data.competition import check_layout
@@ -42,6 +44,7 @@ from paddy.runs.probes import (
     ESTIMATE,
     MEASURED,
     PROBES_FILE,
+    ProbeNeeded,
     ProbeRecord,
     Trial,
     load_probes,
@@ -219,8 +222,10 @@ def test_auto_accum_without_a_record_says_to_probe_first(tmp_path):
     path, entry = tmp_path / PROBES_FILE, replace(tiny_entry(bs=64), accum="auto")
     save_probe(path, record(tiny_entry(bs=64), 16280, ESTIMATE, 2))
     for other, budget in ((entry, 24576), (replace(entry, size=(64, 64)), 16280), (replace(entry, bs=32), 16280)):
-        with pytest.raises(PaddyError, match=r"no memory probe recorded .* run `paddy probe-memory"):
+        with pytest.raises(ProbeNeeded, match=r"no memory probe recorded") as info:
             resolve_auto_accum([other], budget, path.parent)
+        assert info.value.request.entry == other and info.value.request.budget_mib == budget
+        assert "run `paddy probe-memory" in one_line(info.value)
 
 
 def test_auto_accum_of_a_model_that_never_fits_is_an_error(tmp_path):
@@ -252,9 +257,9 @@ def test_every_auto_entry_is_resolved_at_once_and_each_missing_probe_is_named(tm
     path, first = tmp_path / PROBES_FILE, tiny_entry(bs=64)
     save_probe(path, record(first, 16280, ESTIMATE, 2))
     second = replace(first, size=(64, 64), accum="auto")
-    with pytest.raises(PaddyError) as info:
-        resolve_auto_accum([replace(first, accum="auto"), tiny_entry(accum=2), second], 16280, tmp_path, " --data D")
-    message = str(info.value)
+    with pytest.raises(ProbeNeeded) as info:
+        resolve_auto_accum([replace(first, accum="auto"), tiny_entry(accum=2), second], 16280, tmp_path, Path("D"))
+    message = one_line(info.value)
     assert "entry 2: --accum auto: no memory probe recorded for test_resnet 64x64" in message
     assert "entry 0" not in message and "entry 1" not in message
     assert f"paddy probe-memory --data D --out {tmp_path} --budget 16280MiB --arch test_resnet --size 64x64" in message

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from paddy.core.errors import PaddyError
+from paddy.runs.probes import ProbeNeeded, ProbeRequest
 
 
 def console(stderr: bool = False) -> Console:
@@ -49,10 +50,31 @@ def epoch_lines() -> Callable[[dict[str, Any]], None] | None:
     return None if bars() else print_epoch
 
 
+def probe_command(request: ProbeRequest) -> str:
+    """The `paddy probe-memory` command that records what a request asks for: every entry of its config,
+    or its one entry's model, with the user's data and output folder."""
+    entry = request.entry
+    where = (
+        f" --data {request.data}" if request.data else ""
+    ) + f" --out {request.out} --budget {request.budget_mib:g}MiB"
+    if request.config is not None:
+        return f"paddy probe-memory --config {request.config}{where}"
+    (h, w), (ih, iw) = entry.size, entry.resize_to
+    return (
+        f"paddy probe-memory{where} --arch {entry.arch} --size {h}x{w} --item {entry.item} "
+        f"--item-size {ih}x{iw} --bs {entry.bs} --precision {entry.precision}"
+        + (f" --ema {entry.ema:g}" if entry.ema else "")
+        + (f" --gpus {entry.gpus}" if entry.gpus > 1 else "")
+    )
+
+
 def one_line(error: BaseException) -> str:
-    """An exception as one line: its message, or for OS errors what failed and on which file."""
+    """An exception as one line: its message (with the command that fixes it, where the library says what
+    is missing), or for OS errors what failed and on which file."""
     if isinstance(error, OSError) and error.strerror:
         return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    if isinstance(error, ProbeNeeded) and error.request is not None:
+        return " ".join(f"{error}; run `{probe_command(error.request)}`".split())
     return " ".join(str(error).split())
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 from rich.markup import escape
@@ -13,6 +14,9 @@ from paddy.cli.output import epoch_lines, err, out, reports_errors, reports_out_
 from paddy.cli.tables import entries_cv_table, run_table, time_plan_table
 from paddy.core.errors import PaddyError
 from paddy.settings.entry import BadImages
+
+if TYPE_CHECKING:  # config_runs imports torch: only for --gpus and training
+    from paddy.orchestration.config_runs import RunKey
 
 app = typer.Typer()
 
@@ -56,7 +60,11 @@ def run_ensemble(
     choice = choose_config(config, data, budget)
     for warning in choice.config.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
-    runs = selected_runs(choice.config.models, shard, only_run)
+    runs = selected_runs(
+        choice.config.models,
+        parse_shard(shard) if shard is not None else None,
+        parse_run_key(only_run) if only_run is not None else None,
+    )
     if shard is not None:
         out.print(f"shard {shard}: {len(runs)} of the config's runs")
     if time_budget is not None:
@@ -69,7 +77,10 @@ def run_ensemble(
         runs &= entry_runs(choice.config.models, {p.index for p in plan.kept})
     options = {"budget_mib": choice.budget_mib, "force": force, "bad_images": bad_images, "only": runs}
     if gpus is not None:
-        outcomes = train_on_gpu_pool(choice, out_dir, gpus, keep_checkpoint, options)
+        worker = worker_command(
+            choice.config.source, choice.data.root, out_dir, choice.budget_mib, force, keep_checkpoint, bad_images
+        )
+        outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
     else:
         outcomes = run_config(
             choice.config,
@@ -116,7 +127,60 @@ def announce_pool_event(event) -> None:
         out.print(f"GPU {event.device}: {event.job.label} ended after {took}; {event.waiting} waiting")
 
 
-def train_on_gpu_pool(choice, out_dir: Path, gpus: str, keep_checkpoint: bool, options: dict[str, Any]) -> list:
+def parse_shard(text: str) -> tuple[int, int]:
+    """--shard 'I/N': this machine's share (1..N) of N."""
+    try:
+        number, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise PaddyError(f"--shard {text!r} is not I/N, e.g. 1/2 on one machine and 2/2 on the other") from None
+    if not 1 <= number <= count:
+        raise PaddyError(f"--shard {text!r}: I must be one of 1..N")
+    return number, count
+
+
+def parse_run_key(text: str) -> RunKey:
+    """An --only-run value: 'I' (entry I, counted from 0) or 'I:F' (its fold F)."""
+    try:
+        index, _, fold = text.partition(":")
+        return int(index), int(fold) if fold else None
+    except ValueError:
+        raise PaddyError(f"--only-run {text!r} is not ENTRY or ENTRY:FOLD") from None
+
+
+def worker_command(
+    config: Path | None,
+    data: Path,
+    out_dir: Path,
+    budget_mib: float,
+    force: bool,
+    keep_checkpoint: bool,
+    bad_images: BadImages,
+) -> Callable[[RunKey], list[str]]:
+    """The command of a pool's worker for one run of the config: `paddy run` of that run alone, with this
+    command's data, output folder, budget and options."""
+    options = [*(["--force"] if force else []), *(["--keep-checkpoint"] if keep_checkpoint else [])]
+    where = [
+        "--data",
+        str(data),
+        "--out",
+        str(out_dir),
+        "--budget",
+        f"{budget_mib}MiB",
+        "--bad-images",
+        str(bad_images),
+    ]
+
+    def command(key: RunKey) -> list[str]:
+        index, fold = key
+        run = f"{index}" if fold is None else f"{index}:{fold}"
+        return [sys.executable, "-m", "paddy", "run", str(config), *where, "--only-run", run, *options]
+
+    return command
+
+
+def train_on_gpu_pool(
+    choice, out_dir: Path, gpus: str, worker: Callable[[RunKey], list[str]], options: dict[str, Any]
+) -> list:
     """`paddy run --gpus`: the runs in parallel, one worker per GPU; a failed run is reported, and the
     command fails once every other run has ended."""
     import torch
@@ -131,7 +195,7 @@ def train_on_gpu_pool(choice, out_dir: Path, gpus: str, keep_checkpoint: bool, o
         choice.data,
         out_dir,
         devices,
-        keep_checkpoint=keep_checkpoint,
+        worker,
         on_event=announce_pool_event,
         **options,
     )

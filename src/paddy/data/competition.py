@@ -50,9 +50,9 @@ class CompetitionData:
         return [p.name for p in self.test_images]
 
     @property
-    def as_flag(self) -> str:
-        """The --data option that names this folder in a suggested command ('' for the demo)."""
-        return "" if self.is_demo else f" --data {self.root}"
+    def named_root(self) -> Path | None:
+        """The folder a suggested command names (None for the demo, which needs no --data)."""
+        return None if self.is_demo else self.root
 
     def identity(self) -> dict[str, str]:
         """What predictions record about their data, so submit can refuse another dataset's sample."""

@@ -9,7 +9,6 @@ data) is skipped, so a second `paddy run` only redoes what the first did not fin
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -95,7 +94,7 @@ def checked_config(
             f"{', '.join(several)}: paddy run trains each run in one process (--gpus 0,1 gives each run a GPU); "
             "train a data-parallel entry with `paddy train --config CONFIG --entry N`"
         )
-    entries = resolve_auto_accum(config.models, budget_mib, out, data.as_flag, config.source)
+    entries = resolve_auto_accum(config.models, budget_mib, out, data.named_root, config.source)
     data = without_bad_images(data, bad_images)
     for entry in entries:
         plan_training(entry)
@@ -129,17 +128,6 @@ def config_runs(entries: list[ModelEntry], only: set[RunKey] | None = None) -> l
 def entry_runs(entries: list[ModelEntry], indices: set[int]) -> set[RunKey]:
     """The runs (every fold) of the entries at `indices`."""
     return {(index, one.fold) for index, one in config_runs(entries) if index in indices}
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'I/N': this machine's share (1..N) of N."""
-    try:
-        number, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise PaddyError(f"--shard {text!r} is not I/N, e.g. 1/2 on one machine and 2/2 on the other") from None
-    if not 1 <= number <= count:
-        raise PaddyError(f"--shard {text!r}: I must be one of 1..N")
-    return number, count
 
 
 def shard_runs(entries: list[ModelEntry], shard: tuple[int, int]) -> set[RunKey]:
@@ -206,36 +194,19 @@ def run_config(
     return outcomes
 
 
-def selected_runs(entries: list[ModelEntry], shard: str | None = None, only_run: str | None = None) -> set[RunKey]:
-    """The runs `paddy run` trains: every run of the config, or a shard's (`I/N`), or one (a pool's worker)."""
+def selected_runs(
+    entries: list[ModelEntry], shard: tuple[int, int] | None = None, only_run: RunKey | None = None
+) -> set[RunKey]:
+    """The runs `paddy run` trains: every run of the config, or shard I of N's, or one (a pool's worker)."""
     runs = {(index, one.fold) for index, one in config_runs(entries)}
     if shard is not None:
-        runs &= shard_runs(entries, parse_shard(shard))
+        runs &= shard_runs(entries, shard)
     if only_run is not None:
-        runs &= {parse_run_key(only_run)}
+        runs &= {only_run}
     return runs
 
 
 POOL_LOGS = ".pool"  # under --out: the logs of the pool's running workers
-
-
-def worker_argv(
-    config: EnsembleConfig, data: CompetitionData, out: Path, budget_mib: float, key: RunKey, options: list[str]
-) -> list[str]:
-    """`paddy run` of one run of the config, as the pool's worker for it."""
-    index, fold = key
-    run = f"{index}" if fold is None else f"{index}:{fold}"
-    where = ["--data", str(data.root), "--out", str(out), "--budget", f"{budget_mib}MiB"]
-    return [sys.executable, "-m", "paddy", "run", str(config.source), *where, "--only-run", run, *options]
-
-
-def parse_run_key(text: str) -> RunKey:
-    """A `--only-run` value: 'I' (entry I, counted from 0) or 'I:F' (its fold F)."""
-    try:
-        index, _, fold = text.partition(":")
-        return int(index), int(fold) if fold else None
-    except ValueError:
-        raise PaddyError(f"--only-run {text!r} is not ENTRY or ENTRY:FOLD") from None
 
 
 def run_on_gpus(
@@ -243,22 +214,21 @@ def run_on_gpus(
     data: CompetitionData,
     out: Path,
     devices: list[str],
+    worker_command: Callable[[RunKey], list[str]],
     budget_mib: float | None = None,
     force: bool = False,
     bad_images: BadImages = BadImages.fail,
-    keep_checkpoint: bool = False,
     only: set[RunKey] | None = None,
     on_event: Callable[[PoolEvent], None] = lambda event: None,
 ) -> tuple[list[EntryOutcome], list[str]]:
-    """`paddy run --gpus`: every run not finished yet is a `paddy run` worker of its own, one per GPU at a
-    time (see gpu_pool). Everything is checked here first, once. The outcomes in config order, and a
-    line for each failed worker (its log's last line)."""
+    """`paddy run --gpus`: every run not finished yet is a worker process of its own, one per GPU at a
+    time (see gpu_pool), running `worker_command(run)` (the CLI writes it: `paddy run` of that one run).
+    Everything is checked here first, once. The outcomes in config order, and a line for each failed
+    worker (its log's last line)."""
     if config.source is None:
         raise PaddyError("--gpus needs the config as a file: each GPU's worker reads it")
     budget_mib = chosen_budget() if budget_mib is None else budget_mib
     entries, data = checked_config(config, data, out, budget_mib, bad_images)
-    options = [*(["--force"] if force else []), *(["--keep-checkpoint"] if keep_checkpoint else [])]
-    options += ["--bad-images", str(bad_images)]
     outcomes, jobs, runs = [], [], {}
     finished = RunIndex.of(out)
     for index, entry in config_runs(entries, only):
@@ -267,8 +237,7 @@ def run_on_gpus(
             outcomes.append(recorded_outcome(index, entry, done))
             continue
         fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""
-        argv = worker_argv(config, data, out, budget_mib, (index, entry.fold), options)
-        jobs.append(PoolJob(f"entry {index + 1}{fold}: {entry.describe()}", run, argv))
+        jobs.append(PoolJob(f"entry {index + 1}{fold}: {entry.describe()}", run, worker_command((index, entry.fold))))
         runs[run.path] = (index, entry, RESUMED if run.resumable and not force else TRAINED)
     failures = []
     for ended in run_pool(jobs, devices, out / POOL_LOGS, on_event):

@@ -15,7 +15,7 @@ from paddy.core.errors import PaddyError
 from paddy.data.competition import CompetitionData, training_split_size
 from paddy.orchestration.config_runs import finished_run
 from paddy.runs.lookup import RunIndex
-from paddy.runs.probes import PROBES_FILE, load_probes, probe_command, recorded_speed, resolve_auto_accum
+from paddy.runs.probes import PROBES_FILE, ProbeNeeded, ProbeRequest, load_probes, recorded_speed, resolve_auto_accum
 from paddy.settings.config_file import EnsembleConfig
 from paddy.settings.entry import ModelEntry
 from paddy.training.schedule import training_phases
@@ -80,18 +80,18 @@ def plan_entry(
 
 def time_plan(config: EnsembleConfig, data: CompetitionData, out: Path, budget_mib: float) -> list[PlannedEntry]:
     """Every entry's expected time, from the speed its memory probe timed (every missing probe named)."""
-    entries = resolve_auto_accum(config.models, budget_mib, out, data.as_flag, config.source)
+    entries = resolve_auto_accum(config.models, budget_mib, out, data.named_root, config.source)
     records = load_probes(out / PROBES_FILE)
-    fix = probe_command(entries[0], budget_mib, out, data.as_flag, config.source)
     planned, problems, runs = [], [], RunIndex.of(out)
     for index, entry in enumerate(entries):
         try:
-            speed = recorded_speed(entry, records, budget_mib, fix)
+            speed = recorded_speed(entry, records, budget_mib)
             planned.append(plan_entry(index, entry, data, out, speed, runs))
         except PaddyError as e:
             problems.append(f"entry {index}: {e}")
     if problems:
-        raise PaddyError("the time plan needs each entry's speed: " + "; ".join(problems))
+        request = ProbeRequest(entries[0], budget_mib, out, data.named_root, config.source)
+        raise ProbeNeeded("the time plan needs each entry's speed: " + "; ".join(problems), request)
     return planned
 
 

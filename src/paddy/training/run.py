@@ -114,7 +114,9 @@ def prepare_run(
     if resume and run is not None:
         recorded = run.config()
         entry = replace(entry, seed=recorded["seed_used"], accum=recorded["accum"])
-    (entry,) = resolve_auto_accum([entry], chosen_budget() if budget_mib is None else budget_mib, out, data.as_flag)
+    (entry,) = resolve_auto_accum(
+        [entry], chosen_budget() if budget_mib is None else budget_mib, out, data.named_root
+    )
     plan = plan_training(entry)
     data = without_bad_images(data, bad_images)
     folds = entry_folds(out, data, entry)
