@@ -10,6 +10,7 @@ import pytest
 from paddy.data.competition import CompetitionData, check_layout
 from paddy.data.demo import write_demo_dataset
 from paddy.data.images import without_bad_images
+from paddy.settings.budget import chosen_budget
 from paddy.settings.checks import apply_overrides
 from paddy.settings.entry import BadImages, ModelEntry
 
@@ -19,6 +20,16 @@ TINY = {"arch": "test_resnet", "size": (32, 32), "bs": 8, "epochs": 1, "pretrain
 def tiny_entry(**overrides) -> ModelEntry:
     """A model entry that trains in seconds on CPU."""
     return apply_overrides(ModelEntry(), {**TINY, **overrides})
+
+
+KAGGLE_GPU_MIB = chosen_budget()  # the default budget, as the CLI gives it
+
+
+def trained(entry, data, out, *, budget_mib=KAGGLE_GPU_MIB, bad_images=BadImages.fail, run=None, **options):
+    """One run planned and trained (paddy.training.run's plan_run then train), `options` as for train."""
+    from paddy.training.run import plan_run, train
+
+    return train(plan_run(entry, data, out, budget_mib, bad_images, run), **options)
 
 
 def with_callbacks(monkeypatch, *callbacks) -> None:
@@ -48,9 +59,7 @@ def tiny_data(tiny_data_root) -> CompetitionData:
 @pytest.fixture(scope="session")
 def finished_run(tiny_data, tmp_path_factory):
     """One real training run on the tiny data (shared: training is the slow part)."""
-    from paddy.training.run import train
-
-    return train(tiny_entry(), tiny_data, tmp_path_factory.mktemp("runs"), num_workers=0)
+    return trained(tiny_entry(), tiny_data, tmp_path_factory.mktemp("runs"), num_workers=0)
 
 
 @pytest.fixture(autouse=True)

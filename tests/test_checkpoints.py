@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_entry, with_callbacks
+from conftest import KAGGLE_GPU_MIB, tiny_entry, trained, with_callbacks
 from fastai.vision.all import Callback
 from typer.testing import CliRunner
 
@@ -30,7 +30,7 @@ from paddy.settings.legacy import SETTINGS_SINCE_0_2
 from paddy.training.checkpoint import FORMAT, load_checkpoint
 from paddy.training.learner import make_learner
 from paddy.training.plan import plan_training
-from paddy.training.run import resume_run, train
+from paddy.training.run import resume
 from paddy.training.schedule import training_phases
 
 LOSSES = ["fit", "epoch", "train_loss", "valid_loss"]
@@ -79,14 +79,14 @@ def interrupted_then_resumed(entry, data, tmp_path, monkeypatch, stop):
     """An uninterrupted run, and the same run stopped at `stop` then resumed; with learning rates."""
     full_lrs, resumed_lrs = {}, {}
     with_callbacks(monkeypatch, LearningRates(full_lrs))
-    full = train(entry, data, tmp_path / "full", num_workers=0, keep_checkpoint=True)
+    full = trained(entry, data, tmp_path / "full", num_workers=0, keep_checkpoint=True)
     with_callbacks(monkeypatch, StopAt(*stop))
     with pytest.raises(KeyboardInterrupt):
-        train(entry, data, tmp_path / "cut", num_workers=0, keep_checkpoint=True)
+        trained(entry, data, tmp_path / "cut", num_workers=0, keep_checkpoint=True)
     cut = only_run(tmp_path / "cut")
     assert not cut.finished and cut.resumable == (stop != (1, 0)), "a checkpoint once an epoch has finished"
     with_callbacks(monkeypatch, LearningRates(resumed_lrs))
-    resumed = resume_run(cut, data, num_workers=0, keep_checkpoint=True)
+    resumed = resume(cut, KAGGLE_GPU_MIB, data, num_workers=0, keep_checkpoint=True)
     return full, resumed, full_lrs, resumed_lrs
 
 
@@ -170,7 +170,7 @@ def test_the_phases_are_fastais_fine_tune(tiny_data, tmp_path):
 
 def test_a_finished_run_keeps_no_checkpoint_unless_asked(finished_run, tiny_data, tmp_path):
     assert not finished_run.run.checkpoint_path.exists()
-    kept = train(tiny_entry(finetune=False), tiny_data, tmp_path, num_workers=0, keep_checkpoint=True)
+    kept = trained(tiny_entry(finetune=False), tiny_data, tmp_path, num_workers=0, keep_checkpoint=True)
     checkpoint = load_checkpoint(kept.run.checkpoint_path)
     assert checkpoint.position.epochs_done == 1 and len(checkpoint.history) == 1
     assert checkpoint.settings["seed_used"] == kept.seed
@@ -185,11 +185,11 @@ def test_paddy_run_resumes_an_interrupted_entry_and_force_restarts_it(tiny_data,
     config, out = load_config(path), tmp_path / "runs"
     with_callbacks(monkeypatch, StopAt(1, 2))
     with pytest.raises(KeyboardInterrupt):
-        run_config(config, tiny_data, out)
+        run_config(config, tiny_data, out, KAGGLE_GPU_MIB)
     with_callbacks(monkeypatch)
-    (resumed,) = run_config(config, tiny_data, out)
+    (resumed,) = run_config(config, tiny_data, out, KAGGLE_GPU_MIB)
     assert resumed.status == RESUMED and list(resumed.run.history().epoch) == [0, 1, 2]
-    (again,) = run_config(config, tiny_data, out, force=True)
+    (again,) = run_config(config, tiny_data, out, KAGGLE_GPU_MIB, force=True)
     assert again.status == TRAINED
 
 
@@ -208,7 +208,7 @@ def interrupted(tiny_data, tmp_path, monkeypatch) -> RunFolder:
     """A one-cycle run of 3 epochs stopped after its second."""
     with_callbacks(monkeypatch, StopAt(1, 2))
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_entry(epochs=3, finetune=False), tiny_data, tmp_path / "runs", num_workers=0)
+        trained(tiny_entry(epochs=3, finetune=False), tiny_data, tmp_path / "runs", num_workers=0)
     with_callbacks(monkeypatch)
     return only_run(tmp_path / "runs")
 
@@ -222,14 +222,14 @@ def test_a_run_interrupted_under_paddy_0_2_resumes_as_0_2_trained_it(tiny_data, 
     with fastai's Adam and its own optimizer state, not with today's default."""
     with_callbacks(monkeypatch, StopAt(1, 1))
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_entry(epochs=2, finetune=False, opt="fastai"), tiny_data, tmp_path / "runs", num_workers=0)
+        trained(tiny_entry(epochs=2, finetune=False, opt="fastai"), tiny_data, tmp_path / "runs", num_workers=0)
     with_callbacks(monkeypatch)
     cut = only_run(tmp_path / "runs")
     state = torch.load(cut.checkpoint_path, weights_only=True)
     settings = {k: v for k, v in json.loads(state["settings"]).items() if k not in SETTINGS_SINCE_0_2}
     torch.save({**state, "settings": json.dumps(settings, sort_keys=True)}, cut.checkpoint_path)
     cut.config_path.write_text(json.dumps({k: v for k, v in cut.config().items() if k not in SETTINGS_SINCE_0_2}))
-    resumed = resume_run(cut, tiny_data, num_workers=0)
+    resumed = resume(cut, KAGGLE_GPU_MIB, tiny_data, num_workers=0)
     assert resumed.run.finished and resumed.entry.opt == "fastai"
 
 
@@ -298,7 +298,7 @@ def test_a_run_stopped_after_its_last_epoch_resumes_with_only_tta_left(tiny_data
     """Killed during TTA: the checkpoint holds every epoch, so resuming trains nothing and predicts with
     the checkpoint's weights (here the weight average's) what the uninterrupted run predicted."""
     entry = tiny_entry(finetune=False, ema=0.9)
-    full = train(entry, tiny_data, tmp_path / "full", num_workers=0, keep_checkpoint=True)
+    full = trained(entry, tiny_data, tmp_path / "full", num_workers=0, keep_checkpoint=True)
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
@@ -306,11 +306,11 @@ def test_a_run_stopped_after_its_last_epoch_resumes_with_only_tta_left(tiny_data
     with monkeypatch.context() as patch:
         patch.setattr(paddy.training.run, "tta_predictions", killed)
         with pytest.raises(KeyboardInterrupt):
-            train(entry, tiny_data, tmp_path / "cut", num_workers=0, keep_checkpoint=True)
-    trained = []
-    with_callbacks(monkeypatch, LearningRates(trained))
-    resumed = resume_run(only_run(tmp_path / "cut"), tiny_data, num_workers=0, keep_checkpoint=True)
-    assert not trained, "no epoch trained again"
+            trained(entry, tiny_data, tmp_path / "cut", num_workers=0, keep_checkpoint=True)
+    epochs_trained = []
+    with_callbacks(monkeypatch, LearningRates(epochs_trained))
+    resumed = resume(only_run(tmp_path / "cut"), KAGGLE_GPU_MIB, tiny_data, num_workers=0, keep_checkpoint=True)
+    assert not epochs_trained, "no epoch trained again"
     assert resumed.valid_error == full.valid_error
     np.testing.assert_allclose(
         load_predictions(resumed.predictions_path).probs, load_predictions(full.predictions_path).probs, atol=1e-6

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_entry
+from conftest import KAGGLE_GPU_MIB, tiny_entry
 from data_parallel_worker import BS, N, trained_weights
 from fastai.vision.all import DataLoader
 
@@ -27,7 +27,7 @@ from paddy.training.archs import check_trainable
 from paddy.training.distributed import bare_loader, bare_model, launched_run_folder, needs_launch
 from paddy.training.lr_find import in_one_process
 from paddy.training.plan import accumulation
-from paddy.training.run import launch_data_parallel
+from paddy.training.run import launch_data_parallel, plan_runs
 
 TESTS = Path(__file__).parent
 WORLD = 2
@@ -109,18 +109,20 @@ def test_probes_and_lr_find_see_one_process():
 def test_paddy_run_refuses_a_data_parallel_entry(tiny_data, tmp_path):
     config = EnsembleConfig(models=[tiny_entry(), tiny_entry(bs=16, gpus=2)])
     with pytest.raises(PaddyError, match="entry 2 has gpus 2: paddy run trains each run in one process"):
-        run_config(config, tiny_data, tmp_path)
+        run_config(config, tiny_data, tmp_path, KAGGLE_GPU_MIB)
 
 
 def test_one_gpu_launches_nothing_and_a_launched_process_does_not_launch_again(tiny_data, tmp_path, monkeypatch):
-    assert launch_data_parallel(tiny_entry(), tiny_data, tmp_path, []) is None
+    assert launch_data_parallel(plan_runs(tiny_entry(), tiny_data, tmp_path, KAGGLE_GPU_MIB), []) is None
     assert needs_launch(2) and not needs_launch(1)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("PADDY_RUN_FOLDER", str(tmp_path / "run"))
     assert not needs_launch(2) and launched_run_folder() == tmp_path / "run"
-    with pytest.raises(PaddyError, match="give --fold 1..3"):
-        monkeypatch.setenv("WORLD_SIZE", "1")
-        launch_data_parallel(tiny_entry(bs=16, gpus=2, folds=3), tiny_data, tmp_path, [])
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.delenv("PADDY_RUN_FOLDER")
+    folds = plan_runs(tiny_entry(bs=16, gpus=2, folds=3), tiny_data, tmp_path, KAGGLE_GPU_MIB)
+    with pytest.raises(PaddyError, match=r"gpus 2 trains one run at a time: give the fold \(1..3\)"):
+        launch_data_parallel(folds, [])
 
 
 def test_bare_model_and_loader_see_through_the_ddp_wrappers():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_entry
+from conftest import KAGGLE_GPU_MIB, tiny_entry, trained
 from typer.testing import CliRunner
 
 from paddy.cli.app import app
@@ -25,13 +25,13 @@ from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
 from paddy.settings.config_file import load_config
 from paddy.settings.entry import ModelEntry
-from paddy.training.run import train, train_entry
+from paddy.training.run import plan_runs, train
 
 K = 3
 
 
 def train_folds(entry: ModelEntry, data, out):
-    return train_entry(entry, data, out, num_workers=0)
+    return [train(plan, num_workers=0) for plan in plan_runs(entry, data, out, KAGGLE_GPU_MIB)]
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ def test_an_entrys_test_prediction_is_the_mean_of_its_folds(fold_runs, tmp_path)
 def test_a_run_outside_the_folds_is_reported_not_scored(fold_runs, tmp_path):
     out = tmp_path / "runs"
     shutil.copytree(fold_runs.out, out)
-    train(tiny_entry(bs=32), fold_runs.data, out, num_workers=0)  # a random split, on the same data
+    trained(tiny_entry(bs=32), fold_runs.data, out, num_workers=0)  # a random split, on the same data
     _, members, report = build_ensemble(out, None, {}, None, out / "e.safetensors")
     assert len(members) == 2, "the test predictions are still ensembled"
     scored = {len(member.runs): line.scores is not None for member, line in zip(members, report.members)}
@@ -215,7 +215,7 @@ def test_paddy_run_trains_every_fold_shares_the_folds_and_resumes_per_fold(tiny_
         '[[models]]\narch = "resnet18"\n[[models]]\narch = "resnet18"\nitem = "pad"\nmixup = 0.4\n'
     )
     out = tmp_path / "runs"
-    outcomes = run_config(load_config(config), tiny_data, out, train_fn=train_in_process)
+    outcomes = run_config(load_config(config), tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
     assert [(o.index, o.entry.fold, o.status) for o in outcomes] == [(i, f, TRAINED) for i in (0, 1) for f in (1, 2)]
     folds_files = list((out / FOLDS_FOLDER).iterdir())
     assert len(folds_files) == 1, "both entries hold out the same folds"
@@ -224,7 +224,7 @@ def test_paddy_run_trains_every_fold_shares_the_folds_and_resumes_per_fold(tiny_
     lines = entries_cv(outcomes)
     assert [line.index for line in lines] == [0, 1] and all(line.scores is not None for line in lines)
     (outcomes[2].run.predictions_path).unlink()  # entry 1's fold 1 did not finish
-    again = run_config(load_config(config), tiny_data, out, train_fn=train_in_process)
+    again = run_config(load_config(config), tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
     assert [o.status for o in again] == [SKIPPED, SKIPPED, TRAINED, SKIPPED]
     assert folds_files[0].read_bytes() == drawn, "a re-run holds out the same images"
     _, members, report = build_ensemble(
@@ -241,8 +241,8 @@ def test_paddy_run_trains_every_fold_shares_the_folds_and_resumes_per_fold(tiny_
     assert saved["log_loss"] == report.ensemble[-1].scores.log_loss, "the honest estimate, never the in-sample one"
 
 
-def train_in_process(entry, data, out, **options):
-    return train(entry, data, out, num_workers=0, **options)
+def train_in_process(plan, **options):
+    return train(plan, num_workers=0, **options)
 
 
 def test_a_two_target_fold_keeps_label_probabilities_out_of_fold(tiny_data, tmp_path):

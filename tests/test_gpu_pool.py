@@ -123,7 +123,7 @@ def test_the_pool_reports_a_failed_worker_with_its_line(tiny_data, tmp_path, mon
 
 def test_a_config_without_a_file_cannot_feed_workers(tiny_data, tmp_path):
     with pytest.raises(PaddyError, match="--gpus needs the config as a file"):
-        run_on_gpus(EnsembleConfig(models=[tiny_entry()]), tiny_data, tmp_path, ["0"], lambda key: [])
+        run_on_gpus(EnsembleConfig(models=[tiny_entry()]), tiny_data, tmp_path, ["0"], lambda key: [], 16000)
 
 
 def pool_command(config: Path, data: Path, out: Path) -> list[str]:

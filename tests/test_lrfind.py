@@ -1,6 +1,6 @@
 import json
 
-from conftest import assert_no_redrawn_bars, tiny_entry
+from conftest import KAGGLE_GPU_MIB, assert_no_redrawn_bars, tiny_entry
 from typer.testing import CliRunner
 
 from paddy.cli.app import app
@@ -8,7 +8,7 @@ from paddy.training.lr_find import find_lr
 
 
 def test_lr_find_saves_plot_and_suggestions(tiny_data, tmp_path):
-    result = find_lr(tiny_entry(bs=8, accum=2), tiny_data, tmp_path, num_workers=0)
+    result = find_lr(tiny_entry(bs=8, accum=2), tiny_data, tmp_path, KAGGLE_GPU_MIB, num_workers=0)
     assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(result.suggestions) == {"minimum", "steep", "valley", "slide"}
     assert all(1e-8 < lr < 10 for lr in result.suggestions.values())

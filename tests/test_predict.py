@@ -9,14 +9,13 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_entry
+from conftest import tiny_entry, trained
 from safetensors import safe_open
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from paddy.cli.app import app
 from paddy.runs.predictions import load_predictions
-from paddy.training.run import train
 
 
 def predict(run, images, *flags):
@@ -60,7 +59,7 @@ def test_without_tta_each_image_is_predicted_alone(finished_run, tiny_data, tmp_
 
 
 def test_a_multi_target_model_predicts_the_label_only(tiny_data, tmp_path):
-    run = train(tiny_entry(multi_target="variety", finetune=False), tiny_data, tmp_path / "runs", num_workers=0).run
+    run = trained(tiny_entry(multi_target="variety", finetune=False), tiny_data, tmp_path / "runs", num_workers=0).run
     dest = tmp_path / "p.safetensors"
     preds = predicted(predict(run, tiny_data.root / "test_images", "--dest", str(dest)), dest)
     np.testing.assert_allclose(preds.probs, load_predictions(run.predictions_path).probs, rtol=0, atol=1e-6)
@@ -78,7 +77,7 @@ def test_a_multi_target_model_predicts_the_label_only(tiny_data, tmp_path):
 )
 def test_predict_reproduces_the_runs_own_tta(tiny_data, tmp_path, settings, num_workers):
     entry = tiny_entry(**{"finetune": False, **settings})
-    run = train(entry, tiny_data, tmp_path / "runs", num_workers=num_workers).run
+    run = trained(entry, tiny_data, tmp_path / "runs", num_workers=num_workers).run
     dest = tmp_path / "p.safetensors"
     preds = predicted(predict(run, tiny_data.root / "test_images", "--dest", str(dest)), dest)
     np.testing.assert_allclose(preds.probs, load_predictions(run.predictions_path).probs, rtol=0, atol=1e-6)
@@ -154,7 +153,7 @@ def test_predict_needs_neither_the_training_data_nor_the_network(tiny_data_root,
     from paddy.data.competition import check_layout
 
     data = check_layout(shutil.copytree(tiny_data_root, tmp_path / "data"))
-    run = train(tiny_entry(finetune=False), data, tmp_path / "runs", num_workers=0).run
+    run = trained(tiny_entry(finetune=False), data, tmp_path / "runs", num_workers=0).run
     images = shutil.copytree(data.root / "test_images", tmp_path / "new-images")
     shutil.rmtree(data.root)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

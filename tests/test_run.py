@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import assert_no_redrawn_bars, tiny_entry
+from conftest import KAGGLE_GPU_MIB, assert_no_redrawn_bars, tiny_entry
 from filelock import FileLock
 from typer.testing import CliRunner
 
@@ -54,9 +54,9 @@ item = "pad"
 """
 
 
-def train_in_process(entry, data, out, **options):
+def train_in_process(plan, **options):
     """The real train(), without DataLoader worker processes (faster on tiny data)."""
-    return train(entry, data, out, num_workers=0, **options)
+    return train(plan, num_workers=0, **options)
 
 
 def write_config(tmp_path, second_epochs=1, name="tiny3.toml"):
@@ -99,12 +99,12 @@ def test_estimate_remaining():
 def test_run_records_the_accum_that_survived_oom(tiny_data, tmp_path):
     config = load_config(write_config(tmp_path))
 
-    def train_fn(entry, data, out, **options):
-        if entry.accum < 2:
+    def train_fn(plan, **options):
+        if plan.training.accum < 2:
             raise torch.OutOfMemoryError("injected")
-        return train_in_process(entry, data, out, **options)
+        return train_in_process(plan, **options)
 
-    (first, *_) = run_config(config, tiny_data, tmp_path / "runs", train_fn=train_fn)
+    (first, *_) = run_config(config, tiny_data, tmp_path / "runs", KAGGLE_GPU_MIB, train_fn=train_fn)
     assert first.accum == 2 and first.status == TRAINED
     assert read_json(first.run.config_path)["accum"] == 2
     assert load_predictions(first.run.predictions_path).meta["accum"] == 2
@@ -112,11 +112,11 @@ def test_run_records_the_accum_that_survived_oom(tiny_data, tmp_path):
 
 def test_rerun_skips_finished_entries_and_retrains_changed_ones(tiny_data, tmp_path):
     out = tmp_path / "runs"
-    first = run_config(load_config(write_config(tmp_path)), tiny_data, out, train_fn=train_in_process)
+    first = run_config(load_config(write_config(tmp_path)), tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
     assert [o.status for o in first] == [TRAINED] * 3
     stamps = [o.run.predictions_path.stat().st_mtime_ns for o in first]
     changed = load_config(write_config(tmp_path, second_epochs=2))
-    second = run_config(changed, tiny_data, out, train_fn=train_in_process)
+    second = run_config(changed, tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
     assert [o.status for o in second] == [SKIPPED, TRAINED, SKIPPED]
     assert second[0].valid_error == first[0].valid_error
     assert first[0].run.predictions_path.stat().st_mtime_ns == stamps[0]
@@ -125,7 +125,12 @@ def test_rerun_skips_finished_entries_and_retrains_changed_ones(tiny_data, tmp_p
     assert [m.name for m in members] == [o.run.name for o in second], "ensemble --config matches as run does"
     assert [m.weight for m in members] == [1.0, 2.0, 1.0], "paddy ensemble takes the config's weights"
     forced = run_config(
-        load_config(write_config(tmp_path, second_epochs=2)), tiny_data, out, force=True, train_fn=train_in_process
+        load_config(write_config(tmp_path, second_epochs=2)),
+        tiny_data,
+        out,
+        KAGGLE_GPU_MIB,
+        force=True,
+        train_fn=train_in_process,
     )
     assert [o.status for o in forced] == [TRAINED] * 3
 
@@ -189,7 +194,7 @@ def test_killed_run_resumes_without_retraining_or_corrupt_files(tiny_data, tiny_
     assert not (entry2 / "predictions.safetensors").exists(), "entry 2 should have been interrupted"
     entry1_stamp = (entry1 / "predictions.safetensors").stat().st_mtime_ns
 
-    outcomes = run_config(load_config(config), tiny_data, out, train_fn=train_in_process)
+    outcomes = run_config(load_config(config), tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
     assert outcomes[0].status == SKIPPED and outcomes[2].status == TRAINED
     assert outcomes[1].status in (TRAINED, RESUMED), "entry 2 goes on from a checkpoint if it finished an epoch"
     assert (entry1 / "predictions.safetensors").stat().st_mtime_ns == entry1_stamp
@@ -202,18 +207,18 @@ def test_an_entry_another_process_is_training_is_left_to_it(tiny_data, tmp_path)
     config, out = load_config(write_config(tmp_path)), tmp_path / "runs"
     trained = []
 
-    def record(entry, data, out, **options):
-        trained.append(options["run"].name)
-        return train_in_process(entry, data, out, **options)
+    def record(plan, **options):
+        trained.append(plan.run.name)
+        return train_in_process(plan, **options)
 
     middle = entry_run_folder(out, config.name, 1, config.models[1], tiny_data.root)
     held = FileLock(out / ".locks" / f"{middle.name}.lock")
     (out / ".locks").mkdir(parents=True)
     with held:  # another process's lock: flock is per open file, so this one counts as another writer
-        outcomes = run_config(config, tiny_data, out, train_fn=record)
+        outcomes = run_config(config, tiny_data, out, KAGGLE_GPU_MIB, train_fn=record)
     assert [o.status for o in outcomes] == [TRAINED, BUSY, TRAINED]
     assert middle.name not in trained and not middle.path.exists()
-    again = run_config(config, tiny_data, out, train_fn=record)
+    again = run_config(config, tiny_data, out, KAGGLE_GPU_MIB, train_fn=record)
     assert [o.status for o in again] == [SKIPPED, TRAINED, SKIPPED], "a lock left by a finished process is free"
 
 

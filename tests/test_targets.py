@@ -60,12 +60,11 @@ def test_single_target_uses_fastai_label_smoothing_when_asked():
 
 
 def test_multi_target_run_saves_disease_only_probabilities(tiny_data, tmp_path):
-    from conftest import tiny_entry
+    from conftest import tiny_entry, trained
 
     from paddy.runs.predictions import load_predictions
-    from paddy.training.run import train
 
-    result = train(tiny_entry(multi_target="variety", finetune=False), tiny_data, tmp_path, num_workers=0)
+    result = trained(tiny_entry(multi_target="variety", finetune=False), tiny_data, tmp_path, num_workers=0)
     assert {"label_error", "variety_error"} <= set(result.history.columns), "named after the sample's column"
     assert result.valid_error == pytest.approx(result.history.label_error.iloc[-1])
     preds = load_predictions(result.predictions_path)

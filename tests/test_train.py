@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_entry, with_callbacks
+from conftest import tiny_entry, trained, with_callbacks
 from fastai.vision.all import (
     Callback,
     CrossEntropyLossFlat,
@@ -23,7 +23,7 @@ from paddy.runs.predictions import load_predictions
 from paddy.settings.entry import BadImages
 from paddy.training.learner import build_dataloaders, build_learner, make_learner
 from paddy.training.plan import accumulation, plan_training, resolve_precision
-from paddy.training.run import loaders_at_sizes, prepare_run, train
+from paddy.training.run import loaders_at_sizes, plan_run
 from paddy.training.schedule import training_phases
 
 
@@ -236,7 +236,7 @@ def test_finished_run_folder_holds_config_history_and_predictions(finished_run, 
 
 
 def test_unseeded_runs_draw_and_record_a_seed(tiny_data, tmp_path):
-    result = train(tiny_entry(seed=None, finetune=False), tiny_data, tmp_path, num_workers=0)
+    result = trained(tiny_entry(seed=None, finetune=False), tiny_data, tmp_path, num_workers=0)
     assert isinstance(result.seed, int)
     assert load_predictions(result.predictions_path).meta["seed"] == result.seed
 
@@ -245,19 +245,19 @@ def test_unwritable_output_fails_before_training(tiny_data, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(PaddyError, match="cannot write to output folder"):
-        train(tiny_entry(), tiny_data, blocker / "runs", num_workers=0)
+        trained(tiny_entry(), tiny_data, blocker / "runs", num_workers=0)
 
 
 def test_auto_accum_must_be_resolved_first(tiny_data, tmp_path):
     with pytest.raises(PaddyError, match="auto"):
-        train(tiny_entry(accum="auto"), tiny_data, tmp_path, num_workers=0)
+        trained(tiny_entry(accum="auto"), tiny_data, tmp_path, num_workers=0)
     assert not list(tmp_path.iterdir())
 
 
 def test_a_batch_larger_than_the_training_split_is_refused_before_anything_is_written(tiny_data, tmp_path):
     """48 training images (60 less 20%): bs 64 would make zero optimizer steps and still 'finish'."""
     with pytest.raises(PaddyError, match="bs 64 is larger than the 48 training images.*no optimizer step"):
-        train(tiny_entry(bs=64), tiny_data, tmp_path, num_workers=0)
+        trained(tiny_entry(bs=64), tiny_data, tmp_path, num_workers=0)
     assert not list(tmp_path.iterdir())
 
 
@@ -271,7 +271,7 @@ def test_a_nan_loss_stops_training_and_leaves_no_finished_run(tiny_data, tmp_pat
 
     monkeypatch.setattr(paddy.training.learner, "single_target", nan_loss)
     with pytest.raises(PaddyError, match="training loss became nan at epoch 1, batch 1"):
-        train(tiny_entry(finetune=False), tiny_data, tmp_path, num_workers=0)
+        trained(tiny_entry(finetune=False), tiny_data, tmp_path, num_workers=0)
     (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert (run / "config.json").exists()
     assert not (run / "predictions.safetensors").exists() and not (run / "result.json").exists()
@@ -323,7 +323,7 @@ def test_progressive_resizing_trains_at_each_size_in_order(tiny_data, tmp_path, 
     seen = TrainingBatchSizes()
     with_callbacks(monkeypatch, seen)
     entry = tiny_entry(epochs=4, finetune=False, sizes="16,24,32")
-    result = train(entry, tiny_data, tmp_path, num_workers=0)
+    result = trained(entry, tiny_data, tmp_path, num_workers=0)
     assert seen.trained == {(1, 0): {(16, 16)}, (2, 0): {(24, 24)}, (3, 0): {(32, 32)}, (3, 1): {(32, 32)}}
     assert seen.predicted == (32, 32), "TTA at the final size"
     assert list(result.history["size"]) == ["16x16", "24x24", "32x32", "32x32"]
@@ -343,9 +343,9 @@ def test_progressive_resizing_fine_tunes_the_head_at_the_first_size():
 
 def test_loaders_at_another_size_keep_the_learners_normalisation(tiny_data, tmp_path):
     """fastai adds Normalize to a pretrained model's loaders; loaders made later for a new size need it too."""
-    ready = prepare_run(tiny_entry(epochs=2, sizes="16,32"), tiny_data, tmp_path, 16000, BadImages.fail)
-    learn = make_learner(ready.plan, ready.data, [], num_workers=0)
+    plan = plan_run(tiny_entry(epochs=2, sizes="16,32"), tiny_data, tmp_path, 16000, BadImages.fail)
+    learn = make_learner(plan.training, plan.data, [], num_workers=0)
     learn.dls.add_tfms([Normalize.from_stats(*imagenet_stats)], "after_batch")
-    resized = loaders_at_sizes(learn, ready, 0)((16, 16))
+    resized = loaders_at_sizes(learn, plan, 0)((16, 16))
     assert resized.train.one_batch()[0].shape[-2:] == (16, 16)
     assert any(isinstance(t, Normalize) for t in resized.valid.after_batch.fs)

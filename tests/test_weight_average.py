@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_entry, with_callbacks
+from conftest import tiny_entry, trained, with_callbacks
 from fastai.vision.all import Callback, CancelStepException
 from safetensors.torch import load_file
 from timm.utils import ModelEmaV3
 
 from paddy.core.errors import PaddyError
 from paddy.runs.probes import probe_key
-from paddy.settings.checks import check_entry
+from paddy.training.archs import check_trainable
 from paddy.training.checkpoint import load_checkpoint
 from paddy.training.ema import WeightAverage, swap_weights
-from paddy.training.run import train
 
 
 @pytest.fixture
@@ -84,7 +83,7 @@ class SkipEveryOtherStep(Callback):
 def test_the_average_is_updated_once_per_real_step_with_accum_4(tiny_data, tmp_path, monkeypatch, updates):
     counter = CountSteps()
     with_callbacks(monkeypatch, counter)
-    train(tiny_entry(ema=0.9, accum=4, epochs=2, finetune=False), tiny_data, tmp_path, num_workers=0)
+    trained(tiny_entry(ema=0.9, accum=4, epochs=2, finetune=False), tiny_data, tmp_path, num_workers=0)
     assert counter.optimizer_steps > 0 and counter.micro_batches == 4 * counter.optimizer_steps
     assert updates == list(range(1, counter.optimizer_steps + 1)), "one update per real step, counted for warm-up"
 
@@ -92,7 +91,7 @@ def test_the_average_is_updated_once_per_real_step_with_accum_4(tiny_data, tmp_p
 def test_steps_the_gradient_scaler_skips_are_not_averaged(tiny_data, tmp_path, monkeypatch, updates):
     counter = CountSteps()
     with_callbacks(monkeypatch, SkipEveryOtherStep(), counter)
-    train(tiny_entry(ema=0.9, accum=2, finetune=False), tiny_data, tmp_path, num_workers=0)
+    trained(tiny_entry(ema=0.9, accum=2, finetune=False), tiny_data, tmp_path, num_workers=0)
     assert counter.optimizer_steps > 0 and counter.micro_batches == 4 * counter.optimizer_steps
     assert updates == list(range(1, counter.optimizer_steps + 1))
 
@@ -100,7 +99,7 @@ def test_steps_the_gradient_scaler_skips_are_not_averaged(tiny_data, tmp_path, m
 def test_each_epoch_validates_the_average_and_the_run_saves_it(tiny_data, tmp_path, monkeypatch):
     seen = ValidatedWeights()
     with_callbacks(monkeypatch, seen)
-    result = train(
+    result = trained(
         tiny_entry(ema=0.9, epochs=2, finetune=False), tiny_data, tmp_path, num_workers=0, keep_checkpoint=True
     )
     assert len(seen.validated) == 2
@@ -112,8 +111,8 @@ def test_each_epoch_validates_the_average_and_the_run_saves_it(tiny_data, tmp_pa
     assert states["ema"]["steps"] > 0
     for name, weight in states["ema"]["weights"].items():
         torch.testing.assert_close(saved[name], weight.float(), rtol=0, atol=0)
-    trained = states["model"]
-    assert any(not torch.equal(saved[k], v.float()) for k, v in trained.items() if v.is_floating_point()), (
+    weights = states["model"]
+    assert any(not torch.equal(saved[k], v.float()) for k, v in weights.items() if v.is_floating_point()), (
         "the saved model is the average, not the last training weights"
     )
 
@@ -133,7 +132,7 @@ def test_swapping_twice_restores_both_models_without_copies():
 @pytest.mark.parametrize("decay", [0.0, 1.0, -0.5, 1.5])
 def test_a_decay_outside_0_1_is_refused(decay):
     with pytest.raises(PaddyError, match=r"ema: .* must be in \(0, 1\)"):
-        check_entry(tiny_entry(ema=decay))
+        check_trainable(tiny_entry(ema=decay))
 
 
 def test_a_probe_for_an_averaged_model_is_its_own_record():

@@ -13,9 +13,11 @@ import typer
 from rich.markup import escape
 
 from paddy.cli.output import err, out
+from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import choose_model
 from paddy.settings.budget import DEFAULT_BUDGET
-from paddy.settings.entry import AUTO, BadImages, OptimizerChoice, Precision, ResizeMethod, default_of
+from paddy.settings.checks import parse_accum_text
+from paddy.settings.entry import BadImages, OptimizerChoice, Precision, ResizeMethod, default_of
 
 
 def defaulting(help_text: str, name: str) -> str:
@@ -28,11 +30,16 @@ def defaulting(help_text: str, name: str) -> str:
     return f"{help_text} (default {value})."
 
 
-def accum_flag(text: str) -> int | str:
-    """--accum takes a whole number or 'auto'."""
-    if text != AUTO and not text.isdigit():
-        raise typer.BadParameter(f"{text!r} is not a whole number or 'auto'")
-    return text if text == AUTO else int(text)
+def flag_parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A settings parser as a flag's parser: its PaddyError becomes typer's usage error (exit 2)."""
+
+    def parser(text: str) -> Any:
+        try:
+            return parse(text)
+        except PaddyError as e:
+            raise typer.BadParameter(str(e)) from None
+
+    return parser
 
 
 # Options shared by commands, each declared once.
@@ -80,7 +87,7 @@ MODEL_OPTIONS: dict[str, Any] = {
     "accum": Annotated[
         Optional[str],
         typer.Option(
-            parser=accum_flag,
+            parser=flag_parser(parse_accum_text),
             metavar="<int|auto>",
             help=defaulting("Gradient accumulation factor (divides bs), or 'auto' from probe-memory", "accum"),
         ),

@@ -11,6 +11,7 @@ import typer
 from paddy.cli.options import DEFAULT_OUT, BadImagesOption, KeepCheckpoint, OutDir, takes_budget, with_model_options
 from paddy.cli.output import bars, epoch_lines, out, reports_errors, reports_out_of_memory
 from paddy.cli.tables import entries_cv_table, frame_table
+from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import ModelChoice
 from paddy.settings.entry import BadImages
 
@@ -33,22 +34,19 @@ def train(
     keep_checkpoint: KeepCheckpoint = False,
 ) -> None:
     """Train one model, predict the test set with TTA, and save everything in a run folder."""
-    from paddy.training.run import launch_data_parallel, train_or_resume
+    from paddy.runs.lookup import find_run
+    from paddy.training.run import launch_data_parallel, plan_runs, train
 
-    options = {"budget_mib": model.budget_mib, "bad_images": bad_images}
-    launched = launch_data_parallel(model.entry, model.data, out_dir, sys.argv[1:], resume=resume, **options)
+    resumed = find_run(resume, out_dir) if resume is not None else None
+    if resumed is not None and model.flags_given:
+        raise PaddyError(
+            f"--resume goes on with the run's own settings: drop --{model.flags_given[0].replace('_', '-')}"
+        )
+    plans = plan_runs(model.entry, model.data, out_dir, model.budget_mib, bad_images, resumed)
+    launched = launch_data_parallel(plans, ["-m", "paddy", *sys.argv[1:]])
     if launched is not None:  # the run trained in `gpus` processes, which printed its outcome
         raise typer.Exit(launched)
-    results = train_or_resume(
-        model.entry,
-        model.data,
-        out_dir,
-        resume=resume,
-        settings_given=model.flags_given,
-        on_epoch=epoch_lines(),
-        keep_checkpoint=keep_checkpoint,
-        **options,
-    )
+    results = [train(plan, on_epoch=epoch_lines(), keep_checkpoint=keep_checkpoint) for plan in plans]
     results = [result for result in results if result is not None]  # a data-parallel process but the main one
     if not results:
         return
@@ -76,7 +74,7 @@ def lr_find(model: ModelChoice, out_dir: OutDir = DEFAULT_OUT, bad_images: BadIm
     """Run fastai's learning-rate finder for a model entry (accum aware) and save its plot."""
     from paddy.training.lr_find import find_lr
 
-    result = find_lr(model.entry, model.data, out_dir, budget_mib=model.budget_mib, bad_images=bad_images, bars=bars())
+    result = find_lr(model.entry, model.data, out_dir, model.budget_mib, bad_images=bad_images, bars=bars())
     suggestions = pd.DataFrame([{"method": k, "learning rate": f"{v:.2e}"} for k, v in result.suggestions.items()])
     out.print(frame_table(suggestions, title=f"lr_find {model.entry.describe()}"))
     out.print(f"plot: {result.plot}")

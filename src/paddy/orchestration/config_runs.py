@@ -10,7 +10,7 @@ data) is skipped, so a second `paddy run` only redoes what the first did not fin
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,12 +26,11 @@ from paddy.orchestration.gpu_pool import PoolEvent, PoolJob, run_pool
 from paddy.runs.folder import RunBusy, RunFolder, entry_run_folder
 from paddy.runs.lookup import RunIndex
 from paddy.runs.probes import resolve_auto_accum
-from paddy.settings.budget import chosen_budget
 from paddy.settings.config_file import EnsembleConfig
 from paddy.settings.entry import BadImages, ModelEntry, accum_problem
 from paddy.training.checkpoint import EpochHook
 from paddy.training.plan import check_against_data, plan_training
-from paddy.training.run import RunResult, train
+from paddy.training.run import RunPlan, RunResult, plan_run, train
 
 TRAINED, RESUMED, SKIPPED, BUSY, FAILED = "trained", "resumed", "skipped", "busy elsewhere", "failed"
 RunKey = tuple[int, int | None]  # a run of a config: its entry's index, and its fold (None: no folds)
@@ -62,21 +61,22 @@ class RunProgress:
     remaining: float | None
 
 
-def train_with_oom_retry(entry: ModelEntry, train_once: Callable[[ModelEntry], RunResult]) -> RunResult:
-    """Train; on out-of-memory, free memory and retry with accum doubled, while the accum rule allows it."""
+def train_with_oom_retry(plan: RunPlan, train_once: Callable[[RunPlan], RunResult]) -> RunResult:
+    """Train; on out-of-memory, free memory and retry with accum doubled (the run started again, same
+    effective batch), while the accum rule allows it."""
     while True:
         try:
-            return train_once(entry)
+            return train_once(plan)
         except torch.OutOfMemoryError:
             pass  # leave the except block first: its traceback still holds the model
         free_memory()
-        accum = entry.resolved_accum
+        entry, accum = plan.entry, plan.training.accum
         if accum_problem(entry.process_bs, 2 * accum):
             raise PaddyError(
                 f"{entry.describe()} runs out of memory even at accum {accum} "
                 f"(per-step batch {entry.process_bs // accum})"
             )
-        entry = replace(entry, accum=2 * accum)
+        plan = plan.with_accum(2 * accum)
 
 
 def estimate_remaining(durations: list[float], remaining_entries: int) -> float | None:
@@ -142,7 +142,7 @@ def run_config(
     config: EnsembleConfig,
     data: CompetitionData,
     out: Path,
-    budget_mib: float | None = None,
+    budget_mib: float,
     force: bool = False,
     bad_images: BadImages = BadImages.fail,
     on_progress: Callable[[RunProgress], None] = lambda progress: None,
@@ -155,10 +155,9 @@ def run_config(
     run was interrupted after an epoch goes on from its checkpoint (`force` starts it again).
 
     An entry another process is training is left to it (status 'busy elsewhere'). `budget_mib`
-    (default: a Kaggle GPU's) picks the memory probes that `accum = "auto"` reads. With `only`, the
-    other runs (left out of a time budget, or another machine's shard) are not trained; they keep
-    their index and folder."""
-    budget_mib = chosen_budget() if budget_mib is None else budget_mib
+    picks the memory probes that `accum = "auto"` reads. With `only`, the other runs (left out of a
+    time budget, or another machine's shard) are not trained; they keep their index and folder.
+    `train_fn(plan, **options)` trains one run (a test seam)."""
     entries, data = checked_config(config, data, out, budget_mib, bad_images)
     runs = config_runs(entries, only)
     outcomes: list[EntryOutcome] = []
@@ -175,12 +174,12 @@ def run_config(
                 remaining = estimate_remaining(durations, len(runs) - number)
                 on_progress(RunProgress(index, len(entries), entry, time.monotonic() - started, remaining))
                 resume = run.resumable and not force
+                plan = plan_run(entry, data, out, budget_mib, bad_images, run, resume=resume)
 
-                def train_once(e: ModelEntry) -> RunResult:
-                    options = {"budget_mib": budget_mib, "on_epoch": on_epoch, "keep_checkpoint": keep_checkpoint}
-                    return train_fn(e, data, out, run=run, resume=resume and e is entry, **options)
+                def train_once(plan: RunPlan) -> RunResult:
+                    return train_fn(plan, on_epoch=on_epoch, keep_checkpoint=keep_checkpoint)
 
-                result = train_with_oom_retry(entry, train_once)
+                result = train_with_oom_retry(plan, train_once)
         except RunBusy:
             outcomes.append(EntryOutcome(index, entry, run, BUSY, None, None, None))
             continue
@@ -188,9 +187,7 @@ def run_config(
         seconds = result.train_seconds + result.predict_seconds
         durations.append(seconds)
         status = RESUMED if resume else TRAINED
-        outcomes.append(
-            EntryOutcome(index, entry, run, status, result.valid_error, seconds, result.entry.resolved_accum)
-        )
+        outcomes.append(EntryOutcome(index, entry, run, status, result.valid_error, seconds, result.entry.accum))
     return outcomes
 
 
@@ -215,7 +212,7 @@ def run_on_gpus(
     out: Path,
     devices: list[str],
     worker_command: Callable[[RunKey], list[str]],
-    budget_mib: float | None = None,
+    budget_mib: float,
     force: bool = False,
     bad_images: BadImages = BadImages.fail,
     only: set[RunKey] | None = None,
@@ -227,7 +224,6 @@ def run_on_gpus(
     worker (its log's last line)."""
     if config.source is None:
         raise PaddyError("--gpus needs the config as a file: each GPU's worker reads it")
-    budget_mib = chosen_budget() if budget_mib is None else budget_mib
     entries, data = checked_config(config, data, out, budget_mib, bad_images)
     outcomes, jobs, runs = [], [], {}
     finished = RunIndex.of(out)

@@ -55,6 +55,11 @@ def parse_accum(value: Any) -> Accum:
     raise PaddyError(f"accum {value!r} is not a whole number or 'auto'")
 
 
+def parse_accum_text(text: str) -> Accum:
+    """Accum given as text (a command-line flag): digits are the whole number, else the accum rule above."""
+    return parse_accum(int(text) if text.isdigit() else text)
+
+
 def typed_value(name: str, value: Any, hint: Any) -> Any:
     """`value` checked against the field's type hint: no coercion but int -> float and text -> Path."""
     if typing.get_origin(hint) in (Union, types.UnionType):

@@ -9,8 +9,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from paddy.core.errors import PaddyError
-
 
 class ResizeMethod(StrEnum):
     """How each image is resized to `item_size` before batch augmentation (fastai's Resize)."""
@@ -105,13 +103,6 @@ class ModelEntry:
     def process_bs(self) -> int:
         """Each data-parallel process's share of the effective batch (all of it with one GPU)."""
         return self.bs // self.gpus
-
-    @property
-    def resolved_accum(self) -> int:
-        """The accum factor, once 'auto' has been replaced by the memory probe's choice."""
-        if self.accum == AUTO:
-            raise PaddyError("accum 'auto' must be resolved from a memory probe before training")
-        return self.accum
 
     def describe(self) -> str:
         """Short human name, also used in run folder names."""

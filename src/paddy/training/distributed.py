@@ -37,9 +37,10 @@ def needs_launch(gpus: int) -> bool:
     return gpus > 1 and world_size() == 1
 
 
-def launch(gpus: int, argv: list[str], run_folder: Path | None) -> int:
-    """Run `paddy <argv>` as `gpus` processes (torchrun's launcher, in this process, on a free port) and
-    wait: 0 when they all succeeded, else 1 (each process printed its own error line)."""
+def launch(gpus: int, command: list[str], run_folder: Path | None) -> int:
+    """Run `command` (torchrun's program and its arguments, e.g. `-m paddy train ...`, as the CLI gives it) as
+    `gpus` processes (torchrun's launcher, in this process, on a free port) and wait: 0 when they all
+    succeeded, else 1 (each process printed its own error line)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -50,7 +51,7 @@ def launch(gpus: int, argv: list[str], run_folder: Path | None) -> int:
     if run_folder is not None:
         os.environ[RUN_FOLDER_ENV] = str(run_folder)
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its summary repeats the errors
-    args = get_args_parser().parse_args(["--standalone", f"--nproc_per_node={gpus}", "-m", "paddy", *argv])
+    args = get_args_parser().parse_args(["--standalone", f"--nproc_per_node={gpus}", *command])
     try:
         run(args)
     except ChildFailedError:

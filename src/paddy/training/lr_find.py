@@ -15,7 +15,7 @@ from paddy.runs.folder import RunFolder
 from paddy.settings.entry import AUTO, BadImages, ModelEntry
 from paddy.training.learner import make_learner
 from paddy.training.plots import save_current_figure
-from paddy.training.run import prepare_run, run_config_json
+from paddy.training.run import plan_run
 
 LR_FIND_PLOT = "lr_find.png"
 LR_FIND_FILE = "lr_find.json"
@@ -47,8 +47,8 @@ def find_lr(
     entry: ModelEntry,
     data: CompetitionData,
     out: Path,
+    budget_mib: float,
     *,
-    budget_mib: float | None = None,
     bad_images: BadImages = BadImages.fail,
     num_workers: int | None = None,
     bars: bool = True,
@@ -56,10 +56,10 @@ def find_lr(
     """Run lr_find on the entry's learner (its accum, `auto` resolved as train does) and save the
     loss-vs-lr plot in a run folder of its own. A loss that never gives a finite suggestion is
     refused rather than reported."""
-    ready = prepare_run(in_one_process(entry), data, out, budget_mib, bad_images, suffix="-lr-find")
-    with ready.run.writing() as folder:
-        folder.start(run_config_json(ready))
-        learn = make_learner(ready.plan, ready.data, [], num_workers, bars)
+    plan = plan_run(in_one_process(entry), data, out, budget_mib, bad_images, suffix="-lr-find")
+    with plan.run.writing() as folder:
+        folder.start(plan.config_json())
+        learn = make_learner(plan.training, plan.data, [], num_workers, bars)
         found = learn.lr_find(show_plot=True, suggest_funcs=(minimum, steep, valley, slide))
         save_current_figure(folder.path / LR_FIND_PLOT)
         suggestions = {name: float(value) for name, value in found._asdict().items()}

@@ -17,7 +17,7 @@ from fastai.vision.all import (
 from paddy.core.errors import PaddyError
 from paddy.data.competition import CompetitionData, extra_labels, training_split_size
 from paddy.data.folds import Folds
-from paddy.settings.entry import ModelEntry, Precision, accum_problem
+from paddy.settings.entry import AUTO, ModelEntry, Precision, accum_problem
 from paddy.training.archs import check_trainable
 
 
@@ -61,9 +61,11 @@ def check_against_data(data: CompetitionData, entry: ModelEntry, folds: Folds | 
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """Everything decided about a run before anything heavy happens."""
+    """What a learner is built from: the checked entry, its accum (resolved: never 'auto'), the per-step
+    batch and its accumulation callbacks, the precision and the seed actually used."""
 
     entry: ModelEntry
+    accum: int
     step_bs: int
     callbacks: list[Callback]
     precision: Precision
@@ -79,8 +81,11 @@ class TrainingPlan:
 
 
 def plan_training(entry: ModelEntry) -> TrainingPlan:
-    """Check the entry and settle accumulation, precision and seed (drawn when unset)."""
+    """Check the entry and settle accumulation, precision and seed (drawn when unset). `accum = "auto"`
+    must have been resolved from the memory probes first (paddy.runs.probes.resolve_auto_accum)."""
     check_trainable(entry)
-    step_bs, callbacks = accumulation(entry.process_bs, entry.resolved_accum)
+    if entry.accum == AUTO:
+        raise PaddyError("accum 'auto' must be resolved from a memory probe before training")
+    step_bs, callbacks = accumulation(entry.process_bs, entry.accum)
     seed = entry.seed if entry.seed is not None else random.SystemRandom().randrange(2**31)
-    return TrainingPlan(entry, step_bs, callbacks, resolve_precision(entry.precision), seed)
+    return TrainingPlan(entry, entry.accum, step_bs, callbacks, resolve_precision(entry.precision), seed)
