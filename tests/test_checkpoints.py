@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 import paddy.training.run
 from paddy.cli.app import app
 from paddy.data.folds import FOLDS_FOLDER
-from paddy.orchestration.config_runs import RESUMED, TRAINED, run_config
+from paddy.orchestration.config_runs import RunStatus, run_config
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
 from paddy.settings.config_file import load_config
@@ -188,9 +188,9 @@ def test_paddy_run_resumes_an_interrupted_entry_and_force_restarts_it(tiny_data,
         run_config(config, tiny_data, out, KAGGLE_GPU_MIB)
     with_callbacks(monkeypatch)
     (resumed,) = run_config(config, tiny_data, out, KAGGLE_GPU_MIB)
-    assert resumed.status == RESUMED and list(resumed.run.history().epoch) == [0, 1, 2]
+    assert resumed.status == RunStatus.resumed and list(resumed.run.history().epoch) == [0, 1, 2]
     (again,) = run_config(config, tiny_data, out, KAGGLE_GPU_MIB, force=True)
-    assert again.status == TRAINED
+    assert again.status == RunStatus.trained
 
 
 def resume_command(run: RunFolder, *flags: str):

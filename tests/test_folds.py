@@ -20,7 +20,7 @@ from paddy.data.competition import CompetitionData, resolve_data
 from paddy.data.folds import FOLDS_FOLDER, folds_for
 from paddy.ensembling.average import build_ensemble
 from paddy.ensembling.out_of_fold import combined_oof
-from paddy.orchestration.config_runs import SKIPPED, TRAINED, entries_cv, run_config
+from paddy.orchestration.config_runs import RunStatus, entries_cv, run_config
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
 from paddy.settings.config_file import load_config
@@ -216,7 +216,9 @@ def test_paddy_run_trains_every_fold_shares_the_folds_and_resumes_per_fold(tiny_
     )
     out = tmp_path / "runs"
     outcomes = run_config(load_config(config), tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
-    assert [(o.index, o.entry.fold, o.status) for o in outcomes] == [(i, f, TRAINED) for i in (0, 1) for f in (1, 2)]
+    assert [(o.index, o.entry.fold, o.status) for o in outcomes] == [
+        (i, f, RunStatus.trained) for i in (0, 1) for f in (1, 2)
+    ]
     folds_files = list((out / FOLDS_FOLDER).iterdir())
     assert len(folds_files) == 1, "both entries hold out the same folds"
     assert {o.run.config()["folds_sha256"] for o in outcomes} == {folds_for(out, tiny_data, 2, 0).sha256}
@@ -225,7 +227,7 @@ def test_paddy_run_trains_every_fold_shares_the_folds_and_resumes_per_fold(tiny_
     assert [line.index for line in lines] == [0, 1] and all(line.scores is not None for line in lines)
     (outcomes[2].run.predictions_path).unlink()  # entry 1's fold 1 did not finish
     again = run_config(load_config(config), tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
-    assert [o.status for o in again] == [SKIPPED, SKIPPED, TRAINED, SKIPPED]
+    assert [o.status for o in again] == [RunStatus.skipped, RunStatus.skipped, RunStatus.trained, RunStatus.skipped]
     assert folds_files[0].read_bytes() == drawn, "a re-run holds out the same images"
     _, members, report = build_ensemble(
         out, None, {}, load_config(config), out / "e.safetensors", tiny_data.root, fit_weights=True

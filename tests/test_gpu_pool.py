@@ -17,7 +17,7 @@ from conftest import tiny_entry
 
 from paddy.cli.run import parse_shard
 from paddy.core.errors import PaddyError
-from paddy.orchestration.config_runs import FAILED, config_runs, run_on_gpus, shard_runs
+from paddy.orchestration.config_runs import RunStatus, config_runs, run_on_gpus, shard_runs
 from paddy.orchestration.gpu_pool import WORKER_LOG, PoolJob, parse_gpus, run_pool
 from paddy.runs.folder import RunFolder
 from paddy.settings.config_file import EnsembleConfig, load_config
@@ -116,7 +116,9 @@ def test_the_pool_reports_a_failed_worker_with_its_line(tiny_data, tmp_path, mon
         return fake_job(tmp_path, f"entry{key[0]}", 0.2, key[0] == 1).argv
 
     outcomes, failures = run_on_gpus(load_config(config), tiny_data, tmp_path / "runs", ["0", "1"], fake_worker, 16000)
-    assert [o.status for o in outcomes] == ["busy elsewhere", FAILED], "a worker that finished nothing is not 'trained'"
+    assert [o.status for o in outcomes] == ["busy elsewhere", RunStatus.failed], (
+        "a worker that finished nothing is not 'trained'"
+    )
     assert len(failures) == 1 and "entry 2: resnet18-48x48-squish failed on GPU" in failures[0]
     assert "error: the loss became nan" in failures[0]
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from paddy.cli.app import app
 from paddy.core.errors import PaddyError
 from paddy.kaggle.access import upload_private_dataset
-from paddy.kaggle.kernels import KERNEL_FILE, NOTEBOOK_SCRIPT, follow_kernel, merge_runs, script_text
+from paddy.kaggle.kernels import KERNEL_FILE, NOTEBOOK_SCRIPT, follow_kernel, script_text
+from paddy.kaggle.outputs import merge_runs
 from paddy.runs.folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]

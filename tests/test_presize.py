@@ -15,9 +15,10 @@ from test_cli import assert_one_line_error, run_paddy
 
 import paddy
 from paddy.core.errors import PaddyError
+from paddy.core.processes import die_with_parent
 from paddy.data.competition import check_layout
 from paddy.data.demo import write_demo_dataset
-from paddy.data.presize import exit_with_parent, presize_dataset
+from paddy.data.presize import presize_dataset
 
 LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="workers die with their parent on Linux only")
 
@@ -227,7 +228,7 @@ def test_workers_exit_when_presize_is_killed(large_data_root, tmp_path):
 
 @LINUX_ONLY
 def test_a_worker_whose_parent_died_before_it_asked_to_die_with_it_exits_at_once():
-    worker = multiprocessing.get_context("fork").Process(target=exit_with_parent, args=(0,))  # 0: not its parent
+    worker = multiprocessing.get_context("fork").Process(target=die_with_parent, args=(0,))  # 0: not its parent
     worker.start()
     worker.join(5)
     assert worker.exitcode == -signal.SIGTERM

@@ -27,3 +27,17 @@ def test_readme_layout_names_every_subpackage_and_each_has_a_docstring():
     for package in packages:
         docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
         assert docstring and len(docstring.splitlines()) == 1, f"{package.name}/ needs a one-line docstring"
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 300 lines and no function over 50, unless its docstring says why it must be longer."""
+    too_long = []
+    for path in PACKAGE.rglob("*.py"):
+        source = path.read_text()
+        if len(source.splitlines()) > 300 and "must be longer" not in (ast.get_docstring(ast.parse(source)) or ""):
+            too_long.append(f"{path.relative_to(PACKAGE)}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno >= 50:
+                if "must be longer" not in (ast.get_docstring(node) or ""):
+                    too_long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert not too_long, too_long

@@ -17,10 +17,7 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import read_json
 from paddy.ensembling.average import build_ensemble
 from paddy.orchestration.config_runs import (
-    BUSY,
-    RESUMED,
-    SKIPPED,
-    TRAINED,
+    RunStatus,
     estimate_remaining,
     run_config,
     train_with_oom_retry,
@@ -105,7 +102,7 @@ def test_run_records_the_accum_that_survived_oom(tiny_data, tmp_path):
         return train_in_process(plan, **options)
 
     (first, *_) = run_config(config, tiny_data, tmp_path / "runs", KAGGLE_GPU_MIB, train_fn=train_fn)
-    assert first.accum == 2 and first.status == TRAINED
+    assert first.accum == 2 and first.status == RunStatus.trained
     assert read_json(first.run.config_path)["accum"] == 2
     assert load_predictions(first.run.predictions_path).meta["accum"] == 2
 
@@ -113,11 +110,11 @@ def test_run_records_the_accum_that_survived_oom(tiny_data, tmp_path):
 def test_rerun_skips_finished_entries_and_retrains_changed_ones(tiny_data, tmp_path):
     out = tmp_path / "runs"
     first = run_config(load_config(write_config(tmp_path)), tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
-    assert [o.status for o in first] == [TRAINED] * 3
+    assert [o.status for o in first] == [RunStatus.trained] * 3
     stamps = [o.run.predictions_path.stat().st_mtime_ns for o in first]
     changed = load_config(write_config(tmp_path, second_epochs=2))
     second = run_config(changed, tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
-    assert [o.status for o in second] == [SKIPPED, TRAINED, SKIPPED]
+    assert [o.status for o in second] == [RunStatus.skipped, RunStatus.trained, RunStatus.skipped]
     assert second[0].valid_error == first[0].valid_error
     assert first[0].run.predictions_path.stat().st_mtime_ns == stamps[0]
     assert second[1].run != first[1].run and first[1].run.finished, "the earlier finished run of entry 1 is kept"
@@ -132,7 +129,7 @@ def test_rerun_skips_finished_entries_and_retrains_changed_ones(tiny_data, tmp_p
         force=True,
         train_fn=train_in_process,
     )
-    assert [o.status for o in forced] == [TRAINED] * 3
+    assert [o.status for o in forced] == [RunStatus.trained] * 3
 
 
 def test_run_command_trains_every_entry_and_prints_a_table_without_bars(tiny_data_root, tmp_path):
@@ -195,8 +192,10 @@ def test_killed_run_resumes_without_retraining_or_corrupt_files(tiny_data, tiny_
     entry1_stamp = (entry1 / "predictions.safetensors").stat().st_mtime_ns
 
     outcomes = run_config(load_config(config), tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
-    assert outcomes[0].status == SKIPPED and outcomes[2].status == TRAINED
-    assert outcomes[1].status in (TRAINED, RESUMED), "entry 2 goes on from a checkpoint if it finished an epoch"
+    assert outcomes[0].status == RunStatus.skipped and outcomes[2].status == RunStatus.trained
+    assert outcomes[1].status in (RunStatus.trained, RunStatus.resumed), (
+        "entry 2 goes on from a checkpoint if it finished an epoch"
+    )
     assert (entry1 / "predictions.safetensors").stat().st_mtime_ns == entry1_stamp
     for outcome in outcomes:
         load_predictions(outcome.run.predictions_path)
@@ -216,10 +215,12 @@ def test_an_entry_another_process_is_training_is_left_to_it(tiny_data, tmp_path)
     (out / ".locks").mkdir(parents=True)
     with held:  # another process's lock: flock is per open file, so this one counts as another writer
         outcomes = run_config(config, tiny_data, out, KAGGLE_GPU_MIB, train_fn=record)
-    assert [o.status for o in outcomes] == [TRAINED, BUSY, TRAINED]
+    assert [o.status for o in outcomes] == [RunStatus.trained, RunStatus.busy, RunStatus.trained]
     assert middle.name not in trained and not middle.path.exists()
     again = run_config(config, tiny_data, out, KAGGLE_GPU_MIB, train_fn=record)
-    assert [o.status for o in again] == [SKIPPED, TRAINED, SKIPPED], "a lock left by a finished process is free"
+    assert [o.status for o in again] == [RunStatus.skipped, RunStatus.trained, RunStatus.skipped], (
+        "a lock left by a finished process is free"
+    )
 
 
 @pytest.mark.slow

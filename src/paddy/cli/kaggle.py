@@ -71,6 +71,11 @@ def kaggle_push(
             pushed = push_inference(targets, config, data, outs, competition, gpu, title, folder)
         else:
             pushed = push_training(Path(targets[0]), competition, gpu, internet, title, folder)
+    print_pushed(pushed, gpu, inference)
+
+
+def print_pushed(pushed, gpu: KaggleGpu, inference: bool) -> None:
+    """What was uploaded and pushed, and the commands that follow the notebook and take its results."""
     if pushed.uploaded:
         out.print(pushed.uploaded)
     if gpu is KaggleGpu.p100:
@@ -111,7 +116,7 @@ def kaggle_pull(kernel: KernelArgument, out_dir: OutDir = DEFAULT_OUT, folder: K
     """Download a finished notebook's output and add its finished runs to --out.
 
     A run already in --out is never replaced; `paddy ensemble` and `paddy submit` then go on here."""
-    from paddy.kaggle.kernels import pull_kernel
+    from paddy.kaggle.outputs import pull_kernel
 
     pulled = pull_kernel(kernel, out_dir, folder)
     rows = [

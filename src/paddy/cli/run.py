@@ -21,6 +21,25 @@ if TYPE_CHECKING:  # config_runs imports torch: only for --gpus and training
 app = typer.Typer()
 
 
+Force = Annotated[
+    bool, typer.Option("--force", "--restart", help="Train every entry from scratch: finished or interrupted.")
+]
+TimeBudget = Annotated[
+    Optional[str], typer.Option(help="e.g. 11h30m: plan the time from probe-memory's speeds first; refuse if over.")
+]
+FitBudget = Annotated[
+    bool, typer.Option("--fit-budget", help="With --time-budget: leave out the lowest-weight entries to fit.")
+]
+Gpus = Annotated[
+    Optional[str],
+    typer.Option(help="GPUs to train on in parallel, one run per GPU at a time: 0,1 or all. Default: one GPU."),
+]
+Shard = Annotated[
+    Optional[str], typer.Option(help="I/N: train only this machine's share of the runs (N machines split them).")
+]
+OnlyRun = Annotated[Optional[str], typer.Option(hidden=True, help="ENTRY[:FOLD]: one run (a pool's worker).")]
+
+
 @app.command("run")
 @reports_errors
 @reports_out_of_memory
@@ -29,73 +48,60 @@ def run_ensemble(
     data: DataOption = None,
     out_dir: OutDir = DEFAULT_OUT,
     budget: Budget = None,
-    force: Annotated[
-        bool, typer.Option("--force", "--restart", help="Train every entry from scratch: finished or interrupted.")
-    ] = False,
+    force: Force = False,
     bad_images: BadImagesOption = BadImages.fail,
     keep_checkpoint: KeepCheckpoint = False,
-    time_budget: Annotated[
-        Optional[str],
-        typer.Option(help="e.g. 11h30m: plan the time from probe-memory's speeds first; refuse if over."),
-    ] = None,
-    fit_budget: Annotated[
-        bool, typer.Option("--fit-budget", help="With --time-budget: leave out the lowest-weight entries to fit.")
-    ] = False,
-    gpus: Annotated[
-        Optional[str],
-        typer.Option(help="GPUs to train on in parallel, one run per GPU at a time: 0,1 or all. Default: one GPU."),
-    ] = None,
-    shard: Annotated[
-        Optional[str], typer.Option(help="I/N: train only this machine's share of the runs (N machines split them).")
-    ] = None,
-    only_run: Annotated[
-        Optional[str], typer.Option(hidden=True, help="ENTRY[:FOLD]: one run (a pool's worker).")
-    ] = None,
+    time_budget: TimeBudget = None,
+    fit_budget: FitBudget = False,
+    gpus: Gpus = None,
+    shard: Shard = None,
+    only_run: OnlyRun = None,
 ) -> None:
     """Train every model of a config; re-running skips finished entries (resumable)."""
-    from paddy.orchestration.config_runs import BUSY, entries_cv, entry_runs, run_config, selected_runs
+    from paddy.orchestration.config_runs import RunStatus, entries_cv, run_config
     from paddy.orchestration.selection import choose_config
-    from paddy.orchestration.time_plan import plan_within
 
     choice = choose_config(config, data, budget)
     for warning in choice.config.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
-    runs = selected_runs(
-        choice.config.models,
-        parse_shard(shard) if shard is not None else None,
-        parse_run_key(only_run) if only_run is not None else None,
-    )
-    if shard is not None:
-        out.print(f"shard {shard}: {len(runs)} of the config's runs")
-    if time_budget is not None:
-        plan = plan_within(choice.config, choice.data, out_dir, choice.budget_mib, time_budget, fit_budget)
-        out.print(time_plan_table(plan.planned, plan.budget_s))
-        if plan.refused:
-            raise PaddyError(plan.refused)
-        for left in plan.dropped:
-            out.print(f"[yellow]left out (time budget):[/yellow] entry {left.index + 1} {left.entry.describe()}")
-        runs &= entry_runs(choice.config.models, {p.index for p in plan.kept})
+    runs = runs_to_train(choice, out_dir, shard, only_run, time_budget, fit_budget)
     options = {"budget_mib": choice.budget_mib, "force": force, "bad_images": bad_images, "only": runs}
     if gpus is not None:
-        worker = worker_command(
-            choice.config.source, choice.data.root, out_dir, choice.budget_mib, force, keep_checkpoint, bad_images
-        )
+        worker = worker_command(choice, out_dir, force, keep_checkpoint, bad_images)
         outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
     else:
+        progress = {"on_progress": announce_entry, "on_epoch": epoch_lines()}
         outcomes = run_config(
-            choice.config,
-            choice.data,
-            out_dir,
-            on_progress=announce_entry,
-            on_epoch=epoch_lines(),
-            keep_checkpoint=keep_checkpoint,
-            **options,
+            choice.config, choice.data, out_dir, keep_checkpoint=keep_checkpoint, **progress, **options
         )
     out.print(run_table(outcomes))
     if cv := entries_cv(outcomes):
         out.print(entries_cv_table(cv))
-    if busy := [o for o in outcomes if o.status == BUSY]:
+    if busy := [o for o in outcomes if o.status == RunStatus.busy]:
         out.print(f"[yellow]{len(busy)} entries are being trained by another paddy[/yellow]; run again when it ends")
+
+
+def runs_to_train(
+    choice, out_dir: Path, shard: str | None, only_run: str | None, time_budget: str | None, fit_budget: bool
+) -> set[RunKey]:
+    """The config's runs this `paddy run` trains: its shard's, or its one run's, within its time budget
+    (the plan printed; refused when over the budget unless entries may be left out)."""
+    from paddy.orchestration.config_runs import entry_runs, selected_runs
+    from paddy.orchestration.time_plan import plan_within
+
+    shard_of = parse_shard(shard) if shard is not None else None
+    runs = selected_runs(choice.config.models, shard_of, parse_run_key(only_run) if only_run is not None else None)
+    if shard is not None:
+        out.print(f"shard {shard}: {len(runs)} of the config's runs")
+    if time_budget is None:
+        return runs
+    plan = plan_within(choice.config, choice.data, out_dir, choice.budget_mib, time_budget, fit_budget)
+    out.print(time_plan_table(plan.planned, plan.budget_s))
+    if plan.refused:
+        raise PaddyError(plan.refused)
+    for left in plan.dropped:
+        out.print(f"[yellow]left out (time budget):[/yellow] entry {left.index + 1} {left.entry.describe()}")
+    return runs & entry_runs(choice.config.models, {p.index for p in plan.kept})
 
 
 def announce_entry(progress) -> None:

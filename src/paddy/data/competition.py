@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pandas as pd
+
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_csv
 from paddy.data.demo import ensure_demo_dataset
@@ -81,14 +83,20 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and visible(p) and p.is_file())
 
 
+def read_sample(sample_csv: Path) -> pd.DataFrame:
+    """sample_submission.csv as strings: an image id column, then the label column."""
+    sample = read_csv(sample_csv, dtype=str, keep_default_na=False)
+    if len(sample.columns) != 2:
+        raise PaddyError(f"{sample_csv} should have two columns (image id, label), not {list(sample.columns)}")
+    return sample
+
+
 def sample_label_column(root: Path, test_images: list[Path]) -> str:
     """The sample submission's label column, once its ids are checked against the test images."""
     sample_csv = root / "sample_submission.csv"
     if not sample_csv.is_file():
         raise PaddyError(f"{root} has no sample_submission.csv")
-    sample = read_csv(sample_csv, dtype=str, keep_default_na=False)
-    if len(sample.columns) != 2:
-        raise PaddyError(f"{sample_csv} should have two columns (image id, label), not {list(sample.columns)}")
+    sample = read_sample(sample_csv)
     id_column, label_column = sample.columns
     ids, test_ids = set(sample[id_column]), {p.name for p in test_images}
     no_image, not_listed = sorted(ids - test_ids), sorted(test_ids - ids)

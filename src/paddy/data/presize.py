@@ -8,11 +8,9 @@ file that exists is complete and an interrupted presize resumes where it stopped
 
 from __future__ import annotations
 
-import ctypes
 import io
 import multiprocessing
 import os
-import signal
 import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -26,12 +24,12 @@ from PIL import Image
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_bytes, read_json, remove_stale_temp_files, write_json
+from paddy.core.processes import die_with_parent
 from paddy.data.competition import IMAGE_SUFFIXES, check_layout
 
 MARKER = ".paddy-presize.json"
 MAX_QUALITY = 95  # Pillow: above 95 JPEG files grow with no visible gain
 RESIZED, COPIED, UNREADABLE = "resized", "copied", "unreadable"
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -115,21 +113,11 @@ def pending_jobs(src: Path, dest: Path) -> tuple[list[tuple[Path, Path]], int]:
     return todo, len(jobs) - len(todo)
 
 
-def exit_with_parent(parent_pid: int) -> None:
-    """Pool initializer: have Linux SIGTERM this worker when its parent dies, so a killed presize
-    leaves no workers running or hanging; a parent already gone before prctl means exit now."""
-    if sys.platform != "linux":
-        return
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:
-        signal.raise_signal(signal.SIGTERM)
-
-
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """Processes that die with this one; forked on Linux, so their parent is this process, as
-    exit_with_parent checks (Python 3.14 defaults to a forkserver, which would be their parent)."""
+    die_with_parent checks (Python 3.14 defaults to a forkserver, which would be their parent)."""
     context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),))
 
 
 def run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[tuple[Path, Path]], str], workers: int) -> Iterable[str]:

@@ -21,7 +21,7 @@ from paddy.data.competition import recorded_root
 from paddy.ensembling.out_of_fold import CvReport, cv_report
 from paddy.runs.folder import RunFolder
 from paddy.runs.lookup import Outs, RunIndex, find_run, finished_runs, fold_groups, out_folders
-from paddy.runs.predictions import Predictions, load_predictions, save_predictions
+from paddy.runs.predictions import Predictions, load_predictions, reordered, save_predictions
 from paddy.settings.config_file import EnsembleConfig
 from paddy.settings.legacy import Recorded, upgraded
 
@@ -130,9 +130,7 @@ def aligned_probs(reference: Predictions, name: str, other: Predictions) -> np.n
     if missing or extra:
         example = f"missing {missing[0]}" if missing else f"extra {extra[0]}"
         raise PaddyError(f"run {name}: test images differ from the first member ({example})")
-    rows = {image_id: i for i, image_id in enumerate(other.image_ids)}
-    columns = {label: j for j, label in enumerate(other.vocab)}
-    return other.probs[np.ix_([rows[i] for i in reference.image_ids], [columns[c] for c in reference.vocab])]
+    return reordered(other.probs, other.image_ids, other.vocab, reference.image_ids, reference.vocab)
 
 
 def average(members: list[Member]) -> Predictions:

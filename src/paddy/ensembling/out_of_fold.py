@@ -15,7 +15,7 @@ import numpy as np
 from paddy.core.errors import PaddyError
 from paddy.ensembling.cv import Scores, fit_weights, fold_out_scores, scores, weighted_mean
 from paddy.runs.folder import RunFolder
-from paddy.runs.predictions import Predictions, load_predictions
+from paddy.runs.predictions import Predictions, load_predictions, reordered
 from paddy.settings.entry import ModelEntry
 
 
@@ -39,11 +39,9 @@ class OutOfFold:
 
     def aligned(self, other: OutOfFold, name: str) -> np.ndarray:
         """`other`'s probabilities in this one's row and class order (same folds, so the same images)."""
-        rows = {image_id: i for i, image_id in enumerate(other.image_ids)}
-        if set(rows) != set(self.image_ids) or set(other.vocab) != set(self.vocab):
+        if set(other.image_ids) != set(self.image_ids) or set(other.vocab) != set(self.vocab):
             raise NoCrossValidation(f"{name}: its out-of-fold images or classes differ from the first member's")
-        columns = {label: j for j, label in enumerate(other.vocab)}
-        return other.probs[np.ix_([rows[i] for i in self.image_ids], [columns[c] for c in self.vocab])]
+        return reordered(other.probs, other.image_ids, other.vocab, self.image_ids, self.vocab)
 
 
 def fold_settings(run: RunFolder) -> tuple[int, int, str]:
@@ -91,8 +89,7 @@ def combined_oof(runs: list[RunFolder]) -> OutOfFold:
     for fold, preds, labels in parts:
         if set(preds.vocab) != set(vocab):
             raise PaddyError(f"{runs[0].name}: its fold runs predict different classes")
-        order = [preds.vocab.index(c) for c in vocab]
-        probs.append(preds.probs[:, order])
+        probs.append(reordered(preds.probs, preds.image_ids, preds.vocab, preds.image_ids, vocab))
         ids += preds.image_ids
         targets += labels
         row_folds += [fold] * len(labels)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from paddy.data.competition import ids_fingerprint, resolve_data
+from paddy.data.competition import read_sample, ids_fingerprint, resolve_data
 from paddy.ensembling.average import ENSEMBLE_FILE, Member
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text, read_csv
@@ -32,14 +32,6 @@ class Submission:
     path: Path
     message: str
     rows: int
-
-
-def read_sample(sample_csv: Path) -> pd.DataFrame:
-    """sample_submission.csv as strings: an id column, then the label column."""
-    sample = read_csv(sample_csv, dtype=str, keep_default_na=False)
-    if len(sample.columns) != 2:
-        raise PaddyError(f"{sample_csv} should have two columns (id, label), not {list(sample.columns)}")
-    return sample
 
 
 def build_submission(preds: Predictions, sample: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +33,17 @@ from paddy.training.checkpoint import EpochHook
 from paddy.training.plan import check_against_data, plan_training
 from paddy.training.run import RunPlan, RunResult, plan_run, train
 
-TRAINED, RESUMED, SKIPPED, BUSY, FAILED = "trained", "resumed", "skipped", "busy elsewhere", "failed"
+
+class RunStatus(StrEnum):
+    """How one run of `paddy run` ended, as its table says it."""
+
+    trained = "trained"
+    resumed = "resumed"
+    skipped = "skipped"  # finished before
+    busy = "busy elsewhere"  # another process holds its folder
+    failed = "failed"  # a GPU pool's worker failed
+
+
 RunKey = tuple[int, int | None]  # a run of a config: its entry's index, and its fold (None: no folds)
 
 
@@ -44,7 +55,7 @@ class EntryOutcome:
     index: int
     entry: ModelEntry
     run: RunFolder
-    status: str
+    status: RunStatus
     valid_error: float | None
     seconds: float | None
     accum: int | None
@@ -103,7 +114,9 @@ def checked_config(
     return entries, data
 
 
-def recorded_outcome(index: int, entry: ModelEntry, run: RunFolder, status: str = SKIPPED) -> EntryOutcome:
+def recorded_outcome(
+    index: int, entry: ModelEntry, run: RunFolder, status: RunStatus = RunStatus.skipped
+) -> EntryOutcome:
     """The outcome of a finished run, from what its folder records (a run finished earlier: skipped)."""
     done = run.result() or {}
     return EntryOutcome(
@@ -153,7 +166,6 @@ def run_config(
 ) -> list[EntryOutcome]:
     """Train each entry of `config` not already finished (all of them with `force`); an entry whose
     run was interrupted after an epoch goes on from its checkpoint (`force` starts it again).
-
     An entry another process is training is left to it (status 'busy elsewhere'). `budget_mib`
     picks the memory probes that `accum = "auto"` reads. With `only`, the other runs (left out of a
     time budget, or another machine's shard) are not trained; they keep their index and folder.
@@ -181,12 +193,12 @@ def run_config(
 
                 result = train_with_oom_retry(plan, train_once)
         except RunBusy:
-            outcomes.append(EntryOutcome(index, entry, run, BUSY, None, None, None))
+            outcomes.append(EntryOutcome(index, entry, run, RunStatus.busy, None, None, None))
             continue
         free_memory()
         seconds = result.train_seconds + result.predict_seconds
         durations.append(seconds)
-        status = RESUMED if resume else TRAINED
+        status = RunStatus.resumed if resume else RunStatus.trained
         outcomes.append(EntryOutcome(index, entry, run, status, result.valid_error, seconds, result.entry.accum))
     return outcomes
 
@@ -234,17 +246,17 @@ def run_on_gpus(
             continue
         fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""
         jobs.append(PoolJob(f"entry {index + 1}{fold}: {entry.describe()}", run, worker_command((index, entry.fold))))
-        runs[run.path] = (index, entry, RESUMED if run.resumable and not force else TRAINED)
+        runs[run.path] = (index, entry, RunStatus.resumed if run.resumable and not force else RunStatus.trained)
     failures = []
     for ended in run_pool(jobs, devices, out / POOL_LOGS, on_event):
         index, entry, status = runs[ended.job.run.path]
         if ended.failed:
-            outcomes.append(EntryOutcome(index, entry, ended.job.run, FAILED, None, None, None))
+            outcomes.append(EntryOutcome(index, entry, ended.job.run, RunStatus.failed, None, None, None))
             failures.append(f"{ended.job.label} failed on GPU {ended.device}: {ended.last_line()} (log: {ended.log})")
         elif ended.job.run.finished:
             outcomes.append(recorded_outcome(index, entry, ended.job.run, status))
         else:
-            outcomes.append(EntryOutcome(index, entry, ended.job.run, BUSY, None, None, None))
+            outcomes.append(EntryOutcome(index, entry, ended.job.run, RunStatus.busy, None, None, None))
     return sorted(outcomes, key=lambda o: (o.index, o.entry.fold or 0)), failures
 
 

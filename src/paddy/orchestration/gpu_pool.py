@@ -11,6 +11,7 @@ checkpoints let the next `paddy run` resume what was cut short.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -114,7 +115,7 @@ def start_job(job: PoolJob, device: str, logs: Path) -> Running:
             stdout=output,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=die_with_parent,
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
             start_new_session=True,
         )
     return Running(job, process, time.monotonic(), log)

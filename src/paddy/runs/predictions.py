@@ -56,6 +56,16 @@ class Predictions:
         return [self.vocab[i] for i in self.probs.argmax(axis=1)]
 
 
+def reordered(
+    probs: np.ndarray, ids: tuple[str, ...], vocab: tuple[str, ...], to_ids: tuple[str, ...], to_vocab: tuple[str, ...]
+) -> np.ndarray:
+    """`probs` (rows `ids`, columns `vocab`) in the row order `to_ids` and column order `to_vocab`: predictions
+    are joined on image ids and class names, never on position. Every name asked for must be there."""
+    rows = {image_id: i for i, image_id in enumerate(ids)}
+    columns = {label: j for j, label in enumerate(vocab)}
+    return probs[np.ix_([rows[i] for i in to_ids], [columns[c] for c in to_vocab])]
+
+
 def save_predictions(preds: Predictions, path: Path) -> Path:
     """Write `preds` atomically as safetensors with a JSON header; never probabilities that cannot be right."""
     if problem := preds.softmax_problem():

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
-from fastai.vision.all import Callback, L, Learner
+from fastai.vision.all import Callback, L, Learner, Recorder
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text, atomic_write_with
@@ -182,7 +182,7 @@ class HistoryWriter(TrainedEpochs):
     still shows how far it got, and hand each row to `on_epoch`. Each row names its fit and the
     image size it trained at (which changes with progressive resizing)."""
 
-    order = 60  # after fastai's Recorder (50), which fills `recorder.log`
+    order = Recorder.order + 10  # after fastai's Recorder, which fills `recorder.log`
 
     def __init__(self, records: EpochRecords, phase: int, size: Size):
         super().__init__(records, phase)
@@ -198,7 +198,7 @@ class HistoryWriter(TrainedEpochs):
 class Checkpointer(TrainedEpochs):
     """Save a checkpoint after every trained epoch (after its history row)."""
 
-    order = 65
+    order = HistoryWriter.order + 5  # after its epoch's history row
 
     def after_trained_epoch(self) -> None:
         records = self.records
@@ -212,7 +212,7 @@ class RestoreCheckpoint(Callback):
     that resumes from its start has none of those to restore: fastai starts each fit with a fresh
     scaler and loss, and fine_tune's unfreeze clears the optimizer state."""
 
-    order = 51  # after MixedPrecision (10) made this fit's scaler and the Recorder (50) reset its loss
+    order = Recorder.order + 1  # after MixedPrecision made this fit's scaler and the Recorder reset its loss
 
     def __init__(self, checkpoint: Checkpoint, mid_fit: bool):
         self.checkpoint, self.mid_fit = checkpoint, mid_fit

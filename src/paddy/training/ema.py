@@ -14,7 +14,7 @@ from itertools import chain
 from typing import Any
 
 import torch
-from fastai.vision.all import Callback, Learner
+from fastai.vision.all import Callback, Learner, MixedPrecision
 from timm.utils import ModelEmaV3
 from torch import nn
 
@@ -33,8 +33,9 @@ def swap_weights(model: nn.Module, other: nn.Module) -> None:
 class WeightAverage(Callback):
     """The run's weight average: made when training starts, updated per real step, validated."""
 
-    order = 20  # before_fit: after fastai put the model on its device (-10) and DDP wrapped it (11), before
-    # a checkpoint restores (51)
+    # before_fit: after fastai put the model on its device (TrainEvalCallback) and DDP wrapped it (fastai's
+    # DistributedTrainer, MixedPrecision.order + 1), before a checkpoint restores it (Recorder.order + 1)
+    order = MixedPrecision.order + 10
 
     def __init__(self, decay: float):
         self.decay, self.steps, self.average = decay, 0, None

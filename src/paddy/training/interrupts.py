@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, TrainEvalCallback
 
 from paddy.core.interrupts import interrupt_noted
 
@@ -12,7 +12,7 @@ from paddy.core.interrupts import interrupt_noted
 class RaiseDroppedInterrupt(Callback):
     """Raise, at the next batch, a Ctrl-C that Python dropped while DataLoader workers were starting."""
 
-    order = -100  # before anything else a batch does
+    order = TrainEvalCallback.order - 1  # before fastai's first callback: nothing else of the batch runs
 
     def before_batch(self) -> None:
         if interrupt_noted.is_set():

@@ -14,6 +14,7 @@ from fastai.vision.all import (
     CategoryBlock,
     DataBlock,
     FuncSplitter,
+    GradientAccumulation,
     ImageBlock,
     Learner,
     MixUp,
@@ -164,7 +165,7 @@ def build_learner(dls, entry: ModelEntry, cbs: list[Callback], label_column: str
 class RefuseNonFiniteLoss(Callback):
     """Stop at the first NaN or infinite training loss: the rest of the run could only be garbage."""
 
-    order = 5  # before fastai's Recorder smooths the loss
+    order = GradientAccumulation.order - 1  # before accumulation scales the loss and the Recorder smooths it
 
     def after_loss(self) -> None:
         if self.training and not torch.isfinite(self.learn.loss).all():

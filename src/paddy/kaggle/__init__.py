@@ -1,0 +1,1 @@
+"""Everything that talks to Kaggle: credentials, submissions, private datasets, the wheels for notebooks, notebooks."""

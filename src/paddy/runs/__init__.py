@@ -1,0 +1,1 @@
+"""What paddy keeps on disk: run folders and finding them, the predictions format, memory-probe records."""
