@@ -1,6 +1,9 @@
 """End-to-end runs of the `paddy` command on tiny images, and its one-line errors."""
 
+import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 from conftest import assert_no_redrawn_bars
@@ -185,3 +188,30 @@ def test_a_log_gets_the_epoch_table_once_and_tables_unwrapped(tiny_data_root, tm
     shown = run_paddy("show", run_dir.name, "--out", str(out))
     assert len(str(data)) > 100 and any(str(data) in line for line in shown.stdout.splitlines())
     assert any(line.count("train_loss") and line.count("valid_loss") for line in shown.stdout.splitlines())
+
+
+HEAVY = ("torch", "fastai", "timm")
+
+
+def heavy_imports(*args: str) -> list[str]:
+    """Which of torch, fastai and timm a `paddy` command line imports, run in a fresh interpreter."""
+    script = (
+        "import sys\nfrom paddy.cli.app import main\nsys.argv = ['paddy', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    return json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["ensemble", "--help"], ["kaggle", "--help"]])
+def test_help_imports_no_torch(args):
+    """`paddy --help` (and every command's help) stays fast: torch, fastai and timm load only to train."""
+    assert heavy_imports(*args) == []
+
+
+def test_show_and_ensemble_import_no_torch(finished_run, tmp_path):
+    out = str(finished_run.run.path.parent)
+    assert heavy_imports("show", finished_run.run.name, "--out", out) == []
+    assert heavy_imports("ensemble", "--out", out, "--dest", str(tmp_path / "e.safetensors")) == []
+    assert (tmp_path / "e.safetensors").is_file(), "the ensemble was really made"

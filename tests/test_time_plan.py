@@ -13,10 +13,11 @@ from paddy.cli.app import app
 from paddy.core.errors import PaddyError
 from paddy.data.competition import check_layout
 from paddy.data.folds import entry_folds
-from paddy.orchestration.time_plan import PlannedEntry, fit_to_budget, parse_duration, run_seconds, time_plan
+from paddy.orchestration.time_plan import PlannedEntry, fit_to_budget, run_seconds, time_plan
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, save_predictions
 from paddy.runs.probes import PROBES_FILE, ProbeRecord, Trial, load_probes, probe_key, save_probes
+from paddy.settings.budget import parse_duration
 from paddy.settings.config_file import load_config
 
 BUDGET_MIB = 16280.0

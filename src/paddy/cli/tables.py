@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from rich.table import Table
 
-from paddy.orchestration.time_plan import duration_text
+from paddy.settings.budget import duration_text
 
 
 def frame_table(frame: pd.DataFrame, title: str | None = None, floats: str = "{:.4f}") -> Table:

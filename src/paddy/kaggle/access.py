@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 import requests
 
-from paddy.data.competition import KAGGLE_INPUT
 from paddy.core.errors import PaddyError
+from paddy.data.competition import KAGGLE_INPUT
 
 CREDENTIALS_HINT = (
     "no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save kaggle.json "

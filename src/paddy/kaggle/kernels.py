@@ -7,29 +7,35 @@ filled in; it installs paddy from the private libs dataset (`paddy kaggle pack-l
 
 from __future__ import annotations
 
-import errno
-from importlib import resources
-import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from enum import StrEnum
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
 from slugify import slugify
 
-from paddy.training.archs import trainable_problems
-from paddy.settings.config_file import EnsembleConfig, load_config
-from paddy.ensembling.average import choose_runs, config_data_root
 from paddy.core.errors import PaddyError
 from paddy.core.files import TEMP_SUFFIX, atomic_write_text, folder_written_whole, write_json
-from paddy.kaggle.access import KernelStatus, PushedKernel, calling_kaggle, dataset_exists, download_kernel_output, kaggle_api, kaggle_user, kernel_status, push_kernel, upload_private_dataset
+from paddy.ensembling.average import choose_runs, config_data_root
+from paddy.kaggle.access import (
+    KernelStatus,
+    PushedKernel,
+    calling_kaggle,
+    dataset_exists,
+    kaggle_api,
+    kaggle_user,
+    kernel_status,
+    push_kernel,
+    upload_private_dataset,
+)
 from paddy.kaggle.libs import KAGGLE_PYTHON, PackedLibs, pack_libs
-from paddy.runs.predictions import load_predictions
 from paddy.runs.folder import CHECKPOINT_FILE, RunFolder
+from paddy.settings.config_file import EnsembleConfig, load_config
+from paddy.training.archs import trainable_problems
 
 KERNEL_FILE = "paddy-kernel.py"
 NOTEBOOK_SCRIPT = resources.files("paddy.kaggle") / "notebook" / "paddy_kernel.py"

@@ -14,13 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from paddy.data.competition import read_sample, ids_fingerprint, resolve_data
-from paddy.ensembling.average import ENSEMBLE_FILE, Member
 from paddy.core.errors import PaddyError
-from paddy.core.files import atomic_write_text, read_csv
+from paddy.core.files import atomic_write_text
+from paddy.data.competition import ids_fingerprint, read_sample, resolve_data
+from paddy.ensembling.average import ENSEMBLE_FILE, Member
 from paddy.kaggle.access import kaggle_api, submit_code, submit_csv
-from paddy.runs.predictions import Predictions, load_predictions
 from paddy.runs.lookup import find_run
+from paddy.runs.predictions import Predictions, load_predictions
 
 LOG_FILE = "log.jsonl"
 

@@ -7,7 +7,6 @@ known at the start, not found out when the notebook is killed.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,33 +15,13 @@ from paddy.data.competition import CompetitionData, training_split_size
 from paddy.orchestration.config_runs import finished_run
 from paddy.runs.lookup import RunIndex
 from paddy.runs.probes import PROBES_FILE, ProbeNeeded, ProbeRequest, load_probes, recorded_speed, resolve_auto_accum
+from paddy.settings.budget import duration_text, parse_duration
 from paddy.settings.config_file import EnsembleConfig
 from paddy.settings.entry import ModelEntry
 from paddy.training.schedule import training_phases
 
 TTA_PASSES = 5  # fastai's learn.tta: four augmented passes and a plain one
 FORWARD_SHARE = 1 / 3  # a forward pass costs about a third of a training step (forward and backward)
-DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in '11h30m', '90m', '2h', '45s' or '1.5h'."""
-    match = DURATION.fullmatch(text.strip().lower())
-    if not text.strip() or match is None or not any(match.groups()):
-        raise PaddyError(f"time budget {text!r} is not a duration like 11h30m, 90m or 2h")
-    hours, minutes, seconds = (float(g or 0) for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise PaddyError(f"time budget {text!r} must be more than 0")
-    return total
-
-
-def duration_text(seconds: float) -> str:
-    """'3h05m', '12m', '40s'."""
-    minutes = round(seconds / 60)
-    if minutes >= 60:
-        return f"{minutes // 60}h{minutes % 60:02d}m"
-    return f"{minutes}m" if minutes else f"{round(seconds)}s"
 
 
 def run_seconds(entry: ModelEntry, n_images: int, n_test: int, images_per_s: float) -> float:

@@ -11,21 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
 import pandas as pd
 from filelock import FileLock, Timeout
-from paddy.settings.entry import ENTRY_FIELDS, ModelEntry
-from paddy.settings.legacy import Recorded, unrecorded_settings, upgraded
-from paddy.core.ranks import is_main_process
+
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_csv, read_json, write_json
+from paddy.core.ranks import is_main_process
 from paddy.runs.predictions import PREDICTIONS_FILE
-
+from paddy.settings.entry import ModelEntry
+from paddy.settings.legacy import Recorded, unrecorded_settings, upgraded
 
 CONFIG_FILE = "config.json"
 

@@ -4,25 +4,18 @@ entry's fold runs grouped as one ensemble member, a run named on the command lin
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-import pandas as pd
-from filelock import FileLock, Timeout
-from paddy.settings.entry import ENTRY_FIELDS, ModelEntry
-from paddy.settings.legacy import unrecorded_settings
-from paddy.core.ranks import is_main_process
-from paddy.core.errors import PaddyError
-from paddy.core.files import read_csv, read_json, write_json
-from paddy.runs.predictions import PREDICTIONS_FILE
-from paddy.runs.folder import NOT_MATCHED, RunFolder, matched_settings, settings_match
 
+import pandas as pd
+
+from paddy.core.errors import PaddyError
+from paddy.runs.folder import NOT_MATCHED, RunFolder, matched_settings, settings_match
+from paddy.runs.predictions import PREDICTIONS_FILE
+from paddy.settings.entry import ENTRY_FIELDS, ModelEntry
 
 Outs = Path | Sequence[Path]  # one folder of run folders, or several (from several machines)
 

@@ -7,15 +7,14 @@ records without importing the probe.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from paddy.settings.entry import AUTO, ModelEntry
+
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_json, write_json
-
+from paddy.settings.entry import AUTO, ModelEntry
 
 PROBES_FILE = "memory-probes.json"
 
