@@ -7,8 +7,11 @@ from paddy.cli.app import app
 from paddy.training.lr_find import find_lr
 
 
-def test_lr_find_saves_plot_and_suggestions(tiny_data, tmp_path):
-    result = find_lr(tiny_entry(bs=8, accum=2), tiny_data, tmp_path, KAGGLE_GPU_MIB, num_workers=0)
+def test_lr_find_saves_plot_and_suggestions(tiny_data, tmp_path, monkeypatch):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    result = find_lr(tiny_entry(bs=8, accum=2), tiny_data, tmp_path / "runs", KAGGLE_GPU_MIB, num_workers=0)
+    assert not list((tmp_path / "cwd").iterdir()), "fastai's temporary weights stay out of the working folder"
     assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(result.suggestions) == {"minimum", "steep", "valley", "slide"}
     assert all(1e-8 < lr < 10 for lr in result.suggestions.values())

@@ -60,6 +60,7 @@ def find_lr(
     with plan.run.writing() as folder:
         folder.start(plan.config_json())
         learn = make_learner(plan.training, plan.data, [], num_workers, bars)
+        learn.path = folder.path  # fastai keeps its temporary copy of the weights under path/models, not in cwd
         found = learn.lr_find(show_plot=True, suggest_funcs=(minimum, steep, valley, slide))
         save_current_figure(folder.path / LR_FIND_PLOT)
         suggestions = {name: float(value) for name, value in found._asdict().items()}
