@@ -17,7 +17,7 @@ from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import choose_model
 from paddy.settings.budget import DEFAULT_BUDGET
 from paddy.settings.checks import parse_accum_text
-from paddy.settings.entry import BadImages, OptimizerChoice, Precision, ResizeMethod, default_of
+from paddy.settings.entry import BadImages, OptimizerChoice, Precision, ResizeMethod, Tracker, default_of
 
 
 def defaulting(help_text: str, name: str) -> str:
@@ -163,6 +163,13 @@ MODEL_OPTIONS: dict[str, Any] = {
     "gpus": Annotated[
         Optional[int],
         typer.Option(help=defaulting("GPUs training this one model data-parallel (bs is shared out)", "gpus")),
+    ],
+    "trackers": Annotated[
+        Optional[list[Tracker]],
+        typer.Option(
+            "--tracker",
+            help="Log to an experiment tracker, offline (repeatable): tensorboard, wandb, mlflow or csv (default none)",
+        ),
     ],
     "fold": Annotated[Optional[int], typer.Option(help="With --folds: train only this fold (1..folds).")],
     "fold_seed": Annotated[

@@ -47,8 +47,8 @@ OOF_FILE = "oof.safetensors"  # a fold's run: TTA predictions of the images its 
 
 
 # Settings that do not change what a run learns: accum may grow on out-of-memory retries
-# (same effective batch), and the ensemble weight only matters when averaging.
-NOT_MATCHED = ("accum", "ensemble_weight")
+# (same effective batch), the ensemble weight only matters when averaging, and trackers only watch.
+NOT_MATCHED = ("accum", "ensemble_weight", "trackers")
 
 
 LOCKS_FOLDER = ".locks"  # one lock file per run folder, beside them (a run folder is deleted and recreated)

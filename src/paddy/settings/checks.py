@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from paddy.core.errors import PaddyError
-from paddy.settings.entry import AUTO, ENTRY_FIELDS, Accum, ModelEntry, accum_problem
+from paddy.settings.entry import AUTO, ENTRY_FIELDS, Accum, ModelEntry, Tracker, accum_problem
 
 
 def parse_size(value: Any, name: str = "size") -> tuple[int, int]:
@@ -60,6 +60,14 @@ def parse_accum_text(text: str) -> Accum:
     return parse_accum(int(text) if text.isdigit() else text)
 
 
+def parse_trackers(value: Any) -> tuple[Tracker, ...]:
+    """Accept ["tensorboard", "csv"] (TOML, repeated flags) or one name; each tracker once, in order."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise PaddyError(f'trackers {value!r} is not a list of trackers (e.g. ["tensorboard", "csv"])')
+    return tuple(dict.fromkeys(typed_value("trackers", item, Tracker) for item in items))
+
+
 def typed_value(name: str, value: Any, hint: Any) -> Any:
     """`value` checked against the field's type hint: no coercion but int -> float and text -> Path."""
     if typing.get_origin(hint) in (Union, types.UnionType):
@@ -101,6 +109,8 @@ def field_value(name: str, value: Any) -> Any:
         return parse_sizes(value)
     if name == "accum":
         return parse_accum(value)
+    if name == "trackers":
+        return parse_trackers(value)
     return typed_value(name, value, entry_hints()[name])
 
 

@@ -42,6 +42,15 @@ class BadImages(StrEnum):
     skip = "skip"
 
 
+class Tracker(StrEnum):
+    """Experiment trackers a run can log to (`--tracker`), each offline by default."""
+
+    tensorboard = "tensorboard"
+    wandb = "wandb"
+    mlflow = "mlflow"
+    csv = "csv"
+
+
 AUTO = "auto"
 
 
@@ -91,6 +100,7 @@ class ModelEntry:
     # Progressive resizing: the sizes trained at, smallest first, the epochs split across them; the last is `size`
     sizes: tuple[tuple[int, int], ...] | None = None
     ema: float | None = None  # decay of an average of the weights (e.g. 0.9998) that validates, predicts and is saved
+    trackers: tuple[Tracker, ...] = ()  # experiment trackers logged to; they never change what the run learns
     gpus: int = 1  # data-parallel processes (one per GPU) that train this one run; each takes bs / gpus images
 
     @property
@@ -145,6 +155,7 @@ class ModelEntry:
         d["sizes"] = [list(size) for size in self.sizes] if self.sizes else None
         d["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
         d["item"], d["precision"], d["opt"] = str(self.item), str(self.precision), str(self.opt)
+        d["trackers"] = [str(tracker) for tracker in self.trackers]
         return d
 
 

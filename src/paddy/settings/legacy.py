@@ -24,6 +24,7 @@ SETTINGS_SINCE_0_2 = (
     *("folds", "fold", "fold_seed", "opt"),
     *("aug", "flip", "flip_vert", "max_rotate", "max_zoom", "max_warp", "max_lighting", "min_scale"),
     *("sizes", "ema", "gpus"),
+    "trackers",
 )
 
 

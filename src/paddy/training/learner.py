@@ -37,6 +37,7 @@ from paddy.training.interrupts import RaiseDroppedInterrupt
 from paddy.training.optimizers import opt_func
 from paddy.training.plan import TrainingPlan
 from paddy.training.targets import single_target, two_targets
+from paddy.training.trackers import Tracking, check_installed
 from paddy.training.transforms import image_transforms
 
 WEIGHTS_FILE_ERRORS = (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError)
@@ -188,10 +189,12 @@ def make_learner(
     fit_one_cycle trains every layer, as the course's `learn.unfreeze()` before it; fastai
     freezes a pretrained body, and fine_tune freezes and unfreezes it itself. Without `bars`
     fastai prints nothing (no bars, no epoch table): the caller reports progress itself."""
+    check_installed(plan.entry.trackers)
     set_seed(plan.seed)
     dls = build_dataloaders(data, plan.entry, plan.seed, plan.step_bs, num_workers, folds)
     averaging = [WeightAverage(plan.entry.ema)] if plan.entry.ema else []
-    callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *averaging, *extra_callbacks]
+    tracking = [Tracking(plan.entry)] if plan.entry.trackers else []
+    callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *averaging, *tracking, *extra_callbacks]
     learn = build_learner(dls, plan.entry, callbacks, data.label_column)
     if not plan.entry.finetune:
         learn.unfreeze()
