@@ -1,15 +1,16 @@
-"""`paddy show`: one run folder's settings, history, outcome and pictures."""
+"""`paddy show`: one run folder's settings, history, outcome and pictures; `paddy runs`: every run folder
+under --out in one table, and removing the dead ones."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import pandas as pd
 import typer
 
 from paddy.cli.options import DEFAULT_OUT, OutDir
 from paddy.cli.output import out, reports_errors
-from paddy.cli.tables import frame_table
+from paddy.cli.tables import frame_table, runs_table
 
 app = typer.Typer()
 
@@ -40,3 +41,31 @@ def show(
         out.print("[yellow]unfinished[/yellow]: no predictions yet")
     for picture in summary.pictures:
         out.print(f"picture: {picture}")
+
+
+@app.command()
+@reports_errors
+def runs(
+    out_dir: OutDir = DEFAULT_OUT,
+    sort: Annotated[
+        Optional[str], typer.Option(help="Sort by a column: valid_error, seconds, state, epochs_done, or a setting.")
+    ] = None,
+    clean: Annotated[
+        bool,
+        typer.Option(
+            "--clean",
+            help="Remove the dead run folders (no predictions, no checkpoint, not being written) and list them.",
+        ),
+    ] = False,
+) -> None:
+    """One table of every run folder under --out: finished, resumable or dead, arch, size, fold, valid
+    error, time, and the settings that differ between the runs."""
+    from paddy.runs.listing import listed_runs, remove_dead_runs, runs_frame
+
+    if clean:
+        removed = remove_dead_runs(out_dir)
+        for run in removed:
+            out.print(f"removed {run.path}")
+        out.print(f"{len(removed)} dead run folder{'s' * (len(removed) != 1)} removed from {out_dir}")
+        return
+    out.print(runs_table(runs_frame(listed_runs(out_dir), sort), str(out_dir)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pandas as pd
 from rich.table import Table
 
@@ -17,6 +19,29 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, floats: str = "{:
     for row in frame.itertuples(index=False):
         table.add_row(*(floats.format(v) if isinstance(v, float) else str(v) for v in row))
     return table
+
+
+STATE_STYLES = {"finished": "green", "resumable": "yellow", "writing": "cyan", "lr-find": "blue", "dead": "red"}
+
+
+def runs_table(frame: pd.DataFrame, out_dir: str) -> Table:
+    """`paddy runs`: one row per run folder, its state coloured, '-' where a value is missing (an unfinished
+    run has no error or time); the columns after `seconds` are the settings that differ between the runs."""
+    table = Table(title=f"runs in {out_dir}", caption=f"{len(frame)} run folders")
+    for column in frame.columns:
+        numeric = column in ("epochs_done", "valid_error", "seconds")
+        table.add_column(str(column), justify="right" if numeric else "left", overflow="fold")
+    for row in frame.to_dict("records"):
+        cells = {**row, "state": f"[{STATE_STYLES[row['state']]}]{row['state']}[/]"}
+        cells["valid_error"] = missing_or(row["valid_error"], "{:.4f}".format)
+        cells["seconds"] = missing_or(row["seconds"], duration_text)
+        table.add_row(*(str(cells[column]) for column in frame.columns))
+    return table
+
+
+def missing_or(value, show: Callable[[float], str]) -> str:
+    """A number shown, or '-' where there is none."""
+    return "-" if value is None or pd.isna(value) else show(value)
 
 
 def run_table(outcomes) -> Table:

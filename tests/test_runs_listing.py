@@ -1,0 +1,127 @@
+"""`paddy runs`: every run folder in one table with its state and the settings that differ; `--clean`
+removes exactly the dead folders: never a finished, resumable or lr-find one, nor one another process
+is writing (its lock held), nor anything that is not a run folder."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from paddy.cli.app import app
+from paddy.core.errors import PaddyError
+from paddy.core.files import read_json, write_json
+from paddy.runs.folder import LOCKS_FOLDER, RunFolder
+from paddy.runs.listing import RunState, listed_runs, remove_dead_runs, runs_frame
+
+
+def copy_of(run: RunFolder, out, name: str, drop=(), config=None) -> RunFolder:
+    """A copy of a finished run under `out`, without the files `drop`, its config changed by `config`."""
+    path = shutil.copytree(run.path, out / name)
+    for file in drop:
+        (path / file).unlink()
+    if config:
+        write_json(path / "config.json", {**read_json(path / "config.json"), **config})
+    return RunFolder(path)
+
+
+@pytest.fixture
+def out(finished_run, tmp_path):
+    """Run folders in every state, and things that are not run folders."""
+    out, run = tmp_path / "runs", finished_run.run
+    out.mkdir()
+    copy_of(run, out, "a-finished", config={"lr": 0.002, "trackers": ["csv"]})
+    resumable = copy_of(run, out, "b-resumable", drop=["predictions.safetensors", "result.json"])
+    resumable.checkpoint_path.write_bytes(b"the last epoch")
+    copy_of(run, out, "c-dead", drop=["predictions.safetensors", "result.json", "history.csv"])
+    copy_of(run, out, "d-dead-after-an-epoch", drop=["predictions.safetensors", "model.safetensors"])
+    lr_find = copy_of(run, out, "e-lr-find", drop=["predictions.safetensors", "result.json"])
+    write_json(lr_find.path / "lr_find.json", {"valley": 0.001})
+    copy_of(run, out, "f-being-written", drop=["predictions.safetensors", "result.json"])
+    (out / "notes").mkdir()
+    (out / "notes" / "todo.txt").write_text("not a run")
+    (out / "mlflow.db").write_bytes(b"a tracker's store")
+    return out
+
+
+@pytest.fixture
+def locked(out):
+    """Another process holding f-being-written's lock, as a training paddy process does."""
+    lock = out / LOCKS_FOLDER / "f-being-written.lock"
+    lock.parent.mkdir(exist_ok=True)
+    code = f"""
+        import sys, time
+        from filelock import FileLock
+        with FileLock({str(lock)!r}):
+            print("locked", flush=True)
+            sys.stdin.read()
+    """
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    yield holder
+    holder.communicate("")
+
+
+def test_every_run_folder_with_its_state(out, locked, finished_run):
+    states = {r.run.name: r.state for r in listed_runs(out)}
+    assert states == {
+        "a-finished": RunState.finished,
+        "b-resumable": RunState.resumable,
+        "c-dead": RunState.dead,
+        "d-dead-after-an-epoch": RunState.dead,
+        "e-lr-find": RunState.lr_find,
+        "f-being-written": RunState.writing,
+    }, "folders without config.json (notes) and files (mlflow.db) are not run folders"
+    frame = runs_frame(listed_runs(out))
+    assert list(frame.columns) == [
+        *("run", "state", "arch", "size", "fold", "epochs_done", "valid_error", "seconds"),
+        "lr",
+    ], "only the settings that differ (lr), not the trackers, which only watched"
+    finished = frame.set_index("run").loc["a-finished"]
+    assert finished["valid_error"] == finished_run.valid_error and finished["lr"] == "0.002"
+    assert finished["seconds"] == pytest.approx(finished_run.train_seconds + finished_run.predict_seconds)
+    assert finished["arch"] == "test_resnet" and finished["size"] == "32x32" and finished["fold"] == "-"
+    assert frame.set_index("run").loc["c-dead", "epochs_done"] == 0
+    assert frame.set_index("run").loc["d-dead-after-an-epoch", "epochs_done"] == len(finished_run.history)
+
+
+def test_clean_removes_exactly_the_dead_folders(out, locked):
+    removed = remove_dead_runs(out)
+    assert sorted(run.name for run in removed) == ["c-dead", "d-dead-after-an-epoch"]
+    kept = sorted(p.name for p in out.iterdir())
+    assert kept == [".locks", "a-finished", "b-resumable", "e-lr-find", "f-being-written", "mlflow.db", "notes"]
+    assert (out / "f-being-written" / "config.json").is_file(), "a folder another process writes is left alone"
+    assert remove_dead_runs(out) == [], "nothing dead is left"
+
+
+def test_a_folder_whose_writer_has_ended_is_dead_again(out):
+    """No process holds f-being-written's lock any more (its writer was killed): clean removes it."""
+    assert "f-being-written" in [run.name for run in remove_dead_runs(out)]
+
+
+def test_sorting_by_a_column(out):
+    frame = runs_frame(listed_runs(out), sort="valid_error")
+    assert frame["run"].iloc[0] == "a-finished", "runs with an error first, the unfinished ones after"
+    assert list(runs_frame(listed_runs(out), sort="state")["state"])[:2] == ["dead", "dead"]
+    with pytest.raises(PaddyError, match="cannot sort by 'colour': the columns are run, state"):
+        runs_frame(listed_runs(out), sort="colour")
+
+
+def test_paddy_runs_and_clean_from_the_command_line(out, locked):
+    shown = CliRunner().invoke(app, ["runs", "--out", str(out), "--sort", "valid_error"])
+    assert shown.exit_code == 0, shown.output
+    for name, state in [("a-finished", "finished"), ("c-dead", "dead"), ("f-being-written", "writing")]:
+        assert name in shown.stdout and state in shown.stdout
+    assert "6 run folders" in shown.stdout
+    cleaned = CliRunner().invoke(app, ["runs", "--out", str(out), "--clean"])
+    assert cleaned.exit_code == 0, cleaned.output
+    assert "c-dead" in cleaned.stdout and "2 dead run folders removed" in cleaned.stdout
+    assert "a-finished" not in cleaned.stdout
+    missing = CliRunner().invoke(app, ["runs", "--out", str(out / "nope")])
+    assert missing.exit_code == 1 and "no output folder" in missing.output
