@@ -193,8 +193,7 @@ def make_learner(
     set_seed(plan.seed)
     dls = build_dataloaders(data, plan.entry, plan.seed, plan.step_bs, num_workers, folds)
     averaging = [WeightAverage(plan.entry.ema)] if plan.entry.ema else []
-    tracking = [Tracking(plan.entry)] if plan.entry.trackers else []
-    callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *averaging, *tracking, *extra_callbacks]
+    callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *averaging, Tracking(plan.entry), *extra_callbacks]
     learn = build_learner(dls, plan.entry, callbacks, data.label_column)
     if not plan.entry.finetune:
         learn.unfreeze()

@@ -14,7 +14,8 @@ from fastai.vision.all import (
 
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions
-from paddy.training.plots import save_confusion_matrix, save_loss_plot
+from paddy.training.plots import confusion_figure, loss_figure, run_title, save_figure
+from paddy.training.trackers import recorded_steps
 
 LOSS_PLOT = "loss.png"
 
@@ -23,11 +24,16 @@ CONFUSION_PLOT = "confusion.png"
 
 
 def save_run_plots(learn: Learner, run: RunFolder, classes: tuple[str, ...]) -> None:
-    """Loss curves and the validation confusion matrix of the label, beside the history."""
-    save_loss_plot(run.history(), run.path / LOSS_PLOT)
+    """Loss curves and the validation confusion matrix of the label, beside the history, both titled with
+    the run, its arch and size and the label's validation error (the last epoch's)."""
+    history, config, metric = run.history(), run.config(), learn.metrics[0].name
+    size = "x".join(map(str, config["size"]))
+    title = run_title(run.name, config["arch"], size, metric, float(history[metric].iloc[-1]))
+    save_figure(loss_figure(history, recorded_steps(learn), title), run.path / LOSS_PLOT)
     probs, targets = learn.get_preds(ds_idx=1)
     actual = targets[0] if isinstance(targets, (list, tuple)) else targets
-    save_confusion_matrix(actual.numpy(), probs.argmax(dim=1).numpy(), list(classes), run.path / CONFUSION_PLOT)
+    figure = confusion_figure(actual.numpy(), probs.argmax(dim=1).numpy(), list(classes), title)
+    save_figure(figure, run.path / CONFUSION_PLOT)
 
 
 def tta_predictions(

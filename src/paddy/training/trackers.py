@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from fastai.vision.all import Callback
+from fastai.vision.all import Callback, Learner
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text, read_csv, read_json, write_json
@@ -235,10 +235,11 @@ def open_logs(trackers: tuple[Tracker, ...], records: EpochRecords, group: str, 
 
 
 class Tracking(Callback):
-    """Feed the trackers from a run's epochs: each trained epoch's history row (after HistoryWriter has
-    added it), each optimizer step's smoothed loss and learning rates, and the final scores after the
-    last epoch. Only a run that records its epochs is tracked (not lr_find or a memory probe), and only by
-    the main process of a data-parallel run."""
+    """Record a run's optimizer steps (for its loss picture) and feed the trackers: each trained epoch's
+    history row (after HistoryWriter has added it), each step's smoothed loss and learning rates, and the
+    final scores after the last epoch. Only a run that records its epochs is tracked (not lr_find or a
+    memory probe), and only by the main process of a data-parallel run. A resumed run records the steps
+    from where it went on."""
 
     order = HistoryWriter.order + 1
 
@@ -248,6 +249,7 @@ class Tracking(Callback):
         self.records: EpochRecords | None = None
         self.logs: list[TrackerLog] = []
         self.logged = 0  # history rows the trackers have
+        self.steps: list[dict[str, float]] = []  # step, epoch (its index plus the share done), loss, lr_0, ...
 
     def before_fit(self) -> None:
         if self.records is not None or not is_main_process():
@@ -262,16 +264,18 @@ class Tracking(Callback):
         return len(self.records.rows) * len(self.dls.train) + batch
 
     def after_batch(self) -> None:
-        if not self.logs or not self.training:
+        if self.records is None or not self.training:
             return
         lrs = {f"lr_{i}": float(hypers["lr"]) for i, hypers in enumerate(self.opt.hypers)}
         values = {"train_loss": float(self.smooth_loss), **lrs}
+        step = self.step_of(self.iter)
+        self.steps.append({"step": step, "epoch": len(self.records.rows) + self.iter / self.n_iter, **values})
         for log in self.logs:
-            log.log_step(self.step_of(self.iter), values)
+            log.log_step(step, values)
 
     def after_epoch(self) -> None:
         if not self.logs or len(self.records.rows) == self.logged:
-            return  # an epoch a resumed fit skipped
+            return  # no trackers, or an epoch a resumed fit skipped
         self.logged = len(self.records.rows)
         for log in self.logs:
             log.log_epoch(self.logged - 1, self.step_of(0), numbers(self.records.rows[-1]))
@@ -283,3 +287,9 @@ class Tracking(Callback):
         for log in self.logs:
             log.finish(final, self.step_of(0))
         self.logs = []
+
+
+def recorded_steps(learn: Learner) -> pd.DataFrame:
+    """The optimizer steps this process trained (empty for a learner without Tracking)."""
+    tracking = next((cb for cb in learn.cbs if isinstance(cb, Tracking)), None)
+    return pd.DataFrame(tracking.steps if tracking else [])
