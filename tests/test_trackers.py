@@ -21,9 +21,10 @@ from paddy.cli.app import app
 from paddy.core.errors import PaddyError
 from paddy.runs.folder import RunFolder, settings_key
 from paddy.settings.checks import apply_overrides
+from paddy.settings.config_file import load_config
 from paddy.settings.entry import ModelEntry, Tracker, default_of
 from paddy.training.run import resume_run, train
-from paddy.training.trackers import IDS_FILE, MLFLOW_STORE, STEPS_FILE, TENSORBOARD_FOLDER, check_installed
+from paddy.training.trackers import IDS_FILE, MLFLOW_STORE, STEPS_FILE, TENSORBOARD_FOLDER, check_installed, group_of
 
 EPOCH_VALUES = ["train_loss", "valid_loss", "error_rate"]
 
@@ -209,3 +210,16 @@ def test_a_missing_tracker_package_is_one_line_naming_the_extra(tiny_data_root, 
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].endswith("pip install 'paddy-trainer[wandb]'")
     assert "Traceback" not in result.output
+
+
+def test_fold_runs_of_one_entry_share_a_group_and_a_config_names_its_trackers(tmp_path):
+    entry = apply_overrides(ModelEntry(), {"arch": "resnet18", "folds": 5})
+    groups = {group_of(fold) for fold in entry.per_fold()}
+    assert groups == {"resnet18-224x224-squish"} and len({fold.describe() for fold in entry.per_fold()}) == 5
+    config = tmp_path / "c.toml"
+    config.write_text('[[models]]\narch = "resnet18"\ntrackers = ["tensorboard", "mlflow"]\n')
+    (loaded,) = load_config(config).models
+    assert loaded.trackers == (Tracker.tensorboard, Tracker.mlflow)
+    config.write_text('[[models]]\narch = "resnet18"\ntrackers = ["neptune"]\n')
+    with pytest.raises(PaddyError, match="trackers: 'neptune' is not one of tensorboard, wandb, mlflow, csv"):
+        load_config(config)
