@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -125,3 +126,43 @@ def test_paddy_runs_and_clean_from_the_command_line(out, locked):
     assert "a-finished" not in cleaned.stdout
     missing = CliRunner().invoke(app, ["runs", "--out", str(out / "nope")])
     assert missing.exit_code == 1 and "no output folder" in missing.output
+
+
+def start_training(data_root, out, size: str, epochs: int) -> subprocess.Popen:
+    flags = ["--arch", "test_resnet", "--size", size, "--bs", "8", "--epochs", str(epochs), "--no-pretrained"]
+    command = [sys.executable, "-m", "paddy", "train", "--data", str(data_root), "--out", str(out), *flags]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(out, pattern: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 180
+    while not list(out.glob(pattern)):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, f"no {pattern} in time"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_after_real_kills_clean_removes_only_the_run_killed_before_its_first_epoch(tiny_data_root, tmp_path):
+    """A run killed after an epoch is resumable, one killed before is dead, and while a run trains its
+    lock makes it `writing`, so --clean leaves it alone."""
+    out = tmp_path / "runs"
+    training = start_training(tiny_data_root, out, "32", epochs=40)
+    try:
+        wait_for(out, "*-32x32-*/checkpoint.pt", training)
+        (run,) = listed_runs(out)
+        assert run.state == RunState.writing and remove_dead_runs(out) == [], "never the run being trained"
+        early = start_training(tiny_data_root, out, "24", epochs=40)
+        wait_for(out, "*-24x24-*/config.json", early)
+        early.kill()
+        early.wait(timeout=60)
+    finally:
+        training.kill()
+        training.wait(timeout=60)
+    (dead,) = out.glob("*-24x24-*")
+    assert not (dead / "checkpoint.pt").exists(), "killed inside its first epoch"
+    states = {r.run.name: r.state for r in listed_runs(out)}
+    assert sorted(states.values()) == [RunState.dead, RunState.resumable]
+    assert [run.path for run in remove_dead_runs(out)] == [dead]
+    (kept,) = listed_runs(out)
+    assert kept.state == RunState.resumable and kept.run.checkpoint_path.is_file()
