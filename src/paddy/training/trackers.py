@@ -1,6 +1,7 @@
 """Experiment trackers (`trackers`): TensorBoard, Weights & Biases, MLflow and a CSV file of the steps,
 each offline by default and none required. One callback feeds them all: the run's settings, every
-trained epoch's history row, the loss and learning rates of every optimizer step, and the final scores.
+trained epoch's history row, the loss and learning rates of every training batch (a step; with accum,
+a micro-batch), and the final scores.
 
 One tracker run per run folder: its ids are kept in the folder (trackers.json), so a resumed run goes on
 in the same tracker run, at the same global step; the fold runs of one entry share a group (W&B's group,
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from fastai.vision.all import Callback, Learner
 
 from paddy.core.errors import PaddyError
@@ -31,7 +33,7 @@ from paddy.training.schedule import training_phases
 IDS_FILE = "trackers.json"  # each tracker's run id, so a resumed run logs to the same tracker run
 
 
-STEPS_FILE = "steps.csv"  # the csv tracker: loss and learning rates per optimizer step
+STEPS_FILE = "steps.csv"  # the csv tracker: loss and learning rates per training batch
 
 
 TENSORBOARD_FOLDER = "tensorboard"
@@ -82,9 +84,8 @@ class TrackerLog:
 
 
 class TensorBoardLog(TrackerLog):
-    """Event files in `<run>/tensorboard`: `step/*` scalars per optimizer step, `epoch/*` per epoch,
-    `final/*` once, the settings as text. A resumed run's steps go on (TensorBoard drops the steps of
-    an epoch that was cut short and trained again)."""
+    """Event files in `<run>/tensorboard`: `step/*` scalars per training batch, `epoch/*` per epoch,
+    `final/*` once, the settings as text. A resumed run's steps go on from its last finished epoch."""
 
     def __init__(self, run: Path, settings: dict[str, Any], resumed: bool):
         from torch.utils.tensorboard import SummaryWriter
@@ -189,7 +190,7 @@ class MlflowLog(TrackerLog):
 
 
 class CsvLog(TrackerLog):
-    """`<run>/steps.csv`: the loss and learning rates of every optimizer step, rewritten (atomically)
+    """`<run>/steps.csv`: the loss and learning rates of every training batch, rewritten (atomically)
     after every epoch. Epochs, settings and scores are already history.csv, config.json and result.json."""
 
     def __init__(self, run: Path, first_step: int):
@@ -235,9 +236,9 @@ def open_logs(trackers: tuple[Tracker, ...], records: EpochRecords, group: str, 
 
 
 class Tracking(Callback):
-    """Record a run's optimizer steps (for its loss picture) and feed the trackers: each trained epoch's
-    history row (after HistoryWriter has added it), each step's smoothed loss and learning rates, and the
-    final scores after the last epoch. Only a run that records its epochs is tracked (not lr_find or a
+    """Record a run's training batches (for its loss picture) and feed the trackers: each trained epoch's
+    history row (after HistoryWriter has added it) with its steps' smoothed losses and learning rates, and
+    the final scores after the last epoch. Only a run that records its epochs is tracked (not lr_find or a
     memory probe), and only by the main process of a data-parallel run. A resumed run records the steps
     from where it went on."""
 
@@ -250,6 +251,7 @@ class Tracking(Callback):
         self.logs: list[TrackerLog] = []
         self.logged = 0  # history rows the trackers have
         self.steps: list[dict[str, float]] = []  # step, epoch (its index plus the share done), loss, lr_0, ...
+        self.pending: list[tuple] = []  # this epoch's steps, sent when it ends (a cut epoch is trained again)
 
     def before_fit(self) -> None:
         if self.records is not None or not is_main_process():
@@ -267,16 +269,21 @@ class Tracking(Callback):
         if self.records is None or not self.training:
             return
         lrs = {f"lr_{i}": float(hypers["lr"]) for i, hypers in enumerate(self.opt.hypers)}
-        values = {"train_loss": float(self.smooth_loss), **lrs}
-        step = self.step_of(self.iter)
-        self.steps.append({"step": step, "epoch": len(self.records.rows) + self.iter / self.n_iter, **values})
-        for log in self.logs:
-            log.log_step(step, values)
+        where = (self.step_of(self.iter), len(self.records.rows) + self.iter / self.n_iter)
+        self.pending.append((*where, self.smooth_loss.detach(), lrs))  # a tensor: no GPU sync every batch
 
     def after_epoch(self) -> None:
-        if not self.logs or len(self.records.rows) == self.logged:
-            return  # no trackers, or an epoch a resumed fit skipped
+        """The epoch's steps (their losses read from the GPU at once) and its history row, to every tracker."""
+        pending, self.pending = self.pending, []
+        if self.records is None or len(self.records.rows) == self.logged:
+            return  # not a run, or an epoch a resumed fit skipped
         self.logged = len(self.records.rows)
+        losses = torch.stack([loss for *_, loss, _ in pending]).tolist() if pending else []
+        for (step, epoch, _, lrs), loss in zip(pending, losses):
+            values = {"train_loss": loss, **lrs}
+            self.steps.append({"step": step, "epoch": epoch, **values})
+            for log in self.logs:
+                log.log_step(step, values)
         for log in self.logs:
             log.log_epoch(self.logged - 1, self.step_of(0), numbers(self.records.rows[-1]))
 
@@ -290,6 +297,6 @@ class Tracking(Callback):
 
 
 def recorded_steps(learn: Learner) -> pd.DataFrame:
-    """The optimizer steps this process trained (empty for a learner without Tracking)."""
+    """The training batches this process trained (empty for a learner without Tracking)."""
     tracking = next((cb for cb in learn.cbs if isinstance(cb, Tracking)), None)
     return pd.DataFrame(tracking.steps if tracking else [])
