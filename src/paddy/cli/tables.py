@@ -27,7 +27,7 @@ STATE_STYLES = {"finished": "green", "resumable": "yellow", "writing": "cyan", "
 def runs_table(frame: pd.DataFrame, out_dir: str) -> Table:
     """`paddy runs`: one row per run folder, its state coloured, '-' where a value is missing (an unfinished
     run has no error or time); the columns after `seconds` are the settings that differ between the runs."""
-    table = Table(title=f"runs in {out_dir}", caption=f"{len(frame)} run folders")
+    table = Table(title=f"runs in {out_dir}", caption=f"{len(frame)} run folder{'s' * (len(frame) != 1)}")
     for column in frame.columns:
         numeric = column in ("epochs_done", "valid_error", "seconds")
         table.add_column(str(column), justify="right" if numeric else "left", overflow="fold")
