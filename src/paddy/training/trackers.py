@@ -57,7 +57,7 @@ def check_installed(trackers: tuple[Tracker, ...]) -> None:
     for tracker in trackers:
         package = PACKAGES[tracker]
         if package and importlib.util.find_spec(package) is None:
-            raise PaddyError(f"--tracker {tracker} needs {package}: pip install 'paddy-trainer[{package}]'")
+            raise PaddyError(f"tracker {tracker} needs {package}: pip install 'paddy-trainer[{package}]'")
 
 
 def group_of(entry: ModelEntry) -> str:
