@@ -12,13 +12,13 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import write_json
 from paddy.data.competition import CompetitionData
 from paddy.runs.folder import RunFolder
+from paddy.runs.listing import LR_FIND_FILE
 from paddy.settings.entry import AUTO, BadImages, ModelEntry
 from paddy.training.learner import make_learner
 from paddy.training.plots import save_current_figure
 from paddy.training.run import plan_run
 
 LR_FIND_PLOT = "lr_find.png"
-LR_FIND_FILE = "lr_find.json"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from paddy.core.versions import library_versions
 from paddy.data.competition import CompetitionData, resolve_data
 from paddy.data.folds import Folds, entry_folds
 from paddy.data.images import without_bad_images
-from paddy.runs.folder import RunFolder, new_run_folder
+from paddy.runs.folder import NOT_MATCHED, RunFolder, new_run_folder
 from paddy.runs.predictions import Predictions, save_predictions
 from paddy.runs.probes import resolve_auto_accum
 from paddy.settings.checks import apply_overrides
@@ -164,7 +164,8 @@ def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint
     if not run.checkpoint_path.is_file():
         return None
     checkpoint = load_checkpoint(run.checkpoint_path)
-    keys = (settings.keys() | checkpoint.settings.keys()) - {"seed"}  # the seed actually used is seed_used
+    # the seed actually used is seed_used; what NOT_MATCHED holds does not change what the run learns
+    keys = (settings.keys() | checkpoint.settings.keys()) - {"seed", *NOT_MATCHED}
     recorded = upgraded(Recorded.settings, checkpoint.settings)
     changed = sorted(k for k in keys if settings.get(k) != recorded.get(k))
     if changed:

@@ -3,11 +3,9 @@ each offline by default and none required. One callback feeds them all: the run'
 trained epoch's history row, the loss and learning rates of every training batch (a step; with accum,
 a micro-batch), and the final scores.
 
-One tracker run per run folder: its ids are kept in the folder (trackers.json), so a resumed run goes on
-in the same tracker run, at the same global step; the fold runs of one entry share a group (W&B's group,
-an MLflow tag). Steps and epochs are counted over the whole run (fine_tune's fits and every size),
-epochs from 0 as history.csv's rows are.
-"""
+One tracker run per run folder (its ids in trackers.json: a resumed run goes on in it, at the same step);
+an entry's fold runs share a group (W&B's group, an MLflow tag). Steps and epochs count over the whole
+run (fine_tune's fits, every size), epochs from 0 as history.csv's rows are."""
 
 from __future__ import annotations
 
