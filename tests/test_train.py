@@ -1,5 +1,6 @@
 import json
 import re
+import types
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ import paddy.training.learner
 from paddy.core.errors import PaddyError
 from paddy.runs.predictions import load_predictions
 from paddy.settings.entry import BadImages
-from paddy.training.learner import build_dataloaders, build_learner, make_learner
+from paddy.training.learner import RefuseNonFiniteLoss, build_dataloaders, build_learner, make_learner
 from paddy.training.plan import accumulation, plan_training, resolve_precision
 from paddy.training.run import loaders_at_sizes, plan_run
 from paddy.training.schedule import training_phases
@@ -349,3 +350,43 @@ def test_loaders_at_another_size_keep_the_learners_normalisation(tiny_data, tmp_
     resized = loaders_at_sizes(learn, plan, 0)((16, 16))
     assert resized.train.one_batch()[0].shape[-2:] == (16, 16)
     assert any(isinstance(t, Normalize) for t in resized.valid.after_batch.fs)
+
+
+class NoHostSync(torch.Tensor):
+    """A loss whose value the host may not read (nor anything computed from it) until `allowed`: a NaN check
+    that syncs every batch would touch it."""
+
+    allowed = False
+
+    def __bool__(self):
+        if not NoHostSync.allowed:
+            raise AssertionError("read on the host")
+        return bool(self.as_subclass(torch.Tensor))
+
+    def item(self):
+        if not NoHostSync.allowed:
+            raise AssertionError("read on the host")
+        return self.as_subclass(torch.Tensor).item()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+
+def test_the_nan_guard_reads_nothing_on_the_host_until_it_checks():
+    """Per batch the guard only queues device operations; it looks (one sync) every CHECK_EVERY batches and
+    when the epoch's training ends, and then reports the first bad batch."""
+    guard = RefuseNonFiniteLoss()
+    guard.learn = types.SimpleNamespace(training=True, epoch=0, loss=None, iter=0)
+    guard.before_epoch()
+    for batch, value in enumerate([1.0, float("nan"), 2.0, float("inf")]):
+        guard.learn.iter, guard.learn.loss = batch, torch.tensor(value).as_subclass(NoHostSync)
+        guard.after_loss()  # would raise AssertionError if it read the loss on the host
+    NoHostSync.allowed = True  # the epoch's training ends: the guard looks, once
+    try:
+        with pytest.raises(PaddyError, match="training loss became nan at epoch 1, batch 2"):
+            guard.after_train()
+    finally:
+        NoHostSync.allowed = False

@@ -164,16 +164,44 @@ def build_learner(dls, entry: ModelEntry, cbs: list[Callback], label_column: str
 
 
 class RefuseNonFiniteLoss(Callback):
-    """Stop at the first NaN or infinite training loss: the rest of the run could only be garbage."""
+    """Stop at the first NaN or infinite training loss: the rest of the run could only be garbage.
+
+    The check stays on the device: turning `isfinite` into a Python bool every batch would make the host
+    wait for the GPU each time. The first bad batch is noted on the device and looked at every
+    CHECK_EVERY batches and when the epoch's training ends, before it is validated, recorded or
+    checkpointed: nothing trained after a NaN is ever saved."""
 
     order = GradientAccumulation.order - 1  # before accumulation scales the loss and the Recorder smooths it
+    CHECK_EVERY = 50
+
+    def before_epoch(self) -> None:
+        self.first_bad: torch.Tensor | None = None  # the batch index of the first bad loss (-1: none yet)
+        self.bad_loss: torch.Tensor | None = None
 
     def after_loss(self) -> None:
-        if self.training and not torch.isfinite(self.learn.loss).all():
-            raise PaddyError(
-                f"the training loss became {self.learn.loss.item()} at epoch {self.epoch + 1}, batch {self.iter + 1}; "
-                "nothing was saved as finished (try a lower --lr or --precision fp32)"
-            )
+        if not self.training:
+            return
+        loss = self.learn.loss.detach().float()
+        if self.first_bad is None:
+            self.first_bad, self.bad_loss = loss.new_full((), -1.0), loss.new_zeros(())
+        first = (self.first_bad < 0) & ~torch.isfinite(loss).all()
+        self.first_bad = torch.where(first, self.first_bad.new_full((), float(self.iter)), self.first_bad)
+        self.bad_loss = torch.where(first, loss.reshape(-1)[0], self.bad_loss)
+        if (self.iter + 1) % self.CHECK_EVERY == 0:
+            self.refuse_if_bad()
+
+    def after_train(self) -> None:
+        self.refuse_if_bad()
+
+    def refuse_if_bad(self) -> None:
+        """The one host sync: raise if a bad loss was noted."""
+        if self.first_bad is None or int(self.first_bad) < 0:
+            return
+        where = f"epoch {self.epoch + 1}, batch {int(self.first_bad) + 1}"
+        raise PaddyError(
+            f"the training loss became {float(self.bad_loss)} at {where}; "
+            "nothing was saved as finished (try a lower --lr or --precision fp32)"
+        )
 
 
 def make_learner(
