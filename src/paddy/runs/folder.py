@@ -25,7 +25,7 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import read_csv, read_json, write_json
 from paddy.core.ranks import is_main_process
 from paddy.runs.predictions import PREDICTIONS_FILE
-from paddy.settings.entry import ModelEntry
+from paddy.settings.entry import ENTRY_FIELDS, ModelEntry
 from paddy.settings.legacy import Recorded, unrecorded_settings, upgraded
 
 CONFIG_FILE = "config.json"
@@ -64,17 +64,27 @@ def matched_settings(entry: ModelEntry, data_root: Path) -> dict[str, Any]:
     return {**settings, "data": str(data_root)}
 
 
+MATCH_KEYS = (*sorted(ENTRY_FIELDS - set(NOT_MATCHED)), "data", "folds_sha256")
+
+
+def match_key(recorded: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
+    """The settings by which a run is an entry's run (MATCH_KEYS but `leave_out`), as one hashable text."""
+    return json.dumps([recorded.get(k) for k in MATCH_KEYS if k not in leave_out], default=str)
+
+
+def entry_match_key(entry: ModelEntry, data_root: Path, folds_sha256: str | None) -> str | None:
+    """The match key of the entry's run: the entry's settings on that data and, for a fold's run, on the
+    folds file with digest `folds_sha256`: a fold held out of other folds (other images, another draw)
+    belongs to no entry of these, and with no folds known (None) no fold's run matches (None)."""
+    if entry.fold is not None and folds_sha256 is None:
+        return None
+    return match_key({**matched_settings(entry, data_root), "folds_sha256": folds_sha256})
+
+
 def settings_match(recorded: dict[str, Any], entry: ModelEntry, data_root: Path, folds_sha256: str | None) -> bool:
-    """Whether a run that recorded `recorded` (upgraded settings) is the entry's run: the entry's settings on
-    that data and, for a fold's run, on the folds file with digest `folds_sha256`: a fold held out of other
-    folds (other images, another draw) belongs to no entry of these, and with no folds known (None) no
-    fold's run matches."""
-    expected = matched_settings(entry, data_root)
-    if entry.fold is not None:
-        if folds_sha256 is None:
-            return False
-        expected["folds_sha256"] = folds_sha256
-    return all(recorded.get(k) == v for k, v in expected.items())
+    """Whether a run that recorded `recorded` (upgraded settings) is the entry's run (see entry_match_key)."""
+    expected = entry_match_key(entry, data_root, folds_sha256)
+    return expected is not None and match_key(recorded) == expected
 
 
 def settings_key(entry: ModelEntry, data_root: Path) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from paddy.core.errors import PaddyError
-from paddy.runs.folder import NOT_MATCHED, RunFolder, matched_settings, settings_match
+from paddy.runs.folder import NOT_MATCHED, RunFolder, entry_match_key, match_key, matched_settings
 from paddy.runs.predictions import PREDICTIONS_FILE
 from paddy.settings.entry import ENTRY_FIELDS, ModelEntry
 
@@ -45,23 +45,33 @@ class FinishedRun:
     finished_at: float  # its predictions file's mtime
 
 
+SHARED_BY_FOLDS = ("fold", "folds_sha256")  # what an entry's fold runs do not share
+
+
 @dataclass(frozen=True)
 class RunIndex:
-    """Every finished run under some output folders, each one's settings read once: a command that asks
-    which run belongs to each of many entries and folds reads every config.json once, not once a question."""
+    """Every finished run under some output folders, each one's settings read once and indexed by what
+    matches it to an entry: a command that asks which run belongs to each of many entries and folds
+    reads every config.json once and answers each question without a scan."""
 
-    runs: tuple[FinishedRun, ...]
+    by_key: dict[str, list[FinishedRun]]
+    by_entry: dict[str, list[FinishedRun]]  # keyed without the fold: an entry's fold runs together
 
     @classmethod
     def of(cls, outs: Outs) -> RunIndex:
-        found = finished_runs(outs)
-        return cls(tuple(FinishedRun(run, run.config(), run.predictions_path.stat().st_mtime) for run in found))
+        by_key: dict[str, list[FinishedRun]] = {}
+        by_entry: dict[str, list[FinishedRun]] = {}
+        for run in finished_runs(outs):
+            one = FinishedRun(run, run.config(), run.predictions_path.stat().st_mtime)
+            by_key.setdefault(match_key(one.settings), []).append(one)
+            by_entry.setdefault(match_key(one.settings, SHARED_BY_FOLDS), []).append(one)
+        return cls(by_key, by_entry)
 
     def run_of_entry(self, entry: ModelEntry, data_root: Path, folds_sha256: str | None) -> RunFolder | None:
         """The newest finished run trained with the entry's settings on that data (a fold's run: on the
         folds file with that digest), if any."""
-        matching = [one for one in self.runs if settings_match(one.settings, entry, data_root, folds_sha256)]
-        newest = max(matching, key=lambda one: one.finished_at, default=None)
+        key = entry_match_key(entry, data_root, folds_sha256)
+        newest = max(self.by_key.get(key, []) if key else [], key=lambda one: one.finished_at, default=None)
         return newest.run if newest else None
 
     def newest_folds_sha256(self, entry: ModelEntry, data_root: Path) -> str | None:
@@ -69,9 +79,8 @@ class RunIndex:
         put together on where the training data is not here to say (`paddy ensemble --config`)."""
         if entry.folds is None:
             return None
-        shared = {k: v for k, v in matched_settings(entry, data_root).items() if k != "fold"}
-        matching = [one for one in self.runs if all(one.settings.get(k) == v for k, v in shared.items())]
-        newest = max(matching, key=lambda one: one.finished_at, default=None)
+        key = match_key(matched_settings(entry, data_root), SHARED_BY_FOLDS)
+        newest = max(self.by_entry.get(key, []), key=lambda one: one.finished_at, default=None)
         return newest.settings.get("folds_sha256") if newest else None
 
 

@@ -9,6 +9,7 @@ still load, match their entries and resume; the 0.1 key names go when 0.3 is rel
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from paddy.settings.entry import ModelEntry, OptimizerChoice
@@ -40,9 +41,15 @@ class Recorded(StrEnum):
 
 
 def unrecorded_settings() -> dict[str, Any]:
-    """What a run that records none of the settings added since paddy 0.2 was trained with."""
+    """What a run that records none of the settings added since paddy 0.2 was trained with (a fresh dict of
+    the values worked out once: every run folder read is upgraded with them)."""
+    return dict(_unrecorded_settings())
+
+
+@lru_cache(maxsize=1)
+def _unrecorded_settings() -> tuple[tuple[str, Any], ...]:
     defaults = ModelEntry().to_json()
-    return {k: BEHAVIOUR_OF_0_2.get(k, defaults[k]) for k in SETTINGS_SINCE_0_2}
+    return tuple((k, BEHAVIOUR_OF_0_2.get(k, defaults[k])) for k in SETTINGS_SINCE_0_2)
 
 
 def upgraded(kind: Recorded, recorded: dict[str, Any]) -> dict[str, Any]:
