@@ -14,7 +14,7 @@ from fastai.vision.all import set_seed
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
 from paddy.data.competition import image_files
-from paddy.data.images import unreadable_images
+from paddy.data.images import image_checks_path, unreadable_images
 from paddy.ensembling.average import Member, average, choose_runs, folds_mean, member_name
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, save_predictions
@@ -22,14 +22,15 @@ from paddy.settings.config_file import EnsembleConfig
 from paddy.training.saved_model import load_model, rebuild_learner
 
 
-def images_to_predict(folder: Path) -> list[Path]:
-    """The images of `folder` in name order, every one readable."""
+def images_to_predict(folder: Path, out: Path) -> list[Path]:
+    """The images of `folder` in name order, every one readable; those checked before with the same
+    `out` are not decoded again (an `out` that does not exist is not made just for that record)."""
     if not folder.is_dir():
         raise PaddyError(f"images folder not found: {folder}")
     images = image_files(folder)
     if not images:
         raise PaddyError(f"{folder} has no images")
-    if bad := unreadable_images(images):
+    if bad := unreadable_images(images, image_checks_path(out) if out.is_dir() else None):
         raise PaddyError(f"image cannot be read: {bad[0]} ({len(bad)} in all)")
     return images
 
@@ -93,7 +94,7 @@ def predict(
     write `dest` (predictions format) and `dest` with a .csv suffix; nothing is written on any problem.
     With a config, `data` (default: the config's) picks the runs trained on it."""
     dest = dest or default_destination(out, images_dir)
-    images = images_to_predict(images_dir)
+    images = images_to_predict(images_dir, out)
     members = chosen_members(runs, out, config, images, tta, data)
     preds = members[0].preds if len(members) == 1 else average(members)
     save_predictions(preds, dest)

@@ -88,7 +88,7 @@ def probe_memory(
     for entry in entries:
         check_probe_entry(entry)
     check_headroom(headroom)
-    data = without_bad_images(data, bad_images)
+    data = without_bad_images(data, bad_images, path.parent)
     save_probes(path, load_probes(path))  # an unwritable --out fails now, not after the first hour of probing
     measure = measure or partial(measure_training, data=data, num_workers=num_workers)
     device = probe_device()

@@ -106,7 +106,7 @@ def checked_config(
             "train a data-parallel entry with `paddy train --config CONFIG --entry N`"
         )
     entries = resolve_auto_accum(config.models, budget_mib, out, data.named_root, config.source)
-    data = without_bad_images(data, bad_images)
+    data = without_bad_images(data, bad_images, out)
     for entry in entries:
         plan_training(entry)
         for one in entry.per_fold():

@@ -134,7 +134,7 @@ def plan_run(
         entry = replace(entry, seed=recorded["seed_used"], accum=recorded["accum"])
     (entry,) = resolve_auto_accum([entry], budget_mib, out, data.named_root)
     training = plan_training(entry)
-    data = without_bad_images(data, bad_images)
+    data = without_bad_images(data, bad_images, out)
     folds = entry_folds(out, data, entry)
     check_against_data(data, entry, folds)
     launched = launched_run_folder()
@@ -257,7 +257,7 @@ def plan_runs(
     if resumed is not None:
         recorded_data = resolve_data(Path(resumed.config()["data"]))
         return [plan_run(recorded_entry(resumed), recorded_data, out, budget_mib, bad_images, resumed, resume=True)]
-    data = without_bad_images(data, bad_images)
+    data = without_bad_images(data, bad_images, out)
     return [plan_run(one, data, out, budget_mib, bad_images) for one in entry.per_fold()]
 
 
