@@ -172,6 +172,17 @@ MODEL_OPTIONS: dict[str, Any] = {
         ),
     ],
     "fold": Annotated[Optional[int], typer.Option(help="With --folds: train only this fold (1..folds).")],
+    "channels_last": Annotated[
+        Optional[bool],
+        typer.Option(
+            "--channels-last/--no-channels-last",
+            help=defaulting("Model and batches in channels_last memory format (convolutional models)", "channels_last"),
+        ),
+    ],
+    "compile": Annotated[
+        Optional[bool],
+        typer.Option("--compile/--no-compile", help=defaulting("torch.compile the model", "compile")),
+    ],
     "fold_seed": Annotated[
         Optional[int], typer.Option(help=defaulting("Seed that draws the folds (shared by every entry)", "fold_seed"))
     ],

@@ -102,6 +102,8 @@ class ModelEntry:
     ema: float | None = None  # decay of an average of the weights (e.g. 0.9998) that validates, predicts and is saved
     trackers: tuple[Tracker, ...] = ()  # experiment trackers logged to; they never change what the run learns
     gpus: int = 1  # data-parallel processes (one per GPU) that train this one run; each takes bs / gpus images
+    channels_last: bool = False  # model and batches in torch.channels_last while fitting (BENCHMARKS.md 7)
+    compile: bool = False  # torch.compile the model: minutes of compiling first, then faster steps on a GPU
 
     @property
     def resize_to(self) -> tuple[int, int]:

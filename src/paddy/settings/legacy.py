@@ -26,6 +26,7 @@ SETTINGS_SINCE_0_2 = (
     *("aug", "flip", "flip_vert", "max_rotate", "max_zoom", "max_warp", "max_lighting", "min_scale"),
     *("sizes", "ema", "gpus"),
     "trackers",
+    *("channels_last", "compile"),
 )
 
 

@@ -36,6 +36,7 @@ from paddy.training.ema import WeightAverage
 from paddy.training.interrupts import RaiseDroppedInterrupt
 from paddy.training.optimizers import opt_func
 from paddy.training.plan import TrainingPlan
+from paddy.training.speed import speed_up
 from paddy.training.targets import single_target, two_targets
 from paddy.training.trackers import Tracking, check_installed
 from paddy.training.transforms import image_transforms
@@ -212,7 +213,8 @@ def make_learner(
     bars: bool = True,
     folds: Folds | None = None,
 ) -> Learner:
-    """Seeded data loaders and learner for the plan, in mixed precision where planned.
+    """Seeded data loaders and learner for the plan, in mixed precision where planned, channels_last
+    and compiled where the entry says.
 
     fit_one_cycle trains every layer, as the course's `learn.unfreeze()` before it; fastai
     freezes a pretrained body, and fine_tune freezes and unfreezes it itself. Without `bars`
@@ -228,4 +230,5 @@ def make_learner(
     if not bars:
         learn.remove_cb(ProgressCallback)
         learn.logger = noop
+    speed_up(learn, plan.entry.channels_last, plan.entry.compile)
     return learn.to_fp16() if plan.precision == Precision.fp16 else learn
