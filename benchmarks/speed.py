@@ -13,6 +13,8 @@ import time
 from common import alternate, bench_entry, median, paddy_learner, parse, parser, quietly, sample_data, show
 from throughput import in_memory_batches, timed_paddy_epoch
 
+from paddy.data.competition import CompetitionData
+
 CASES = {
     "default": {},
     "channels_last": {"channels_last": True},
@@ -21,9 +23,8 @@ CASES = {
 }
 
 
-def speed_rows(args: argparse.Namespace, cases: list[str]) -> list[dict]:
-    """images/s of each case, its ratio to the default layout, and its first (compiling) epoch's seconds."""
-    data = sample_data(args)
+def speed_rows(args: argparse.Namespace, data: CompetitionData, cases: list[str]) -> list[dict]:
+    """images/s of each case on `data`, its ratio to the first case, and its first (compiling) epoch's seconds."""
     entry = bench_entry(args)
     batches = in_memory_batches(paddy_learner(entry, data), args.batches)
     epochs, first = {}, {}
@@ -49,7 +50,7 @@ def speed_rows(args: argparse.Namespace, cases: list[str]) -> list[dict]:
 
 
 def main(args: argparse.Namespace) -> None:
-    rows = speed_rows(args, args.cases)
+    rows = speed_rows(args, sample_data(args), args.cases)
     show(
         f"channels_last and compile: {args.arch} {args.size}px, bs {args.bs}, {args.precision} on {args.device}",
         rows,
