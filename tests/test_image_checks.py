@@ -130,3 +130,10 @@ def test_concurrent_writers_merge_under_the_lock(tmp_path):
         thread.join()
     assert set(recorded_checks(record)) == {f"/img/{i}-{j}.jpg" for i in range(8) for j in range(10)}
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_image_gone_since_the_listing_is_unreadable_and_not_recorded(tmp_path):
+    gone = tmp_path / "gone.jpg"
+    record = image_checks_path(tmp_path / "runs")
+    assert paddy.data.images.unreadable_images([gone], record) == [gone]
+    assert recorded_checks(record) == {}

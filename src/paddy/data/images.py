@@ -27,10 +27,14 @@ def image_checks_path(out: Path) -> Path:
     return out / IMAGE_CHECKS_FILE
 
 
-def file_stamp(path: Path) -> list[int]:
+def file_stamp(path: Path) -> list[int] | None:
     """What says a file is still the one that was checked: its size, mtime and ctime (a copy that
-    keeps size and mtime, as `cp -p` or `rsync -t` make, still gets a new ctime)."""
-    stat = path.stat()
+    keeps size and mtime, as `cp -p` or `rsync -t` make, still gets a new ctime). None for a file
+    that cannot be stat'ed: decoding it reports it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
@@ -55,7 +59,7 @@ def record_checks(record: Path, found: dict[str, list]) -> None:
         with FileLock(f"{record}.lock", timeout=60):
             write_json(record, {"images": {**recorded_checks(record), **found}})
     except (OSError, PaddyError):
-        return
+        pass
 
 
 def decoded_unreadable(paths: list[Path]) -> set[Path]:
@@ -80,7 +84,7 @@ def unreadable_images(paths: list[Path] | tuple[Path, ...], record: Path | None 
     bad = decoded_unreadable(unchecked)
     found = {p: p not in bad for p in unchecked}
     if record is not None and found:
-        record_checks(record, {os.path.abspath(p): [*stamps[p], ok] for p, ok in found.items()})
+        record_checks(record, {os.path.abspath(p): [*stamps[p], ok] for p, ok in found.items() if stamps[p]})
     readable |= found
     return [p for p in paths if not readable[p]]
 
