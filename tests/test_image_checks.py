@@ -137,3 +137,18 @@ def test_an_image_gone_since_the_listing_is_unreadable_and_not_recorded(tmp_path
     record = image_checks_path(tmp_path / "runs")
     assert paddy.data.images.unreadable_images([gone], record) == [gone]
     assert recorded_checks(record) == {}
+
+
+def test_a_command_refused_for_its_images_creates_no_output_folder(data_copy, tmp_path, decoded):
+    broken = data_copy / "train_images" / "blast" / "broken.jpg"
+    broken.write_bytes(NOT_A_JPEG)
+    out = tmp_path / "runs"
+    with pytest.raises(PaddyError, match="broken.jpg"):
+        checked(data_copy, out)
+    assert not out.exists()
+    out.mkdir()
+    with pytest.raises(PaddyError, match="broken.jpg"):
+        checked(data_copy, out)  # an existing output folder keeps what was decoded
+    decoded.clear()
+    kept = checked(data_copy, out, "skip")
+    assert decoded == [] and broken not in kept.train_images

@@ -69,10 +69,10 @@ def decoded_unreadable(paths: list[Path]) -> set[Path]:
     return {Path(p) for p in verify_images(paths)} if paths else set()
 
 
-def unreadable_images(paths: list[Path] | tuple[Path, ...], record: Path | None = None) -> list[Path]:
-    """The images of `paths` PIL cannot decode, in their order. With a `record` file, an image recorded
-    with its current size, mtime and ctime is not decoded again, and what is decoded is added to it
-    (stamped before decoding, so a file changed meanwhile is decoded again next time)."""
+def checked_images(paths: list[Path] | tuple[Path, ...], record: Path | None) -> tuple[list[Path], dict[str, list]]:
+    """The images of `paths` PIL cannot decode, in their order, and the results decoded now for the
+    record. An image `record` holds with its current size, mtime and ctime is not decoded again (the
+    stamp is taken before decoding, so a file changed meanwhile is decoded again next time)."""
     checks = recorded_checks(record) if record is not None else {}
     stamps = {p: file_stamp(p) for p in paths} if record is not None else {}
     readable: dict[Path, bool] = {}
@@ -83,29 +83,46 @@ def unreadable_images(paths: list[Path] | tuple[Path, ...], record: Path | None 
     unchecked = [p for p in paths if p not in readable]
     bad = decoded_unreadable(unchecked)
     found = {p: p not in bad for p in unchecked}
-    if record is not None and found:
-        record_checks(record, {os.path.abspath(p): [*stamps[p], ok] for p, ok in found.items() if stamps[p]})
     readable |= found
-    return [p for p in paths if not readable[p]]
+    new = {os.path.abspath(p): [*stamps[p], ok] for p, ok in found.items() if stamps.get(p)}
+    return [p for p in paths if not readable[p]], new
+
+
+def unreadable_images(paths: list[Path] | tuple[Path, ...], record: Path | None = None) -> list[Path]:
+    """The images of `paths` PIL cannot decode, in their order; with a `record` file, those it holds
+    unchanged are not decoded again and the others are added to it."""
+    bad, new = checked_images(paths, record)
+    if record is not None and new:
+        record_checks(record, new)
+    return bad
+
+
+def bad_images_problem(data: CompetitionData, bad: set[Path], policy: BadImages) -> str | None:
+    """Why `data` cannot train with these unreadable images, or None."""
+    if bad_test := [p for p in data.test_images if p in bad]:
+        return f"test image cannot be read: {bad_test[0]} ({len(bad_test)} in all)"
+    if bad and policy == BadImages.fail:
+        return (
+            f"image cannot be read: {sorted(bad)[0]} ({len(bad)} in all); use --bad-images skip to train without them"
+        )
+    return None
 
 
 def without_bad_images(data: CompetitionData, policy: BadImages, out: Path | None = None) -> CompetitionData:
     """Fail on (policy 'fail') or drop (policy 'skip') corrupt training images, once per data; with
     `out`, the images checked by earlier commands with the same `out` are not decoded again.
 
-    A corrupt test image always fails: a submission must cover every test image.
+    A corrupt test image always fails: a submission must cover every test image. A command refused
+    for its images creates no output folder (an existing one keeps what was decoded).
     """
     if data.images_checked:
         return data
     record = image_checks_path(out) if out is not None else None
-    bad = set(unreadable_images((*data.test_images, *data.train_images), record))
-    if bad_test := [p for p in data.test_images if p in bad]:
-        raise PaddyError(f"test image cannot be read: {bad_test[0]} ({len(bad_test)} in all)")
-    if not bad:
-        return replace(data, images_checked=True)
-    if policy == BadImages.fail:
-        raise PaddyError(
-            f"image cannot be read: {sorted(bad)[0]} ({len(bad)} in all); use --bad-images skip to train without them"
-        )
-    kept = tuple(p for p in data.train_images if p not in bad)
-    return replace(data, train_images=kept, images_checked=True)
+    unreadable, new = checked_images((*data.test_images, *data.train_images), record)
+    bad = set(unreadable)
+    problem = bad_images_problem(data, bad, policy)
+    if record is not None and new and (problem is None or record.parent.is_dir()):
+        record_checks(record, new)
+    if problem:
+        raise PaddyError(problem)
+    return replace(data, train_images=tuple(p for p in data.train_images if p not in bad), images_checked=True)
