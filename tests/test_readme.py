@@ -41,3 +41,17 @@ def test_modules_and_functions_stay_small():
                 if "must be longer" not in (ast.get_docstring(node) or ""):
                     too_long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
     assert not too_long, too_long
+
+
+def test_no_module_imports_itself_back():
+    """No import cycle, also inside one package (the layer contracts only see imports between packages)."""
+    import grimp
+
+    graph = grimp.build_graph("paddy")
+    cycles = [
+        (importer, imported)
+        for importer in graph.modules
+        for imported in graph.find_modules_directly_imported_by(importer)
+        if imported.startswith("paddy.") and graph.chain_exists(importer=imported, imported=importer)
+    ]
+    assert not cycles, cycles

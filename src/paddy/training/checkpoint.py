@@ -182,6 +182,8 @@ class HistoryWriter(TrainedEpochs):
     still shows how far it got, and hand each row to `on_epoch`. Each row names its fit and the
     image size it trained at (which changes with progressive resizing)."""
 
+    # fastai 2.8's Learner sorts callbacks by `order` alone (it reads no run_after/run_before), so paddy's
+    # orders are written from the fastai callbacks they must follow, as fastai's own are (MixedPrecision.order-4)
     order = Recorder.order + 10  # after fastai's Recorder, which fills `recorder.log`
 
     def __init__(self, records: EpochRecords, phase: int, size: Size):
