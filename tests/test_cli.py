@@ -215,3 +215,15 @@ def test_show_and_ensemble_import_no_torch(finished_run, tmp_path):
     assert heavy_imports("show", finished_run.run.name, "--out", out) == []
     assert heavy_imports("ensemble", "--out", out, "--dest", str(tmp_path / "e.safetensors")) == []
     assert (tmp_path / "e.safetensors").is_file(), "the ensemble was really made"
+    submissions = tmp_path / "submissions"
+    submit = ["submit", "--run", finished_run.run.name, "--out", out, "--dry-run", "--submissions", str(submissions)]
+    assert heavy_imports(*submit) == []
+    assert len(list(submissions.glob("submission-*.csv"))) == 1, "the submission was really written"
+
+
+def test_kaggle_status_and_pull_import_no_torch():
+    """What `paddy kaggle status` and `paddy kaggle pull` run, imported in a fresh interpreter."""
+    script = "import sys, paddy.cli.kaggle, paddy.kaggle.kernels, paddy.kaggle.outputs\n"
+    script += f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr
