@@ -8,13 +8,12 @@ import matplotlib.colors
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_entry
+from conftest import tiny_entry, trained
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
 import paddy.training.predicting
 from paddy.training.plots import confusion_figure, loss_figure, run_title
-from paddy.training.run import train
 
 # fine_tune with progressive resizing: the frozen fit at 32, then one unfrozen fit per size
 HISTORY = pd.DataFrame(
@@ -101,7 +100,7 @@ def test_a_run_saves_its_pictures_titled_with_its_score(tiny_data, tmp_path, mon
     monkeypatch.setattr(
         paddy.training.predicting, "save_figure", lambda fig, path: drawn.append(fig) or real(fig, path)
     )
-    result = train(tiny_entry(), tiny_data, tmp_path, num_workers=0)
+    result = trained(tiny_entry(), tiny_data, tmp_path, num_workers=0)
     loss, confusion = drawn
     title = f"{result.run.name}\ntest_resnet at 32x32: error_rate {result.valid_error:.4f}"
     assert loss.axes[0].get_title() == title and confusion._suptitle.get_text() == title

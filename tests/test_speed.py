@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import torch
-from conftest import tiny_entry, with_callbacks
+from conftest import tiny_entry, trained, with_callbacks
 from fastai.vision.all import Callback
 from safetensors import safe_open
 from typer.testing import CliRunner
@@ -16,7 +16,6 @@ from paddy.cli.app import app
 from paddy.ensembling.predict import predict_run
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
-from paddy.training.run import train
 
 
 class LayoutProbe(Callback):
@@ -68,7 +67,7 @@ def test_the_default_layout_is_not_channels_last(tiny_data, tmp_path, monkeypatc
     """Negative control: the probe does tell the layouts apart."""
     probe = LayoutProbe()
     with_callbacks(monkeypatch, probe)
-    train(tiny_entry(finetune=False), tiny_data, tmp_path / "runs", num_workers=0)
+    trained(tiny_entry(finetune=False), tiny_data, tmp_path / "runs", num_workers=0)
     assert probe.batches and not any(probe.batches) and not any(probe.weights)
     assert probe.learn.model._compiled_call_impl is None
 
@@ -80,7 +79,7 @@ def test_a_compiled_model_saves_its_usual_names_and_predicts_as_trained(tiny_dat
     monkeypatch.setattr(torch.nn.Module, "compile", lambda module: real_compile(module, backend="aot_eager"))
     probe = LayoutProbe()
     with_callbacks(monkeypatch, probe)
-    result = train(tiny_entry(finetune=False, compile=True), tiny_data, tmp_path / "runs", num_workers=0)
+    result = trained(tiny_entry(finetune=False, compile=True), tiny_data, tmp_path / "runs", num_workers=0)
     assert probe.learn.model._compiled_call_impl is not None  # nn.Module.compile: compiled in place
     assert model_names(result.run.model_path) == model_names(finished_run.run.model_path)
     assert_predicts_as_trained(result.run, tiny_data)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import tiny_entry, with_callbacks
+from conftest import KAGGLE_GPU_MIB, tiny_entry, trained, with_callbacks
 from test_checkpoints import StopAt
 from typer.testing import CliRunner
 
@@ -23,7 +23,7 @@ from paddy.runs.folder import RunFolder, settings_key
 from paddy.settings.checks import apply_overrides
 from paddy.settings.config_file import load_config
 from paddy.settings.entry import ModelEntry, Tracker, default_of
-from paddy.training.run import resume_run, train
+from paddy.training.run import resume
 from paddy.training.trackers import IDS_FILE, MLFLOW_STORE, STEPS_FILE, TENSORBOARD_FOLDER, check_installed, group_of
 
 EPOCH_VALUES = ["train_loss", "valid_loss", "error_rate"]
@@ -135,7 +135,7 @@ def test_tensorboard_and_csv_from_the_command_line(tiny_data_root, tmp_path):
 
 
 def test_wandb_offline_run_that_wandb_can_sync(tiny_data, tmp_path):
-    result = train(tiny_entry(trackers=(Tracker.wandb,)), tiny_data, tmp_path, num_workers=0)
+    result = trained(tiny_entry(trackers=(Tracker.wandb,)), tiny_data, tmp_path, num_workers=0)
     logged = wandb_logged(result.run)
     (path,) = logged["files"]
     assert path.parent.name.startswith("offline-run-"), "offline by default"
@@ -157,11 +157,11 @@ def test_a_resumed_run_goes_on_in_the_same_tracker_runs(tiny_data, tmp_path, mon
     entry = tiny_entry(epochs=2, trackers=(Tracker.mlflow, Tracker.wandb, Tracker.tensorboard, Tracker.csv))
     with_callbacks(monkeypatch, StopAt(2, 1))
     with pytest.raises(KeyboardInterrupt):
-        train(entry, tiny_data, tmp_path, num_workers=0)
+        trained(entry, tiny_data, tmp_path, num_workers=0)
     cut = the_run(tmp_path)
     ids = json.loads((cut.path / IDS_FILE).read_text())
     monkeypatch.undo()
-    result = resume_run(cut, tiny_data, num_workers=0)
+    result = resume(cut, KAGGLE_GPU_MIB, tiny_data, num_workers=0)
     assert json.loads((cut.path / IDS_FILE).read_text()) == ids
     client, (mlflow_run,) = mlflow_runs(tmp_path)
     assert mlflow_run.info.run_id == ids["mlflow"] and mlflow_run.info.status == "FINISHED"
