@@ -5,15 +5,28 @@ workers), alternating. The loader alone is timed too, twice: whole (decode, item
 batch augmentation on this device) and its CPU side only (decode, item resize, collate in
 the workers): with a GPU, the batch augmentation runs on the GPU and the CPU side's
 images/s is what a 2-vCPU machine can feed the model.
+
+With `--decoders` (benchmark 2b) it times instead the CPU side of each item pipeline on the
+original JPEGs, alternating: fastai's PIL pipeline (ImageBlock and Resize, paddy before `decode`
+and models saved then), paddy's `decode = "pil"` and `"torchvision"`, and a plain PyTorch
+DataLoader with the same PIL decode and resize.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Callable
 
+import numpy as np
+import torch
 from common import alternate, bench_entry, median, paddy_learner, parse, parser, presized_data, sample_data, show, timed
-from fastai.vision.all import DataLoader, Learner
+from fastai.vision.all import CategoryBlock, DataBlock, DataLoader, Learner, RandomSplitter, parent_label
+from PIL import Image
+
+from paddy.data.competition import CompetitionData
+from paddy.settings.entry import DecodeChoice, ModelEntry
+from paddy.training.transforms import image_pipeline
 
 
 def epoch(learn: Learner, lr: float) -> float:
@@ -38,7 +51,81 @@ def timings(learn: Learner, lr: float, with_epoch: bool) -> dict[str, Callable[[
     return {**cases, "loader s": lambda: loader_pass(loader), "CPU side s": lambda: loader_pass(cpu_loader)}
 
 
+def fastai_pil_loader(entry: ModelEntry, data: CompetitionData, workers: int) -> DataLoader:
+    """The CPU side of paddy's training loader before `decode` existed: fastai's ImageBlock and Resize
+    (`image_pipeline` with no decoder, as a model saved then is rebuilt)."""
+    images, item_tfms, _ = image_pipeline(None, str(entry.item), entry.size, entry.resize_to, entry.augmentation())
+    block = DataBlock(
+        blocks=(images, CategoryBlock(vocab=list(data.classes))),
+        get_items=lambda _: list(data.train_images),
+        splitter=RandomSplitter(entry.valid_pct, seed=0),
+        get_y=parent_label,
+        item_tfms=item_tfms,
+    )
+    return block.dataloaders(data.train_dir, bs=entry.bs, num_workers=workers).train
+
+
+PLAIN = "plain PyTorch DataLoader, PIL"
+
+
+class PlainPIL(torch.utils.data.Dataset):
+    """A hand-written dataset: PIL decode, PIL bilinear resize to the item size, a uint8 tensor and the label."""
+
+    def __init__(self, data: CompetitionData, size: tuple[int, int]) -> None:
+        self.items, self.size = list(data.train_images), size
+        self.classes = {c: i for i, c in enumerate(data.classes)}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        with Image.open(self.items[i]) as image:
+            pixels = image.convert("RGB").resize(self.size[::-1], Image.BILINEAR)
+        return torch.from_numpy(np.array(pixels)).permute(2, 0, 1), self.classes[self.items[i].parent.name]
+
+
+def decoders_main(args: argparse.Namespace) -> None:
+    """Benchmark 2b: images/s of each item pipeline's CPU side, same images, batch and workers."""
+    entry = bench_entry(args, item_size=args.item or 480)
+    data = sample_data(args)
+    workers = 2 if args.workers is None else args.workers
+    plain = PlainPIL(data, entry.resize_to)
+    loaders = {
+        "fastai PIL pipeline (paddy before decode)": fastai_pil_loader(entry, data, workers),
+        **{
+            f'paddy decode = "{decode}"': cpu_side(paddy_learner(replace(entry, decode=decode), data, workers))
+            for decode in DecodeChoice
+        },
+    }
+    images = {name: len(loader) * loader.bs for name, loader in loaders.items()}  # training drops the last batch
+    cases = {name: (lambda loader=loader: loader_pass(loader)) for name, loader in loaders.items()}
+    plain_loader = torch.utils.data.DataLoader(plain, batch_size=entry.bs, shuffle=True, num_workers=workers)
+    cases[PLAIN], images[PLAIN] = (lambda: timed(lambda: sum(1 for _ in plain_loader))), len(plain)
+    seconds = alternate(cases, args.reps)
+    speed = {name: images[name] / median(times) for name, times in seconds.items()}
+    first = next(iter(cases))
+    rows = [
+        {
+            "item pipeline": name,
+            "images/s": speed[name],
+            "CPU ms per image": 1000 * workers / speed[name],
+            "x fastai PIL": speed[name] / speed[first],
+            "x plain PIL": speed[name] / speed[PLAIN],
+        }
+        for name in cases
+    ]
+    show(
+        f"item pipelines (CPU side): {len(plain)} JPEGs of {data.root.name}, item {entry.item} "
+        f"{entry.resize_to[0]}x{entry.resize_to[1]}, bs {entry.bs}, {workers} workers",
+        rows,
+        args,
+        note="CPU ms per image = workers / images per s (the workers kept busy)",
+    )
+
+
 def main(args: argparse.Namespace) -> None:
+    if args.decoders:
+        return decoders_main(args)
     entry = bench_entry(args, item_size=args.item)
     original = sample_data(args)
     sources = {"original 480x640": original, f"presized {args.longest}": presized_data(original, args.longest)}
@@ -73,4 +160,5 @@ if __name__ == "__main__":
     p.add_argument("--item", type=int, default=None, help="item resize before augmentation (default: paddy's, 2x size)")
     p.add_argument("--workers", type=int, default=None, help="data loader workers (default: paddy's)")
     p.add_argument("--skip-epoch", action="store_true", help="time the loader only (large sizes on CPU)")
+    p.add_argument("--decoders", action="store_true", help="2b: each item pipeline's CPU side (item default 480)")
     main(parse(p))

@@ -17,7 +17,7 @@ from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import choose_model
 from paddy.settings.budget import DEFAULT_BUDGET
 from paddy.settings.checks import parse_accum_text
-from paddy.settings.entry import BadImages, OptimizerChoice, Precision, ResizeMethod, Tracker, default_of
+from paddy.settings.entry import BadImages, DecodeChoice, OptimizerChoice, Precision, ResizeMethod, Tracker, default_of
 
 
 def defaulting(help_text: str, name: str) -> str:
@@ -83,6 +83,9 @@ MODEL_OPTIONS: dict[str, Any] = {
     "item": Annotated[Optional[ResizeMethod], typer.Option(help=defaulting("Item resize method", "item"))],
     "item_size": Annotated[
         Optional[str], typer.Option(help="Item resize before augmentation: N or HxW (default twice --size).")
+    ],
+    "decode": Annotated[
+        Optional[DecodeChoice], typer.Option(help=defaulting("Image decoder before the uint8 item resize", "decode"))
     ],
     "accum": Annotated[
         Optional[str],

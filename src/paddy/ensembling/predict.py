@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from fastai.vision.all import set_seed
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
@@ -19,6 +18,7 @@ from paddy.ensembling.average import Member, average, choose_runs, folds_mean, m
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, save_predictions
 from paddy.settings.config_file import EnsembleConfig
+from paddy.training.predicting import tta_predictions
 from paddy.training.saved_model import load_model, rebuild_learner
 
 
@@ -40,14 +40,11 @@ def predict_run(run: RunFolder, images: list[Path], tta: bool) -> Predictions:
     own test predictions come out again."""
     card, state = load_model(run.model_path)
     learn = rebuild_learner(card, state, images, run.model_path)
-    test_dl = learn.dls.test_dl(images)
+    meta = {"run": run.name, "arch": card.arch, "size": card.size, "item": card.item, "tta": tta}
     with learn.no_bar(), learn.no_logging():
         if tta:
-            set_seed(card.seed)
-            probs, _ = learn.tta(dl=test_dl)
-        else:
-            probs, _ = learn.get_preds(dl=test_dl)
-    meta = {"run": run.name, "arch": card.arch, "size": card.size, "item": card.item, "tta": tta}
+            return tta_predictions(learn, images, tuple(card.vocab), meta, card.seed)
+        probs, _ = learn.get_preds(dl=learn.dls.test_dl(images))
     return Predictions(probs.float().numpy(), tuple(p.name for p in images), tuple(card.vocab), meta)
 
 

@@ -18,6 +18,14 @@ class ResizeMethod(StrEnum):
     pad = "pad"
 
 
+class DecodeChoice(StrEnum):
+    """How each image file becomes pixels before the item resize (on uint8 tensors either way):
+    torchvision's decoder, or PIL's (with `Image.draft` when the item size is at most half the image)."""
+
+    pil = "pil"
+    torchvision = "torchvision"
+
+
 class Precision(StrEnum):
     """auto: fp16 mixed precision on CUDA, fp32 on the CPU."""
 
@@ -70,6 +78,7 @@ class ModelEntry:
     size: tuple[int, int] = (224, 224)
     item: ResizeMethod = ResizeMethod.squish
     item_size: tuple[int, int] | None = None  # None: twice `size`, as the course's Resize(480) for 224
+    decode: DecodeChoice = DecodeChoice.torchvision  # the fastest on BENCHMARKS.md's machine (section 2b)
     accum: Accum = 1
     bs: int = 64
     epochs: int = 12
@@ -158,6 +167,8 @@ class ModelEntry:
         d["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
         d["item"], d["precision"], d["opt"] = str(self.item), str(self.precision), str(self.opt)
         d["trackers"] = [str(tracker) for tracker in self.trackers]
+
+        d["decode"] = str(self.decode)
         return d
 
 

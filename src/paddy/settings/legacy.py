@@ -27,6 +27,7 @@ SETTINGS_SINCE_0_2 = (
     *("sizes", "ema", "gpus"),
     "trackers",
     *("channels_last", "compile"),
+    "decode",  # matched as the default: the paths differ only by decoder rounding (BENCHMARKS.md 2b)
 )
 
 

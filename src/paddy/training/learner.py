@@ -15,7 +15,6 @@ from fastai.vision.all import (
     DataBlock,
     FuncSplitter,
     GradientAccumulation,
-    ImageBlock,
     Learner,
     MixUp,
     ProgressCallback,
@@ -39,7 +38,7 @@ from paddy.training.plan import TrainingPlan
 from paddy.training.speed import speed_up
 from paddy.training.targets import single_target, two_targets
 from paddy.training.trackers import Tracking, check_installed
-from paddy.training.transforms import image_transforms
+from paddy.training.transforms import image_pipeline
 
 WEIGHTS_FILE_ERRORS = (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError)
 
@@ -52,7 +51,7 @@ def build_dataloaders(
     num_workers: int | None = None,
     folds: Folds | None = None,
 ):
-    """Images resized per item and augmented per batch to `size` (see `image_transforms`).
+    """Images decoded and resized per item and augmented per batch to `size` (see `image_pipeline`).
 
     With `multi_target`, a second category (a train.csv column) is a second target. With `folds`,
     the entry's fold is the validation set instead of a random `valid_pct`.
@@ -62,9 +61,11 @@ def build_dataloaders(
         extra = extra_labels(data, entry.multi_target)
         blocks.append(CategoryBlock(vocab=sorted(set(extra.values()))))
         getters.append(lambda path: extra[path.name])
-    item_tfms, batch_tfms = image_transforms(str(entry.item), entry.size, entry.resize_to, entry.augmentation())
+    images, item_tfms, batch_tfms = image_pipeline(
+        str(entry.decode), str(entry.item), entry.size, entry.resize_to, entry.augmentation()
+    )
     block = DataBlock(
-        blocks=(ImageBlock, *blocks),
+        blocks=(images, *blocks),
         n_inp=1,
         get_items=lambda _: list(data.train_images),
         splitter=held_out_splitter(entry, seed, folds),

@@ -17,7 +17,6 @@ from fastai.vision.all import (
     CategoryBlock,
     CrossEntropyLossFlat,
     DataBlock,
-    ImageBlock,
     Learner,
     Normalize,
     default_split,
@@ -30,7 +29,7 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_bytes
 from paddy.settings.entry import ModelEntry
 from paddy.training.targets import TwoTargetLoss
-from paddy.training.transforms import image_transforms
+from paddy.training.transforms import image_pipeline
 
 FORMAT = "paddy-model-1"
 
@@ -52,6 +51,8 @@ class ModelCard:
     seed: int
     # aug_transforms arguments (None: no augmentation); a model saved before they were settings had the default
     augmentation: dict[str, Any] | None = field(default_factory=ModelEntry().augmentation)
+    # the decoder of the item pipeline (None: a model saved before `decode`, fastai's PIL pipeline)
+    decode: str | None = None
 
 
 def normalisation(learn: Learner) -> dict[str, list[float]] | None:
@@ -85,17 +86,19 @@ def load_model(path: Path) -> tuple[ModelCard, dict[str, torch.Tensor]]:
 
 
 def rebuild_learner(card: ModelCard, state: dict[str, torch.Tensor], images: list[Path], path: Path) -> Learner:
-    """The trained model on a data pipeline of `images` built as training built it (item resize,
-    batch transforms, normalisation), with no training data at all."""
+    """The trained model on a data pipeline of `images` built as training built it (decoder, item
+    resize, batch transforms, normalisation), with no training data at all."""
     model, _ = create_timm_model(card.arch, card.n_out, default_split, pretrained=False)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         reason = str(e).strip().splitlines()[0]
         raise PaddyError(f"{path} does not fit {card.arch} with {card.n_out} outputs: {reason}") from None
-    item_tfms, batch_tfms = image_transforms(card.item, tuple(card.size), tuple(card.item_size), card.augmentation)
+    images_block, item_tfms, batch_tfms = image_pipeline(
+        card.decode, card.item, tuple(card.size), tuple(card.item_size), card.augmentation
+    )
     block = DataBlock(
-        blocks=(ImageBlock, CategoryBlock(vocab=card.vocab)),
+        blocks=(images_block, CategoryBlock(vocab=card.vocab)),
         get_y=lambda _: card.vocab[0],  # no labels: only the test pipeline of these loaders is used
         item_tfms=item_tfms,
         batch_tfms=batch_tfms,
@@ -116,11 +119,12 @@ def card_for(learn: Learner, entry: ModelEntry, step_bs: int, vocab: tuple[str, 
         item=str(entry.item),
         item_size=list(entry.resize_to),
         step_bs=step_bs,
-        num_workers=learn.dls.train.num_workers,
+        num_workers=learn.dls.train.fake_l.num_workers,  # its processes (fastai's num_workers is 1 here)
         vocab=list(vocab),
         n_out=learn.n_out,  # vision_learner records it
         n_first=loss.n_first if isinstance(loss, TwoTargetLoss) else None,
         normalize=normalisation(learn),
         seed=seed,
         augmentation=entry.augmentation(),
+        decode=str(entry.decode),
     )
