@@ -84,9 +84,38 @@ class PlainPIL(torch.utils.data.Dataset):
         return torch.from_numpy(np.array(pixels)).permute(2, 0, 1), self.classes[self.items[i].parent.name]
 
 
+def pixel_differences(entry: ModelEntry, data: CompetitionData, n: int = 32) -> list[dict]:
+    """Mean and largest |difference| in uint8 levels between the validation items of two pipelines,
+    over `n` images: the decoders against each other, and paddy's default against fastai's PIL."""
+    from fastai.vision.all import PILImage
+
+    _, (legacy,), _ = image_pipeline(None, str(entry.item), entry.size, entry.resize_to, entry.augmentation())
+    paths = list(data.train_images)[:n]
+
+    def items(decode: DecodeChoice | None) -> torch.Tensor:
+        if decode is None:
+            return torch.stack([torch.from_numpy(np.array(legacy(PILImage.create(p), split_idx=1))) for p in paths])
+        images, placing, _ = image_pipeline(
+            str(decode), str(entry.item), entry.size, entry.resize_to, entry.augmentation()
+        )
+        read = images.type_tfms[0]
+        return torch.stack([(placing[0](read(p), split_idx=1) if placing else read(p)).permute(1, 2, 0) for p in paths])
+
+    pil, torchvision, fastai = items(DecodeChoice.pil), items(DecodeChoice.torchvision), items(None)
+    pairs = {'"pil" vs "torchvision"': (pil, torchvision), '"torchvision" vs fastai PIL': (torchvision, fastai)}
+    return [
+        {
+            "items compared": name,
+            "mean |diff|": float((a.int() - b.int()).abs().float().mean()),
+            "max |diff|": int((a.int() - b.int()).abs().max()),
+        }
+        for name, (a, b) in pairs.items()
+    ]
+
+
 def decoders_main(args: argparse.Namespace) -> None:
     """Benchmark 2b: images/s of each item pipeline's CPU side, same images, batch and workers."""
-    entry = bench_entry(args, item_size=args.item or 480)
+    entry = bench_entry(args, item_size=args.item or 480, item=args.item_method)
     data = sample_data(args)
     workers = 2 if args.workers is None else args.workers
     plain = PlainPIL(data, entry.resize_to)
@@ -120,6 +149,11 @@ def decoders_main(args: argparse.Namespace) -> None:
         rows,
         args,
         note="CPU ms per image = workers / images per s (the workers kept busy)",
+    )
+    show(
+        f"validation items' pixels (uint8 levels), item {entry.item} {entry.resize_to[0]}",
+        pixel_differences(entry, data),
+        args,
     )
 
 
@@ -161,4 +195,5 @@ if __name__ == "__main__":
     p.add_argument("--workers", type=int, default=None, help="data loader workers (default: paddy's)")
     p.add_argument("--skip-epoch", action="store_true", help="time the loader only (large sizes on CPU)")
     p.add_argument("--decoders", action="store_true", help="2b: each item pipeline's CPU side (item default 480)")
+    p.add_argument("--item-method", choices=("squish", "crop", "pad"), default="squish", help="2b: the item method")
     main(parse(p))
