@@ -81,9 +81,9 @@ def decoded(path: Path, decode: DecodeChoice, item: ResizeMethod, target: tuple[
     PIL decodes JPEGs at 1/2, 1/4 or 1/8 scale (`Image.draft`) when the scaled size is at most that:
     fewer pixels to decode and to resize."""
     if decode == DecodeChoice.torchvision:
-        from torchvision.io import ImageReadMode, decode_image
+        from torchvision.io import ImageReadMode, decode_image, read_file
 
-        pixels = decode_image(str(path), mode=ImageReadMode.RGB)
+        pixels = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
         return resized(pixels, scaled_size(*pixels.shape[1:], item, target))
     with Image.open(path) as image:
         h, w = scaled_size(image.height, image.width, item, target)
@@ -93,9 +93,10 @@ def decoded(path: Path, decode: DecodeChoice, item: ResizeMethod, target: tuple[
 
 
 def resized(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 pixels resized with antialiased bilinear interpolation (as PIL's BILINEAR), in place if
-    already that size."""
-    from torchvision.transforms.v2.functional import InterpolationMode, resize_image
+    """uint8 pixels resized with antialiased bilinear interpolation (PIL's BILINEAR, to rounding), as
+    they are if already that size."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2.functional import resize_image
 
     if tuple(pixels.shape[1:]) == tuple(size):
         return pixels.contiguous()
