@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_entry
+from conftest import tiny_entry, trained
 from fastai.vision.all import PILImage, Resize, TensorImage, set_seed
 from PIL import Image, ImageFilter
 from safetensors import safe_open
@@ -26,7 +26,6 @@ from paddy.runs.predictions import load_predictions
 from paddy.settings.entry import DecodeChoice, ModelEntry, ResizeMethod
 from paddy.training.learner import build_dataloaders
 from paddy.training.predicting import tta_predictions
-from paddy.training.run import train
 from paddy.training.saved_model import load_model, rebuild_learner
 from paddy.training.transforms import PlaceItem, ReadImage, decoded, image_pipeline, scaled_size
 
@@ -177,7 +176,7 @@ def test_a_resumed_run_equals_the_uninterrupted_one_with_each_decoder(tiny_data,
 @pytest.mark.parametrize("decode", DECODERS)
 def test_predict_reproduces_the_runs_tta_exactly_with_each_decoder(tiny_data, tmp_path, decode):
     entry = tiny_entry(item="crop", finetune=False, decode=decode)
-    run = train(entry, tiny_data, tmp_path / "runs", num_workers=2).run
+    run = trained(entry, tiny_data, tmp_path / "runs", num_workers=2).run
     dest = tmp_path / "p.safetensors"
     preds = predicted(predict(run, tiny_data.root / "test_images", "--dest", str(dest)), dest)
     np.testing.assert_array_equal(preds.probs, load_predictions(run.predictions_path).probs)
@@ -199,7 +198,7 @@ def predictions_with(run, images, decode: str | None) -> np.ndarray:
 
 def test_a_run_predicted_with_the_other_decoder_differs_by_interpolation_only(larger_data, tmp_path):
     entry = tiny_entry(size=(16, 16), finetune=False, decode="pil")
-    run = train(entry, larger_data, tmp_path / "runs", num_workers=0).run
+    run = trained(entry, larger_data, tmp_path / "runs", num_workers=0).run
     images = list(larger_data.test_images)
     own = load_predictions(run.predictions_path).probs
     np.testing.assert_array_equal(predictions_with(run, images, "pil"), own)

@@ -25,7 +25,8 @@ from paddy.orchestration.config_runs import (
 from paddy.runs.folder import entry_run_folder
 from paddy.runs.predictions import load_predictions
 from paddy.settings.config_file import load_config
-from paddy.training.run import train
+from paddy.training.plan import plan_training
+from paddy.training.run import RunPlan, train
 
 TINY_CONFIG = """
 [defaults]
@@ -66,25 +67,30 @@ def oom_below(min_accum: int):
     """A train_once that runs out of memory until accum reaches `min_accum`."""
     calls = []
 
-    def train_once(entry):
-        calls.append(entry.accum)
-        if entry.accum < min_accum:
+    def train_once(plan):
+        calls.append(plan.training.accum)
+        if plan.training.accum < min_accum:
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        return entry
+        return plan.entry
 
     return train_once, calls
 
 
+def planned(entry) -> RunPlan:
+    """A plan of `entry` alone: what an out-of-memory retry changes (no data or folder is touched)."""
+    return RunPlan(plan_training(entry), data=None, run=None)
+
+
 def test_oom_doubles_accum_until_it_fits():
     train_once, calls = oom_below(4)
-    assert train_with_oom_retry(tiny_entry(bs=8, accum=1), train_once).accum == 4
+    assert train_with_oom_retry(planned(tiny_entry(bs=8, accum=1)), train_once).accum == 4
     assert calls == [1, 2, 4]
 
 
 def test_oom_at_two_images_per_step_is_one_clear_error():
     train_once, calls = oom_below(99)
     with pytest.raises(PaddyError, match=r"out of memory even at accum 4 \(per-step batch 2\)"):
-        train_with_oom_retry(tiny_entry(bs=8, accum=2), train_once)
+        train_with_oom_retry(planned(tiny_entry(bs=8, accum=2)), train_once)
     assert calls == [2, 4]
 
 

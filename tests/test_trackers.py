@@ -182,9 +182,9 @@ def test_a_resumed_run_goes_on_in_the_same_tracker_runs(tiny_data, tmp_path, mon
 
 def test_trackers_never_change_which_run_is_an_entrys(finished_run, tiny_data):
     tracked = apply_overrides(finished_run.entry, {"trackers": ["wandb", "csv"]})
-    assert finished_run.run.matches(tracked, tiny_data.root)
+    assert finished_run.run.matches(tracked, tiny_data.root, None)
     assert settings_key(tracked, tiny_data.root) == settings_key(finished_run.entry, tiny_data.root)
-    assert not finished_run.run.matches(apply_overrides(tracked, {"epochs": 3}), tiny_data.root), "negative control"
+    assert not finished_run.run.matches(apply_overrides(tracked, {"epochs": 3}), tiny_data.root, None), "control"
 
 
 def test_tracker_names_are_checked_and_each_taken_once():

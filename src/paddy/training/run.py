@@ -14,7 +14,6 @@ from typing import Any, Callable
 import pandas as pd
 from fastai.vision.all import (
     Learner,
-    Normalize,
     noop,
 )
 
@@ -36,7 +35,7 @@ from paddy.training.ema import adopt_average
 from paddy.training.learner import build_dataloaders, make_learner
 from paddy.training.plan import TrainingPlan, check_against_data, plan_training
 from paddy.training.predicting import save_run_plots, tta_predictions
-from paddy.training.saved_model import card_for, save_model
+from paddy.training.saved_model import card_for, normalizers, save_model
 from paddy.training.schedule import fit_phases, training_phases
 
 
@@ -100,7 +99,7 @@ def loaders_at_sizes(learn: Learner, plan: RunPlan, num_workers: int | None) -> 
     unless item_size is set), normalised as the learner's are; None for a run at one size."""
     if not plan.entry.sizes:
         return None
-    normalize = [t for t in learn.dls.after_batch.fs if isinstance(t, Normalize)]
+    normalize = normalizers(learn)
 
     def loaders_at(size: tuple[int, int]):
         entry = replace(plan.entry, size=size)

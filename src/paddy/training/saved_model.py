@@ -55,9 +55,14 @@ class ModelCard:
     decode: str | None = None
 
 
-def normalisation(learn: Learner) -> dict[str, list[float]] | None:
+def normalizers(learn: Learner) -> list[Normalize]:
     """The Normalize the learner applies to batches (fastai adds one for pretrained models), if any."""
-    found = [t for t in learn.dls.after_batch.fs if isinstance(t, Normalize)]
+    return [t for t in learn.dls.after_batch.fs if isinstance(t, Normalize)]
+
+
+def normalisation(learn: Learner) -> dict[str, list[float]] | None:
+    """The learner's normalisation statistics, as a saved model keeps them."""
+    found = normalizers(learn)
     if not found:
         return None
     return {"mean": found[0].mean.flatten().tolist(), "std": found[0].std.flatten().tolist()}
