@@ -1,0 +1,1 @@
+"""Scores of every target kind (the competitions' metrics), thresholds and cut-points: numpy and scikit-learn."""

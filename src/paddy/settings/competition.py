@@ -1,0 +1,116 @@
+"""The competition description: where the labels and images are, what kind of target they are, and
+which metric Kaggle scores. Every key may be left out; what is left out is inferred from the files
+(paddy.data.layout), and the filled-in description is what a run records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+
+class TargetKind(StrEnum):
+    """What one training image's label is, and so the model's head and loss.
+
+    single: one class of many (softmax); multi: any set of tags (one sigmoid each); binary: two classes,
+    scored on the positive class's probability; regression: a number (one output, `y_range`);
+    ordinal: integer grades trained as a number and cut into grades at fitted cut-points."""
+
+    single = "single"
+    multi = "multi"
+    binary = "binary"
+    regression = "regression"
+    ordinal = "ordinal"
+
+
+class MetricName(StrEnum):
+    """The competition metrics paddy scores with (paddy.scoring.metrics has their maths)."""
+
+    error_rate = "error_rate"
+    accuracy = "accuracy"
+    log_loss = "log_loss"
+    roc_auc = "roc_auc"
+    f1_macro = "f1_macro"
+    f1_samples = "f1_samples"
+    qwk = "qwk"
+    rmse = "rmse"
+    map5 = "map5"
+
+
+METRICS_OF_KIND: dict[TargetKind, tuple[MetricName, ...]] = {
+    # the first is the default: error_rate keeps the paddy competition's reports as they were
+    TargetKind.single: (MetricName.error_rate, MetricName.accuracy, MetricName.log_loss, MetricName.f1_macro,
+                        MetricName.map5, MetricName.roc_auc),
+    TargetKind.binary: (MetricName.roc_auc, MetricName.log_loss, MetricName.accuracy, MetricName.error_rate,
+                        MetricName.f1_macro),
+    TargetKind.multi: (MetricName.f1_samples, MetricName.roc_auc, MetricName.f1_macro, MetricName.log_loss),
+    TargetKind.regression: (MetricName.rmse,),
+    TargetKind.ordinal: (MetricName.qwk, MetricName.rmse, MetricName.accuracy),
+}
+
+
+@dataclass(frozen=True)
+class CompetitionSpec:
+    """The `[competition]` table of a config (and its flags); None: inferred from the files."""
+
+    slug: str | None = None  # the Kaggle competition (paddy-disease-classification when nothing says)
+    labels_file: str | None = None  # e.g. train.csv, labels.csv, train_labels.csv; none: class folders
+    id_column: str | None = None  # the labels file's image id column
+    label_columns: tuple[str, ...] | None = None  # one label column, or one 0/1 column per class (one-hot)
+    label_sep: str | None = None  # separator of a label list ("a b c"): multi-label
+    train_folder: str | None = None  # e.g. train_images, train, images
+    test_folder: str | None = None  # e.g. test_images, test, images
+    extension: str | None = None  # added to ids that have none (".jpg", ".png", ".tif")
+    kind: TargetKind | None = None
+    metric: MetricName | None = None
+    group_column: str | None = None  # folds never split a group (e.g. patient_id)
+    fold_column: str | None = None  # the user's own folds (1..K, or 0..K-1) in the labels file
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples as lists, choices as their names)."""
+        d = asdict(self)
+        d["label_columns"] = list(self.label_columns) if self.label_columns else None
+        d["kind"] = str(self.kind) if self.kind else None
+        d["metric"] = str(self.metric) if self.metric else None
+        return d
+
+
+SPEC_FIELDS = tuple(f.name for f in fields(CompetitionSpec))
+
+
+def metric_problem(kind: TargetKind, metric: MetricName) -> str | None:
+    """Why `metric` cannot score a `kind` target, or None."""
+    if metric in METRICS_OF_KIND[kind]:
+        return None
+    allowed = ", ".join(METRICS_OF_KIND[kind])
+    return f"metric {metric} does not fit a {kind} target (use one of: {allowed})"
+
+
+def spec_problems(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A `[competition]` table parsed into CompetitionSpec fields, and every problem in it: unknown keys,
+    values of the wrong type (never coerced), unknown kinds or metrics, a metric that does not fit the kind."""
+    parsed: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in raw.items():
+        if key not in SPEC_FIELDS:
+            problems.append(f"unknown key {key!r} (known: {', '.join(SPEC_FIELDS)})")
+        elif key == "label_columns":
+            columns = [value] if isinstance(value, str) else value
+            if not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns):
+                problems.append(f"label_columns: {value!r} is not a column name or a list of them")
+            else:
+                parsed[key] = tuple(columns)
+        elif not isinstance(value, str) or not value:
+            problems.append(f"{key}: {value!r} is not text")
+        elif key in ("kind", "metric"):
+            choices = TargetKind if key == "kind" else MetricName
+            if value not in choices.__members__:
+                problems.append(f"{key}: {value!r} is not one of {', '.join(choices)}")
+            else:
+                parsed[key] = choices(value)
+        else:
+            parsed[key] = value
+    if "kind" in parsed and "metric" in parsed and (problem := metric_problem(parsed["kind"], parsed["metric"])):
+        problems.append(problem)
+    return parsed, problems
