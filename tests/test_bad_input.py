@@ -177,7 +177,7 @@ CASES = [
     Case(
         "sample-extra-id",
         train(),
-        "1 ids without a test image (e.g. 999.jpg)",
+        "does not match test_images/: 1 of 9 ids match no image (e.g. '999.jpg')",
         prepare=lambda p: (p.data / "sample_submission.csv").open("a").write("999.jpg,\n"),
     ),
     Case(
@@ -195,7 +195,7 @@ CASES = [
     Case(
         "sample-three-columns",
         train(),
-        "should have two columns",
+        "sample_submission.csv does not match test_images/: 1 of 1 ids match no image (e.g. '1')",
         prepare=lambda p: write(p.data / "sample_submission.csv", "a,b,c\n1,2,3\n"),
     ),
     Case(

@@ -7,6 +7,7 @@ from paddy.core.errors import PaddyError
 from paddy.data.competition import check_layout, resolve_data
 from paddy.data.demo import DEMO_CLASSES, ensure_demo_dataset
 from paddy.data.images import without_bad_images
+from paddy.settings.competition import CompetitionSpec
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def test_test_order_is_by_name_not_by_creation(data_copy):
 @pytest.mark.parametrize(
     "breakage, message",
     [
-        (lambda root: shutil.rmtree(root / "train_images"), "has no train_images/ folder"),
+        (lambda root: shutil.rmtree(root / "train_images"), "has no training image folder .looked for train_images/"),
         (lambda root: shutil.rmtree(root / "test_images"), "has no test_images/ folder"),
         (lambda root: (root / "sample_submission.csv").unlink(), "has no sample_submission.csv"),
         (lambda root: [p.unlink() for p in (root / "test_images").iterdir()], "test_images has no images"),
@@ -45,7 +46,10 @@ def test_test_order_is_by_name_not_by_creation(data_copy):
             lambda root: [p.unlink() for p in (root / "train_images" / "blast").iterdir()],
             "class folder .*blast has no images",
         ),
-        (lambda root: [shutil.rmtree(p) for p in (root / "train_images").iterdir()], "has no class folders"),
+        (
+            lambda root: [shutil.rmtree(p) for p in (root / "train_images").iterdir()],
+            "train_images has no images .expected train_images/<label>/ class folders",
+        ),
     ],
 )
 def test_layout_problems_name_what_is_missing(data_copy, breakage, message):
@@ -62,7 +66,7 @@ def test_missing_data_folder(tmp_path):
 def test_resolve_data_prefers_kaggle_input_when_present(tiny_data_root, tmp_path):
     kaggle_input = tmp_path / "input"
     shutil.copytree(tiny_data_root, kaggle_input / "my-comp")
-    found = resolve_data(None, competition="my-comp", kaggle_input=kaggle_input)
+    found = resolve_data(None, CompetitionSpec(slug="my-comp"), kaggle_input=kaggle_input)
     assert found.root == kaggle_input / "my-comp" and not found.is_demo
 
 

@@ -82,7 +82,7 @@ def test_paddy_train_on_two_processes_writes_one_finished_run(tiny_data_root, tm
     preds = load_predictions(run.predictions_path)
     assert list(preds.image_ids) == sorted(p.name for p in (tiny_data_root / "test_images").iterdir())
     np.testing.assert_allclose(preds.probs.sum(axis=1), 1, atol=1e-5)
-    assert result.stdout.count("valid error") == 1, "one result line, from the main process"
+    assert result.stdout.count("valid error_rate") == 1, "one result line, from the main process"
 
 
 def test_the_accum_rule_applies_to_each_processs_share():

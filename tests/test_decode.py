@@ -148,7 +148,7 @@ def test_tta_decodes_each_image_once_with_the_draws_of_decoding_in_every_pass(
 
     entry = tiny_entry(item=item, finetune=False)
     dls = build_dataloaders(tiny_data, entry, 0, 4, 0)
-    learn = build_learner(dls, entry, [])
+    learn = build_learner(dls, entry, [], tiny_data)
     images = list(tiny_data.test_images)
     count_decodes.clear()  # building the learner looked at a batch
     with learn.no_bar(), learn.no_logging():

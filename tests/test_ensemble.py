@@ -56,7 +56,7 @@ def test_members_are_joined_on_image_id_and_class_name():
         (preds([[0.5, np.nan, 0.5], B[1]]), "run odd: predictions contain NaN"),
         (preds(B + [B[0]], ids=("1.jpg", "2.jpg", "2.jpg")), "run odd: image_id 2.jpg appears more than once"),
         (preds(B, vocab=("blast", "blast", "hispa")), "run odd: class blast appears more than once"),
-        (preds([[2.0, 1.0, -1.0], B[1]]), "run odd: predictions contain negative"),
+        (preds([[2.0, 1.0, -1.0], B[1]]), "run odd: predictions contain values outside \\[0, 1\\]"),
         (preds([[3.0, 1.0, 1.0], B[1]]), "run odd: row for 1.jpg sums to 5.0000, not 1"),
     ],
 )

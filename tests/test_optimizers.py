@@ -55,7 +55,7 @@ def test_norm_and_bias_parameters_are_not_decayed():
 def test_fastais_groups_freezing_and_discriminative_rates_still_apply(tiny_data, choice):
     def learner(opt):
         entry = tiny_entry(opt=opt, finetune=True)
-        return build_learner(build_dataloaders(tiny_data, entry, 0, 8, 0), entry, [])
+        return build_learner(build_dataloaders(tiny_data, entry, 0, 8, 0), entry, [], tiny_data)
 
     reference, learn = learner(OptimizerChoice.fastai), learner(choice)
     for each in (reference, learn):

@@ -42,7 +42,7 @@ def test_find_run_by_name_or_path(finished_run):
 def test_show_prints_settings_history_and_pictures(finished_run):
     result = CliRunner().invoke(app, ["show", finished_run.run.path.name, "--out", str(finished_run.run.path.parent)])
     assert result.exit_code == 0, result.output
-    assert "test_resnet" in result.stdout and "history" in result.stdout and "valid error" in result.stdout
+    assert "test_resnet" in result.stdout and "history" in result.stdout and "valid error_rate" in result.stdout
     assert "confusion.png" in result.stdout and "loss.png" in result.stdout
 
 

@@ -104,7 +104,7 @@ def test_local_weights_file_is_loaded(tiny_data, tmp_path):
     path = tmp_path / "resnet18.safetensors"
     save_file(source.state_dict(), path)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
-    learn = build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [])
+    learn = build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [], tiny_data)
     for name, value in learn.model[0].model.state_dict().items():
         torch.testing.assert_close(value, source.state_dict()[name])
 
@@ -117,7 +117,7 @@ def test_weights_for_another_arch_is_one_clear_error(tiny_data, tmp_path):
     save_file(timm.create_model("resnet50", pretrained=False).state_dict(), path)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
     with pytest.raises(PaddyError, match="does not fit resnet18"):
-        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [])
+        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [], tiny_data)
 
 
 def save_state(state: dict, path) -> str:
@@ -147,7 +147,7 @@ def test_a_weights_file_that_leaves_any_backbone_weight_unloaded_is_refused(tiny
     path = save_state(state, tmp_path / "partial.safetensors")
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
     with pytest.raises(PaddyError, match=re.escape(fragment)):
-        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=path), [])
+        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=path), [], tiny_data)
 
 
 def test_the_classifier_of_a_weights_file_may_be_dropped(tiny_data, tmp_path):
@@ -156,7 +156,9 @@ def test_the_classifier_of_a_weights_file_may_be_dropped(tiny_data, tmp_path):
     state = timm.create_model("resnet18", pretrained=False).state_dict()
     assert {"fc.weight", "fc.bias"} <= set(state)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
-    build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=save_state(state, tmp_path / "w.safetensors")), [])
+    build_learner(
+        dls, tiny_entry(arch="resnet18", pretrained_file=save_state(state, tmp_path / "w.safetensors")), [], tiny_data
+    )
 
 
 @pytest.mark.parametrize(
@@ -168,7 +170,7 @@ def test_a_damaged_or_mislabelled_weights_file_is_one_error(tiny_data, tmp_path,
     path.write_bytes(content)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
     with pytest.raises(PaddyError, match="cannot read pretrained_file"):
-        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [])
+        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [], tiny_data)
 
 
 def test_safetensors_content_named_pth_is_refused_not_unpickled(tiny_data, tmp_path):
@@ -178,7 +180,7 @@ def test_safetensors_content_named_pth_is_refused_not_unpickled(tiny_data, tmp_p
     save_state(timm.create_model("resnet18", pretrained=False).state_dict(), path)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
     with pytest.raises(PaddyError, match="cannot read pretrained_file"):
-        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [])
+        build_learner(dls, tiny_entry(arch="resnet18", pretrained_file=str(path)), [], tiny_data)
 
 
 def trainable_share(learn) -> float:
@@ -210,7 +212,7 @@ def test_offline_pretrained_download_is_one_clear_error(tiny_data, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     dls = build_dataloaders(tiny_data, tiny_entry(), 0, 8, 0)
     with pytest.raises(PaddyError, match="cannot get pretrained weights for test_resnet"):
-        build_learner(dls, tiny_entry(pretrained=True), [])
+        build_learner(dls, tiny_entry(pretrained=True), [], tiny_data)
 
 
 def test_finished_run_folder_holds_config_history_and_predictions(finished_run, tiny_data):
@@ -264,13 +266,13 @@ def test_a_batch_larger_than_the_training_split_is_refused_before_anything_is_wr
 
 def test_a_nan_loss_stops_training_and_leaves_no_finished_run(tiny_data, tmp_path, monkeypatch):
 
-    real = paddy.training.learner.single_target
+    real = paddy.training.learner.kind_loss
 
-    def nan_loss(label_smoothing):
-        loss, metrics = real(label_smoothing)
-        return (lambda out, *targets: loss(out, *targets) * float("nan")), metrics
+    def nan_loss(kind, label_smoothing):
+        loss = real(kind, label_smoothing)
+        return lambda out, *targets: loss(out, *targets) * float("nan")
 
-    monkeypatch.setattr(paddy.training.learner, "single_target", nan_loss)
+    monkeypatch.setattr(paddy.training.learner, "kind_loss", nan_loss)
     with pytest.raises(PaddyError, match="training loss became nan at epoch 1, batch 1"):
         trained(tiny_entry(finetune=False), tiny_data, tmp_path, num_workers=0)
     (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]

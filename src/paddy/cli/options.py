@@ -17,6 +17,7 @@ from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import choose_model
 from paddy.settings.budget import DEFAULT_BUDGET
 from paddy.settings.checks import parse_accum_text
+from paddy.settings.competition import MetricName, TargetKind
 from paddy.settings.entry import BadImages, DecodeChoice, OptimizerChoice, Precision, ResizeMethod, Tracker, default_of
 
 
@@ -195,13 +196,47 @@ MODEL_OPTIONS: dict[str, Any] = {
 SELECTION = ("data", "config", "entry")
 
 
+# The competition description's common keys ([competition] in a config); what none gives is inferred.
+COMPETITION_OPTIONS: dict[str, Any] = {
+    "competition": Annotated[
+        Optional[str], typer.Option(help="Kaggle competition slug (default: the data folder's name if paddy knows it).")
+    ],
+    "kind": Annotated[Optional[TargetKind], typer.Option(help="Target kind (default: inferred from the labels).")],
+    "metric": Annotated[
+        Optional[MetricName],
+        typer.Option(help="The competition's metric (default: the competition's, else the kind's)."),
+    ],
+    "labels_file": Annotated[
+        Optional[str],
+        typer.Option(help="Labels CSV in the data folder (default: train.csv, labels.csv, train_labels.csv)."),
+    ],
+    "id_column": Annotated[
+        Optional[str], typer.Option(help="Image id column of the labels file (default: its first).")
+    ],
+    "label_column": Annotated[
+        Optional[list[str]], typer.Option(help="Label column, or one per class for one-hot labels (repeat the flag).")
+    ],
+    "group_column": Annotated[
+        Optional[str], typer.Option(help="Column whose groups no fold splits (e.g. patient_id).")
+    ],
+    "fold_column": Annotated[Optional[str], typer.Option(help="Column holding your own folds.")],
+}
+COMPETITION_KEYS = {"competition": "slug", "label_column": "label_columns"}  # flag name -> description key
+
+
+def competition_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The competition options popped from a command's arguments, as description keys."""
+    given = {name: kwargs.pop(name) for name in COMPETITION_OPTIONS}
+    return {COMPETITION_KEYS.get(name, name): value for name, value in given.items() if value}
+
+
 def with_model_options(command: Callable[..., Any], whole_config: bool = False) -> Callable[..., Any]:
     """Give a command all of MODEL_OPTIONS; it receives them resolved, as `model: ModelChoice`
     (with its own `budget` option, if it has one, applied)."""
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model"]
     added = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-        for name, annotation in MODEL_OPTIONS.items()
+        for name, annotation in {**MODEL_OPTIONS, **COMPETITION_OPTIONS}.items()
     ]
 
     @functools.wraps(command)
@@ -209,7 +244,8 @@ def with_model_options(command: Callable[..., Any], whole_config: bool = False) 
         options = {name: kwargs.pop(name) for name in MODEL_OPTIONS}
         flags = {k: v for k, v in options.items() if k not in SELECTION}
         selection = {k: options[k] for k in SELECTION}
-        choice = choose_model(flags, **selection, budget=kwargs.pop("budget", None), whole_config=whole_config)
+        budget, competition = kwargs.pop("budget", None), competition_flags(kwargs)
+        choice = choose_model(flags, **selection, budget=budget, whole_config=whole_config, competition=competition)
         for warning in choice.warnings:
             err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
         if choice.note:

@@ -36,7 +36,7 @@ def show(
             if "train_seconds" in result
             else f"training, pictures and TTA took {result['seconds']:.1f} s"
         )
-        out.print(f"valid error [bold]{result['valid_error']:.4f}[/bold]; {timing}")
+        out.print(f"valid {result.get('metric', 'error_rate')} [bold]{result['valid_error']:.4f}[/bold]; {timing}")
     else:
         out.print("[yellow]unfinished[/yellow]: no predictions yet")
     for picture in summary.pictures:

@@ -54,7 +54,8 @@ def train(
         out.print(f"--accum auto: accum {results[0].entry.accum}, as probe-memory recorded under {out_dir}")
     for result in results:
         out.print(
-            f"{result.entry.describe()} accum={result.entry.accum}: valid error [bold]{result.valid_error:.4f}[/bold]; "
+            f"{result.entry.describe()} accum={result.entry.accum}: "
+            f"valid {result.metric} [bold]{result.valid_error:.4f}[/bold]; "
             f"training took {result.train_seconds:.1f} s, pictures and TTA {result.predict_seconds:.1f} s; "
             f"predictions: {result.predictions_path}"
         )

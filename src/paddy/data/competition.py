@@ -1,46 +1,81 @@
-"""Finding and checking competition data in the Kaggle layout, and the built-in demo dataset.
+"""Finding and checking competition data, and the built-in demo dataset.
 
-The layout is `train_images/<label>/*.jpg`, `test_images/*.jpg`, `sample_submission.csv`
-(and usually `train.csv`). Everything is checked up front so a long run never dies an hour
-in on a missing folder or a corrupt JPEG.
+Two layouts: the paddy competition's class folders (`train_images/<label>/*.jpg`, `test_images/*.jpg`,
+`sample_submission.csv`), and labels in a CSV next to flat image folders (paddy.data.layout). Everything
+is checked up front so a long run never dies an hour in on a missing folder or a corrupt JPEG.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_csv
 from paddy.data.demo import ensure_demo_dataset
+from paddy.data.layout import (
+    LABEL_FILES,
+    TEST_FOLDERS,
+    Labelled,
+    Target,
+    files_of_ids,
+    image_files,
+    image_folder,
+    labels_file,
+    read_labels,
+    visible,
+)
+from paddy.data.submission_format import SampleFormat, infer_sample_format, read_sample
+from paddy.settings.competition import (
+    METRICS_OF_KIND,
+    PADDY_COMPETITION,
+    CompetitionSpec,
+    MetricName,
+    TargetKind,
+    known_competition,
+    metric_problem,
+)
 
-COMPETITION = "paddy-disease-classification"
+COMPETITION = PADDY_COMPETITION
 
 
 KAGGLE_INPUT = Path("/kaggle/input")
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
 @dataclass(frozen=True)
 class CompetitionData:
-    """A checked competition folder: class folders with images, sorted test images."""
+    """A checked competition folder: its training images with their targets, the sorted test images, and
+    the filled-in description (kind, metric, where everything is) that runs record."""
 
     root: Path
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # the vocabulary: class names, tags, or the one column a number is predicted for
     train_images: tuple[Path, ...]
     test_images: tuple[Path, ...]
     is_demo: bool = False
-    label_column: str = "label"  # the sample submission's second column
+    label_column: str = "label"  # the sample submission's value column
     images_checked: bool = False  # every image was decoded once (see without_bad_images)
+    # by training image file name (a subset of train_images keeps them right); empty: the class folder
+    targets: Mapping[str, Target] = field(default_factory=dict)
+    spec: CompetitionSpec = CompetitionSpec(kind=TargetKind.single, metric=MetricName.error_rate)
+    groups: Mapping[str, str] | None = None
+    user_folds: Mapping[str, int] | None = None
+    sample_format: SampleFormat | None = None  # None: the paddy layout's (an id column and a label column)
+
+    @property
+    def kind(self) -> TargetKind:
+        return self.spec.kind or TargetKind.single
+
+    @property
+    def metric(self) -> MetricName:
+        return self.spec.metric or METRICS_OF_KIND[self.kind][0]
 
     @property
     def train_dir(self) -> Path:
-        return self.root / "train_images"
+        return self.root / (self.spec.train_folder or "train_images")
 
     @property
     def sample_submission(self) -> Path:
@@ -48,7 +83,7 @@ class CompetitionData:
 
     @property
     def test_ids(self) -> list[str]:
-        """Kaggle's image_id of each test image, in the stable (sorted) test order."""
+        """Each test image's file name (paddy's image id), in the stable (sorted) test order."""
         return [p.name for p in self.test_images]
 
     @property
@@ -56,16 +91,32 @@ class CompetitionData:
         """The folder a suggested command names (None for the demo, which needs no --data)."""
         return None if self.is_demo else self.root
 
-    def identity(self) -> dict[str, str]:
-        """What predictions record about their data, so submit can refuse another dataset's sample."""
-        return {"data": str(self.root), "test_ids_sha256": ids_fingerprint(self.test_ids)}
+    def target_of(self) -> Mapping[str, Target]:
+        """Each training image's target by file name (the class folder in the paddy layout)."""
+        return self.targets or {p.name: p.parent.name for p in self.train_images}
+
+    def label_texts(self, images: Sequence[Path] | None = None) -> list[str]:
+        """Each training image's target as text (tags space-joined), in the order of `images` (all training
+        images by default): what folds stratify on and record, and what out-of-fold predictions keep."""
+        targets = self.target_of()
+        texts = [targets[p.name] for p in (self.train_images if images is None else images)]
+        return [" ".join(t) if isinstance(t, tuple) else f"{t:g}" if isinstance(t, float) else t for t in texts]
+
+    def identity(self) -> dict[str, Any]:
+        """What predictions record about their data, so submit can refuse another dataset's sample and
+        ensembles, CV and submissions read the target kind and metric (and the whole description)."""
+        return {
+            "data": str(self.root),
+            "test_ids_sha256": ids_fingerprint(self.test_ids),
+            "kind": str(self.kind),
+            "metric": str(self.metric),
+            "competition": self.spec.to_json(),
+        }
 
     def smallest_class(self) -> str:
         """The class with the fewest training images (what the memory probe trains on)."""
-        counts = {c: 0 for c in self.classes}
-        for path in self.train_images:
-            counts[path.parent.name] += 1
-        return min(counts, key=lambda c: (counts[c], c))
+        counts = pd.Series(self.label_texts()).value_counts()
+        return min(counts.index, key=lambda c: (counts[c], c))
 
 
 def ids_fingerprint(ids: list[str] | tuple[str, ...]) -> str:
@@ -73,51 +124,27 @@ def ids_fingerprint(ids: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
 
 
-def visible(path: Path) -> bool:
-    """Hidden files and folders (`.ipynb_checkpoints`, macOS `._*` files, dotfiles) are not data."""
-    return not path.name.startswith(".")
+def test_images_of(root: Path, sample: pd.DataFrame, folder: Path, shared: bool) -> list[Path]:
+    """The test images, sorted: the sample's ids matched to `folder`'s files (with or without their
+    extension). A folder of its own must hold exactly the images the sample lists."""
+    sample_csv, files = root / "sample_submission.csv", {p.name: p for p in image_files(folder)}
+    if not files:
+        raise PaddyError(f"{folder} has no images")
+    ids = list(sample.iloc[:, 0])
+    images = files_of_ids(ids, files, None, f"{sample_csv} does not match {folder.name}/")
+    not_listed = sorted(set(files.values()) - set(images)) if not shared else []
+    if not_listed:
+        raise PaddyError(
+            f"{sample_csv} does not match {folder.name}/: {len(not_listed)} test images it does not list "
+            f"(e.g. {not_listed[0].name})"
+        )
+    return sorted(images)
 
 
-def image_files(folder: Path) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name for a stable order."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and visible(p) and p.is_file())
-
-
-def read_sample(sample_csv: Path) -> pd.DataFrame:
-    """sample_submission.csv as strings: an image id column, then the label column."""
-    sample = read_csv(sample_csv, dtype=str, keep_default_na=False)
-    if len(sample.columns) != 2:
-        raise PaddyError(f"{sample_csv} should have two columns (image id, label), not {list(sample.columns)}")
-    return sample
-
-
-def sample_label_column(root: Path, test_images: list[Path]) -> str:
-    """The sample submission's label column, once its ids are checked against the test images."""
-    sample_csv = root / "sample_submission.csv"
-    if not sample_csv.is_file():
-        raise PaddyError(f"{root} has no sample_submission.csv")
-    sample = read_sample(sample_csv)
-    id_column, label_column = sample.columns
-    ids, test_ids = set(sample[id_column]), {p.name for p in test_images}
-    no_image, not_listed = sorted(ids - test_ids), sorted(test_ids - ids)
-    if no_image or not_listed:
-        parts = [f"{len(no_image)} ids without a test image (e.g. {no_image[0]})"] if no_image else []
-        parts += [f"{len(not_listed)} test images it does not list (e.g. {not_listed[0]})"] if not_listed else []
-        raise PaddyError(f"{sample_csv} does not match test_images/: {' and '.join(parts)}")
-    return label_column
-
-
-def check_layout(root: Path) -> CompetitionData:
-    """Validate the competition layout; raise one clear line naming what is missing."""
-    if not root.is_dir():
-        raise PaddyError(f"data folder not found: {root}")
-    root = root.absolute()
+def class_folder_layout(root: Path, sample: pd.DataFrame) -> CompetitionData:
+    """The paddy competition's layout: one folder per class under train_images/, test_images/."""
     train_dir, test_dir = root / "train_images", root / "test_images"
-    if not train_dir.is_dir():
-        raise PaddyError(f"{root} has no train_images/ folder (expected train_images/<label>/*.jpg)")
     class_dirs = sorted(p for p in train_dir.iterdir() if visible(p) and p.is_dir())
-    if not class_dirs:
-        raise PaddyError(f"{train_dir} has no class folders (expected train_images/<label>/*.jpg)")
     train_images: list[Path] = []
     for class_dir in class_dirs:
         files = image_files(class_dir)
@@ -128,15 +155,72 @@ def check_layout(root: Path) -> CompetitionData:
         raise PaddyError(f"{train_dir} has only one class folder; a classifier needs at least two")
     if not test_dir.is_dir():
         raise PaddyError(f"{root} has no test_images/ folder")
-    test_images = image_files(test_dir)
-    if not test_images:
-        raise PaddyError(f"{test_dir} has no images")
     return CompetitionData(
         root=root,
         classes=tuple(p.name for p in class_dirs),
         train_images=tuple(train_images),
+        test_images=tuple(test_images_of(root, sample, test_dir, shared=False)),
+        label_column=str(sample.columns[1]),
+    )
+
+
+def csv_layout(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> CompetitionData:
+    """Labels in a CSV next to flat image folders (paddy.data.layout), the test images the sample's."""
+    labelled: Labelled = read_labels(root, csv, spec, sample)
+    filled = labelled.spec
+    test_dir = image_folder(root, filled.test_folder, TEST_FOLDERS, "test")
+    shared = test_dir == root / (filled.train_folder or "")
+    test_images = test_images_of(root, sample, test_dir, shared)
+    names = [p.name for p in labelled.images]
+    return CompetitionData(
+        root=root,
+        classes=labelled.vocab,
+        train_images=labelled.images,
         test_images=tuple(test_images),
-        label_column=sample_label_column(root, test_images),
+        label_column=str(sample.columns[1]),
+        targets=dict(zip(names, labelled.targets)),
+        spec=replace(filled, test_folder=test_dir.name),
+        groups=dict(zip(names, labelled.groups)) if labelled.groups else None,
+        user_folds=dict(zip(names, labelled.user_folds)) if labelled.user_folds else None,
+    )
+
+
+def has_class_folders(root: Path) -> bool:
+    """Whether train_images/ holds a folder per class (the paddy layout) rather than the images."""
+    train_dir = root / "train_images"
+    return train_dir.is_dir() and any(visible(p) and p.is_dir() for p in train_dir.iterdir())
+
+
+def class_folder_spec(spec: CompetitionSpec) -> CompetitionSpec:
+    """The description of a class-folder layout: one class per image, the folder its label."""
+    kind = spec.kind or TargetKind.single
+    if kind not in (TargetKind.single, TargetKind.binary):
+        raise PaddyError(f"class folders under train_images/ hold single-label classes, not a {kind} target")
+    return replace(spec, kind=kind, train_folder="train_images", test_folder="test_images")
+
+
+def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> CompetitionData:
+    """Validate the competition folder against the description, inferring what it leaves out; raise one
+    clear line naming the file, the column and an example of what is wrong."""
+    if not root.is_dir():
+        raise PaddyError(f"data folder not found: {root}")
+    root = root.absolute()
+    spec = known_competition(spec, root.name)
+    sample = read_sample(root / "sample_submission.csv")
+    csv = None if spec.labels_file is None and has_class_folders(root) else labels_file(root, spec)
+    if csv is None:
+        if not (root / "train_images").is_dir():
+            raise PaddyError(
+                f"{root} has no labels file ({', '.join(LABEL_FILES)}) and no train_images/<label>/ class folders"
+            )
+        found = replace(class_folder_layout(root, sample), spec=class_folder_spec(spec))
+    else:
+        found = csv_layout(root, csv, spec, sample)
+    if problem := metric_problem(found.kind, found.metric):
+        raise PaddyError(f"{root}: {problem}")
+    found = replace(found, spec=replace(found.spec, metric=found.metric))
+    return replace(
+        found, sample_format=infer_sample_format(sample, found.kind, found.classes, found.test_ids, found.metric)
     )
 
 
@@ -172,12 +256,15 @@ def recorded_root(data: Path | None) -> Path:
 
 
 def resolve_data(
-    data: Path | None, competition: str = COMPETITION, kaggle_input: Path = KAGGLE_INPUT
+    data: Path | None,
+    spec: CompetitionSpec = CompetitionSpec(),
+    kaggle_input: Path = KAGGLE_INPUT,
 ) -> CompetitionData:
-    """The checked competition data: --data, else Kaggle's input folder, else the demo."""
+    """The checked competition data: --data, else Kaggle's input folder of the description's competition
+    (the paddy competition's when it names none), else the demo."""
     if data is not None:
-        return check_layout(data.expanduser())
-    on_kaggle = kaggle_input / competition
+        return check_layout(data.expanduser(), spec)
+    on_kaggle = kaggle_input / (spec.slug or COMPETITION)
     if on_kaggle.is_dir():
-        return check_layout(on_kaggle)
-    return replace(check_layout(ensure_demo_dataset()), is_demo=True)
+        return check_layout(on_kaggle, spec)
+    return replace(check_layout(ensure_demo_dataset(), spec), is_demo=True)

@@ -25,7 +25,8 @@ from PIL import Image
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_bytes, read_json, remove_stale_temp_files, write_json
 from paddy.core.processes import die_with_parent
-from paddy.data.competition import IMAGE_SUFFIXES, check_layout
+from paddy.data.competition import check_layout
+from paddy.data.layout import IMAGE_SUFFIXES
 
 MARKER = ".paddy-presize.json"
 MAX_QUALITY = 95  # Pillow: above 95 JPEG files grow with no visible gain

@@ -109,7 +109,7 @@ def member_weight(names: list[str], meta: dict[str, Any], weights: dict[str, flo
 
 def check_probabilities(name: str, preds: Predictions) -> None:
     """Softmax outputs only: no NaN, nothing negative, rows summing to 1."""
-    if problem := preds.softmax_problem():
+    if problem := preds.output_problem():
         raise PaddyError(f"run {name}: {problem}")
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
-from paddy.data.competition import image_files
 from paddy.data.images import image_checks_path, unreadable_images
+from paddy.data.layout import image_files
 from paddy.ensembling.average import Member, average, choose_runs, folds_mean, member_name
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, save_predictions
@@ -40,7 +40,7 @@ def predict_run(run: RunFolder, images: list[Path], tta: bool) -> Predictions:
     own test predictions come out again."""
     card, state = load_model(run.model_path)
     learn = rebuild_learner(card, state, images, run.model_path)
-    meta = {"run": run.name, "arch": card.arch, "size": card.size, "item": card.item, "tta": tta}
+    meta = {"run": run.name, "arch": card.arch, "size": card.size, "item": card.item, "tta": tta, "kind": card.kind}
     with learn.no_bar(), learn.no_logging():
         if tta:
             return tta_predictions(learn, images, tuple(card.vocab), meta, card.seed)
@@ -66,9 +66,10 @@ def chosen_members(
 
 
 def predictions_csv(preds: Predictions) -> str:
-    """image_id, the most probable label, then one probability column per class."""
+    """image_id, the most probable label (of a classifier), then one column per class, tag or number."""
     table = pd.DataFrame(preds.probs, columns=list(preds.vocab))
-    table.insert(0, "label", preds.labels())
+    if preds.kind in ("single", "binary"):
+        table.insert(0, "label", preds.labels())
     table.insert(0, "image_id", list(preds.image_ids))
     return table.to_csv(index=False)
 

@@ -1,7 +1,7 @@
 """Building a submission CSV that Kaggle will accept, and keeping a log of what was sent.
 
-The CSV copies sample_submission.csv exactly (header, image_ids, order) and fills in the
-label column from the predictions, joined on image_id.
+The CSV copies sample_submission.csv exactly (header, ids, order) and fills in its value columns in the
+sample's own format (paddy.data.submission_format), joined on the images' file names.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
-from paddy.data.competition import ids_fingerprint, read_sample, resolve_data
+from paddy.data.competition import ids_fingerprint, resolve_data
+from paddy.data.submission_format import check_submission, format_submission, ids_way, infer_sample_format, read_sample
 from paddy.ensembling.average import ENSEMBLE_FILE, Member
 from paddy.kaggle.access import kaggle_api, submit_code, submit_csv
 from paddy.runs.lookup import find_run
 from paddy.runs.predictions import Predictions, load_predictions
+from paddy.settings.competition import MetricName, TargetKind
 
 LOG_FILE = "log.jsonl"
 
@@ -34,17 +36,30 @@ class Submission:
     rows: int
 
 
+def recorded_kind(preds: Predictions) -> TargetKind:
+    """The predictions' target kind; files of older releases record none and are single-label."""
+    kind = preds.meta.get("kind", TargetKind.single)
+    if kind not in TargetKind.__members__:
+        raise PaddyError(f"predictions record an unknown target kind {kind!r} (known: {', '.join(TargetKind)})")
+    return TargetKind(kind)
+
+
+def recorded_metric(preds: Predictions) -> MetricName | None:
+    """The metric the predictions were scored with (an ensemble's CV, or the run's), when recorded."""
+    cv = preds.meta.get("cv") or {}
+    metric = cv.get("metric", preds.meta.get("metric"))
+    return MetricName(metric) if metric in MetricName.__members__ else None
+
+
 def build_submission(preds: Predictions, sample: pd.DataFrame) -> pd.DataFrame:
-    """The sample's rows, in its order, with each image's most probable class."""
-    id_column, label_column = sample.columns
-    labels = dict(zip(preds.image_ids, preds.labels()))
-    missing = [(i, image_id) for i, image_id in enumerate(sample[id_column]) if image_id not in labels]
-    if missing:
-        row, image_id = missing[0]
-        raise PaddyError(
-            f"no prediction for {image_id} (sample_submission row {row + 2}; {len(missing)} missing in all)"
-        )
-    return pd.DataFrame({id_column: sample[id_column], label_column: [labels[i] for i in sample[id_column]]})
+    """The sample's rows, in its order and under its header, with each image's values in the sample's own
+    format (a class, probabilities, a number, a list of labels), checked before anyone writes them."""
+    kind = recorded_kind(preds)
+    fmt = infer_sample_format(sample, kind, preds.vocab, list(preds.image_ids), recorded_metric(preds))
+    decisions = preds.meta.get("decisions")
+    submission = format_submission(sample, fmt, preds.image_ids, preds.probs, preds.vocab, kind, decisions)
+    check_submission(submission, sample, fmt, preds.vocab)
+    return submission
 
 
 def predictions_source(out: Path, run: str | None, predictions: Path | None) -> Path:
@@ -63,9 +78,9 @@ def sample_for(preds: Predictions, data: Path | None, source: Path) -> Path:
     if data is None and recorded is None:
         raise PaddyError(f"{source} does not record its data (made before paddy 0.2): pass --data")
     found = resolve_data(data or Path(recorded))
-    sample_ids = read_sample(found.sample_submission).iloc[:, 0]
+    sample_ids = list(read_sample(found.sample_submission).iloc[:, 0])
     fingerprint = preds.meta.get("test_ids_sha256", ids_fingerprint(preds.image_ids))
-    if ids_fingerprint(list(sample_ids)) != fingerprint or fingerprint != ids_fingerprint(preds.image_ids):
+    if ids_way(sample_ids, list(preds.image_ids)) is None or fingerprint != ids_fingerprint(preds.image_ids):
         raise PaddyError(
             f"{found.sample_submission} lists other test images than {source} was predicted on "
             f"(data {recorded}); pass the --data the predictions were made from"
@@ -89,13 +104,20 @@ def default_message(preds: Predictions) -> str:
     for member in member_rows(preds):
         weight = "" if member["weight"] == 1 else f" w{member['weight']:g}"
         parts.append(f"{member['arch']} {member['size']} {member['item']}{weight}")
-    cv = preds.meta.get("cv")
-    scored = f" | CV error {cv['error']:.4f}, log loss {cv['log_loss']:.4f}" if cv else ""
-    return "paddy: " + "; ".join(parts) + scored
+    return "paddy: " + "; ".join(parts) + cv_text(preds.meta.get("cv"))
+
+
+def cv_text(cv: dict[str, Any] | None) -> str:
+    """The ensemble's CV score for the message: its metric, or the error and log loss older releases recorded."""
+    if not cv:
+        return ""
+    if "metric" in cv:
+        return f" | CV {cv['metric']} {cv['value']:.4f}"
+    return f" | CV error {cv['error']:.4f}, log loss {cv['log_loss']:.4f}"
 
 
 def write_submission(preds: Predictions, sample_csv: Path, dest: Path, message: str | None) -> Submission:
-    """Build and atomically write the submission CSV: the sample's ids in its order, a class for each."""
+    """Build, check and atomically write the submission CSV: the sample's ids in its order, values for each."""
     submission = build_submission(preds, read_sample(sample_csv))
     atomic_write_text(dest, submission.to_csv(index=False))
     return Submission(dest, message or default_message(preds), len(submission))

@@ -138,14 +138,15 @@ class StopAfterSecondStep(Callback):
 
 
 def probe_subset(data: CompetitionData, bs: int, valid_pct: float) -> CompetitionData:
-    """The smallest class folder plus one image of every other class (the head stays the real
+    """The smallest class plus one image of every other class (the head stays the real
     one), topped up so the training split holds two effective batches (two optimizer steps
     in one epoch). Memory does not depend on which images, only on how many per step."""
     smallest = data.smallest_class()
+    labels = dict(zip(data.train_images, data.label_texts()))
     first_of_class: dict[str, Any] = {}
     for path in data.train_images:
-        first_of_class.setdefault(path.parent.name, path)
-    chosen = {p for p in data.train_images if p.parent.name == smallest} | set(first_of_class.values())
+        first_of_class.setdefault(labels[path], path)
+    chosen = {p for p in data.train_images if labels[p] == smallest} | set(first_of_class.values())
     others = (p for p in data.train_images if p not in chosen)
     while training_split_size(len(chosen), valid_pct) < 2 * bs and (extra := next(others, None)):
         chosen.add(extra)

@@ -10,6 +10,7 @@ from typing import Any
 from paddy.data.competition import CompetitionData, resolve_data
 from paddy.settings.budget import chosen_budget
 from paddy.settings.checks import apply_overrides
+from paddy.settings.competition import CompetitionSpec, overridden
 from paddy.settings.config_file import EnsembleConfig, load_config, select_entry
 from paddy.settings.entry import DEMO_PRESET, ModelEntry
 from paddy.training.archs import trainable_problems
@@ -38,13 +39,16 @@ def choose_model(
     entry: str | None = None,
     budget: str | None = None,
     whole_config: bool = False,
+    competition: dict[str, Any] | None = None,
 ) -> ModelChoice:
-    """Layer the settings: config entry (or the demo preset on demo data, or defaults), then flags.
+    """Layer the settings: config entry (or the demo preset on demo data, or defaults), then flags; the
+    competition description likewise (the config's [competition], then `competition` flags).
 
     With `whole_config`, a config without `entry` gives all its entries (an ensemble). The
     budget is the flag's, else the config's, else a Kaggle GPU's."""
     ensemble = load_config(config, check=trainable_problems) if config else None
-    found = resolve_data(data or (ensemble.data if ensemble else None))
+    spec = described(ensemble, competition)
+    found = resolve_data(data or (ensemble.data if ensemble else None), spec)
     note = None
     if ensemble and whole_config and entry is None:
         bases = ensemble.models
@@ -70,7 +74,17 @@ class ConfigChoice:
     budget_mib: float
 
 
-def choose_config(config: Path, data: Path | None = None, budget: str | None = None) -> ConfigChoice:
+def choose_config(
+    config: Path, data: Path | None = None, budget: str | None = None, competition: dict[str, Any] | None = None
+) -> ConfigChoice:
     """The config, its data (the flag's, else the config's, Kaggle's or the demo) and budget (likewise)."""
     ensemble = load_config(config, check=trainable_problems)
-    return ConfigChoice(ensemble, resolve_data(data or ensemble.data), chosen_budget(budget, ensemble.budget))
+    found = resolve_data(data or ensemble.data, described(ensemble, competition))
+    return ConfigChoice(ensemble, found, chosen_budget(budget, ensemble.budget))
+
+
+def described(ensemble: EnsembleConfig | None, competition: dict[str, Any] | None) -> CompetitionSpec:
+    """The competition description: the config's [competition] table with the given keys (flags) over it."""
+    base = ensemble.competition if ensemble else CompetitionSpec()
+    given = {key: value for key, value in (competition or {}).items() if value is not None}
+    return overridden(base, given, "the competition flags") if given else base

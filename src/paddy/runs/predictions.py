@@ -25,7 +25,8 @@ SUM_TOLERANCE = 1e-3
 
 @dataclass(frozen=True)
 class Predictions:
-    """Probabilities, one row per test image (in `image_ids` order), one column per class."""
+    """Model outputs, one row per image (in `image_ids` order), one column per `vocab` name: class or tag
+    probabilities, or the one predicted number (meta["kind"] says which)."""
 
     probs: np.ndarray
     image_ids: tuple[str, ...]
@@ -39,12 +40,22 @@ class Predictions:
                 f"{len(self.image_ids)} images x {len(self.vocab)} classes"
             )
 
-    def softmax_problem(self) -> str | None:
-        """Why these are not softmax probabilities (NaN, negative, rows not summing to 1), or None."""
+    @property
+    def kind(self) -> str:
+        """The target kind these predict (files of releases before 0.3 predicted single-label classes)."""
+        return str(self.meta.get("kind", "single"))
+
+    def output_problem(self) -> str | None:
+        """Why these cannot be the outputs of their target kind, or None: class probabilities are softmax rows,
+        tag probabilities lie in [0, 1], numbers are finite."""
         if not np.isfinite(self.probs).all():
             return "predictions contain NaN or infinite values"
-        if (self.probs < 0).any():
-            return "predictions contain negative values (not probabilities)"
+        if self.kind in ("regression", "ordinal"):
+            return None
+        if (self.probs < 0).any() or (self.kind == "multi" and (self.probs > 1 + SUM_TOLERANCE).any()):
+            return "predictions contain values outside [0, 1] (not probabilities)"
+        if self.kind == "multi":
+            return None
         sums = self.probs.sum(axis=1)
         worst = int(np.abs(sums - 1).argmax()) if len(sums) else 0
         if len(sums) and abs(sums[worst] - 1) > SUM_TOLERANCE:
@@ -68,7 +79,7 @@ def reordered(
 
 def save_predictions(preds: Predictions, path: Path) -> Path:
     """Write `preds` atomically as safetensors with a JSON header; never probabilities that cannot be right."""
-    if problem := preds.softmax_problem():
+    if problem := preds.output_problem():
         raise PaddyError(f"not saving {path}: {problem}")
     header = {"format": FORMAT, "image_ids": list(preds.image_ids), "vocab": list(preds.vocab), "meta": preds.meta}
     data = save({"probs": np.ascontiguousarray(preds.probs, dtype=np.float32)}, metadata={"paddy": json.dumps(header)})
@@ -104,6 +115,6 @@ def load_predictions(path: Path) -> Predictions:
         preds = Predictions(probs, tuple(ids), tuple(vocab), meta)
     except PaddyError as e:
         raise PaddyError(f"{path}: {e}") from None
-    if problem := preds.softmax_problem():
+    if problem := preds.output_problem():
         raise PaddyError(f"{path}: {problem}")
     return preds

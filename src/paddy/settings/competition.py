@@ -5,9 +5,11 @@ which metric Kaggle scores. Every key may be left out; what is left out is infer
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
+
+from paddy.core.errors import PaddyError
 
 
 class TargetKind(StrEnum):
@@ -40,10 +42,21 @@ class MetricName(StrEnum):
 
 METRICS_OF_KIND: dict[TargetKind, tuple[MetricName, ...]] = {
     # the first is the default: error_rate keeps the paddy competition's reports as they were
-    TargetKind.single: (MetricName.error_rate, MetricName.accuracy, MetricName.log_loss, MetricName.f1_macro,
-                        MetricName.map5, MetricName.roc_auc),
-    TargetKind.binary: (MetricName.roc_auc, MetricName.log_loss, MetricName.accuracy, MetricName.error_rate,
-                        MetricName.f1_macro),
+    TargetKind.single: (
+        MetricName.error_rate,
+        MetricName.accuracy,
+        MetricName.log_loss,
+        MetricName.f1_macro,
+        MetricName.map5,
+        MetricName.roc_auc,
+    ),
+    TargetKind.binary: (
+        MetricName.roc_auc,
+        MetricName.log_loss,
+        MetricName.accuracy,
+        MetricName.error_rate,
+        MetricName.f1_macro,
+    ),
     TargetKind.multi: (MetricName.f1_samples, MetricName.roc_auc, MetricName.f1_macro, MetricName.log_loss),
     TargetKind.regression: (MetricName.rmse,),
     TargetKind.ordinal: (MetricName.qwk, MetricName.rmse, MetricName.accuracy),
@@ -89,7 +102,7 @@ def metric_problem(kind: TargetKind, metric: MetricName) -> str | None:
 
 def spec_problems(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A `[competition]` table parsed into CompetitionSpec fields, and every problem in it: unknown keys,
-    values of the wrong type (never coerced), unknown kinds or metrics, a metric that does not fit the kind."""
+    values of the wrong type (never coerced), unknown kinds or metrics."""
     parsed: dict[str, Any] = {}
     problems: list[str] = []
     for key, value in raw.items():
@@ -111,6 +124,49 @@ def spec_problems(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 parsed[key] = choices(value)
         else:
             parsed[key] = value
-    if "kind" in parsed and "metric" in parsed and (problem := metric_problem(parsed["kind"], parsed["metric"])):
-        problems.append(problem)
     return parsed, problems
+
+
+PADDY_COMPETITION = "paddy-disease-classification"
+
+
+KNOWN_COMPETITIONS: dict[str, tuple[TargetKind, MetricName]] = {
+    # What each competition's evaluation page scores, for the description to infer from the data folder's name
+    # (Kaggle's download and /kaggle/input/<slug> are named after the competition). The paddy competition
+    # scores accuracy; paddy reports its complement, error_rate, as it always has.
+    PADDY_COMPETITION: (TargetKind.single, MetricName.error_rate),
+    "cassava-leaf-disease-classification": (TargetKind.single, MetricName.accuracy),
+    "plant-pathology-2020-fgvc7": (TargetKind.single, MetricName.roc_auc),
+    "plant-pathology-2021-fgvc8": (TargetKind.multi, MetricName.f1_samples),
+    "dog-breed-identification": (TargetKind.single, MetricName.log_loss),
+    "histopathologic-cancer-detection": (TargetKind.binary, MetricName.roc_auc),
+    "aptos2019-blindness-detection": (TargetKind.ordinal, MetricName.qwk),
+    "siim-isic-melanoma-classification": (TargetKind.binary, MetricName.roc_auc),
+    "ranzcr-clip-catheter-line-classification": (TargetKind.multi, MetricName.roc_auc),
+    "petfinder-pawpularity-score": (TargetKind.regression, MetricName.rmse),
+    "hotel-id-2021-fgvc8": (TargetKind.single, MetricName.map5),
+    "herbarium-2022-fgvc9": (TargetKind.single, MetricName.f1_macro),
+    "happy-whale-and-dolphin": (TargetKind.single, MetricName.map5),
+}
+
+
+def known_competition(spec: CompetitionSpec, folder_name: str) -> CompetitionSpec:
+    """`spec` with the slug, kind and metric of a competition paddy knows filled in where it leaves them out:
+    the slug is the description's, else the data folder's name when paddy knows it."""
+    slug = spec.slug or (folder_name if folder_name in KNOWN_COMPETITIONS else None)
+    if slug not in KNOWN_COMPETITIONS:
+        return spec
+    kind, metric = KNOWN_COMPETITIONS[slug]
+    return replace(spec, slug=slug, kind=spec.kind or kind, metric=spec.metric or metric)
+
+
+def overridden(spec: CompetitionSpec, raw: dict[str, Any], where: str) -> CompetitionSpec:
+    """`spec` with the keys of `raw` (a `[competition]` table, or flags) over it, every problem in one line
+    (a metric that does not fit the kind among them)."""
+    parsed, problems = spec_problems(raw)
+    merged = replace(spec, **parsed)
+    if not problems and merged.kind and merged.metric and (problem := metric_problem(merged.kind, merged.metric)):
+        problems.append(problem)
+    if problems:
+        raise PaddyError(f"{where}: " + "; ".join(problems))
+    return merged

@@ -15,10 +15,11 @@ from typing import Any, Callable
 
 from paddy.core.errors import PaddyError
 from paddy.settings.checks import entry_problems, override_problems, unknown_key_problem
+from paddy.settings.competition import CompetitionSpec, overridden
 from paddy.settings.entry import ModelEntry
 from paddy.settings.legacy import RENAMED_KEYS, renamed_key_warning
 
-CONFIG_KEYS = ("data", "budget", "defaults", "models")
+CONFIG_KEYS = ("data", "budget", "competition", "defaults", "models")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class EnsembleConfig:
     models: list[ModelEntry]
     data: Path | None = None
     budget: str | None = None
+    competition: CompetitionSpec = CompetitionSpec()  # what the data is; left-out keys are inferred from it
     source: Path | None = field(default=None, compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)  # e.g. old key names still read
 
@@ -68,7 +70,7 @@ def config_table(raw: dict[str, Any], key: str, kind: type, path: Path) -> Any:
     """A top-level value of the expected TOML kind ([defaults] a table, [[models]] a list of tables)."""
     value = raw.get(key, kind())
     if not isinstance(value, kind) or (kind is list and not all(isinstance(m, dict) for m in value)):
-        shape = "a [defaults] table" if kind is dict else "[[models]] tables"
+        shape = f"a [{key}] table" if kind is dict else "[[models]] tables"
         raise PaddyError(f"{path}: {key} must be {shape}, not {type(value).__name__}")
     return value
 
@@ -114,6 +116,9 @@ def load_config(path: Path, base: ModelEntry = ModelEntry(), check: EntryCheck =
         models=entries,
         data=Path(data).expanduser() if data else None,
         budget=str(raw["budget"]) if "budget" in raw else None,
+        competition=overridden(
+            CompetitionSpec(), config_table(raw, "competition", dict, path), f"{path} [competition]"
+        ),
         source=path,
         warnings=tuple(warnings),
     )

@@ -17,10 +17,12 @@ from fastai.vision.all import (
     GradientAccumulation,
     Learner,
     MixUp,
+    MultiCategoryBlock,
     ProgressCallback,
     RandomSplitter,
+    RegressionBlock,
+    TransformBlock,
     noop,
-    parent_label,
     set_seed,
     vision_learner,
 )
@@ -30,17 +32,28 @@ from torch import nn
 from paddy.core.errors import PaddyError
 from paddy.data.competition import CompetitionData, extra_labels
 from paddy.data.folds import Folds
+from paddy.settings.competition import TargetKind
 from paddy.settings.entry import ModelEntry, Precision
 from paddy.training.ema import WeightAverage
 from paddy.training.interrupts import RaiseDroppedInterrupt
 from paddy.training.optimizers import opt_func
 from paddy.training.plan import TrainingPlan
 from paddy.training.speed import speed_up
-from paddy.training.targets import single_target, two_targets
+from paddy.training.targets import fastai_metric, kind_loss, two_targets, y_range_of
 from paddy.training.trackers import Tracking, check_installed
 from paddy.training.transforms import image_pipeline
 
 WEIGHTS_FILE_ERRORS = (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError)
+
+
+def target_block(data: CompetitionData) -> tuple[TransformBlock, Callable[[Path], Any]]:
+    """The fastai block of the data's target kind and how an image's target is read (by file name)."""
+    targets = data.target_of()
+    if data.kind is TargetKind.multi:
+        return MultiCategoryBlock(vocab=list(data.classes)), lambda path: list(targets[path.name])
+    if data.kind in (TargetKind.regression, TargetKind.ordinal):
+        return RegressionBlock(), lambda path: float(targets[path.name])
+    return CategoryBlock(vocab=list(data.classes)), lambda path: targets[path.name]
 
 
 def build_dataloaders(
@@ -51,12 +64,14 @@ def build_dataloaders(
     num_workers: int | None = None,
     folds: Folds | None = None,
 ):
-    """Images decoded and resized per item and augmented per batch to `size` (see `image_pipeline`).
+    """Images decoded and resized per item and augmented per batch to `size` (see `image_pipeline`), with
+    the block of the data's target kind.
 
     With `multi_target`, a second category (a train.csv column) is a second target. With `folds`,
     the entry's fold is the validation set instead of a random `valid_pct`.
     """
-    blocks, getters = [CategoryBlock(vocab=list(data.classes))], [parent_label]
+    block, get_y = target_block(data)
+    blocks, getters = [block], [get_y]
     if entry.multi_target:
         extra = extra_labels(data, entry.multi_target)
         blocks.append(CategoryBlock(vocab=sorted(set(extra.values()))))
@@ -69,7 +84,7 @@ def build_dataloaders(
         n_inp=1,
         get_items=lambda _: list(data.train_images),
         splitter=held_out_splitter(entry, seed, folds),
-        get_y=getters if entry.multi_target else parent_label,
+        get_y=getters if entry.multi_target else get_y,
         item_tfms=item_tfms,
         batch_tfms=batch_tfms,
     )
@@ -121,10 +136,11 @@ def load_backbone_strictly(body: nn.Module, state: dict[str, torch.Tensor], path
         raise PaddyError(f"pretrained_file {path} does not fit {arch}: {', '.join(problems)}")
 
 
-def build_learner(dls, entry: ModelEntry, cbs: list[Callback], label_column: str = "label") -> Learner:
-    """vision_learner on the timm arch, with pretrained weights from the hub or a local file.
+def build_learner(dls, entry: ModelEntry, cbs: list[Callback], data: CompetitionData) -> Learner:
+    """vision_learner on the timm arch, with pretrained weights from the hub or a local file, the loss of the
+    data's target kind and its competition metric as the first epoch metric (a number head in `y_range`).
 
-    `label_column` (the sample submission's) names the label's error metric of a two-target model."""
+    The sample submission's value column names the label's error metric of a two-target model."""
     kwargs: dict[str, Any] = {}
     pretrained = entry.pretrained or entry.pretrained_file is not None
     state = read_pretrained_file(entry.pretrained_file) if entry.pretrained_file else None
@@ -132,10 +148,12 @@ def build_learner(dls, entry: ModelEntry, cbs: list[Callback], label_column: str
         kwargs["pretrained_cfg_overlay"] = {"file": str(entry.pretrained_file)}
     if entry.multi_target:
         n_classes, n_extra = (len(vocab) for vocab in dls.train_ds.vocab)
-        loss, metrics = two_targets(n_classes, label_column, entry.multi_target, entry.label_smoothing)
+        loss, metrics = two_targets(n_classes, data.label_column, entry.multi_target, entry.label_smoothing)
         kwargs["n_out"] = n_classes + n_extra
     else:
-        loss, metrics = single_target(entry.label_smoothing)
+        loss, metrics = kind_loss(data.kind, entry.label_smoothing), [fastai_metric(data.metric, data.kind)]
+        if y_range := y_range_of(data.kind, data.target_of().values()):
+            kwargs["y_range"] = y_range
     cbs = [*cbs, RaiseDroppedInterrupt()]
     if entry.mixup:
         cbs = [*cbs, MixUp(entry.mixup)]
@@ -225,7 +243,7 @@ def make_learner(
     dls = build_dataloaders(data, plan.entry, plan.seed, plan.step_bs, num_workers, folds)
     averaging = [WeightAverage(plan.entry.ema)] if plan.entry.ema else []
     callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *averaging, Tracking(plan.entry), *extra_callbacks]
-    learn = build_learner(dls, plan.entry, callbacks, data.label_column)
+    learn = build_learner(dls, plan.entry, callbacks, data)
     if not plan.entry.finetune:
         learn.unfreeze()
     if not bars:

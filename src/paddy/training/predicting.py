@@ -14,6 +14,7 @@ from fastai.vision.all import (
 
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions
+from paddy.settings.competition import TargetKind
 from paddy.training.plots import confusion_figure, loss_figure, run_title, save_figure
 from paddy.training.trackers import recorded_steps
 from paddy.training.transforms import test_items
@@ -24,13 +25,15 @@ LOSS_PLOT = "loss.png"
 CONFUSION_PLOT = "confusion.png"
 
 
-def save_run_plots(learn: Learner, run: RunFolder, classes: tuple[str, ...]) -> None:
-    """Loss curves and the validation confusion matrix of the label, beside the history, both titled with
-    the run, its arch and size and the label's validation error (the last epoch's)."""
+def save_run_plots(learn: Learner, run: RunFolder, classes: tuple[str, ...], kind: TargetKind) -> None:
+    """Loss curves and, for classes, the validation confusion matrix of the label, beside the history, both
+    titled with the run, its arch and size and the label's validation metric (the last epoch's)."""
     history, config, metric = run.history(), run.config(), learn.metrics[0].name
     size = "x".join(map(str, config["size"]))
     title = run_title(run.name, config["arch"], size, metric, float(history[metric].iloc[-1]))
     save_figure(loss_figure(history, recorded_steps(learn), title), run.path / LOSS_PLOT)
+    if kind not in (TargetKind.single, TargetKind.binary):
+        return
     probs, targets = learn.get_preds(ds_idx=1)
     actual = targets[0] if isinstance(targets, (list, tuple)) else targets
     figure = confusion_figure(actual.numpy(), probs.argmax(dim=1).numpy(), list(classes), title)

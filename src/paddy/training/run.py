@@ -46,10 +46,11 @@ class RunResult:
     run: RunFolder
     entry: ModelEntry
     seed: int
-    valid_error: float
+    valid_error: float  # the last epoch's validation value of the competition metric (`metric`)
     train_seconds: float  # the epochs, validation included
     predict_seconds: float  # pictures and TTA on the test set
     history: pd.DataFrame
+    metric: str = "error_rate"
 
     @property
     def predictions_path(self) -> Path:
@@ -60,8 +61,7 @@ def out_of_fold_predictions(learn: Learner, plan: RunPlan, meta: dict[str, Any])
     """TTA probabilities of the images the run's fold held out, with their labels (`targets`)."""
     held_out = plan.folds.held_out(plan.training.entry.fold)
     images = [p for p in plan.data.train_images if p.name in held_out]
-    targets = [p.parent.name for p in images]
-    oof_meta = {**meta, "out_of_fold": True, "targets": targets}
+    oof_meta = {**meta, "out_of_fold": True, "targets": plan.data.label_texts(images)}
     return tta_predictions(learn, images, plan.data.classes, oof_meta, plan.training.seed)
 
 
@@ -87,7 +87,12 @@ class RunPlan:
 
     def config_json(self) -> dict[str, Any]:
         """config.json: the resolved settings, the seed used, and the data (and folds) they train on."""
-        return {**self.training.to_json(), "data": str(self.data.root), **self.folds_identity}
+        return {
+            **self.training.to_json(),
+            "data": str(self.data.root),
+            "competition": self.data.spec.to_json(),
+            **self.folds_identity,
+        }
 
     def with_accum(self, accum: int) -> RunPlan:
         """The same run started again at another accum (same effective batch): an out-of-memory retry."""
@@ -195,8 +200,8 @@ def finish_run(learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: fl
     """After the epochs: the pictures, the saved model, the out-of-fold predictions of a fold's run, and
     the test set's TTA predictions (returned, written last by `train`)."""
     entry, data, seed = plan.entry, plan.data, plan.training.seed
-    save_run_plots(learn, folder, data.classes)
-    save_model(learn, folder.model_path, card_for(learn, entry, plan.training.step_bs, data.classes, seed))
+    save_run_plots(learn, folder, data.classes, data.kind)
+    save_model(learn, folder.model_path, card_for(learn, entry, plan.training.step_bs, data, seed))
     meta = {**predictions_meta(entry, seed, valid_error, folder, data), **plan.folds_identity}
     if plan.folds is not None:
         save_predictions(out_of_fold_predictions(learn, plan, meta), folder.oof_path)
@@ -227,14 +232,20 @@ def train(
             trained = time.monotonic()
             preds = finish_run(learn, plan, folder, valid_error)
         train_seconds, predict_seconds = trained - started, time.monotonic() - trained
-        result = {"valid_error": valid_error, "train_seconds": train_seconds, "predict_seconds": predict_seconds}
+        result = {
+            "valid_error": valid_error,
+            "metric": learn.metrics[0].name,
+            "train_seconds": train_seconds,
+            "predict_seconds": predict_seconds,
+        }
         folder.write_result({**result, "seed": plan.training.seed})
         save_predictions(preds, folder.predictions_path)
         if not keep_checkpoint:
             folder.checkpoint_path.unlink(missing_ok=True)
     finish()
     seed = plan.training.seed
-    return RunResult(folder, plan.entry, seed, valid_error, train_seconds, predict_seconds, folder.history())
+    history, metric = folder.history(), learn.metrics[0].name
+    return RunResult(folder, plan.entry, seed, valid_error, train_seconds, predict_seconds, history, metric)
 
 
 def recorded_entry(run: RunFolder) -> ModelEntry:

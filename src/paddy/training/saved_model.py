@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from fastai.vision.all import (
     CategoryBlock,
-    CrossEntropyLossFlat,
     DataBlock,
     Learner,
     Normalize,
@@ -27,8 +26,10 @@ from safetensors.torch import save
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_bytes
+from paddy.data.competition import CompetitionData
+from paddy.settings.competition import TargetKind
 from paddy.settings.entry import ModelEntry
-from paddy.training.targets import TwoTargetLoss
+from paddy.training.targets import TwoTargetLoss, kind_loss, y_range_of
 from paddy.training.transforms import image_pipeline
 
 FORMAT = "paddy-model-1"
@@ -53,6 +54,8 @@ class ModelCard:
     augmentation: dict[str, Any] | None = field(default_factory=ModelEntry().augmentation)
     # the decoder of the item pipeline (None: a model saved before `decode`, fastai's PIL pipeline)
     decode: str | None = None
+    kind: str = "single"  # the target kind (models saved before 0.3 were single-label classifiers)
+    y_range: list[float] | None = None  # the sigmoid range of a number head
 
 
 def normalizers(learn: Learner) -> list[Normalize]:
@@ -93,7 +96,8 @@ def load_model(path: Path) -> tuple[ModelCard, dict[str, torch.Tensor]]:
 def rebuild_learner(card: ModelCard, state: dict[str, torch.Tensor], images: list[Path], path: Path) -> Learner:
     """The trained model on a data pipeline of `images` built as training built it (decoder, item
     resize, batch transforms, normalisation), with no training data at all."""
-    model, _ = create_timm_model(card.arch, card.n_out, default_split, pretrained=False)
+    y_range = tuple(card.y_range) if card.y_range else None
+    model, _ = create_timm_model(card.arch, card.n_out, default_split, pretrained=False, y_range=y_range)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -104,20 +108,20 @@ def rebuild_learner(card: ModelCard, state: dict[str, torch.Tensor], images: lis
     )
     block = DataBlock(
         blocks=(images_block, CategoryBlock(vocab=card.vocab)),
-        get_y=lambda _: card.vocab[0],  # no labels: only the test pipeline of these loaders is used
+        get_y=lambda _: card.vocab[0],  # no labels: only the test pipeline of these loaders is used, whatever the kind
         item_tfms=item_tfms,
         batch_tfms=batch_tfms,
     )
     dls = block.dataloaders(images, bs=card.step_bs, num_workers=card.num_workers)
     if card.normalize:
         dls.add_tfms([Normalize.from_stats(card.normalize["mean"], card.normalize["std"])], "after_batch")
-    loss = TwoTargetLoss(card.n_first) if card.n_first else CrossEntropyLossFlat()
-    return Learner(dls, model, loss_func=loss)
+    loss = TwoTargetLoss(card.n_first) if card.n_first else kind_loss(TargetKind(card.kind), 0.0)
+    return Learner(dls, model, loss_func=loss)  # the loss gives TTA its activation (softmax, sigmoid, none)
 
 
-def card_for(learn: Learner, entry: ModelEntry, step_bs: int, vocab: tuple[str, ...], seed: int) -> ModelCard:
+def card_for(learn: Learner, entry: ModelEntry, step_bs: int, data: CompetitionData, seed: int) -> ModelCard:
     """The card of a model `train` just trained."""
-    loss = learn.loss_func
+    loss, y_range = learn.loss_func, y_range_of(data.kind, data.target_of().values())
     return ModelCard(
         arch=entry.arch,
         size=list(entry.size),
@@ -125,11 +129,13 @@ def card_for(learn: Learner, entry: ModelEntry, step_bs: int, vocab: tuple[str, 
         item_size=list(entry.resize_to),
         step_bs=step_bs,
         num_workers=learn.dls.train.fake_l.num_workers,  # its processes (fastai's num_workers is 1 here)
-        vocab=list(vocab),
+        vocab=list(data.classes),
         n_out=learn.n_out,  # vision_learner records it
         n_first=loss.n_first if isinstance(loss, TwoTargetLoss) else None,
         normalize=normalisation(learn),
         seed=seed,
         augmentation=entry.augmentation(),
         decode=str(entry.decode),
+        kind=str(data.kind),
+        y_range=list(y_range) if y_range else None,
     )

@@ -1,13 +1,31 @@
-"""What the model predicts: the class folder label, optionally with a second target from
-train.csv (lesson 7's disease + variety), and the matching loss and error metrics."""
+"""What the model predicts and how it is scored while training: the loss, activation and epoch metric of each
+target kind (the competition's metric first), the number head's range, and the paddy competition's second
+target from train.csv (lesson 7's disease + variety)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
-from fastai.vision.all import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, error_rate
+from fastai.metrics import ActivationType
+from fastai.vision.all import (
+    AccumMetric,
+    BCEWithLogitsLossFlat,
+    CrossEntropyLossFlat,
+    F1Score,
+    F1ScoreMulti,
+    LabelSmoothingCrossEntropyFlat,
+    MSELossFlat,
+    RocAuc,
+    RocAucBinary,
+    RocAucMulti,
+    accuracy,
+    error_rate,
+    rmse,
+)
+
+from paddy.settings.competition import MetricName, TargetKind
 
 
 class TwoTargetLoss:
@@ -55,3 +73,62 @@ def two_targets(
         target_error(extra_column, slice(n_first, None), 1),
     ]
     return TwoTargetLoss(n_first, label_smoothing), metrics
+
+
+def y_range_of(kind: TargetKind, targets: Iterable[object]) -> tuple[float, float] | None:
+    """The sigmoid range a number head predicts in: the training targets' range, 5% wider each side for a
+    regression (a sigmoid never reaches its ends), half a grade wider for ordinal grades; None for classes."""
+    numbers = [float(t) for t in targets] if kind in (TargetKind.regression, TargetKind.ordinal) else []
+    if not numbers:
+        return None
+    low, high = min(numbers), max(numbers)
+    margin = 0.5 if kind is TargetKind.ordinal else 0.05 * (high - low or 1.0)
+    return low - margin, high + margin
+
+
+def scored_metric(metric: MetricName, kind: TargetKind) -> AccumMetric:
+    """An epoch metric computed by paddy.scoring (the maths the CV report and ensembles use), for the
+    metrics fastai has no exact equivalent of: log loss on probabilities, kappa and accuracy of grades,
+    MAP@5."""
+    from paddy.scoring.metrics import score
+
+    activation = {TargetKind.multi: ActivationType.Sigmoid}.get(kind, ActivationType.Softmax)
+    if kind in (TargetKind.regression, TargetKind.ordinal):
+        activation = ActivationType.No
+
+    def compute(outputs, targets) -> float:
+        outputs = outputs.reshape(len(outputs), -1)
+        targets = targets.astype(int) if kind is TargetKind.multi else targets.reshape(-1)
+        return score(metric, kind, outputs, targets)
+
+    return AccumMetric(compute, activation=activation, to_np=True, flatten=False, name=str(metric))
+
+
+def fastai_metric(metric: MetricName, kind: TargetKind):
+    """fastai's own metric where it computes exactly the competition's (scikit-learn underneath), named as
+    paddy names it (the history column), else `scored_metric`."""
+    multi = kind is TargetKind.multi
+    numbers = kind in (TargetKind.regression, TargetKind.ordinal)
+    ours = {
+        MetricName.error_rate: None if numbers or multi else error_rate,
+        MetricName.accuracy: None if numbers or multi else accuracy,
+        MetricName.rmse: AccumMetric(rmse.func) if numbers else None,  # a fresh one: fastai's is shared
+        MetricName.roc_auc: RocAucMulti() if multi else RocAucBinary() if kind is TargetKind.binary else RocAuc(),
+        MetricName.f1_macro: F1ScoreMulti(average="macro") if multi else None if numbers else F1Score(average="macro"),
+        MetricName.f1_samples: F1ScoreMulti(average="samples") if multi else None,
+    }.get(metric)
+    if ours is None:
+        return scored_metric(metric, kind)
+    if isinstance(ours, AccumMetric):
+        ours.name = str(metric)
+    return ours
+
+
+def kind_loss(kind: TargetKind, label_smoothing: float):
+    """The loss of a target kind: cross-entropy for classes (label smoothing from fastai when asked), binary
+    cross-entropy per tag, mean squared error for numbers. Each activation is what predictions store."""
+    if kind is TargetKind.multi:
+        return BCEWithLogitsLossFlat()
+    if kind in (TargetKind.regression, TargetKind.ordinal):
+        return MSELossFlat()
+    return single_target(label_smoothing)[0]

@@ -75,12 +75,16 @@ def scaled_size(height: int, width: int, item: ResizeMethod, target: tuple[int, 
     return (max(h, th), max(w, tw)) if item == ResizeMethod.crop else (min(h, th), min(w, tw))
 
 
+TORCHVISION_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif"}
+
+
 def decoded(path: Path, decode: DecodeChoice, item: ResizeMethod, target: tuple[int, int]) -> torch.Tensor:
     """The image file as RGB uint8 (channels, height, width), scaled for `item` to `target`.
 
     PIL decodes JPEGs at 1/2, 1/4 or 1/8 scale (`Image.draft`) when the scaled size is at most that:
-    fewer pixels to decode and to resize."""
-    if decode == DecodeChoice.torchvision:
+    fewer pixels to decode and to resize. torchvision decodes only JPEG, PNG, WebP and GIF: other files
+    (TIFF, BMP) go to PIL whatever `decode` says."""
+    if decode == DecodeChoice.torchvision and path.suffix.lower() in TORCHVISION_SUFFIXES:
         from torchvision.io import ImageReadMode, decode_image, read_file
 
         pixels = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)

@@ -1,0 +1,226 @@
+"""Reading a competition whose labels are in a CSV: which files and columns hold what, inferred where the
+description leaves it out, and every training image's target, checked up front.
+
+Kaggle ships labels as train.csv, labels.csv or train_labels.csv next to a flat image folder (train/,
+train_images/, or one images/ for both), ids with or without the extension, and a label column, a
+space-separated label list, or one 0/1 column per class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from paddy.core.errors import PaddyError
+from paddy.core.files import read_csv
+from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+LABEL_FILES = ("train.csv", "labels.csv", "train_labels.csv")
+TRAIN_FOLDERS = ("train_images", "train", "images")
+TEST_FOLDERS = ("test_images", "test", "images")
+REGRESSION_MIN_VALUES = 21  # more distinct integers than this are a number to predict, not classes
+MIN_TRAINING_IMAGES = 2
+
+Target = str | tuple[str, ...] | float
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """The training images of a labels file with their targets, and what the description settled."""
+
+    images: tuple[Path, ...]
+    targets: tuple[Target, ...]
+    vocab: tuple[str, ...]
+    spec: CompetitionSpec  # every key that applies filled in
+    groups: tuple[str, ...] | None = None
+    user_folds: tuple[int, ...] | None = None
+
+
+def visible(path: Path) -> bool:
+    """Hidden files and folders (`.ipynb_checkpoints`, macOS `._*` files, dotfiles) are not data."""
+    return not path.name.startswith(".")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly inside `folder`, sorted by name for a stable order."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and visible(p) and p.is_file())
+
+
+def first_present(root: Path, given: str | None, candidates: tuple[str, ...], is_there) -> str | None:
+    """The given name, else the first candidate that exists under `root` (None: none does)."""
+    if given is not None:
+        return given
+    return next((name for name in candidates if is_there(root / name)), None)
+
+
+def labels_file(root: Path, spec: CompetitionSpec) -> Path | None:
+    """The labels CSV (the description's, else the first of LABEL_FILES present), or None."""
+    name = first_present(root, spec.labels_file, LABEL_FILES, Path.is_file)
+    if name is None:
+        return None
+    if not (root / name).is_file():
+        raise PaddyError(f"{root} has no labels file {name}")
+    return root / name
+
+
+def image_folder(root: Path, given: str | None, candidates: tuple[str, ...], what: str) -> Path:
+    """The training or test image folder: the description's, else the first of `candidates` present."""
+    name = first_present(root, given, candidates, Path.is_dir)
+    if name is None:
+        raise PaddyError(f"{root} has no {what} image folder (looked for {', '.join(f'{c}/' for c in candidates)})")
+    if not (root / name).is_dir():
+        raise PaddyError(f"{root} has no {what} image folder {name}/")
+    return root / name
+
+
+def files_of_ids(ids: list[str], files: dict[str, Path], extension: str | None, where: str) -> list[Path]:
+    """The image file of each id, matched on the file name or, for ids without one, the name without its
+    extension (or with `extension` added). An id matching no image is one line naming `where`."""
+    stems = {path.stem: path for path in files.values()}
+    suffix = extension if extension is None or extension.startswith(".") else f".{extension}"
+    found = [files.get(i) or files.get(f"{i}{suffix or ''}") or stems.get(i) for i in ids]
+    missing = [i for i, path in zip(ids, found) if path is None]
+    if missing:
+        raise PaddyError(f"{where}: {len(missing)} of {len(ids)} ids match no image (e.g. {missing[0]!r})")
+    return [path for path in found if path is not None]
+
+
+def column_values(table: pd.DataFrame, column: str, csv: Path) -> pd.Series:
+    """A column of the labels file, refused when it is missing or has an empty value (line number given)."""
+    if column not in table.columns:
+        raise PaddyError(f"{csv} has no column {column!r}; columns: {', '.join(table.columns)}")
+    values = table[column]
+    empty = values.isna() | (values.astype(str).str.strip() == "")
+    if empty.any():
+        line = int(empty.to_numpy().argmax()) + 2
+        raise PaddyError(f"{csv} column {column!r} has {int(empty.sum())} empty values (first on line {line})")
+    return values
+
+
+def label_columns(table: pd.DataFrame, spec: CompetitionSpec, sample: pd.DataFrame, csv: Path) -> tuple[str, ...]:
+    """The label column(s): the description's, else the sample's class columns when the labels file has them
+    as 0/1 columns (one-hot), else the sample's value column when the labels file has it, else the labels
+    file's one column besides the id."""
+    if spec.label_columns:
+        return spec.label_columns
+    value_columns = [c for c in sample.columns[1:]]
+    if len(value_columns) > 1 and all(c in table.columns for c in value_columns):
+        return tuple(value_columns)
+    if len(value_columns) == 1 and value_columns[0] in table.columns:
+        return (value_columns[0],)
+    others = [c for c in table.columns if c not in (spec.id_column, spec.group_column, spec.fold_column)]
+    if len(others) == 1:
+        return (others[0],)
+    raise PaddyError(
+        f"cannot tell which column of {csv} is the label (columns: {', '.join(others)}); "
+        "name it with label_columns in [competition]"
+    )
+
+
+def is_integer_text(values: pd.Series) -> bool:
+    """Every value is an integer written as text (0, 3, 12), as ordinal grades and class indices are."""
+    return bool(values.astype(str).str.fullmatch(r"-?\d+").all())
+
+
+def is_number_text(values: pd.Series) -> bool:
+    """Every value reads as a finite number."""
+    numbers = pd.to_numeric(values.astype(str), errors="coerce")
+    return bool(numbers.notna().all())
+
+
+def inferred_kind(table: pd.DataFrame, columns: tuple[str, ...], spec: CompetitionSpec) -> TargetKind:
+    """The target kind the labels show: one-hot rows with other than one 1 or label lists are multi-label,
+    two values binary, many numbers (or a regression/ordinal metric) a number, else single-label."""
+    if spec.kind is not None:
+        return spec.kind
+    if len(columns) > 1:
+        return TargetKind.single if (table[list(columns)].astype(int).sum(axis=1) == 1).all() else TargetKind.multi
+    values = table[columns[0]].astype(str)
+    if spec.label_sep is not None or values.str.contains(" ").any():
+        return TargetKind.multi
+    if spec.metric in (MetricName.qwk,) and is_integer_text(values):
+        return TargetKind.ordinal
+    if spec.metric is MetricName.rmse or (is_number_text(values) and not is_integer_text(values)):
+        return TargetKind.regression
+    if is_integer_text(values) and values.nunique() >= REGRESSION_MIN_VALUES:
+        return TargetKind.regression
+    return TargetKind.binary if values.nunique() == 2 else TargetKind.single
+
+
+def class_order(values: list[str]) -> tuple[str, ...]:
+    """Class names sorted, numerically when they are all integers (so '10' follows '9')."""
+    distinct = set(values)
+    if all(v.lstrip("-").isdigit() for v in distinct):
+        return tuple(sorted(distinct, key=int))
+    return tuple(sorted(distinct))
+
+
+def targets_of(table: pd.DataFrame, columns: tuple[str, ...], kind: TargetKind, sep: str | None, csv: Path):
+    """Each row's target and the vocabulary: class names, tags, or the one column predicted as a number."""
+    if len(columns) > 1:
+        onehot = table[list(columns)]
+        if not onehot.isin([0, 1, "0", "1"]).all().all():
+            raise PaddyError(f"{csv}: the one-hot columns {', '.join(columns)} must hold only 0 and 1")
+        rows = onehot.astype(int).to_numpy()
+        if kind is TargetKind.multi:
+            return tuple(tuple(c for c, on in zip(columns, row) if on) for row in rows), columns
+        return tuple(columns[int(row.argmax())] for row in rows), columns
+    values = column_values(table, columns[0], csv).astype(str).str.strip()
+    if kind is TargetKind.multi:
+        tags = tuple(tuple(sorted(set(v.split(sep)))) for v in values)
+        return tags, tuple(sorted({t for row in tags for t in row}))
+    if kind in (TargetKind.regression, TargetKind.ordinal):
+        if not is_number_text(values) or (kind is TargetKind.ordinal and not is_integer_text(values)):
+            what = "integer grades" if kind is TargetKind.ordinal else "numbers"
+            bad = next(v for v in values if not v.lstrip("-").replace(".", "", 1).isdigit())
+            raise PaddyError(f"{csv} column {columns[0]!r} must hold {what} for a {kind} target (e.g. {bad!r})")
+        return tuple(float(v) for v in values), (columns[0],)
+    return tuple(values), class_order(list(values))
+
+
+def user_folds(table: pd.DataFrame, column: str | None, csv: Path) -> tuple[int, ...] | None:
+    """The labels file's own fold column as integers (None without one)."""
+    if column is None:
+        return None
+    values = column_values(table, column, csv)
+    if not is_integer_text(values):
+        raise PaddyError(f"{csv} fold column {column!r} must hold integers (e.g. {values.iloc[0]!r})")
+    return tuple(int(v) for v in values)
+
+
+def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> Labelled:
+    """The training images of the labels file `csv` and their targets, with the description filled in."""
+    table = read_csv(csv, dtype=str, keep_default_na=True)
+    id_column = spec.id_column or str(table.columns[0])
+    ids = list(column_values(table, id_column, csv).astype(str))
+    if len(set(ids)) != len(ids):
+        repeated = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+        raise PaddyError(f"{csv} column {id_column!r} lists {repeated!r} more than once")
+    spec = replace(spec, id_column=id_column)
+    columns = label_columns(table, spec, sample, csv)
+    kind = inferred_kind(table, columns, spec)
+    sep = spec.label_sep or (" " if kind is TargetKind.multi and len(columns) == 1 else None)
+    targets, vocab = targets_of(table, columns, kind, sep, csv)
+    folder = image_folder(root, spec.train_folder, TRAIN_FOLDERS, "training")
+    files = {p.name: p for p in image_files(folder)}
+    if not files:
+        raise PaddyError(
+            f"{folder} has no images (expected {folder.name}/<label>/ class folders or the images {csv.name} lists)"
+        )
+    images = files_of_ids(ids, files, spec.extension, f"{csv.name} column {id_column!r} against {folder.name}/")
+    distinct = len(set(targets)) if kind in (TargetKind.regression, TargetKind.ordinal) else len(vocab)
+    if len(images) < MIN_TRAINING_IMAGES or distinct < 2:
+        raise PaddyError(f"{csv} has {len(images)} images and {distinct} distinct labels: too few to train on")
+    groups = tuple(column_values(table, spec.group_column, csv).astype(str)) if spec.group_column else None
+    filled = replace(
+        spec,
+        labels_file=csv.name,
+        label_columns=columns,
+        label_sep=sep,
+        train_folder=folder.name,
+        kind=kind,
+    )
+    return Labelled(tuple(images), targets, vocab, filled, groups, user_folds(table, spec.fold_column, csv))
