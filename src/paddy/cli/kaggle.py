@@ -8,11 +8,10 @@ from typing import Annotated, Optional
 import pandas as pd
 import typer
 
-from paddy.cli.options import DEFAULT_OUT, CompetitionOption, OutDir
+from paddy.cli.options import DEFAULT_OUT, OptionalCompetition, OutDir
 from paddy.cli.output import err, out, reports_errors
 from paddy.cli.tables import frame_table
 from paddy.core.errors import PaddyError
-from paddy.data.competition import COMPETITION
 from paddy.kaggle.kernels import KERNELS_FOLDER, LIBS_SLUG, KaggleGpu
 from paddy.kaggle.libs import KAGGLE_PYTHON
 
@@ -51,7 +50,7 @@ def kaggle_push(
         typer.Option("--internet/--no-internet", help="Internet for training (pretrained weights); inference: off."),
     ] = True,
     title: Annotated[Optional[str], typer.Option(help="Notebook title (default: paddy <config>).")] = None,
-    competition: CompetitionOption = COMPETITION,
+    competition: OptionalCompetition = None,
     out_dirs: Annotated[
         Optional[list[Path]], typer.Option("--out", help="With --inference: folder of run folders; repeat.")
     ] = None,

@@ -70,7 +70,13 @@ KeepCheckpoint = Annotated[
 DEFAULT_OUT = Path("runs")
 
 
-CompetitionOption = Annotated[str, typer.Option(help="Kaggle competition slug.")]
+OptionalCompetition = Annotated[
+    Optional[str],
+    typer.Option(
+        "--competition",
+        help="Kaggle competition slug (default: the config's or runs' own, else paddy-disease-classification).",
+    ),
+]
 
 
 MODEL_OPTIONS: dict[str, Any] = {
@@ -198,9 +204,7 @@ SELECTION = ("data", "config", "entry")
 
 # The competition description's common keys ([competition] in a config); what none gives is inferred.
 COMPETITION_OPTIONS: dict[str, Any] = {
-    "competition": Annotated[
-        Optional[str], typer.Option(help="Kaggle competition slug (default: the data folder's name if paddy knows it).")
-    ],
+    "competition": OptionalCompetition,
     "kind": Annotated[Optional[TargetKind], typer.Option(help="Target kind (default: inferred from the labels).")],
     "metric": Annotated[
         Optional[MetricName],

@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from paddy.cli.options import DEFAULT_OUT, CompetitionOption, OutDir
+from paddy.cli.options import DEFAULT_OUT, OptionalCompetition, OutDir
 from paddy.cli.output import out, reports_errors
 from paddy.core.errors import PaddyError
-from paddy.data.competition import COMPETITION
+from paddy.data.competition import competition_slug
 
 app = typer.Typer()
 
@@ -27,7 +27,7 @@ def submit(
     data: Annotated[
         Optional[Path], typer.Option(help="Competition folder (default: the one the predictions were made from).")
     ] = None,
-    competition: CompetitionOption = COMPETITION,
+    competition: OptionalCompetition = None,
     message: Annotated[Optional[str], typer.Option(help="Submission message (default: the members).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Write and check the CSV, but do not send it.")] = False,
     out_dir: OutDir = DEFAULT_OUT,
@@ -45,7 +45,8 @@ def submit(
     if kernel is not None:
         if run or predictions or dry_run:
             raise PaddyError("--kernel submits the notebook's own submission.csv: no --run, --predictions or --dry-run")
-        out.print(f"Kaggle: {send_code_submission(kernel, version, competition, message, submissions)}")
+        slug = competition_slug(competition, None)
+        out.print(f"Kaggle: {send_code_submission(kernel, version, slug, message, submissions)}")
         return
     if version is not None:
         raise PaddyError("--version goes with --kernel")
@@ -54,4 +55,4 @@ def submit(
     if dry_run:
         out.print(f"dry run: not sent. Message would be: {made.message}")
         return
-    out.print(f"Kaggle: {send_submission(made, preds, competition)}")
+    out.print(f"Kaggle: {send_submission(made, preds, competition_slug(competition, preds.meta.get('competition')))}")

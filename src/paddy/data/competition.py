@@ -249,6 +249,12 @@ def extra_labels(data: CompetitionData, column: str) -> dict[str, str]:
     return labels
 
 
+def competition_slug(given: str | None, recorded: dict[str, Any] | None) -> str:
+    """The Kaggle competition a command talks to: the one given, else the one a run or config recorded
+    in its description, else the paddy competition."""
+    return given or (recorded or {}).get("slug") or COMPETITION
+
+
 def recorded_root(data: Path | None) -> Path:
     """The data folder as runs record it, without checking it: predicting and ensembling only need
     to know which runs were trained on it, not the training images themselves."""

@@ -20,6 +20,7 @@ from slugify import slugify
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import TEMP_SUFFIX, atomic_write_text, folder_written_whole, write_json
+from paddy.data.competition import competition_slug
 from paddy.ensembling.average import choose_runs, config_data_root
 from paddy.kaggle.access import (
     KernelStatus,
@@ -117,10 +118,12 @@ def kaggle_problems(config: EnsembleConfig, internet: bool) -> list[str]:
 
 
 def training_kernel(
-    config_path: Path, user: str, competition: str, gpu: KaggleGpu, internet: bool, title: str | None
+    config_path: Path, user: str, competition: str | None, gpu: KaggleGpu, internet: bool, title: str | None
 ) -> Kernel:
-    """A notebook that trains every entry of the config (one run per GPU) and ensembles them."""
+    """A notebook that trains every entry of the config (one run per GPU) and ensembles them, on the given
+    competition, else the config's [competition] slug, else the paddy competition."""
     config = load_config(config_path, check=trainable_problems)
+    competition = competition_slug(competition, config.competition.to_json())
     if problems := kaggle_problems(config, internet):
         raise PaddyError(f"{config_path} cannot train on Kaggle: " + "; ".join(problems))
     title = title or f"paddy {config_path.stem}"
@@ -144,16 +147,19 @@ def inference_kernel(
     data: Path | None,
     outs: list[Path],
     user: str,
-    competition: str,
+    competition: str | None,
     gpu: KaggleGpu,
     title: str | None,
 ) -> tuple[Kernel, list[RunFolder]]:
-    """A notebook, internet off, that predicts the competition's test images with finished runs (named,
-    or a config's entries with their weights), and the runs to upload as its models dataset."""
+    """A notebook, internet off, that predicts the competition's test images (the test folder the runs'
+    description recorded) with finished runs (named, or a config's entries with their weights), and the
+    runs to upload as its models dataset. The competition is the given one, else the runs'."""
     if bool(runs) == bool(config_path):
         raise PaddyError("--inference takes run folders or --config, one of the two")
     config = load_config(config_path) if config_path else None
     chosen = [run for group, _ in choose_runs(outs, runs, config, data) for run in group]
+    described = chosen[0].config().get("competition") or {}
+    competition = competition_slug(competition, described)
     title = title or f"paddy {config_path.stem if config_path else chosen[0].name[:30]} inference"
     ref = kernel_ref(user, title)
     settings = {
@@ -164,6 +170,7 @@ def inference_kernel(
         "gpu_pool": False,
         "runs": [] if config else [run.name for run in chosen],
         "trained_on": str(config_data_root(config, data)) if config else None,
+        "test_folder": described.get("test_folder") or "test_images",
     }
     datasets = [libs_ref(user), models_ref(ref)]
     return Kernel(ref, kernel_metadata(ref, title, gpu, False, datasets, competition), settings), chosen
@@ -224,7 +231,7 @@ def check_libs_uploaded(api: Any, user: str) -> None:
 
 
 def push_training(
-    config_path: Path, competition: str, gpu: KaggleGpu, internet: bool, title: str | None, root: Path
+    config_path: Path, competition: str | None, gpu: KaggleGpu, internet: bool, title: str | None, root: Path
 ) -> Pushed:
     """Check credentials and the libs dataset, write the training notebook and push it."""
     api = kaggle_api()
@@ -240,7 +247,7 @@ def push_inference(
     config_path: Path | None,
     data: Path | None,
     outs: list[Path],
-    competition: str,
+    competition: str | None,
     gpu: KaggleGpu,
     title: str | None,
     root: Path,

@@ -94,7 +94,16 @@ def predict(data: Path, inputs: Path, work: Path) -> Path:
         config.write_text(SETTINGS["config"])
         selection = ["--config", config, "--data", SETTINGS["trained_on"]]
     predictions = work / "predictions.safetensors"
-    paddy("predict", *selection, "--images", data / "test_images", "--out", models, "--dest", predictions)
+    paddy(
+        "predict",
+        *selection,
+        "--images",
+        data / SETTINGS.get("test_folder", "test_images"),
+        "--out",
+        models,
+        "--dest",
+        predictions,
+    )
     return predictions
 
 
