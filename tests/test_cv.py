@@ -5,12 +5,16 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from paddy.core.errors import PaddyError
-from paddy.ensembling.cv import fit_weights, fold_out_scores, scores, weighted_mean
+from paddy.ensembling.cv import Scores, fit_objective, fit_weights, fold_out_scores, scores, weighted_mean
+from paddy.ensembling.out_of_fold import CvLine, CvReport
+from paddy.scoring.metrics import Scoring
+from paddy.settings.competition import MetricName, TargetKind
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -142,3 +146,72 @@ def test_fitting_twenty_members_of_ten_thousand_rows_is_quick():
     weights = fit_weights(members, targets)
     assert time.perf_counter() - started < 2.0
     assert weights.sum() == pytest.approx(1)
+
+
+def ranked_and_calibrated(n: int = 200, seed: int = 3):
+    """Binary targets; a member that ranks every positive above every negative but is barely confident
+    (0.52 against 0.48: log loss about 0.65), and one that is confident and calibrated (0.95 on the
+    target) but wrong with 0.95 on 15% of rows (log loss about 0.49, AUC about 0.85)."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, 2, n)
+    positive = np.where(targets == 1, 0.52, 0.48) + rng.uniform(0, 0.001, n)
+    flipped = rng.random(n) < 0.15
+    confident = np.where((targets == 1) != flipped, 0.95, 0.05)
+    return targets, np.column_stack([1 - positive, positive]), np.column_stack([1 - confident, confident])
+
+
+def test_weights_fitted_on_roc_auc_differ_from_weights_fitted_on_log_loss():
+    targets, ranked, calibrated = ranked_and_calibrated()
+    on_auc = fit_weights([calibrated, ranked], targets, scoring=Scoring(MetricName.roc_auc, TargetKind.binary))
+    on_loss = fit_weights([calibrated, ranked], targets, scoring=Scoring(MetricName.log_loss, TargetKind.binary))
+    # the calibrated member's confident mistakes break the ranking until ranked has about 24 rounds to
+    # its one (its 0.04 gap then outweighs 0.9 / 25): only then may a tie go to the first member
+    assert on_auc[1] >= 0.95, "the perfectly ranked member keeps the AUC at 1"
+    assert on_loss[0] > 0.5, "the calibrated member lowers the log loss most"
+    auc = scores(weighted_mean([calibrated, ranked], on_auc), targets, Scoring(MetricName.roc_auc, TargetKind.binary))
+    assert (auc.metric, auc.value) == (MetricName.roc_auc, 1.0)
+    only_ranked = scores(ranked, targets, Scoring(MetricName.roc_auc, TargetKind.binary))
+    assert only_ranked.log_loss == pytest.approx(-np.mean(np.log(ranked[np.arange(len(targets)), targets])))
+
+
+def test_step_metrics_are_fitted_on_log_loss_and_others_on_themselves():
+    targets, perfect, noise = synthetic()
+    error = Scoring(MetricName.error_rate, TargetKind.single)
+    assert fit_objective(error) == Scoring(MetricName.log_loss, TargetKind.single)
+    assert fit_objective(Scoring(MetricName.accuracy, TargetKind.ordinal)).metric is MetricName.rmse
+    assert fit_objective(Scoring(MetricName.map5, TargetKind.single)).metric is MetricName.map5
+    members = [noise, perfect]
+    np.testing.assert_array_equal(
+        fit_weights(members, targets, scoring=error),
+        fit_weights(members, targets, scoring=Scoring(MetricName.log_loss)),
+    )
+
+
+def test_fitting_lower_is_better_numbers_cancels_opposite_biases():
+    """Regression members guessing 1 too high and 1 too low: equal weights give rmse 0."""
+    truth = np.linspace(0, 10, 50)
+    high, low = truth[:, None] + 1, truth[:, None] - 1
+    regression = Scoring(MetricName.rmse, TargetKind.regression)
+    assert fit_weights([high, low], truth, rounds=10, scoring=regression).tolist() == [0.5, 0.5]
+    honest = fold_out_scores([high, low], truth, np.arange(50) % 2, rounds=10, scoring=regression)
+    assert honest == Scores(MetricName.rmse, pytest.approx(0.0), None)
+    with pytest.raises(PaddyError, match="not an error rate"):
+        _ = honest.error
+
+
+def test_the_saved_cv_names_its_metric_and_the_overfitting_warning_compares_it():
+    auc = Scoring(MetricName.roc_auc, TargetKind.binary)
+    given, honest = Scores(MetricName.roc_auc, 0.80, 0.40), Scores(MetricName.roc_auc, 0.85, 0.45)
+    report = CvReport([], [CvLine("given", given), CvLine("fold-out", honest)], (0.5, 0.5), auc)
+    assert report.saved_ensemble() == {"metric": "roc_auc", "value": 0.85, "greater_is_better": True, "log_loss": 0.45}
+    assert report.fitting_does_not_help() is None, "a higher AUC is better, whatever the log loss does"
+    worse = CvReport([], [CvLine("given", given), CvLine("fold-out", replace(honest, value=0.78))], (0.5, 0.5), auc)
+    assert "roc_auc 0.7800 fold-out against 0.8000" in worse.fitting_does_not_help()
+    error = CvReport([], [CvLine("given", Scores(MetricName.error_rate, 0.1, 0.3))])
+    assert error.saved_ensemble() == {
+        "metric": "error_rate",
+        "value": 0.1,
+        "greater_is_better": False,
+        "log_loss": 0.3,
+        "error": 0.1,
+    }

@@ -115,23 +115,31 @@ def probe_table(record) -> Table:
     return table
 
 
-def score_cells(scores) -> dict[str, str]:
-    """CV error and log loss, or '-' where there is no CV score."""
+def score_cells(scores, metric) -> dict[str, str]:
+    """The CV metric ("CV error" for the error rate) and log loss, or '-' where there is none."""
+    header = "CV error" if metric == "error_rate" else f"CV {metric}"
     if scores is None:
-        return {"CV error": "-", "CV log loss": "-"}
-    return {"CV error": f"{scores.error:.4f}", "CV log loss": f"{scores.log_loss:.4f}"}
+        return {header: "-", "CV log loss": "-"}
+    log_loss = "-" if scores.log_loss is None else f"{scores.log_loss:.4f}"
+    return {header: f"{scores.value:.4f}", "CV log loss": log_loss}
+
+
+def lines_metric(lines) -> str:
+    """The metric of the scored lines of one table (all share it); the error rate where none is scored."""
+    return next((line.scores.metric for line in lines if line.scores is not None), "error_rate")
 
 
 def entries_cv_table(lines) -> Table:
     """Each k-fold entry's CV score (every fold's out-of-fold predictions together) beside the mean of
     its folds' own validation errors; the caption says why a score is missing."""
+    metric = lines_metric(lines)
     frame = pd.DataFrame(
         [
             {
                 "#": line.index,
                 "model": line.entry.describe(),
                 "folds": line.entry.folds,
-                **score_cells(line.scores),
+                **score_cells(line.scores, metric),
                 "mean fold valid_error": "-" if line.mean_valid_error is None else f"{line.mean_valid_error:.4f}",
             }
             for line in lines
@@ -144,14 +152,16 @@ def entries_cv_table(lines) -> Table:
 
 def cv_table(report) -> Table:
     """Members' and the ensemble's CV scores, the weights of each weighting, and why a score is missing."""
+    lines = [*report.members, *report.ensemble]
+    metric = lines_metric(lines)
     rows = [
         {
             "": line.name,
             "weights": "-" if line.weights is None else " / ".join(f"{w:.3g}" for w in line.weights),
-            **score_cells(line.scores),
+            **score_cells(line.scores, metric),
             "note": line.why or "",
         }
-        for line in [*report.members, *report.ensemble]
+        for line in lines
     ]
     return frame_table(pd.DataFrame(rows), title="cross-validation (out-of-fold TTA)")
 

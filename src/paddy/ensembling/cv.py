@@ -1,4 +1,5 @@
-"""Scoring out-of-fold (OOF) predictions and fitting ensemble weights on them (pure numpy).
+"""Scoring out-of-fold (OOF) predictions with the competition's metric and fitting ensemble weights on
+them (numpy; the metrics are paddy.scoring's).
 
 Weights are fitted by greedy forward selection with replacement (Caruana et al. 2004,
 "Ensemble selection from libraries of models"): robust with few members and with members that
@@ -8,38 +9,38 @@ so `fold_out_scores` refits without each fold and scores it: the number to trust
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from paddy.core.errors import PaddyError
+from paddy.scoring.metrics import CLIP, PROBABILITY_KINDS, Scoring, checked, score, target_probs
+from paddy.settings.competition import MetricName
 
-CLIP = 1e-15  # as sklearn's log_loss: a confident wrong answer costs -log(1e-15), not infinity
+# error_rate and accuracy change only where some row's most probable class (or grade) flips: a step
+# function of the weights, flat almost everywhere, so greedy rounds would tie and keep picking the first
+# member. They are fitted on a smooth loss whose minimum moves the same way: log loss of the probabilities,
+# the rmse of ordinal values.
+STEP_METRICS = (MetricName.error_rate, MetricName.accuracy)
+DEFAULT = Scoring()  # error rate of single-label classes: the paddy competition's metric
 
 
 @dataclass(frozen=True)
 class Scores:
-    """Error rate (argmax is not the target) and mean log loss of one set of predictions."""
+    """The competition metric's value of one set of predictions, and their log loss where the outputs are
+    probabilities (single, binary, multi; None otherwise)."""
 
-    error: float
-    log_loss: float
+    metric: MetricName
+    value: float
+    log_loss: float | None = None
 
-
-def _checked(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`probs` and `targets` as arrays, refused unless they are (n, c) and (n,) class indices with n > 0:
-    a negative or too large target would otherwise index some other class without a word."""
-    probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets)
-    if probs.ndim != 2 or targets.ndim != 1 or len(probs) != len(targets) or len(probs) == 0:
-        raise PaddyError(f"cannot score probabilities of shape {probs.shape} against targets of shape {targets.shape}")
-    if not np.issubdtype(targets.dtype, np.integer) or targets.min() < 0 or targets.max() >= probs.shape[1]:
-        raise PaddyError(f"targets must be class indices in [0, {probs.shape[1]}), not {targets.dtype} values")
-    return probs, targets
-
-
-def _target_probs(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Each row's probability of its target, unclipped: all the log loss of a mean of members needs."""
-    probs, targets = _checked(probs, targets)
-    return probs[np.arange(len(targets)), targets]
+    @property
+    def error(self) -> float:
+        """The error rate: the value of the default single-label metric, which older reports show."""
+        if self.metric is not MetricName.error_rate:
+            raise PaddyError(f"these scores are {self.metric}, not an error rate")
+        return self.value
 
 
 def _same_shape(members: list[np.ndarray]) -> list[np.ndarray]:
@@ -52,15 +53,15 @@ def _same_shape(members: list[np.ndarray]) -> list[np.ndarray]:
     return arrays
 
 
-def scores(probs: np.ndarray, targets: np.ndarray) -> Scores:
-    """Error rate and log loss of `probs` (rows) against `targets` (class indices)."""
-    probs, targets = _checked(probs, targets)
-    picked = np.clip(probs[np.arange(len(targets)), targets], CLIP, 1.0)
-    return Scores(float(np.mean(probs.argmax(axis=1) != targets)), float(-np.mean(np.log(picked))))
+def scores(probs: np.ndarray, targets: np.ndarray, scoring: Scoring = DEFAULT) -> Scores:
+    """The metric of `probs` (rows) against `targets`, with their log loss where it applies."""
+    value = scoring(probs, targets)
+    log_loss = score(MetricName.log_loss, scoring.kind, probs, targets) if scoring.kind in PROBABILITY_KINDS else None
+    return Scores(scoring.metric, value, log_loss)
 
 
 def weighted_mean(members: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    """The members' probabilities averaged with `weights` (>= 0, positive sum)."""
+    """The members' outputs averaged with `weights` (>= 0, positive sum)."""
     arrays = _same_shape(members)
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (len(arrays),) or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
@@ -68,12 +69,47 @@ def weighted_mean(members: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return np.tensordot(weights, np.stack(arrays), axes=1) / weights.sum()
 
 
-def fit_weights(members: list[np.ndarray], targets: np.ndarray, rounds: int = 100) -> np.ndarray:
-    """Weights (summing to 1) that lower the log loss of the weighted mean greedily: each round adds the member
-    whose addition gives the lowest loss (ties: the first), with replacement; a weight is its share of rounds."""
+def fit_objective(scoring: Scoring) -> Scoring:
+    """What the weights are fitted on: the metric itself, except the step metrics (STEP_METRICS)."""
+    if scoring.metric not in STEP_METRICS:
+        return scoring
+    smooth = MetricName.log_loss if scoring.kind in PROBABILITY_KINDS else MetricName.rmse
+    return replace(scoring, metric=smooth)
+
+
+def fit_weights(
+    members: list[np.ndarray], targets: np.ndarray, rounds: int = 100, scoring: Scoring = DEFAULT
+) -> np.ndarray:
+    """Weights (summing to 1) that improve `scoring`'s metric of the weighted mean greedily (fit_objective):
+    each round adds the member whose addition scores best (ties: the first), with replacement; a weight is
+    its share of rounds."""
     if rounds < 1:
         raise PaddyError(f"fitting ensemble weights needs at least one round, not {rounds}")
-    picked = np.stack([_target_probs(m, targets) for m in _same_shape(members)])  # members x rows
+    arrays = _same_shape(members)
+    objective = fit_objective(scoring)
+    if objective.metric is MetricName.log_loss:
+        return _log_loss_weights(
+            [target_probs(objective.kind, *checked(objective.kind, a, targets)) for a in arrays], rounds
+        )
+    sign = -1.0 if objective.greater_is_better else 1.0
+    return _greedy(arrays, lambda mean: sign * objective(mean, targets), rounds)
+
+
+def _greedy(arrays: list[np.ndarray], loss: Callable[[np.ndarray], float], rounds: int) -> np.ndarray:
+    """Caruana's selection for any `loss` (lower is better) of the members' mean."""
+    counts = np.zeros(len(arrays))
+    running = np.zeros_like(arrays[0])  # sum of the outputs of the members added so far
+    for step in range(1, rounds + 1):
+        best = int(np.argmin([loss((running + a) / step) for a in arrays]))  # ties: the first
+        counts[best] += 1
+        running += arrays[best]
+    return counts / rounds
+
+
+def _log_loss_weights(picked_rows: list[np.ndarray], rounds: int) -> np.ndarray:
+    """Caruana's selection on log loss, fast: the loss of a mean of members needs only the mean of the
+    probabilities each gave the truth, so each round is a few vector operations."""
+    picked = np.stack(picked_rows)  # members x rows
     counts = np.zeros(len(picked))
     running = np.zeros(picked.shape[1])  # sum of the target probabilities of the members added so far
     candidates = np.empty_like(picked)  # reused in place each round: about 3x faster than fresh arrays
@@ -88,10 +124,12 @@ def fit_weights(members: list[np.ndarray], targets: np.ndarray, rounds: int = 10
     return counts / rounds
 
 
-def fold_out_scores(members: list[np.ndarray], targets: np.ndarray, folds: np.ndarray, rounds: int = 100) -> Scores:
+def fold_out_scores(
+    members: list[np.ndarray], targets: np.ndarray, folds: np.ndarray, rounds: int = 100, scoring: Scoring = DEFAULT
+) -> Scores:
     """Fitted weights scored honestly: each fold's rows predicted with weights fitted on the other folds."""
     arrays, targets, folds = _same_shape(members), np.asarray(targets), np.asarray(folds)
-    if folds.shape != targets.shape:
+    if folds.shape != targets.shape[:1] or folds.ndim != 1:
         raise PaddyError(f"folds of shape {folds.shape} do not match targets of shape {targets.shape}")
     distinct = np.unique(folds)
     if len(distinct) < 2:
@@ -99,6 +137,6 @@ def fold_out_scores(members: list[np.ndarray], targets: np.ndarray, folds: np.nd
     predicted = np.zeros_like(arrays[0])
     for fold in distinct:
         rows, rest = folds == fold, folds != fold
-        weights = fit_weights([a[rest] for a in arrays], targets[rest], rounds)
+        weights = fit_weights([a[rest] for a in arrays], targets[rest], rounds, scoring)
         predicted[rows] = weighted_mean([a[rows] for a in arrays], weights)
-    return scores(predicted, targets)
+    return scores(predicted, targets, scoring)

@@ -8,14 +8,17 @@ the folds file's digest every run records; otherwise the report says why there i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from paddy.core.errors import PaddyError
-from paddy.ensembling.cv import Scores, fit_weights, fold_out_scores, scores, weighted_mean
+from paddy.ensembling.cv import DEFAULT, Scores, fit_objective, fit_weights, fold_out_scores, scores, weighted_mean
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, load_predictions, reordered
+from paddy.scoring.metrics import Scoring
+from paddy.settings.competition import MetricName
 from paddy.settings.entry import ModelEntry
 
 
@@ -34,8 +37,8 @@ class OutOfFold:
     row_folds: np.ndarray  # 1..k
     folds_sha256: str
 
-    def scores(self) -> Scores:
-        return scores(self.probs, self.targets)
+    def scores(self, scoring: Scoring = DEFAULT) -> Scores:
+        return scores(self.probs, self.targets, scoring)
 
     def aligned(self, other: OutOfFold, name: str) -> np.ndarray:
         """`other`'s probabilities in this one's row and class order (same folds, so the same images)."""
@@ -152,46 +155,64 @@ class CvReport:
     members: list[CvLine]
     ensemble: list[CvLine]
     fitted: tuple[float, ...] | None = None  # weights fitted on OOF, in member order
+    scoring: Scoring = field(default=DEFAULT)
 
     @property
     def scored(self) -> bool:
         return all(line.scores is not None for line in self.ensemble)
 
     def fitting_does_not_help(self) -> str | None:
-        """Why the fitted weights should not be trusted: their fold-out log loss is no better than the
-        given weights' (fitting overfits the out-of-fold rows), or None."""
+        """Why the fitted weights should not be trusted: their fold-out score on what they were fitted on
+        (log loss for the step metrics, else the metric) is no better than the given weights' (fitting
+        overfits the out-of-fold rows), or None."""
         if not self.fitted:
             return None
         given, honest = self.ensemble[0].scores, self.ensemble[-1].scores
-        if honest.log_loss < given.log_loss:
+        if fit_objective(self.scoring).metric is MetricName.log_loss:
+            name, ours, theirs, sign = "log loss", honest.log_loss, given.log_loss, 1.0
+        else:
+            name, ours, theirs = str(self.scoring.metric), honest.value, given.value
+            sign = -1.0 if self.scoring.greater_is_better else 1.0
+        if sign * ours < sign * theirs:
             return None
         return (
-            f"fitted weights score {honest.log_loss:.4f} fold-out against {given.log_loss:.4f} for the given "
+            f"fitted weights score {name} {ours:.4f} fold-out against {theirs:.4f} for the given "
             "weights: fitting overfits here; consider ensembling without --fit-weights"
         )
 
-    def saved_ensemble(self) -> dict[str, float] | None:
+    def saved_ensemble(self) -> dict[str, Any] | None:
         """The CV score of the ensemble as saved, for its metadata and submission message: with fitted
-        weights the fold-out estimate (never the optimistic in-sample one), else the given weights'."""
+        weights the fold-out estimate (never the optimistic in-sample one), else the given weights'.
+        The error rate is also saved as "error" (with "log_loss"), the keys older releases read."""
         line = self.ensemble[-1] if self.fitted else self.ensemble[0]
-        return None if line.scores is None else {"error": line.scores.error, "log_loss": line.scores.log_loss}
+        if line.scores is None:
+            return None
+        metric = line.scores.metric
+        saved = {"metric": str(metric), "value": line.scores.value, "greater_is_better": self.scoring.greater_is_better}
+        if line.scores.log_loss is not None:
+            saved["log_loss"] = line.scores.log_loss
+        if metric is MetricName.error_rate:
+            saved["error"] = line.scores.value
+        return saved
 
 
-def fitted_lines(oof: OutOfFold, aligned: list[np.ndarray]) -> tuple[list[CvLine], tuple[float, ...]]:
+def fitted_lines(
+    oof: OutOfFold, aligned: list[np.ndarray], scoring: Scoring = DEFAULT
+) -> tuple[list[CvLine], tuple[float, ...]]:
     """The ensemble with equal weights and with weights fitted on the OOF: scored in-sample (optimistic),
     and each fold scored with weights refitted on the other folds (the honest estimate)."""
     equal = tuple(1.0 for _ in aligned)
-    fitted = tuple(float(w) for w in fit_weights(aligned, oof.targets))
+    fitted = tuple(float(w) for w in fit_weights(aligned, oof.targets, scoring=scoring))
     lines = [
-        CvLine("ensemble, equal weights", scores(weighted_mean(aligned, np.array(equal)), oof.targets), equal),
+        CvLine("ensemble, equal weights", scores(weighted_mean(aligned, np.array(equal)), oof.targets, scoring), equal),
         CvLine(
             "ensemble, fitted weights (in-sample: optimistic)",
-            scores(weighted_mean(aligned, np.array(fitted)), oof.targets),
+            scores(weighted_mean(aligned, np.array(fitted)), oof.targets, scoring),
             fitted,
         ),
         CvLine(
             "ensemble, fitted weights (fold-out estimate)",
-            fold_out_scores(aligned, oof.targets, oof.row_folds),
+            fold_out_scores(aligned, oof.targets, oof.row_folds, scoring=scoring),
             why="each fold scored with weights fitted on the other folds",
         ),
     ]
@@ -199,26 +220,32 @@ def fitted_lines(oof: OutOfFold, aligned: list[np.ndarray]) -> tuple[list[CvLine
 
 
 def cv_report(
-    names: list[str], groups: list[list[RunFolder]], weights: tuple[float, ...], fit: bool = False
+    names: list[str],
+    groups: list[list[RunFolder]],
+    weights: tuple[float, ...],
+    fit: bool = False,
+    scoring: Scoring = DEFAULT,
 ) -> CvReport:
-    """CV error and log loss of every member and of the ensemble with the given weights (and with
-    `fit`, with equal and fitted ones), from out-of-fold predictions."""
+    """CV score (the metric, and log loss where it applies) of every member and of the ensemble with the
+    given weights (and with `fit`, with equal and fitted ones), from out-of-fold predictions."""
     oofs, reasons = member_oofs(names, groups)
     members = [
-        CvLine(name, oof.scores() if oof else None, why=reason) for name, oof, reason in zip(names, oofs, reasons)
+        CvLine(name, oof.scores(scoring) if oof else None, why=reason)
+        for name, oof, reason in zip(names, oofs, reasons)
     ]
     if problem := shared_folds_problem(names, oofs, reasons):
-        return CvReport(members, [CvLine("ensemble", None, weights, why=problem)])
+        return CvReport(members, [CvLine("ensemble", None, weights, why=problem)], scoring=scoring)
     first = oofs[0]
     try:
         aligned = [first.aligned(oof, name) for name, oof in zip(names, oofs)]
     except NoCrossValidation as e:
-        return CvReport(members, [CvLine("ensemble", None, weights, why=str(e))])
-    given = CvLine("ensemble, given weights", scores(weighted_mean(aligned, np.array(weights)), first.targets), weights)
+        return CvReport(members, [CvLine("ensemble", None, weights, why=str(e))], scoring=scoring)
+    mean = weighted_mean(aligned, np.array(weights))
+    given = CvLine("ensemble, given weights", scores(mean, first.targets, scoring), weights)
     if not fit:
-        return CvReport(members, [given])
-    lines, fitted = fitted_lines(first, aligned)
-    return CvReport(members, [given, *lines], fitted)
+        return CvReport(members, [given], scoring=scoring)
+    lines, fitted = fitted_lines(first, aligned, scoring)
+    return CvReport(members, [given, *lines], fitted, scoring)
 
 
 @dataclass(frozen=True)
