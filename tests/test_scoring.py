@@ -113,6 +113,8 @@ def test_fitted_thresholds_raise_f1_on_the_rows_they_were_fitted_on():
     assert score(M.f1_samples, K.multi, probs, tags, Decisions(thresholds=fitted)) > score(
         M.f1_samples, K.multi, probs, tags
     )
+    with pytest.raises(PaddyError, match="0/1 targets"):
+        fit_thresholds(probs, tags * 2)
 
 
 def test_grades_count_the_cutpoints_at_or_below_a_value():

@@ -18,10 +18,12 @@ import numpy as np
 
 from paddy.core.errors import PaddyError
 from paddy.data.competition import recorded_root
+from paddy.ensembling.cv import DEFAULT
 from paddy.ensembling.out_of_fold import CvReport, cv_report
 from paddy.runs.folder import RunFolder
 from paddy.runs.lookup import Outs, RunIndex, find_run, finished_runs, fold_groups, out_folders
 from paddy.runs.predictions import Predictions, load_predictions, reordered, save_predictions
+from paddy.scoring.metrics import Scoring
 from paddy.settings.config_file import EnsembleConfig
 from paddy.settings.legacy import Recorded, upgraded
 
@@ -197,11 +199,11 @@ def choose_runs(out: Outs, runs: list[str] | None, config: EnsembleConfig | None
     return [(group, None) for group in fold_groups(folders)]
 
 
-def scored_members(members: list[Member], fit: bool) -> tuple[list[Member], CvReport]:
+def scored_members(members: list[Member], fit: bool, scoring: Scoring = DEFAULT) -> tuple[list[Member], CvReport]:
     """The members' and the ensemble's CV scores; with `fit`, the members reweighted with weights
     fitted on their out-of-fold predictions (refused where there are none to fit on)."""
     names = [m.name for m in members]
-    report = cv_report(names, [list(m.runs) for m in members], tuple(m.weight for m in members), fit)
+    report = cv_report(names, [list(m.runs) for m in members], tuple(m.weight for m in members), fit, scoring)
     if not fit:
         return members, report
     if report.fitted is None:
@@ -219,15 +221,17 @@ def build_ensemble(
     dest: Path,
     data: Path | None = None,
     fit_weights: bool = False,
+    scoring: Scoring = DEFAULT,
 ) -> tuple[Predictions, list[Member], CvReport]:
     """Check, average and save the chosen runs' predictions, with the CV report of the members and the
     ensemble; nothing is written on any problem.
 
     With a config, `data` (default: the config's, Kaggle's or the demo) picks the runs trained on it.
-    With `fit_weights`, the average uses weights fitted on out-of-fold predictions."""
+    With `fit_weights`, the average uses weights fitted on out-of-fold predictions; `scoring`: the
+    competition's metric, which CV reports and the weights are fitted on."""
     members = load_members(choose_runs(out, runs, config, data), weights)
     ensemble = average(members)  # every check, before any scoring
-    members, report = scored_members(members, fit_weights)
+    members, report = scored_members(members, fit_weights, scoring)
     if fit_weights:
         ensemble = average(members)
     if cv := report.saved_ensemble():

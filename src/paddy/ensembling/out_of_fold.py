@@ -260,13 +260,19 @@ class EntryCv:
     why: str | None
 
 
-def entry_cv(index: int, entry: ModelEntry, runs: list[RunFolder], valid_errors: list[float | None]) -> EntryCv:
+def entry_cv(
+    index: int,
+    entry: ModelEntry,
+    runs: list[RunFolder],
+    valid_errors: list[float | None],
+    scoring: Scoring = DEFAULT,
+) -> EntryCv:
     """The CV line of the entry (its fold runs' `runs`, finished or not, and their valid errors)."""
     mean_error = sum(valid_errors) / len(valid_errors) if valid_errors and None not in valid_errors else None
     finished = [run for run in runs if run.finished]
     try:
         if not finished:
             raise NoCrossValidation("no fold has finished")
-        return EntryCv(index, replace(entry, fold=None), combined_oof(finished).scores(), mean_error, None)
+        return EntryCv(index, replace(entry, fold=None), combined_oof(finished).scores(scoring), mean_error, None)
     except NoCrossValidation as e:
         return EntryCv(index, replace(entry, fold=None), None, mean_error, str(e))

@@ -115,8 +115,8 @@ def fit_thresholds(probs: np.ndarray, targets: np.ndarray) -> tuple[float, ...]:
     0.5, the untuned default). Fit on held-out rows only (validation or out-of-fold): they score
     optimistically on the rows they were fitted on."""
     probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets)
-    if probs.ndim != 2 or probs.shape != targets.shape or len(probs) == 0:
-        raise PaddyError(f"cannot fit thresholds of probabilities {probs.shape} on targets {targets.shape}")
+    if probs.ndim != 2 or probs.shape != targets.shape or len(probs) == 0 or not np.isin(targets, (0, 1)).all():
+        raise PaddyError(f"cannot fit thresholds of probabilities {probs.shape} on 0/1 targets {targets.shape}")
     truth = targets.astype(bool)
     f1 = np.stack([column_f1(probs >= t, truth) for t in THRESHOLD_GRID])  # thresholds x columns
     by_closeness = np.argsort([abs(t - 0.5) for t in THRESHOLD_GRID], kind="stable")
