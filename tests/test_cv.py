@@ -178,7 +178,9 @@ def test_step_metrics_are_fitted_on_log_loss_and_others_on_themselves():
     targets, perfect, noise = synthetic()
     error = Scoring(MetricName.error_rate, TargetKind.single)
     assert fit_objective(error) == Scoring(MetricName.log_loss, TargetKind.single)
-    assert fit_objective(Scoring(MetricName.accuracy, TargetKind.ordinal)).metric is MetricName.rmse
+    assert fit_objective(Scoring(MetricName.accuracy, TargetKind.ordinal)) == Scoring(
+        MetricName.rmse, TargetKind.regression
+    ), "the rmse of the values: that of the grades is a step function too"
     assert fit_objective(Scoring(MetricName.map5, TargetKind.single)).metric is MetricName.map5
     members = [noise, perfect]
     np.testing.assert_array_equal(
@@ -197,6 +199,10 @@ def test_fitting_lower_is_better_numbers_cancels_opposite_biases():
     assert honest == Scores(MetricName.rmse, pytest.approx(0.0), None)
     with pytest.raises(PaddyError, match="not an error rate"):
         _ = honest.error
+    grades = (np.arange(50) % 5).astype(float)  # ordinal accuracy: fitted on the rmse of the values
+    ordinal = Scoring(MetricName.accuracy, TargetKind.ordinal)
+    weights = fit_weights([grades[:, None] + 1, grades[:, None] - 1], grades, rounds=10, scoring=ordinal)
+    assert weights.tolist() == [0.5, 0.5]
 
 
 def test_the_saved_cv_names_its_metric_and_the_overfitting_warning_compares_it():

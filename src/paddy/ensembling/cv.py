@@ -16,12 +16,12 @@ import numpy as np
 
 from paddy.core.errors import PaddyError
 from paddy.scoring.metrics import CLIP, PROBABILITY_KINDS, Scoring, checked, score, target_probs
-from paddy.settings.competition import MetricName
+from paddy.settings.competition import MetricName, TargetKind
 
 # error_rate and accuracy change only where some row's most probable class (or grade) flips: a step
 # function of the weights, flat almost everywhere, so greedy rounds would tie and keep picking the first
 # member. They are fitted on a smooth loss whose minimum moves the same way: log loss of the probabilities,
-# the rmse of ordinal values.
+# the rmse of ordinal values (not of their grades, a step function again).
 STEP_METRICS = (MetricName.error_rate, MetricName.accuracy)
 DEFAULT = Scoring()  # error rate of single-label classes: the paddy competition's metric
 
@@ -73,8 +73,9 @@ def fit_objective(scoring: Scoring) -> Scoring:
     """What the weights are fitted on: the metric itself, except the step metrics (STEP_METRICS)."""
     if scoring.metric not in STEP_METRICS:
         return scoring
-    smooth = MetricName.log_loss if scoring.kind in PROBABILITY_KINDS else MetricName.rmse
-    return replace(scoring, metric=smooth)
+    if scoring.kind in PROBABILITY_KINDS:
+        return replace(scoring, metric=MetricName.log_loss)
+    return Scoring(MetricName.rmse, TargetKind.regression)  # of the values themselves: an ordinal's is of grades
 
 
 def fit_weights(
