@@ -18,7 +18,6 @@ import numpy as np
 
 from paddy.core.errors import PaddyError
 from paddy.data.competition import recorded_root
-from paddy.ensembling.cv import DEFAULT
 from paddy.ensembling.out_of_fold import CvReport, cv_report
 from paddy.runs.folder import RunFolder
 from paddy.runs.lookup import Outs, RunIndex, find_run, finished_runs, fold_groups, out_folders
@@ -145,11 +144,16 @@ def average(members: list[Member]) -> Predictions:
     total = sum(m.weight for m in members)
     if not 0 < total < math.inf:
         raise PaddyError(f"the ensemble weights add up to {total}; they must add up to a finite number above 0")
+    reference = members[0].preds
     for member in members:
         check_probabilities(member.name, member.preds)
-    reference = members[0].preds
+        if member.preds.kind != reference.kind:
+            raise PaddyError(
+                f"run {member.name} predicts a {member.preds.kind} target, the first member a {reference.kind}"
+            )
     mean = sum(m.weight * aligned_probs(reference, m.name, m.preds) for m in members) / total
-    identity = {k: reference.meta[k] for k in ("data", "test_ids_sha256") if k in reference.meta}
+    recorded = ("data", "test_ids_sha256", "kind", "metric", "competition", "decisions")  # what submit reads
+    identity = {k: reference.meta[k] for k in recorded if k in reference.meta}
     meta = {"ensemble": True, "members": [m.describe() for m in members], **identity}
     return Predictions(mean.astype(np.float32), reference.image_ids, reference.vocab, meta)
 
@@ -199,7 +203,7 @@ def choose_runs(out: Outs, runs: list[str] | None, config: EnsembleConfig | None
     return [(group, None) for group in fold_groups(folders)]
 
 
-def scored_members(members: list[Member], fit: bool, scoring: Scoring = DEFAULT) -> tuple[list[Member], CvReport]:
+def scored_members(members: list[Member], fit: bool, scoring: Scoring | None = None) -> tuple[list[Member], CvReport]:
     """The members' and the ensemble's CV scores; with `fit`, the members reweighted with weights
     fitted on their out-of-fold predictions (refused where there are none to fit on)."""
     names = [m.name for m in members]
@@ -221,14 +225,14 @@ def build_ensemble(
     dest: Path,
     data: Path | None = None,
     fit_weights: bool = False,
-    scoring: Scoring = DEFAULT,
+    scoring: Scoring | None = None,
 ) -> tuple[Predictions, list[Member], CvReport]:
     """Check, average and save the chosen runs' predictions, with the CV report of the members and the
     ensemble; nothing is written on any problem.
 
     With a config, `data` (default: the config's, Kaggle's or the demo) picks the runs trained on it.
     With `fit_weights`, the average uses weights fitted on out-of-fold predictions; `scoring`: the
-    competition's metric, which CV reports and the weights are fitted on."""
+    competition's metric, which CV reports and the weights are fitted on (default: the runs' recorded one)."""
     members = load_members(choose_runs(out, runs, config, data), weights)
     ensemble = average(members)  # every check, before any scoring
     members, report = scored_members(members, fit_weights, scoring)

@@ -17,8 +17,9 @@ from paddy.core.errors import PaddyError
 from paddy.ensembling.cv import DEFAULT, Scores, fit_objective, fit_weights, fold_out_scores, scores, weighted_mean
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, load_predictions, reordered
+from paddy.scoring.decisions import Decisions
 from paddy.scoring.metrics import Scoring
-from paddy.settings.competition import MetricName
+from paddy.settings.competition import METRICS_OF_KIND, MetricName, TargetKind
 from paddy.settings.entry import ModelEntry
 
 
@@ -33,12 +34,13 @@ class OutOfFold:
     probs: np.ndarray
     image_ids: tuple[str, ...]
     vocab: tuple[str, ...]
-    targets: np.ndarray  # class index into vocab
+    targets: np.ndarray  # as paddy.scoring takes them: class indices, a 0/1 tag matrix, or numbers
     row_folds: np.ndarray  # 1..k
     folds_sha256: str
+    scoring: Scoring = DEFAULT  # the metric, kind and decisions the runs recorded
 
-    def scores(self, scoring: Scoring = DEFAULT) -> Scores:
-        return scores(self.probs, self.targets, scoring)
+    def scores(self, scoring: Scoring | None = None) -> Scores:
+        return scores(self.probs, self.targets, scoring or self.scoring)
 
     def aligned(self, other: OutOfFold, name: str) -> np.ndarray:
         """`other`'s probabilities in this one's row and class order (same folds, so the same images)."""
@@ -83,6 +85,30 @@ def fold_oof(run: RunFolder) -> tuple[Predictions, list[str]]:
     return preds, targets
 
 
+def recorded_scoring(meta: dict[str, Any]) -> Scoring:
+    """The competition's metric, target kind and decisions predictions recorded; files of releases before 0.3
+    are single-label and scored on the error rate."""
+    kind = TargetKind(meta.get("kind", "single"))
+    metric = MetricName(meta.get("metric") or METRICS_OF_KIND[kind][0])
+    return Scoring(metric, kind, Decisions.from_json(meta.get("decisions")) if meta.get("decisions") else None)
+
+
+def target_array(kind: TargetKind, labels: list[str], vocab: tuple[str, ...], name: str) -> np.ndarray:
+    """Out-of-fold labels as written (a class, space-separated tags, a number) as paddy.scoring takes them."""
+    if kind in (TargetKind.regression, TargetKind.ordinal):
+        return np.array([float(label) for label in labels])
+    rows = [label.split() if kind is TargetKind.multi else [label] for label in labels]
+    if unknown := {t for row in rows for t in row} - set(vocab):
+        raise PaddyError(f"{name}: out-of-fold labels {sorted(unknown)} are not among its classes")
+    index = {c: j for j, c in enumerate(vocab)}
+    if kind is not TargetKind.multi:
+        return np.array([index[row[0]] for row in rows])
+    matrix = np.zeros((len(rows), len(vocab)), dtype=int)
+    for i, row in enumerate(rows):
+        matrix[i, [index[t] for t in row]] = 1
+    return matrix
+
+
 def combined_oof(runs: list[RunFolder]) -> OutOfFold:
     """The out-of-fold predictions of an entry's K fold runs together, every image exactly once."""
     folds, sha = checked_fold_runs(runs)
@@ -98,16 +124,15 @@ def combined_oof(runs: list[RunFolder]) -> OutOfFold:
         row_folds += [fold] * len(labels)
     if len(set(ids)) != len(ids):
         raise PaddyError(f"{runs[0].name}: an image is out-of-fold in two folds; the fold runs do not fit together")
-    if unknown := set(targets) - set(vocab):
-        raise PaddyError(f"{runs[0].name}: out-of-fold labels {sorted(unknown)} are not among its classes")
-    index = {c: j for j, c in enumerate(vocab)}
+    scoring = recorded_scoring(parts[0][1].meta)
     return OutOfFold(
         np.concatenate(probs),
         tuple(ids),
         vocab,
-        np.array([index[t] for t in targets]),
+        target_array(scoring.kind, targets, vocab, runs[0].name),
         np.array(row_folds),
         sha,
+        scoring,
     )
 
 
@@ -224,11 +249,13 @@ def cv_report(
     groups: list[list[RunFolder]],
     weights: tuple[float, ...],
     fit: bool = False,
-    scoring: Scoring = DEFAULT,
+    scoring: Scoring | None = None,
 ) -> CvReport:
     """CV score (the metric, and log loss where it applies) of every member and of the ensemble with the
-    given weights (and with `fit`, with equal and fitted ones), from out-of-fold predictions."""
+    given weights (and with `fit`, with equal and fitted ones), from out-of-fold predictions. `scoring`:
+    the one the members' runs recorded unless given."""
     oofs, reasons = member_oofs(names, groups)
+    scoring = scoring or next((oof.scoring for oof in oofs if oof), DEFAULT)
     members = [
         CvLine(name, oof.scores(scoring) if oof else None, why=reason)
         for name, oof, reason in zip(names, oofs, reasons)
@@ -265,7 +292,7 @@ def entry_cv(
     entry: ModelEntry,
     runs: list[RunFolder],
     valid_errors: list[float | None],
-    scoring: Scoring = DEFAULT,
+    scoring: Scoring | None = None,
 ) -> EntryCv:
     """The CV line of the entry (its fold runs' `runs`, finished or not, and their valid errors)."""
     mean_error = sum(valid_errors) / len(valid_errors) if valid_errors and None not in valid_errors else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastai.vision.all import (
     Learner,
     set_seed,
@@ -25,18 +26,42 @@ LOSS_PLOT = "loss.png"
 CONFUSION_PLOT = "confusion.png"
 
 
-def save_run_plots(learn: Learner, run: RunFolder, classes: tuple[str, ...], kind: TargetKind) -> None:
-    """Loss curves and, for classes, the validation confusion matrix of the label, beside the history, both
-    titled with the run, its arch and size and the label's validation metric (the last epoch's)."""
+def validation_outputs(learn: Learner) -> tuple[np.ndarray, np.ndarray]:
+    """The validation set's outputs (after the loss's activation) and the label's targets, predicted once for
+    the confusion matrix and the fitted decisions."""
+    outputs, targets = learn.get_preds(ds_idx=1)
+    actual = targets[0] if isinstance(targets, (list, tuple)) else targets
+    return outputs.float().numpy(), actual.numpy()
+
+
+def fitted_decisions(kind: TargetKind, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any] | None:
+    """Multi-label thresholds or ordinal cut-points fitted on the validation rows (held out from training),
+    as the predictions meta key "decisions"; None for a kind that needs none."""
+    from paddy.scoring.decisions import Decisions, fit_cutpoints, fit_thresholds
+
+    if kind is TargetKind.multi:
+        return Decisions(thresholds=fit_thresholds(outputs, targets.astype(int))).to_json()
+    if kind is TargetKind.ordinal:
+        grades = (int(targets.min()), int(targets.max()))
+        cutpoints = fit_cutpoints(outputs.ravel(), targets.ravel(), grades)
+        return Decisions(cutpoints=cutpoints, lowest_grade=grades[0]).to_json()
+    return None
+
+
+def save_run_plots(
+    learn: Learner, run: RunFolder, classes: tuple[str, ...], kind: TargetKind, valid: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Loss curves and, for classes, the validation confusion matrix of the label (from `valid`, the
+    validation outputs and targets), beside the history, both titled with the run, its arch and size and
+    the label's validation metric (the last epoch's)."""
     history, config, metric = run.history(), run.config(), learn.metrics[0].name
     size = "x".join(map(str, config["size"]))
     title = run_title(run.name, config["arch"], size, metric, float(history[metric].iloc[-1]))
     save_figure(loss_figure(history, recorded_steps(learn), title), run.path / LOSS_PLOT)
     if kind not in (TargetKind.single, TargetKind.binary):
         return
-    probs, targets = learn.get_preds(ds_idx=1)
-    actual = targets[0] if isinstance(targets, (list, tuple)) else targets
-    figure = confusion_figure(actual.numpy(), probs.argmax(dim=1).numpy(), list(classes), title)
+    outputs, targets = valid
+    figure = confusion_figure(targets, outputs.argmax(axis=1), list(classes), title)
     save_figure(figure, run.path / CONFUSION_PLOT)
 
 

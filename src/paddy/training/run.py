@@ -34,7 +34,7 @@ from paddy.training.distributed import alone, distributed, finish, launch, launc
 from paddy.training.ema import adopt_average
 from paddy.training.learner import build_dataloaders, make_learner
 from paddy.training.plan import TrainingPlan, check_against_data, plan_training
-from paddy.training.predicting import save_run_plots, tta_predictions
+from paddy.training.predicting import fitted_decisions, save_run_plots, tta_predictions, validation_outputs
 from paddy.training.saved_model import card_for, normalizers, save_model
 from paddy.training.schedule import fit_phases, training_phases
 
@@ -200,9 +200,12 @@ def finish_run(learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: fl
     """After the epochs: the pictures, the saved model, the out-of-fold predictions of a fold's run, and
     the test set's TTA predictions (returned, written last by `train`)."""
     entry, data, seed = plan.entry, plan.data, plan.training.seed
-    save_run_plots(learn, folder, data.classes, data.kind)
+    valid = validation_outputs(learn)
+    save_run_plots(learn, folder, data.classes, data.kind, valid)
     save_model(learn, folder.model_path, card_for(learn, entry, plan.training.step_bs, data, seed))
     meta = {**predictions_meta(entry, seed, valid_error, folder, data), **plan.folds_identity}
+    if decisions := fitted_decisions(data.kind, *valid):
+        meta["decisions"] = decisions
     if plan.folds is not None:
         save_predictions(out_of_fold_predictions(learn, plan, meta), folder.oof_path)
     return tta_predictions(learn, list(data.test_images), data.classes, meta, seed)
