@@ -17,12 +17,13 @@ from paddy.cli.app import app
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_json, write_json
 from paddy.data.competition import CompetitionData, resolve_data
-from paddy.data.folds import FOLDS_FOLDER, folds_for
+from paddy.data.folds import FOLDS_FOLDER, FoldInput, draw_folds, folds_for, folds_of
 from paddy.ensembling.average import build_ensemble
 from paddy.ensembling.out_of_fold import combined_oof
 from paddy.orchestration.config_runs import RunStatus, entries_cv, run_config
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
+from paddy.settings.competition import TargetKind
 from paddy.settings.config_file import load_config
 from paddy.settings.entry import ModelEntry
 from paddy.training.run import plan_runs, train
@@ -91,9 +92,101 @@ def test_a_folds_file_of_other_data_is_refused(tiny_data, tmp_path):
         folds_for(tmp_path, tiny_data, K, seed=0)
 
 
-def test_more_folds_than_the_smallest_class_has_images_is_refused(tiny_data, tmp_path):
-    with pytest.raises(PaddyError, match="has only 6 training images; every fold needs one of each class"):
-        folds_for(tmp_path, tiny_data, 7, seed=0)
+def test_a_class_rarer_than_k_is_kept_with_a_warning_not_refused(tiny_data, tmp_path):
+    folds = folds_for(tmp_path, tiny_data, 7, seed=0)  # 6 images per class, 7 folds
+    assert sorted(folds.fold_of) == sorted(p.name for p in tiny_data.train_images), "every image in one fold"
+    assert set(folds.fold_of.values()) == set(range(1, 8))
+    assert len(folds.warnings) == len(tiny_data.classes)
+    assert "class blast has only 6 images: it is held out in 6 of 7 folds" in folds.warnings
+    assert folds_for(tmp_path, tiny_data, 7, seed=0).warnings == folds.warnings, "a reused file warns too"
+
+
+def fold_input(labels, kind=TargetKind.single, **columns) -> FoldInput:
+    """Folds inputs for `labels`, the images named 0.jpg, 1.jpg, ..."""
+    return FoldInput(tuple(f"{i}.jpg" for i in range(len(labels))), tuple(labels), kind, **columns)
+
+
+def held_out_sets(fold, k=5):
+    return [np.flatnonzero(fold == f) for f in range(1, k + 1)]
+
+
+@pytest.mark.parametrize("kind", [TargetKind.single, TargetKind.multi, TargetKind.regression])
+def test_a_group_never_spans_two_folds(kind):
+    rng = np.random.default_rng(3)
+    groups = [f"patient{g}" for g in rng.integers(0, 25, 90)]  # 25 patients, about 3.6 images each
+    texts = {TargetKind.single: ["a", "b", "c"], TargetKind.multi: ["x", "x y", "y"], TargetKind.regression: ["1", "5"]}
+    labels = [texts[kind][i % len(texts[kind])] for i in range(90)]
+    fold, _ = draw_folds(fold_input(labels, kind, groups=tuple(groups)), 5, seed=0)
+    assert all(len(set(fold[[g == name for g in groups]])) == 1 for name in set(groups)), "one fold per group"
+    assert set(fold) == {1, 2, 3, 4, 5}
+    if kind is TargetKind.single:  # stratified as well as grouped: every class in every fold
+        assert all({labels[i] for i in index} == {"a", "b", "c"} for index in held_out_sets(fold))
+    other, _ = draw_folds(fold_input(labels, kind, groups=tuple(groups)), 5, seed=1)
+    assert not np.array_equal(fold, other), "the fold seed decides the groups' folds"
+
+
+def test_fewer_groups_or_images_than_folds_are_refused():
+    with pytest.raises(PaddyError, match="folds 5: only 3 groups; every fold needs a group of its own"):
+        draw_folds(fold_input(["a", "b"] * 6, groups=("p", "q", "r") * 4), 5, seed=0)
+    with pytest.raises(PaddyError, match="folds 5: only 4 training images"):
+        draw_folds(fold_input(["a", "b"] * 2), 5, seed=0)
+
+
+def test_multi_label_folds_hold_out_every_tag_and_name_a_rare_one(tmp_path):
+    combos = ["healthy", "scab", "rust", "scab frog_eye", "rust frog_eye", "frog_eye", ""]  # "" : no tag at all
+    labels = [combos[i % len(combos)] for i in range(70)] + ["complex"] * 3
+    inputs = fold_input(labels, TargetKind.multi)
+    fold, notes = draw_folds(inputs, 5, seed=0)
+    for index in held_out_sets(fold):
+        held_tags = {tag for i in index for tag in labels[i].split()}
+        assert held_tags >= {"healthy", "scab", "rust", "frog_eye"}, "every common tag in every fold"
+    assert np.ptp(np.bincount(fold)[1:]) <= 3, "folds of about the same size"
+    assert notes == ["tag complex has only 3 images: it is held out in 3 of 5 folds"]
+    folds = folds_of(tmp_path, inputs, 5, seed=0)  # the file keeps "" (no tag) and tag lists as they are
+    assert [folds.fold_of[i] for i in inputs.ids] == fold.tolist() and list(folds.warnings) == notes
+    assert folds_of(tmp_path, inputs, 5, seed=0).sha256 == folds.sha256
+
+
+def test_user_folds_are_taken_as_they_are_zero_based_shifted_up(tmp_path):
+    labels = ["a", "b", "c"] * 4
+    zero_based = tuple(i % 3 for i in range(12))
+    fold, _ = draw_folds(fold_input(labels, user_folds=zero_based), 3, seed=0)
+    assert fold.tolist() == [f + 1 for f in zero_based]
+    one_based, _ = draw_folds(fold_input(labels, user_folds=tuple(f + 1 for f in zero_based)), 3, seed=7)
+    assert one_based.tolist() == fold.tolist(), "1..K kept, and no seed draws them"
+    with pytest.raises(PaddyError, match=r"the fold column numbers 4 folds \(0..3\) but folds = 3; set folds = 4"):
+        draw_folds(fold_input(labels, user_folds=tuple(i % 4 for i in range(12))), 3, seed=0)
+    with pytest.raises(PaddyError, match=r"the fold column's values \(1, 2, 5\) are not folds 1..3 or 0..2"):
+        draw_folds(fold_input(labels, user_folds=(1, 2, 5) * 4), 3, seed=0)
+    grouped = folds_of(tmp_path, fold_input(labels, user_folds=zero_based), 3, seed=0)
+    assert grouped.path != folds_of(tmp_path, fold_input(labels), 3, seed=0).path, "user folds: their own file"
+
+
+def test_regression_folds_are_stratified_on_quantile_bins_of_the_target():
+    values = np.random.default_rng(0).lognormal(3, 1, 100).round(1)  # skewed, as Pawpularity-like targets are
+    fold, notes = draw_folds(fold_input([str(v) for v in values], TargetKind.regression), 5, seed=0)
+    assert notes == [] and np.bincount(fold)[1:].tolist() == [20] * 5
+    top_ten = np.argsort(values)[-10:]  # the highest bin (10 bins of 10): two in each fold
+    assert np.bincount(fold[top_ten], minlength=6)[1:].tolist() == [2] * 5
+    means = [values[index].mean() for index in held_out_sets(fold)]
+    assert max(abs(m - values.mean()) for m in means) < 0.15 * values.mean()
+    with pytest.raises(PaddyError, match="regression target 'tall' is not a number"):
+        draw_folds(fold_input(["1", "tall"] * 5, TargetKind.regression), 2, seed=0)
+
+
+@pytest.mark.parametrize("kind", list(TargetKind))
+def test_folds_are_the_same_for_a_seed_and_differ_for_another(kind):
+    labels = {"multi": ["a", "a b", "b", "c"], "regression": ["1.5", "2", "7", "9.25"]}.get(kind, ["0", "1"])
+    inputs = fold_input([labels[i % len(labels)] for i in range(40)], kind)
+    first, second, other = (draw_folds(inputs, 4, seed)[0] for seed in (0, 0, 1))
+    assert np.array_equal(first, second) and not np.array_equal(first, other)
+
+
+def test_a_rare_grade_is_named_as_a_grade():
+    labels = ["0", "1", "2"] * 10 + ["4", "4"]
+    fold, notes = draw_folds(fold_input(labels, TargetKind.ordinal), 5, seed=0)
+    assert notes == ["grade 4 has only 2 images: it is held out in 2 of 5 folds"]
+    assert len(set(fold[-2:])) == 2, "the two go to different folds"
 
 
 @pytest.mark.parametrize(
