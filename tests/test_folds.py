@@ -145,6 +145,8 @@ def test_multi_label_folds_hold_out_every_tag_and_name_a_rare_one(tmp_path):
     folds = folds_of(tmp_path, inputs, 5, seed=0)  # the file keeps "" (no tag) and tag lists as they are
     assert [folds.fold_of[i] for i in inputs.ids] == fold.tolist() and list(folds.warnings) == notes
     assert folds_of(tmp_path, inputs, 5, seed=0).sha256 == folds.sha256
+    with pytest.raises(PaddyError, match="no training image has a tag"):
+        draw_folds(fold_input([""] * 10, TargetKind.multi), 5, seed=0)
 
 
 def test_user_folds_are_taken_as_they_are_zero_based_shifted_up(tmp_path):

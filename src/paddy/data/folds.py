@@ -161,6 +161,12 @@ def _shuffled_groups(groups: tuple[str, ...], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(len(uniques))[codes]
 
 
+def _group_folds(groups: tuple[str, ...], k: int, seed: int) -> np.ndarray:
+    """Folds of whole groups, not stratified (GroupKFold: each group to the fold with fewest images so far)."""
+    x = np.zeros(len(groups))
+    return _folds_of_splits(GroupKFold(n_splits=k).split(x, groups=_shuffled_groups(groups, seed)), len(groups))
+
+
 def _dealt(strata: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Folds when every class is rarer than k (where StratifiedKFold refuses): the images shuffled, sorted
     by class and dealt round the folds, so each class is spread over as many folds as it has images."""
@@ -175,16 +181,19 @@ def _drawn(inputs: FoldInput, k: int, seed: int) -> np.ndarray:
     """Each image's fold 1..k, drawn by the strategy of its kind (see the module docstring)."""
     n, x = len(inputs.ids), np.zeros(len(inputs.ids))
     if inputs.kind is TargetKind.multi and inputs.groups is not None:
-        return _folds_of_splits(GroupKFold(n_splits=k).split(x, groups=_shuffled_groups(inputs.groups, seed)), n)
+        return _group_folds(inputs.groups, k, seed)
     if inputs.kind is TargetKind.multi:
+        tags, matrix = tag_matrix(inputs.label_texts)
+        if not tags:
+            raise PaddyError("multi-label folds: no training image has a tag (every label list is empty)")
         splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-        return _folds_of_splits(splitter.split(x, tag_matrix(inputs.label_texts)[1]), n)
+        return _folds_of_splits(splitter.split(x, matrix), n)
     strata = (
         value_bins(inputs.label_texts, k) if inputs.kind is TargetKind.regression else np.asarray(inputs.label_texts)
     )
     rare = pd.Series(strata).value_counts().max() < k  # scikit-learn refuses when every class is rarer than k
     if inputs.groups is not None and rare:
-        return _folds_of_splits(GroupKFold(n_splits=k).split(x, groups=_shuffled_groups(inputs.groups, seed)), n)
+        return _group_folds(inputs.groups, k, seed)
     if inputs.groups is not None:
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         return _folds_of_splits(splitter.split(x, strata, groups=np.asarray(inputs.groups)), n)
@@ -194,8 +203,8 @@ def _drawn(inputs: FoldInput, k: int, seed: int) -> np.ndarray:
 
 
 def coverage_warnings(inputs: FoldInput, fold: np.ndarray, k: int) -> list[str]:
-    """A line for each class (or tag, or grade) that is not held out in every fold: its folds' validation
-    scores cannot see it, and a fold that never holds it out trains on all of it."""
+    """A line for each class (or tag, or grade) that is not held out in every fold: the folds whose
+    validation set lacks it cannot score it, so their scores are not comparable with the others'."""
     if inputs.kind is TargetKind.regression:
         return []
     noun = {TargetKind.multi: "tag", TargetKind.ordinal: "grade"}.get(inputs.kind, "class")
