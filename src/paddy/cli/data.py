@@ -1,7 +1,8 @@
-"""`paddy setup` and `paddy presize`: the competition data found, downloaded or resized."""
+"""`paddy setup`, `paddy demo` and `paddy presize`: the competition data found, downloaded, made or resized."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,8 +11,12 @@ import typer
 
 from paddy.cli.options import DataOption
 from paddy.cli.output import out, reports_errors
-from paddy.cli.tables import frame_table
-from paddy.data.competition import COMPETITION, resolve_data
+from paddy.cli.tables import description_table, frame_table
+from paddy.data.competition import COMPETITION, check_layout, resolve_data
+from paddy.data.demo_layouts import LAYOUTS
+from paddy.settings.competition import CompetitionSpec
+
+DemoLayout = StrEnum("DemoLayout", {name.replace("-", "_"): name for name in LAYOUTS})  # typer's choices
 
 app = typer.Typer()
 
@@ -23,14 +28,27 @@ def setup(
     dest: Annotated[Path, typer.Option(help="Folder to download and unzip into.")] = Path("."),
 ) -> None:
     """Find or download the competition data (uses /kaggle/input on Kaggle), and check its layout."""
-    from paddy.data.competition import check_layout
     from paddy.kaggle.access import competition_folder
 
-    found = check_layout(competition_folder(competition, dest))
-    out.print(
-        f"{found.root}: {len(found.classes)} classes, {len(found.train_images)} training and "
-        f"{len(found.test_images)} test images. Train with: paddy train --data {found.root}"
-    )
+    found = check_layout(competition_folder(competition, dest), CompetitionSpec(slug=competition))
+    out.print(description_table(found.description(), str(found.root)))
+    out.print(f"Train with: paddy train --data {found.root}")
+
+
+@app.command()
+@reports_errors
+def demo(
+    layout: Annotated[DemoLayout, typer.Argument(help="Which competition's layout (and target kind) to copy.")],
+    dest: Annotated[Path, typer.Option(help="Folder to make it in, under the competition's name.")] = Path("demo"),
+) -> None:
+    """Make a small demo competition in the layout of a real one (a CSV of labels, its target kind, metric
+    and sample submission), to try paddy on before the real data."""
+    from paddy.data.demo_layouts import layout_spec, make_layout
+
+    root = make_layout(str(layout), dest / str(layout_spec(str(layout)).slug))
+    found = check_layout(root)
+    out.print(description_table(found.description(), str(found.root)))
+    out.print(f"Train with: paddy train --data {found.root}")
 
 
 @app.command()

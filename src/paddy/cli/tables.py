@@ -21,6 +21,16 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, floats: str = "{:
     return table
 
 
+def description_table(description: dict[str, str], root: str) -> Table:
+    """The competition as paddy read it: one row per key, so a wrong guess shows before anything trains."""
+    table = Table(title=f"data {root}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in description.items():
+        table.add_row(key, value)
+    return table
+
+
 STATE_STYLES = {"finished": "green", "resumable": "yellow", "writing": "cyan", "lr-find": "blue", "dead": "red"}
 
 

@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 
 import pandas as pd
 import typer
+from rich.markup import escape
 
 from paddy.cli.options import DEFAULT_OUT, BadImagesOption, KeepCheckpoint, OutDir, takes_budget, with_model_options
-from paddy.cli.output import bars, epoch_lines, out, reports_errors, reports_out_of_memory
-from paddy.cli.tables import entries_cv_table, frame_table
+from paddy.cli.output import bars, epoch_lines, err, out, reports_errors, reports_out_of_memory
+from paddy.cli.tables import description_table, entries_cv_table, frame_table
 from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import ModelChoice
 from paddy.settings.entry import BadImages
@@ -42,7 +43,11 @@ def train(
         raise PaddyError(
             f"--resume goes on with the run's own settings: drop --{model.flags_given[0].replace('_', '-')}"
         )
+    if not model.data.is_demo and resumed is None:
+        out.print(description_table(model.data.description(), str(model.data.root)))
     plans = plan_runs(model.entry, model.data, out_dir, model.budget_mib, bad_images, resumed)
+    for warning in plans[0].folds.warnings if plans[0].folds else ():
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     launched = launch_data_parallel(plans, ["-m", "paddy", *sys.argv[1:]])
     if launched is not None:  # the run trained in `gpus` processes, which printed its outcome
         raise typer.Exit(launched)

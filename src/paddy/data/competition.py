@@ -102,6 +102,23 @@ class CompetitionData:
         texts = [targets[p.name] for p in (self.train_images if images is None else images)]
         return [" ".join(t) if isinstance(t, tuple) else f"{t:g}" if isinstance(t, float) else t for t in texts]
 
+    def description(self) -> dict[str, str]:
+        """What the data was read as (given or inferred), for the short table commands show before training."""
+        spec, fmt = self.spec, self.sample_format
+        labels = f"{spec.labels_file}: {spec.id_column} -> {', '.join(spec.label_columns or ())}"
+        numbers = self.kind in (TargetKind.regression, TargetKind.ordinal)
+        return {
+            "competition": spec.slug or "-",
+            "target": f"{self.kind}, scored on {self.metric}",
+            "labels": labels if spec.labels_file else "class folders under train_images/",
+            "training images": f"{len(self.train_images)} in {self.train_dir.name}/",
+            "test images": f"{len(self.test_images)} in {spec.test_folder or 'test_images'}/",
+            "classes": f"a number ({self.classes[0]})" if numbers else f"{len(self.classes)}",
+            "submission": f"{fmt.shape}, ids {'with' if fmt.ids_with_extension else 'without'} the extension"
+            if fmt
+            else "label",
+        }
+
     def identity(self) -> dict[str, Any]:
         """What predictions record about their data, so submit can refuse another dataset's sample and
         ensembles, CV and submissions read the target kind and metric (and the whole description)."""

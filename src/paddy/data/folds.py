@@ -69,8 +69,9 @@ class FoldInput:
 
 
 def labelled_ids(data: CompetitionData) -> tuple[list[str], list[str]]:
-    """Every training image's id and label (its class folder); ids must be unique to be assigned a fold."""
-    ids, labels = [p.name for p in data.train_images], [p.parent.name for p in data.train_images]
+    """Every training image's id and label as text; ids must be unique to be assigned a fold (class folders
+    could hold one name twice)."""
+    ids, labels = [p.name for p in data.train_images], data.label_texts()
     if len(set(ids)) != len(ids):
         repeated = next(i for i in ids if ids.count(i) > 1)
         raise PaddyError(f"training image name {repeated} appears in more than one class folder; folds need unique ids")
@@ -271,9 +272,12 @@ def folds_of(out: Path, inputs: FoldInput, k: int, seed: int) -> Folds:
 
 
 def folds_for(out: Path, data: CompetitionData, k: int, seed: int) -> Folds:
-    """The folds of class-folder data (each image's label is its folder), K and seed."""
+    """The folds of the data, K and seed: stratified for its target kind, whole groups of its group column,
+    or its own fold column."""
     ids, labels = labelled_ids(data)
-    return folds_of(out, FoldInput(tuple(ids), tuple(labels), TargetKind.single), k, seed)
+    groups = tuple(data.groups[i] for i in ids) if data.groups else None
+    user_folds = tuple(data.user_folds[i] for i in ids) if data.user_folds else None
+    return folds_of(out, FoldInput(tuple(ids), tuple(labels), data.kind, groups, user_folds), k, seed)
 
 
 def entry_folds(out: Path, data: CompetitionData, entry: ModelEntry) -> Folds | None:

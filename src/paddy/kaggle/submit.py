@@ -22,7 +22,7 @@ from paddy.ensembling.average import ENSEMBLE_FILE, Member
 from paddy.kaggle.access import kaggle_api, submit_code, submit_csv
 from paddy.runs.lookup import find_run
 from paddy.runs.predictions import Predictions, load_predictions
-from paddy.settings.competition import MetricName, TargetKind
+from paddy.settings.competition import MetricName, TargetKind, recorded_spec
 
 LOG_FILE = "log.jsonl"
 
@@ -77,7 +77,7 @@ def sample_for(preds: Predictions, data: Path | None, source: Path) -> Path:
     recorded = preds.meta.get("data")
     if data is None and recorded is None:
         raise PaddyError(f"{source} does not record its data (made before paddy 0.2): pass --data")
-    found = resolve_data(data or Path(recorded))
+    found = resolve_data(data or Path(recorded), recorded_spec(preds.meta.get("competition")))
     sample_ids = list(read_sample(found.sample_submission).iloc[:, 0])
     fingerprint = preds.meta.get("test_ids_sha256", ids_fingerprint(preds.image_ids))
     if ids_way(sample_ids, list(preds.image_ids)) is None or fingerprint != ids_fingerprint(preds.image_ids):

@@ -170,3 +170,9 @@ def overridden(spec: CompetitionSpec, raw: dict[str, Any], where: str) -> Compet
     if problems:
         raise PaddyError(f"{where}: " + "; ".join(problems))
     return merged
+
+
+def recorded_spec(recorded: dict[str, Any] | None) -> CompetitionSpec:
+    """The description a run or predictions file recorded (`CompetitionSpec.to_json`), so later commands read
+    the data as training did; runs of releases before 0.3 recorded none (the paddy layout, inferred)."""
+    return overridden(CompetitionSpec(), {k: v for k, v in (recorded or {}).items() if v is not None}, "recorded")

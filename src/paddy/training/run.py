@@ -27,6 +27,7 @@ from paddy.runs.folder import NOT_MATCHED, RunFolder, new_run_folder
 from paddy.runs.predictions import Predictions, save_predictions
 from paddy.runs.probes import resolve_auto_accum
 from paddy.settings.checks import apply_overrides
+from paddy.settings.competition import recorded_spec
 from paddy.settings.entry import ENTRY_FIELDS, BadImages, ModelEntry
 from paddy.settings.legacy import Recorded, upgraded
 from paddy.training.checkpoint import Checkpoint, EpochHook, EpochRecords, load_checkpoint
@@ -268,7 +269,8 @@ def plan_runs(
     """`paddy train`'s runs: the unfinished run `resumed` with its own settings and data, or every run of
     `entry` (one per fold with `folds` and no `fold`; the images checked once for all of them)."""
     if resumed is not None:
-        recorded_data = resolve_data(Path(resumed.config()["data"]))
+        config = resumed.config()
+        recorded_data = resolve_data(Path(config["data"]), recorded_spec(config.get("competition")))
         return [plan_run(recorded_entry(resumed), recorded_data, out, budget_mib, bad_images, resumed, resume=True)]
     data = without_bad_images(data, bad_images, out)
     return [plan_run(one, data, out, budget_mib, bad_images) for one in entry.per_fold()]
