@@ -221,7 +221,7 @@ def test_build_submission_reads_the_kind_and_decisions_the_predictions_record(tm
 
 def test_sample_for_accepts_a_sample_whose_ids_lack_the_extension(tmp_path, monkeypatch):
     sample_csv = tmp_path / "sample_submission.csv"
-    monkeypatch.setattr(submit, "resolve_data", lambda data: SimpleNamespace(sample_submission=sample_csv))
+    monkeypatch.setattr(submit, "resolve_data", lambda data, spec: SimpleNamespace(sample_submission=sample_csv))
     sample_csv.write_text("id_code,diagnosis\nx2,0\nx1,0\n")
     preds = ordinal_preds({"data": str(tmp_path)})
     assert sample_for(preds, None, tmp_path / "p.safetensors") == sample_csv

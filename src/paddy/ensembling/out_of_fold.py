@@ -17,9 +17,9 @@ from paddy.core.errors import PaddyError
 from paddy.ensembling.cv import DEFAULT, Scores, fit_objective, fit_weights, fold_out_scores, scores, weighted_mean
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, load_predictions, reordered
-from paddy.scoring.decisions import Decisions
 from paddy.scoring.metrics import Scoring
-from paddy.settings.competition import METRICS_OF_KIND, MetricName, TargetKind
+from paddy.scoring.recorded import recorded_scoring, target_array
+from paddy.settings.competition import MetricName
 from paddy.settings.entry import ModelEntry
 
 
@@ -83,30 +83,6 @@ def fold_oof(run: RunFolder) -> tuple[Predictions, list[str]]:
     if not isinstance(targets, list) or len(targets) != len(preds.image_ids):
         raise PaddyError(f"{run.oof_path}: its labels (targets) do not match its {len(preds.image_ids)} images")
     return preds, targets
-
-
-def recorded_scoring(meta: dict[str, Any]) -> Scoring:
-    """The competition's metric, target kind and decisions predictions recorded; files of releases before 0.3
-    are single-label and scored on the error rate."""
-    kind = TargetKind(meta.get("kind", "single"))
-    metric = MetricName(meta.get("metric") or METRICS_OF_KIND[kind][0])
-    return Scoring(metric, kind, Decisions.from_json(meta.get("decisions")) if meta.get("decisions") else None)
-
-
-def target_array(kind: TargetKind, labels: list[str], vocab: tuple[str, ...], name: str) -> np.ndarray:
-    """Out-of-fold labels as written (a class, space-separated tags, a number) as paddy.scoring takes them."""
-    if kind in (TargetKind.regression, TargetKind.ordinal):
-        return np.array([float(label) for label in labels])
-    rows = [label.split() if kind is TargetKind.multi else [label] for label in labels]
-    if unknown := {t for row in rows for t in row} - set(vocab):
-        raise PaddyError(f"{name}: out-of-fold labels {sorted(unknown)} are not among its classes")
-    index = {c: j for j, c in enumerate(vocab)}
-    if kind is not TargetKind.multi:
-        return np.array([index[row[0]] for row in rows])
-    matrix = np.zeros((len(rows), len(vocab)), dtype=int)
-    for i, row in enumerate(rows):
-        matrix[i, [index[t] for t in row]] = 1
-    return matrix
 
 
 def combined_oof(runs: list[RunFolder]) -> OutOfFold:
