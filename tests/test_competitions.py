@@ -1,0 +1,170 @@
+"""Any Kaggle image competition: the five layouts of the issue read, trained and submitted as the real
+competitions want them, and their bad inputs refused in one line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from paddy.cli.app import app
+from paddy.core.errors import PaddyError
+from paddy.data.competition import check_layout
+from paddy.data.demo_layouts import layout_spec, make_layout
+from paddy.runs.predictions import load_predictions
+from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
+
+TINY_FLAGS = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--epochs", "1", "--no-pretrained", "--seed", "0"]
+
+# layout: (kind, metric, submission shape, ids carry the extension)
+FIVE = {
+    "cassava": (TargetKind.single, MetricName.accuracy, "label", True),
+    "dog-breed": (TargetKind.single, MetricName.log_loss, "class_probabilities", False),
+    "plant-pathology-2021": (TargetKind.multi, MetricName.f1_samples, "label_list", True),
+    "histopathologic": (TargetKind.binary, MetricName.roc_auc, "positive_probability", False),
+    "aptos": (TargetKind.ordinal, MetricName.qwk, "number", False),
+}
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory) -> Path:
+    """The five demo competitions, each in a folder named after its competition (as Kaggle's downloads are)."""
+    root = tmp_path_factory.mktemp("competitions")
+    for name in FIVE:
+        make_layout(name, root / str(layout_spec(name).slug), n_train=40, n_test=8, size=32)
+    return root
+
+
+def folder(layouts: Path, name: str) -> Path:
+    return layouts / str(layout_spec(name).slug)
+
+
+@pytest.mark.parametrize("name", FIVE)
+def test_each_layout_is_read_as_its_competition_scores_it(layouts, name):
+    kind, metric, shape, with_extension = FIVE[name]
+    data = check_layout(folder(layouts, name))
+    expected = layout_spec(name)
+    assert (data.kind, data.metric) == (kind, metric)
+    assert data.spec.labels_file == expected.labels_file and data.spec.id_column == expected.id_column
+    assert (str(data.sample_format.shape), data.sample_format.ids_with_extension) == (shape, with_extension)
+    assert len(data.train_images) == 40 and len(data.test_images) == 8
+
+
+def test_without_the_competitions_name_the_labels_decide_and_flags_override(layouts, tmp_path):
+    """A folder paddy does not know: integer grades are classes until the metric says they are grades."""
+    copy = shutil.copytree(folder(layouts, "aptos"), tmp_path / "my-eyes")
+    assert check_layout(copy).kind is TargetKind.single
+    assert check_layout(copy, CompetitionSpec(metric=MetricName.qwk)).kind is TargetKind.ordinal
+    assert check_layout(copy, CompetitionSpec(kind=TargetKind.regression)).metric is MetricName.rmse
+
+
+def test_targets_of_each_kind_are_read_from_the_labels_file(layouts):
+    multi = check_layout(folder(layouts, "plant-pathology-2021"))
+    table = pd.read_csv(folder(layouts, "plant-pathology-2021") / "train.csv")
+    first = table.iloc[0]
+    assert multi.target_of()[first["image"]] == tuple(sorted(first["labels"].split()))
+    aptos = check_layout(folder(layouts, "aptos"))
+    grades = pd.read_csv(folder(layouts, "aptos") / "train.csv")
+    assert aptos.target_of()[f"{grades.iloc[0]['id_code']}.png"] == float(grades.iloc[0]["diagnosis"])
+
+
+def broken(layouts: Path, tmp_path: Path, name: str, change) -> Path:
+    """A copy of a layout with one file changed by `change(root)`."""
+    root = shutil.copytree(folder(layouts, name), tmp_path / str(layout_spec(name).slug))
+    change(root)
+    return root
+
+
+def edit_csv(path: Path, edit) -> None:
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    edit(table)
+    table.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(
+    "name, change, spec, fragment",
+    [
+        ("cassava", lambda r: None, CompetitionSpec(id_column="image"), "train.csv has no column 'image'"),
+        (
+            "cassava",
+            lambda r: edit_csv(r / "train.csv", lambda t: t.__setitem__("image_id", "x" + t["image_id"])),
+            CompetitionSpec(),
+            "train.csv column 'image_id' against train_images/: 40 of 40 ids match no image (e.g. 'x",
+        ),
+        (
+            "histopathologic",
+            lambda r: edit_csv(r / "train_labels.csv", lambda t: t.loc.__setitem__((3, "label"), "")),
+            CompetitionSpec(),
+            "train_labels.csv column 'label' has 1 empty values (first on line 5)",
+        ),
+        ("aptos", lambda r: None, CompetitionSpec(metric=MetricName.roc_auc), "metric roc_auc does not fit a ordinal"),
+        (
+            "dog-breed",
+            lambda r: edit_csv(r / "sample_submission.csv", lambda t: t.__setitem__("id", "zz" + t["id"])),
+            CompetitionSpec(),
+            "sample_submission.csv does not match test/: 8 of 8 ids match no image (e.g. 'zz",
+        ),
+    ],
+    ids=["missing-id-column", "ids-match-no-image", "empty-label", "metric-not-for-kind", "sample-ids-neither-way"],
+)
+def test_bad_competition_input_is_one_line_naming_file_column_and_example(
+    layouts, tmp_path, name, change, spec, fragment
+):
+    root = broken(layouts, tmp_path, name, change)
+    with pytest.raises(PaddyError) as raised:
+        check_layout(root, spec)
+    assert fragment in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_metric_flag_that_does_not_fit_the_kind_is_one_error_line(layouts, tmp_path):
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(folder(layouts, "histopathologic")), "--metric", "rmse", *TINY_FLAGS]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "metric rmse does not fit a binary target" in result.stderr
+
+
+def submitted(layouts: Path, name: str, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, object]:
+    """`paddy train --data DIR` alone, then `paddy submit --dry-run`: the CSV, the sample, the predictions."""
+    runner, root = CliRunner(), folder(layouts, name)
+    trained = runner.invoke(app, ["train", "--data", str(root), "--out", str(out / "runs"), *TINY_FLAGS])
+    assert trained.exit_code == 0, trained.output
+    (preds_path,) = (out / "runs").glob("*/predictions.safetensors")
+    sent = runner.invoke(
+        app, ["submit", "--predictions", str(preds_path), "--dry-run", "--submissions", str(out / "s")]
+    )
+    assert sent.exit_code == 0, sent.output
+    (csv,) = (out / "s").glob("submission-*.csv")
+    read = {"dtype": str, "keep_default_na": False}
+    return pd.read_csv(csv, **read), pd.read_csv(root / "sample_submission.csv", **read), load_predictions(preds_path)
+
+
+def values_fit(name: str, column: pd.Series, vocab: tuple[str, ...]) -> bool:
+    """Whether a submission column holds what the competition wants."""
+    if name in ("dog-breed", "histopathologic"):
+        numbers = column.astype(float)
+        return bool(((numbers >= 0) & (numbers <= 1)).all())
+    if name == "aptos":
+        return bool(column.str.fullmatch(r"[0-4]").all())
+    if name == "plant-pathology-2021":
+        return all(tags and set(tags.split()) <= set(vocab) for tags in column)
+    return set(column) <= set(vocab)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FIVE)
+def test_train_alone_reports_the_metric_and_submits_the_samples_format(layouts, tmp_path, name):
+    submission, sample, preds = submitted(layouts, name, tmp_path)
+    kind, metric, _, _ = FIVE[name]
+    assert preds.meta["kind"] == kind and preds.meta["metric"] == metric
+    history = pd.read_csv(next((tmp_path / "runs").glob("*/history.csv")))
+    assert str(metric) in history.columns  # each epoch's line and history.csv carry the competition's metric
+    assert list(submission.columns) == list(sample.columns)
+    assert list(submission.iloc[:, 0]) == list(sample.iloc[:, 0])  # ids as the sample writes them, its order
+    assert all(values_fit(name, submission[c], preds.vocab) for c in submission.columns[1:])
+    if name == "dog-breed":
+        assert np.allclose(submission.iloc[:, 1:].astype(float).sum(axis=1), 1, atol=1e-4)
