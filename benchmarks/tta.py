@@ -25,7 +25,8 @@ from paddy.ensembling.predict import predict
 from paddy.runs.folder import RunFolder
 from paddy.settings.entry import ModelEntry
 from paddy.training.predicting import tta_predictions
-from paddy.training.run import train
+from paddy.settings.budget import chosen_budget
+from paddy.training.run import plan_run, train
 
 TTA_PASSES = 4 + 1  # fastai's learn.tta default n=4, plus the plain pass
 
@@ -35,7 +36,7 @@ def trained_run(entry: ModelEntry, data: CompetitionData, work: Path) -> RunFold
     out = work / f"tta-runs-{data.root.name}"
     shutil.rmtree(out, ignore_errors=True)
     result: list = []
-    quietly(lambda: result.append(train(entry, data, out)))
+    quietly(lambda: result.append(train(plan_run(entry, data, out, chosen_budget()))))
     return result[0].run
 
 

@@ -44,9 +44,10 @@ from paddy.core.files import atomic_write_text, write_json  # noqa: E402
 from paddy.data.competition import CompetitionData, check_layout  # noqa: E402
 from paddy.data.demo import write_demo_dataset  # noqa: E402
 from paddy.memory.measure import estimate_in_gpu_precision, free_memory, measure_training, probe_subset  # noqa: E402
+from paddy.settings.budget import chosen_budget  # noqa: E402
 from paddy.settings.entry import OptimizerChoice, Precision, accum_choices  # noqa: E402
 from paddy.training.plan import plan_training  # noqa: E402
-from paddy.training.run import train  # noqa: E402
+from paddy.training.run import plan_run, train  # noqa: E402
 
 JSON_FILE, TABLE_FILE = "gpu-check.json", "gpu-check.md"
 Rows = Iterable[dict]  # a part yields its rows one by one: what it found before a failure is kept
@@ -143,7 +144,8 @@ def fp16_training(check: Check) -> Rows:
     data = check.demo_data()
     args = check.bench_args("resnet18", 64, 32)
     entry = bench_entry(args, epochs=1 if check.tiny else 3)
-    result = train(entry, data, check.out / "work" / "runs", num_workers=0 if check.tiny else None, on_epoch=print)
+    plan = plan_run(entry, data, check.out / "work" / "runs", chosen_budget())
+    result = train(plan, num_workers=0 if check.tiny else None, on_epoch=print)
     losses = result.history["train_loss"].tolist()
     yield {
         "arch": entry.arch,

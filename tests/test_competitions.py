@@ -168,3 +168,83 @@ def test_train_alone_reports_the_metric_and_submits_the_samples_format(layouts, 
     assert all(values_fit(name, submission[c], preds.vocab) for c in submission.columns[1:])
     if name == "dog-breed":
         assert np.allclose(submission.iloc[:, 1:].astype(float).sum(axis=1), 1, atol=1e-4)
+
+
+FOLDS_CONFIG = """
+[defaults]
+arch = "resnet18"
+size = 32
+bs = 8
+epochs = 1
+pretrained = false
+finetune = false
+folds = 2
+[[models]]
+seed = 0
+[[models]]
+seed = 1
+item = "crop"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["histopathologic", "plant-pathology-2021"])
+def test_folds_cv_fitted_weights_and_predict_on_the_competitions_metric(layouts, tmp_path, name):
+    """`paddy run` with folds, `paddy ensemble --fit-weights` and `paddy predict` on a competition scored on
+    ROC AUC (binary) or mean F1 (multi-label): the CV metric equals a hand computation from the OOF files."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from paddy.ensembling.out_of_fold import combined_oof
+    from paddy.runs.folder import RunFolder
+
+    runner, root, out = CliRunner(), folder(layouts, name), tmp_path / "runs"
+    config = tmp_path / "folds.toml"
+    config.write_text(FOLDS_CONFIG)
+    ran = runner.invoke(app, ["run", str(config), "--data", str(root), "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    fold_runs = [RunFolder(p.parent) for p in sorted(out.glob("*/oof.safetensors"))]
+    first_entry = [run for run in fold_runs if run.config()["seed"] == 0]
+    oofs = [load_predictions(run.oof_path) for run in first_entry]
+    vocab = oofs[0].vocab
+    probs = np.concatenate([o.probs for o in oofs])
+    texts = [t for o in oofs for t in o.meta["targets"]]
+    if name == "histopathologic":
+        by_hand = roc_auc_score([vocab.index(t) for t in texts], probs[:, 1])
+    else:
+        truth = np.array([[tag in t.split() for tag in vocab] for t in texts], dtype=int)
+        on = probs >= np.array(oofs[0].meta["decisions"]["thresholds"])  # fitted on a fold's validation rows
+        on[np.arange(len(on)), probs.argmax(axis=1)] |= ~on.any(axis=1)  # at least the most probable tag
+        by_hand = f1_score(truth, on, average="samples", zero_division=0)
+    scored = combined_oof(first_entry).scores()
+    assert scored.metric == FIVE[name][1] and scored.value == pytest.approx(by_hand, abs=1e-6)
+    fitted = runner.invoke(
+        app, ["ensemble", "--config", str(config), "--data", str(root), "--out", str(out), "--fit-weights"]
+    )
+    assert fitted.exit_code == 0, fitted.output
+    assert str(FIVE[name][1]) in fitted.stdout
+    ensemble = load_predictions(out / "ensemble.safetensors")
+    assert ensemble.meta["cv"]["metric"] == FIVE[name][1] and ensemble.meta["kind"] == FIVE[name][0]
+    test_folder = root / check_layout(root).spec.test_folder
+    predicted = runner.invoke(app, ["predict", first_entry[0].name, "--images", str(test_folder), "--out", str(out)])
+    assert predicted.exit_code == 0, predicted.output
+    again = load_predictions(out / f"predictions-{test_folder.name}.safetensors")
+    assert np.allclose(again.probs, load_predictions(first_entry[0].predictions_path).probs, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_regression_head_has_one_output_and_predicts_numbers_in_its_range(tmp_path):
+    from paddy.training.saved_model import load_model
+
+    root = make_layout("petfinder", tmp_path / "petfinder-pawpularity-score", n_train=40, n_test=8, size=32)
+    result = CliRunner().invoke(app, ["train", "--data", str(root), "--out", str(tmp_path / "runs"), *TINY_FLAGS])
+    assert result.exit_code == 0, result.output
+    assert "valid rmse" in result.stdout
+    (run,) = (tmp_path / "runs").glob("*/model.safetensors")
+    card, _ = load_model(run)
+    targets = pd.read_csv(root / "train.csv")["Pawpularity"]
+    low, high = targets.min(), targets.max()
+    margin = 0.05 * (high - low)
+    assert card.n_out == 1 and card.y_range == pytest.approx([low - margin, high + margin])
+    preds = load_predictions(run.with_name("predictions.safetensors"))
+    assert preds.probs.shape == (8, 1) and preds.vocab == ("Pawpularity",)
+    assert ((preds.probs >= low - margin) & (preds.probs <= high + margin)).all()

@@ -107,9 +107,12 @@ def test_fitted_thresholds_raise_f1_on_the_rows_they_were_fitted_on():
     # closer to 0.5. Tag 1: every threshold in (0.2, 0.8] is perfect: 0.5 itself
     fitted = fit_thresholds(probs, tags)
     assert fitted == (0.3, 0.5)
+    # Scored as submitted, a row with no tag on gets its most probable one. At 0.5: tag 0 is on only for row 3
+    # (its fallback), F1 0; tag 1 on rows 1, 2 and 4 (fallback), F1 2*2 / (2*2 + 1) = 0.8; macro 0.4.
     default = score(M.f1_macro, K.multi, probs, tags)
-    assert default == pytest.approx((0 + 1) / 2)
-    assert score(M.f1_macro, K.multi, probs, tags, Decisions(thresholds=fitted)) == pytest.approx(1.0)
+    assert default == pytest.approx((0 + 0.8) / 2)
+    # Fitted: tag 0 on rows 1, 2 and 3 (fallback), tag 1 on rows 1, 2 and 4 (fallback): F1 0.8 each
+    assert score(M.f1_macro, K.multi, probs, tags, Decisions(thresholds=fitted)) == pytest.approx(0.8)
     assert score(M.f1_samples, K.multi, probs, tags, Decisions(thresholds=fitted)) > score(
         M.f1_samples, K.multi, probs, tags
     )

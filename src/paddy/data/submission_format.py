@@ -2,8 +2,7 @@
 values of the shape its columns ask for (a class, one probability per class, the positive class's probability,
 a number, a list of labels). Ids join on file names (with or without the extension), never on position.
 
-The decisions (thresholds, cut-points) are applied here with two tiny helpers, not paddy.scoring's: data and
-scoring share a floor and never import each other.
+The decisions (thresholds, cut-points) are applied with paddy.core.decisions' rules, as the CV scores apply them.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from paddy.core.decisions import grades, labels_on
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_csv
 from paddy.settings.competition import MetricName, TargetKind
@@ -144,16 +144,6 @@ def infer_sample_format(
     return SampleFormat(columns[0], columns, shape, value_columns, with_extension)
 
 
-def labels_on(probs: np.ndarray, thresholds: list[float] | None) -> np.ndarray:
-    """Tag j is on when its probability reaches thresholds[j] (default 0.5); paddy.scoring.decisions' rule."""
-    return probs >= np.asarray(thresholds if thresholds is not None else DEFAULT_THRESHOLD, dtype=probs.dtype)
-
-
-def grades(values: np.ndarray, cutpoints: list[float], lowest: int) -> np.ndarray:
-    """The grade: the lowest grade plus the number of cut-points <= value; paddy.scoring.decisions' rule."""
-    return lowest + np.searchsorted(np.asarray(cutpoints, dtype=float), values, side="right")
-
-
 def ordinal_grades(values: np.ndarray, decisions: dict[str, Any]) -> np.ndarray:
     """Integer grades from the recorded cut-points; without them, halfway between consecutive grades (the
     grades' range when recorded, else every integer: the value rounded, halves up)."""
@@ -171,8 +161,7 @@ def tag_lists(probs: np.ndarray, vocab: tuple[str, ...], thresholds: list[float]
     an empty prediction scores 0 on F1 whatever the truth, and one guessed tag can only do better."""
     if thresholds is not None and len(thresholds) != len(vocab):
         raise PaddyError(f"predictions record {len(thresholds)} thresholds for {len(vocab)} tags")
-    on = labels_on(probs, thresholds)
-    on[np.arange(len(on)), probs.argmax(axis=1)] |= ~on.any(axis=1)
+    on = labels_on(probs, thresholds if thresholds is not None else [DEFAULT_THRESHOLD] * len(vocab))
     return [" ".join(tag for tag, is_on in zip(vocab, row) if is_on) for row in on]
 
 

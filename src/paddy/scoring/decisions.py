@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from paddy.core.decisions import grades, labels_on  # noqa: F401  (the rules, re-exported for scoring)
 from paddy.core.errors import PaddyError
 from paddy.settings.competition import TargetKind
 
@@ -87,19 +88,6 @@ def default_decisions(kind: TargetKind, vocab_size: int, grade_range: tuple[int,
         lowest, highest = grade_range
         return Decisions(cutpoints=tuple(g + 0.5 for g in range(lowest, highest)), lowest_grade=lowest)
     return Decisions()
-
-
-def labels_on(probs: np.ndarray, thresholds: tuple[float, ...]) -> np.ndarray:
-    """The 0/1 tag matrix: tag j is on where its probability is >= thresholds[j]."""
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[1] != len(thresholds):
-        raise PaddyError(f"{len(thresholds)} thresholds cannot cut probabilities of shape {probs.shape}")
-    return (probs >= np.asarray(thresholds)).astype(np.int64)
-
-
-def grades(values: np.ndarray, cutpoints: tuple[float, ...], lowest: int = 0) -> np.ndarray:
-    """Each value's grade: `lowest` plus the number of cut-points <= the value."""
-    return lowest + np.searchsorted(np.asarray(cutpoints, dtype=np.float64), np.ravel(values), side="right")
 
 
 def column_f1(on: np.ndarray, truth: np.ndarray) -> np.ndarray:
