@@ -248,3 +248,11 @@ def test_a_regression_head_has_one_output_and_predicts_numbers_in_its_range(tmp_
     preds = load_predictions(run.with_name("predictions.safetensors"))
     assert preds.probs.shape == (8, 1) and preds.vocab == ("Pawpularity",)
     assert ((preds.probs >= low - margin) & (preds.probs <= high + margin)).all()
+
+
+def test_paddy_demo_makes_a_competition_under_its_slug_and_shows_how_it_reads(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "histopathologic", "--dest", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "histopathologic-cancer-detection"
+    assert (root / "train_labels.csv").is_file() and "binary, scored on roc_auc" in result.stdout
+    assert f"Train with: paddy train --data {root}" in result.stdout.replace("\n", "")

@@ -12,7 +12,7 @@ import typer
 from paddy.cli.options import DataOption
 from paddy.cli.output import out, reports_errors
 from paddy.cli.tables import description_table, frame_table
-from paddy.data.competition import COMPETITION, check_layout, resolve_data
+from paddy.data.competition import COMPETITION, CompetitionData, check_layout, resolve_data
 from paddy.data.demo_layouts import LAYOUTS
 from paddy.settings.competition import CompetitionSpec
 
@@ -30,7 +30,11 @@ def setup(
     """Find or download the competition data (uses /kaggle/input on Kaggle), and check its layout."""
     from paddy.kaggle.access import competition_folder
 
-    found = check_layout(competition_folder(competition, dest), CompetitionSpec(slug=competition))
+    print_found(check_layout(competition_folder(competition, dest), CompetitionSpec(slug=competition)))
+
+
+def print_found(found: CompetitionData) -> None:
+    """The data as paddy read it, and the command that trains on it."""
     out.print(description_table(found.description(), str(found.root)))
     out.print(f"Train with: paddy train --data {found.root}")
 
@@ -45,10 +49,7 @@ def demo(
     and sample submission), to try paddy on before the real data."""
     from paddy.data.demo_layouts import layout_spec, make_layout
 
-    root = make_layout(str(layout), dest / str(layout_spec(str(layout)).slug))
-    found = check_layout(root)
-    out.print(description_table(found.description(), str(found.root)))
-    out.print(f"Train with: paddy train --data {found.root}")
+    print_found(check_layout(make_layout(str(layout), dest / str(layout_spec(str(layout)).slug))))
 
 
 @app.command()
