@@ -256,3 +256,18 @@ def test_paddy_demo_makes_a_competition_under_its_slug_and_shows_how_it_reads(tm
     root = tmp_path / "histopathologic-cancer-detection"
     assert (root / "train_labels.csv").is_file() and "binary, scored on roc_auc" in result.stdout
     assert f"Train with: paddy train --data {root}" in result.stdout.replace("\n", "")
+
+
+@pytest.mark.slow
+def test_an_inference_notebook_predicts_the_recorded_test_folder_of_the_runs_competition(layouts, tmp_path):
+    """A code competition (histopathologic: test/, not test_images/): the inference notebook's settings name
+    the folder and the competition the runs recorded, with no --competition given."""
+    from paddy.kaggle.kernels import KaggleGpu, inference_kernel
+
+    out, root = tmp_path / "runs", folder(layouts, "histopathologic")
+    result = CliRunner().invoke(app, ["train", "--data", str(root), "--out", str(out), *TINY_FLAGS])
+    assert result.exit_code == 0, result.output
+    (run,) = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+    kernel, _ = inference_kernel([run], None, None, [out], "alice", None, KaggleGpu.t4x2, None)
+    assert kernel.settings["test_folder"] == "test" and kernel.settings["competition"] == root.name
+    assert kernel.metadata["competition_sources"] == ["histopathologic-cancer-detection"]
