@@ -271,3 +271,37 @@ def test_an_inference_notebook_predicts_the_recorded_test_folder_of_the_runs_com
     kernel, _ = inference_kernel([run], None, None, [out], "alice", None, KaggleGpu.t4x2, None)
     assert kernel.settings["test_folder"] == "test" and kernel.settings["competition"] == root.name
     assert kernel.metadata["competition_sources"] == ["histopathologic-cancer-detection"]
+
+
+def test_the_group_column_keeps_each_patient_in_one_fold(tmp_path):
+    from paddy.data.folds import folds_for
+
+    root = make_layout("ranzcr", tmp_path / "ranzcr-clip-catheter-line-classification", n_train=60, size=16)
+    data = check_layout(root, CompetitionSpec(group_column="PatientID"))
+    folds = folds_for(tmp_path / "out", data, 3, seed=0)
+    patients = pd.read_csv(root / "train.csv")
+    fold_of_row = [folds.fold_of[f"{uid}.jpg"] for uid in patients["StudyInstanceUID"]]
+    per_patient = pd.Series(fold_of_row).groupby(patients["PatientID"]).nunique()
+    assert (per_patient == 1).all() and set(fold_of_row) == {1, 2, 3}
+    no_groups = folds_for(tmp_path / "out", check_layout(root), 3, seed=0)
+    assert no_groups.path != folds.path  # drawn without the groups: another file
+
+
+@pytest.mark.slow
+def test_multi_label_thresholds_are_fitted_on_the_validation_rows_only(layouts, tmp_path, monkeypatch):
+    import paddy.scoring.decisions
+
+    seen: list[int] = []
+    real = paddy.scoring.decisions.fit_thresholds
+
+    def spy(probs, targets):
+        seen.append(len(probs))
+        return real(probs, targets)
+
+    monkeypatch.setattr(paddy.scoring.decisions, "fit_thresholds", spy)
+    root = folder(layouts, "plant-pathology-2021")
+    result = CliRunner().invoke(app, ["train", "--data", str(root), "--out", str(tmp_path / "runs"), *TINY_FLAGS])
+    assert result.exit_code == 0, result.output
+    assert seen == [8]  # valid_pct 0.2 of the 40 training images, never the 32 it trained on
+    (preds,) = (tmp_path / "runs").glob("*/predictions.safetensors")
+    assert len(load_predictions(preds).meta["decisions"]["thresholds"]) == 4
