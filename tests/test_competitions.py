@@ -18,7 +18,7 @@ from paddy.data.demo_layouts import layout_spec, make_layout
 from paddy.runs.predictions import load_predictions
 from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
 
-TINY_FLAGS = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--epochs", "1", "--no-pretrained", "--seed", "0"]
+TINY_FLAGS = ["--arch", "test_resnet", "--size", "32", "--bs", "8", "--epochs", "1", "--no-pretrained", "--seed", "0"]
 
 # layout: (kind, metric, submission shape, ids carry the extension)
 FIVE = {
@@ -172,7 +172,7 @@ def test_train_alone_reports_the_metric_and_submits_the_samples_format(layouts, 
 
 FOLDS_CONFIG = """
 [defaults]
-arch = "resnet18"
+arch = "test_resnet"
 size = 32
 bs = 8
 epochs = 1
@@ -187,13 +187,30 @@ item = "crop"
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["histopathologic", "plant-pathology-2021"])
-def test_folds_cv_fitted_weights_and_predict_on_the_competitions_metric(layouts, tmp_path, name):
-    """`paddy run` with folds, `paddy ensemble --fit-weights` and `paddy predict` on a competition scored on
-    ROC AUC (binary) or mean F1 (multi-label): the CV metric equals a hand computation from the OOF files."""
-    from sklearn.metrics import f1_score, roc_auc_score
+def by_hand(name: str, probs: np.ndarray, texts: list[str], vocab: tuple[str, ...], decisions: dict) -> float:
+    """The competition's metric of out-of-fold outputs, computed here from the files, not by paddy."""
+    from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
 
+    if name == "histopathologic":
+        return roc_auc_score([vocab.index(t) for t in texts], probs[:, 1])
+    if name == "plant-pathology-2021":
+        truth = np.array([[tag in t.split() for tag in vocab] for t in texts], dtype=int)
+        on = probs >= np.array(decisions["thresholds"])  # fitted on a fold's validation rows
+        on[np.arange(len(on)), probs.argmax(axis=1)] |= ~on.any(axis=1)  # at least the most probable tag
+        return f1_score(truth, on, average="samples", zero_division=0)
+    if name == "aptos":
+        grades = decisions["grades"][0] + np.searchsorted(decisions["cutpoints"], probs[:, 0], side="right")
+        return cohen_kappa_score([int(float(t)) for t in texts], grades, weights="quadratic")
+    raise AssertionError(f"no hand computation for {name}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["histopathologic", "plant-pathology-2021", "aptos"])
+def test_folds_cv_fitted_weights_and_predict_on_the_competitions_metric(layouts, tmp_path, name):
+    """`paddy run` with folds, `paddy ensemble --fit-weights` and `paddy predict` on the competitions whose
+    metric needs more than the class (ROC AUC of a probability, mean F1 of thresholded tags, kappa of
+    grades): the CV metric equals a hand computation from the OOF files. Single-label accuracy and log loss
+    of out-of-fold predictions have their hand computations in test_cv."""
     from paddy.ensembling.out_of_fold import combined_oof
     from paddy.runs.folder import RunFolder
 
@@ -205,18 +222,11 @@ def test_folds_cv_fitted_weights_and_predict_on_the_competitions_metric(layouts,
     fold_runs = [RunFolder(p.parent) for p in sorted(out.glob("*/oof.safetensors"))]
     first_entry = [run for run in fold_runs if run.config()["seed"] == 0]
     oofs = [load_predictions(run.oof_path) for run in first_entry]
-    vocab = oofs[0].vocab
     probs = np.concatenate([o.probs for o in oofs])
     texts = [t for o in oofs for t in o.meta["targets"]]
-    if name == "histopathologic":
-        by_hand = roc_auc_score([vocab.index(t) for t in texts], probs[:, 1])
-    else:
-        truth = np.array([[tag in t.split() for tag in vocab] for t in texts], dtype=int)
-        on = probs >= np.array(oofs[0].meta["decisions"]["thresholds"])  # fitted on a fold's validation rows
-        on[np.arange(len(on)), probs.argmax(axis=1)] |= ~on.any(axis=1)  # at least the most probable tag
-        by_hand = f1_score(truth, on, average="samples", zero_division=0)
+    expected = by_hand(name, probs, texts, oofs[0].vocab, oofs[0].meta.get("decisions", {}))
     scored = combined_oof(first_entry).scores()
-    assert scored.metric == FIVE[name][1] and scored.value == pytest.approx(by_hand, abs=1e-6)
+    assert scored.metric == FIVE[name][1] and scored.value == pytest.approx(expected, abs=1e-6)
     fitted = runner.invoke(
         app, ["ensemble", "--config", str(config), "--data", str(root), "--out", str(out), "--fit-weights"]
     )
