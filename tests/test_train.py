@@ -1,6 +1,7 @@
 import json
 import re
 import types
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -392,3 +393,34 @@ def test_the_nan_guard_reads_nothing_on_the_host_until_it_checks():
             guard.after_train()
     finally:
         NoHostSync.allowed = False
+
+
+@pytest.mark.parametrize("settings", [{}, {"ema": 0.9, "epochs": 2, "sizes": ((16, 16), (32, 32))}])
+def test_the_confusion_matrix_reuses_the_last_epochs_validation_pass(tiny_data, tmp_path, monkeypatch, settings):
+    """After the epochs no second pass runs over the validation set: the outputs the last epoch validated
+    (the average with EMA, the last size with progressive resizing) are those a fresh pass gives."""
+    from fastai.vision.all import Learner
+
+    import paddy.training.run
+
+    passes, compared = [], []
+    real_get_preds, real_outputs = Learner.get_preds, paddy.training.run.validation_outputs
+
+    def counted(self, *args, **kwargs):
+        passes.append(kwargs.get("ds_idx"))
+        return real_get_preds(self, *args, **kwargs)
+
+    def kept_and_fresh(learn):
+        kept = real_outputs(learn)
+        made = list(passes)  # the passes validation_outputs made: none
+        outputs, targets = real_get_preds(learn, ds_idx=1)
+        compared.append((kept, made, outputs.numpy(), targets.numpy()))
+        return kept
+
+    monkeypatch.setattr(Learner, "get_preds", counted)
+    monkeypatch.setattr(paddy.training.run, "validation_outputs", kept_and_fresh)
+    trained(replace(tiny_entry(finetune=False), **settings), tiny_data, tmp_path, num_workers=0)
+    (((kept_outputs, kept_targets), made, outputs, targets),) = compared
+    assert made == []
+    np.testing.assert_allclose(kept_outputs, outputs, atol=1e-5)
+    np.testing.assert_array_equal(kept_targets, targets)

@@ -38,6 +38,7 @@ from paddy.training.ema import WeightAverage
 from paddy.training.interrupts import RaiseDroppedInterrupt
 from paddy.training.optimizers import opt_func
 from paddy.training.plan import TrainingPlan
+from paddy.training.predicting import KeepValidation
 from paddy.training.speed import speed_up
 from paddy.training.targets import fastai_metric, kind_loss, two_targets, y_range_of
 from paddy.training.trackers import Tracking, check_installed
@@ -242,7 +243,14 @@ def make_learner(
     set_seed(plan.seed)
     dls = build_dataloaders(data, plan.entry, plan.seed, plan.step_bs, num_workers, folds)
     averaging = [WeightAverage(plan.entry.ema)] if plan.entry.ema else []
-    callbacks = [RefuseNonFiniteLoss(), *plan.callbacks, *averaging, Tracking(plan.entry), *extra_callbacks]
+    callbacks = [
+        RefuseNonFiniteLoss(),
+        *plan.callbacks,
+        *averaging,
+        Tracking(plan.entry),
+        KeepValidation(),
+        *extra_callbacks,
+    ]
     learn = build_learner(dls, plan.entry, callbacks, data)
     if not plan.entry.finetune:
         learn.unfreeze()

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from fastai.vision.all import (
+    Callback,
     Learner,
     set_seed,
 )
@@ -26,9 +28,39 @@ LOSS_PLOT = "loss.png"
 CONFUSION_PLOT = "confusion.png"
 
 
+class KeepValidation(Callback):
+    """Keeps the last validation pass's outputs (after the loss's activation) and the label's targets, so the
+    confusion matrix and the fitted decisions need no second pass over the validation set. With EMA the
+    pass validated the average, which the model ends with; the last pass is at the last size."""
+
+    def validating(self) -> bool:
+        """On the validation set (not TTA's test or out-of-fold images, which have no targets)."""
+        return not self.training and self.learn.dl is self.learn.dls.valid
+
+    def before_validate(self) -> None:
+        if self.validating():
+            self.outputs: list[torch.Tensor] = []
+            self.targets: list[torch.Tensor] = []
+
+    def after_batch(self) -> None:
+        if self.validating() and hasattr(self, "outputs"):
+            self.outputs.append(self.learn.loss_func.activation(self.learn.pred).detach().float().cpu())
+            self.targets.append(self.learn.yb[0].detach().cpu())
+
+    def kept(self, n_images: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The kept outputs and targets, if they cover all `n_images` validation images (a data-parallel
+        process sees only its share; a resumed run with only TTA left validated nothing)."""
+        if not getattr(self, "outputs", None) or sum(len(o) for o in self.outputs) != n_images:
+            return None
+        return torch.cat(self.outputs).numpy(), torch.cat(self.targets).numpy()
+
+
 def validation_outputs(learn: Learner) -> tuple[np.ndarray, np.ndarray]:
-    """The validation set's outputs (after the loss's activation) and the label's targets, predicted once for
-    the confusion matrix and the fitted decisions."""
+    """The validation set's outputs (after the loss's activation) and the label's targets, for the confusion
+    matrix and the fitted decisions: those the last epoch made, else predicted once now."""
+    keeper = next((cb for cb in learn.cbs if isinstance(cb, KeepValidation)), None)
+    if keeper is not None and (kept := keeper.kept(len(learn.dls.valid.dataset))) is not None:
+        return kept
     outputs, targets = learn.get_preds(ds_idx=1)
     actual = targets[0] if isinstance(targets, (list, tuple)) else targets
     return outputs.float().numpy(), actual.numpy()
