@@ -159,6 +159,7 @@ def test_a_killed_pool_stops_its_workers_and_the_next_run_resumes(tiny_data_root
     pool = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600  # a loaded machine trains slowly
     while not list(out.glob("*/predictions.safetensors")) and time.monotonic() < deadline:
+        assert pool.poll() is None, f"the pool ended (exit {pool.returncode}) before any run finished"
         time.sleep(0.2)
     pool.send_signal(signal.SIGKILL)
     pool.wait()

@@ -67,7 +67,9 @@ def run_ensemble(
     runs = runs_to_train(choice, out_dir, shard, only_run, time_budget, fit_budget)
     options = {"budget_mib": choice.budget_mib, "force": force, "bad_images": bad_images, "only": runs}
     if gpus is not None:
-        worker = worker_command(choice, out_dir, force, keep_checkpoint, bad_images)
+        worker = worker_command(
+            choice.config.source, choice.data.root, out_dir, choice.budget_mib, force, keep_checkpoint, bad_images
+        )
         outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
     else:
         progress = {"on_progress": announce_entry, "on_epoch": epoch_lines()}
