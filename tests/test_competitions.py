@@ -103,13 +103,26 @@ def edit_csv(path: Path, edit) -> None:
         ),
         ("aptos", lambda r: None, CompetitionSpec(metric=MetricName.roc_auc), "metric roc_auc does not fit a ordinal"),
         (
+            "aptos",
+            lambda r: edit_csv(r / "train.csv", lambda t: t.loc.__setitem__((2, "diagnosis"), "2.5")),
+            CompetitionSpec(),
+            "train.csv column 'diagnosis' must hold integer grades for a ordinal target (e.g. '2.5')",
+        ),
+        (
             "dog-breed",
             lambda r: edit_csv(r / "sample_submission.csv", lambda t: t.__setitem__("id", "zz" + t["id"])),
             CompetitionSpec(),
             "sample_submission.csv does not match test/: 8 of 8 ids match no image (e.g. 'zz",
         ),
     ],
-    ids=["missing-id-column", "ids-match-no-image", "empty-label", "metric-not-for-kind", "sample-ids-neither-way"],
+    ids=[
+        "missing-id-column",
+        "ids-match-no-image",
+        "empty-label",
+        "metric-not-for-kind",
+        "grade-not-an-integer",
+        "sample-ids-neither-way",
+    ],
 )
 def test_bad_competition_input_is_one_line_naming_file_column_and_example(
     layouts, tmp_path, name, change, spec, fragment

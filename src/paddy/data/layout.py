@@ -120,15 +120,21 @@ def label_columns(table: pd.DataFrame, spec: CompetitionSpec, sample: pd.DataFra
     )
 
 
+def non_numbers(values: pd.Series, integers: bool) -> pd.Series:
+    """The values that do not read as numbers (with `integers`: as integers written as text, 0, 3, 12)."""
+    text = values.astype(str)
+    bad = pd.to_numeric(text, errors="coerce").isna()
+    return text[bad | ~text.str.fullmatch(r"-?\d+")] if integers else text[bad]
+
+
 def is_integer_text(values: pd.Series) -> bool:
-    """Every value is an integer written as text (0, 3, 12), as ordinal grades and class indices are."""
-    return bool(values.astype(str).str.fullmatch(r"-?\d+").all())
+    """Every value is an integer written as text, as ordinal grades and class indices are."""
+    return non_numbers(values, integers=True).empty
 
 
 def is_number_text(values: pd.Series) -> bool:
-    """Every value reads as a finite number."""
-    numbers = pd.to_numeric(values.astype(str), errors="coerce")
-    return bool(numbers.notna().all())
+    """Every value reads as a number."""
+    return non_numbers(values, integers=False).empty
 
 
 def inferred_kind(table: pd.DataFrame, columns: tuple[str, ...], spec: CompetitionSpec) -> TargetKind:
@@ -173,9 +179,9 @@ def targets_of(table: pd.DataFrame, columns: tuple[str, ...], kind: TargetKind, 
         tags = tuple(tuple(sorted(set(v.split(sep)))) for v in values)
         return tags, tuple(sorted({t for row in tags for t in row}))
     if kind in (TargetKind.regression, TargetKind.ordinal):
-        if not is_number_text(values) or (kind is TargetKind.ordinal and not is_integer_text(values)):
+        if not (bad := non_numbers(values, integers=kind is TargetKind.ordinal)).empty:
             what = "integer grades" if kind is TargetKind.ordinal else "numbers"
-            bad = next(v for v in values if not v.lstrip("-").replace(".", "", 1).isdigit())
+            bad = bad.iloc[0]
             raise PaddyError(f"{csv} column {columns[0]!r} must hold {what} for a {kind} target (e.g. {bad!r})")
         return tuple(float(v) for v in values), (columns[0],)
     return tuple(values), class_order(list(values))
