@@ -20,7 +20,7 @@ from paddy.runs.predictions import Predictions
 from paddy.settings.competition import TargetKind
 from paddy.training.plots import confusion_figure, loss_figure, run_title, save_figure
 from paddy.training.trackers import recorded_steps
-from paddy.training.transforms import test_items
+from paddy.training.transforms import test_loader
 
 LOSS_PLOT = "loss.png"
 
@@ -103,7 +103,7 @@ def tta_predictions(
     """Test-time-augmented probabilities of `images` (the test set, or a fold's held-out images), in
     their order; seeded, so `paddy predict` with the saved model draws the same augmentations. Each
     image is decoded once: the passes draw their crops and augmentations on the decoded pixels."""
-    test_dl = learn.dls.test_dl(test_items(learn.dls, images))  # before seeding: making a loader draws from `random`
+    test_dl = test_loader(learn.dls, images)  # before seeding: making a loader draws from `random`
     set_seed(seed)
     probs, _ = learn.tta(dl=test_dl)
     return Predictions(probs.float().numpy(), tuple(p.name for p in images), vocab, meta)

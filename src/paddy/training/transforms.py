@@ -119,17 +119,18 @@ class ReadImage(Transform):
         return TensorImage(decoded(path, self.decode, self.item, self.target))
 
 
-def test_items(dls: Any, images: list[Path]) -> list[Path] | list[TensorImage]:
-    """What a test loader of `images` is made from: each image decoded and scaled once (in the loaders'
-    workers), so that TTA's passes only place and augment it; the files themselves for fastai's PIL
-    pipeline, which decodes in every pass."""
+def test_loader(dls: Any, images: list[Path]) -> Any:
+    """TTA's loader of `images`: each image decoded and scaled once (in the loaders' workers), so that
+    TTA's passes only place and augment it, in this process (sending the decoded pixels to worker
+    processes in every pass costs more than placing them); the files themselves for fastai's PIL
+    pipeline, which decodes in every pass in the workers."""
     readers = [t for t in dls.valid_ds.tls[0].tfms.fs if isinstance(t, ReadImage)]
     if not readers:
-        return images
+        return dls.test_dl(images)
     read = partial(decoded, decode=readers[0].decode, item=readers[0].item, target=readers[0].target)
     workers = dls.valid.fake_l.num_workers  # the loader's processes (fastai's own num_workers is its shard count)
     loader = torch.utils.data.DataLoader(images, batch_size=None, collate_fn=read, num_workers=workers)
-    return [TensorImage(pixels.clone()) for pixels in loader]  # out of the workers' shared memory
+    return dls.test_dl([TensorImage(pixels.clone()) for pixels in loader], num_workers=0)  # out of shared memory
 
 
 class PlaceItem(RandTransform):
