@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_entry, trained
-from fastai.vision.all import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
+from fastai.vision.all import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, Learner
 from PIL import Image
 from sklearn.metrics import confusion_matrix, f1_score, roc_curve, root_mean_squared_error
 
@@ -123,7 +123,17 @@ def test_a_run_saves_its_pictures_titled_with_its_score(tiny_data, tmp_path, mon
     monkeypatch.setattr(
         paddy.training.predicting, "save_figure", lambda fig, path: drawn.append(fig) or real(fig, path)
     )
-    monkeypatch.setattr(paddy.training.run, "save_run_plots", lambda *a: plotted.append(a) or real_plots(*a))
+    passes, real_get_preds = [], Learner.get_preds
+    monkeypatch.setattr(Learner, "get_preds", lambda *a, **k: passes.append(k) or real_get_preds(*a, **k))
+
+    def plots(*args):
+        before = len(passes)
+        plotted.append(args)
+        saved = real_plots(*args)
+        assert len(passes) == before, "the pictures predicted nothing: the kept validation pass is all they use"
+        return saved
+
+    monkeypatch.setattr(paddy.training.run, "save_run_plots", plots)
     result = trained(tiny_entry(), tiny_data, tmp_path, num_workers=0)
     loss, confusion, top_losses = drawn
     title = f"{result.run.name}\ntest_resnet at 32x32: error_rate {result.valid_error:.4f}"

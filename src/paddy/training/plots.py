@@ -102,6 +102,7 @@ def confusion_figure(actual: np.ndarray, predicted: np.ndarray, vocab: list[str]
         ax.set_title(name)
     axes[1].set(yticklabels=[], ylabel="")  # the same rows as beside it
     fig.suptitle(title)
+    fig.tight_layout()  # the panels' titles clear of a title of three lines
     return fig
 
 
