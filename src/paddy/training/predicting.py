@@ -15,6 +15,7 @@ from fastai.vision.all import (
     Learner,
     set_seed,
 )
+from matplotlib.figure import Figure
 from PIL import Image
 
 from paddy.core.decisions import grades, labels_on
@@ -132,7 +133,7 @@ def thumbnail(path: Path) -> np.ndarray:
         return np.asarray(small)
 
 
-def top_losses_of(learn: Learner, probs: np.ndarray, targets: np.ndarray, vocab: tuple[str, ...], title: str):
+def top_losses_of(learn: Learner, probs: np.ndarray, targets: np.ndarray, vocab: tuple[str, ...], title: str) -> Figure:
     """top_losses.png's figure: fastai's ClassificationInterpretation, given the losses of the kept validation
     outputs, picks the TOP_LOSSES validation items with the highest; their files are decoded again only to
     be drawn."""
@@ -158,7 +159,7 @@ def validation_figures(
     valid: tuple[np.ndarray, np.ndarray],
     decisions: dict[str, Any] | None,
     title: str,
-) -> dict[str, Any]:
+) -> dict[str, Figure]:
     """The pictures of the validation outputs that fit the target kind, by file name: the classes' confusion
     matrix and top losses (binary: and the ROC curve, where both classes were validated); each tag's F1 at
     the fitted thresholds; the grades' confusion matrix after the fitted cut-points; a regression's
