@@ -3,6 +3,7 @@ competitions want them, and their bad inputs refused in one line."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -156,6 +157,26 @@ def submitted(layouts: Path, name: str, out: Path) -> tuple[pd.DataFrame, pd.Dat
     return pd.read_csv(csv, **read), pd.read_csv(root / "sample_submission.csv", **read), load_predictions(preds_path)
 
 
+# the pictures of a run of each kind: its loss, then the validation pictures that fit the kind
+PICTURES = {
+    TargetKind.single: {"loss.png", "confusion.png", "top_losses.png"},
+    TargetKind.binary: {"loss.png", "confusion.png", "top_losses.png", "roc.png"},
+    TargetKind.multi: {"loss.png", "f1_per_label.png"},
+    TargetKind.ordinal: {"loss.png", "confusion.png"},
+    TargetKind.regression: {"loss.png", "predicted_vs_true.png"},
+}
+
+
+def shown_pictures(runs: Path) -> set[str]:
+    """The pictures `paddy show` lists for the one run under `runs`, each a PNG in its folder."""
+    (run,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    shown = CliRunner().invoke(app, ["show", run.name, "--out", str(runs)])
+    assert shown.exit_code == 0, shown.output
+    paths = [Path(p) for p in re.findall(r"picture: (.+?\.png)", shown.stdout.replace("\n", ""))]
+    assert all(p.parent == run and p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+    return {p.name for p in paths}
+
+
 def values_fit(name: str, column: pd.Series, vocab: tuple[str, ...]) -> bool:
     """Whether a submission column holds what the competition wants."""
     if name in ("dog-breed", "histopathologic"):
@@ -179,6 +200,7 @@ def test_train_alone_reports_the_metric_and_submits_the_samples_format(layouts, 
     assert list(submission.columns) == list(sample.columns)
     assert list(submission.iloc[:, 0]) == list(sample.iloc[:, 0])  # ids as the sample writes them, its order
     assert all(values_fit(name, submission[c], preds.vocab) for c in submission.columns[1:])
+    assert shown_pictures(tmp_path / "runs") == PICTURES[kind]
     if name == "dog-breed":
         assert np.allclose(submission.iloc[:, 1:].astype(float).sum(axis=1), 1, atol=1e-4)
 
@@ -271,6 +293,7 @@ def test_a_regression_head_has_one_output_and_predicts_numbers_in_its_range(tmp_
     preds = load_predictions(run.with_name("predictions.safetensors"))
     assert preds.probs.shape == (8, 1) and preds.vocab == ("Pawpularity",)
     assert ((preds.probs >= low - margin) & (preds.probs <= high + margin)).all()
+    assert shown_pictures(tmp_path / "runs") == PICTURES[TargetKind.regression]
 
 
 def test_paddy_demo_makes_a_competition_under_its_slug_and_shows_how_it_reads(tmp_path):

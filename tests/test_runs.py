@@ -15,12 +15,14 @@ from paddy.runs.lookup import find_run, run_summary
 from paddy.settings.entry import OptimizerChoice
 from paddy.settings.legacy import SETTINGS_SINCE_0_2
 
+PICTURES = ["confusion.png", "loss.png", "top_losses.png"]  # a single-label run's
+
 
 def test_run_summary_of_a_finished_run(finished_run):
     summary = run_summary(finished_run.run)
     assert summary.config["arch"] == "test_resnet"
     assert summary.result["valid_error"] == pytest.approx(finished_run.valid_error)
-    assert [p.name for p in summary.pictures] == ["confusion.png", "loss.png"]
+    assert [p.name for p in summary.pictures] == PICTURES
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in summary.pictures)
     assert len(summary.history) == 2
 
@@ -43,7 +45,7 @@ def test_show_prints_settings_history_and_pictures(finished_run):
     result = CliRunner().invoke(app, ["show", finished_run.run.path.name, "--out", str(finished_run.run.path.parent)])
     assert result.exit_code == 0, result.output
     assert "test_resnet" in result.stdout and "history" in result.stdout and "valid error_rate" in result.stdout
-    assert "confusion.png" in result.stdout and "loss.png" in result.stdout
+    assert all(f"picture: {finished_run.run.path / name}" in result.stdout.replace("\n", "") for name in PICTURES)
 
 
 def test_runs_of_paddy_0_2_still_match_in_the_same_folders(finished_run, tmp_path):

@@ -1,4 +1,5 @@
-"""Pictures of a run (loss curves, confusion matrix, lr-find), saved as PNG files atomically.
+"""Pictures of a run (loss curves; per target kind the validation pictures that fit it: confusion matrix, top
+losses, ROC curve, F1 per label, predicted against true; lr-find), saved as PNG files atomically.
 
 Each is a figure first (tests read its titles, labels and data), then a PNG. Drawn on matplotlib's Agg
 canvas, so they work on headless Kaggle and CI machines.
@@ -16,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay, f1_score, roc_auc_score  # noqa: E402
 
 from paddy.core.files import atomic_write_bytes  # noqa: E402
 
@@ -101,6 +102,70 @@ def confusion_figure(actual: np.ndarray, predicted: np.ndarray, vocab: list[str]
         ax.set_title(name)
     axes[1].set(yticklabels=[], ylabel="")  # the same rows as beside it
     fig.suptitle(title)
+    fig.tight_layout()  # the panels' titles clear of a title of three lines
+    return fig
+
+
+def top_losses_figure(
+    images: list[np.ndarray], actual: list[str], predicted: list[str], probs: np.ndarray, losses: np.ndarray, title: str
+) -> plt.Figure:
+    """The validation images with the highest loss (fastai's plot_top_losses, drawn here: it predicts its
+    images again and draws on a figure of its own, titled by fastai), each captioned with its label, the
+    prediction with its probability, and its loss, the worst first, three to a row."""
+    columns = min(3, len(images))
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3.6 * columns, 3.6 * rows + 0.6), squeeze=False, layout="constrained"
+    )  # constrained: no caption runs into its neighbour's
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, truth, guess, prob, loss in zip(axes.flat, images, actual, predicted, probs, losses):
+        ax.imshow(image)
+        ax.set_title(f"label {truth}\npredicted {guess} ({prob:.2f})\nloss {loss:.2f}", fontsize="small")
+    fig.suptitle(f"{title}\nvalidation images with the highest loss")
+    return fig
+
+
+def roc_figure(positive_probs: np.ndarray, actual: np.ndarray, positive: str, title: str) -> plt.Figure:
+    """The validation ROC curve of a binary target (sklearn's display, with the chance diagonal), its AUC in
+    the title. Both classes must be among `actual`: with one, no curve exists."""
+    auc = roc_auc_score(actual, positive_probs)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    RocCurveDisplay.from_predictions(actual, positive_probs, pos_label=1, name="validation", ax=ax,
+                                     plot_chance_level=True)  # fmt: skip
+    ax.set(xlabel="false positive rate", ylabel=f"true positive rate (positive: {positive})")
+    ax.set_title(f"{title}\nvalidation ROC AUC {auc:.4f}")
+    return fig
+
+
+def label_f1_figure(
+    on: np.ndarray, truth: np.ndarray, vocab: list[str], thresholds: tuple[float, ...], title: str
+) -> plt.Figure:
+    """Each tag's validation F1 when it is on at its fitted threshold (`on`: the decided 0/1 matrix), one
+    bar per tag named with its threshold, the mean over tags in the title."""
+    f1 = f1_score(truth, on, average=None, zero_division=0)
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.5 * len(vocab) + 1.5)))
+    names = [f"{tag} (at {threshold:.2f})" for tag, threshold in zip(vocab, thresholds)]
+    bars = ax.barh(names, f1)
+    ax.bar_label(bars, fmt="%.2f", padding=2)
+    ax.invert_yaxis()  # the first tag on top, as the vocab lists them
+    ax.set(xlim=(0, 1.08), xlabel="F1 (validation)", ylabel="label (threshold)")
+    ax.set_title(f"{title}\nF1 per label at the fitted thresholds (mean {f1.mean():.4f})")
+    return fig
+
+
+def scatter_figure(predicted: np.ndarray, actual: np.ndarray, name: str, title: str) -> plt.Figure:
+    """Each validation image's prediction against its true value, with the line where they are equal and the
+    RMSE in the title."""
+    predicted, actual = np.ravel(predicted), np.ravel(actual)
+    rmse = float(np.sqrt(np.mean((predicted - actual) ** 2)))
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.scatter(actual, predicted, s=12, alpha=0.7, label="validation image")
+    low, high = min(actual.min(), predicted.min()), max(actual.max(), predicted.max())
+    ax.plot([low, high], [low, high], color="grey", ls="--", lw=0.8, label="predicted = true")
+    ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}")
+    ax.legend(fontsize="small")
+    ax.set_title(f"{title}\nvalidation RMSE {rmse:.4f}")
     return fig
 
 

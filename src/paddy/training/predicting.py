@@ -1,5 +1,5 @@
-"""After the epochs: the run's loss and confusion pictures, and TTA predictions seeded so that
-`paddy predict` with the saved model draws the same augmentations.
+"""After the epochs: the run's pictures (the loss curves and its kind's validation pictures), and TTA
+predictions seeded so that `paddy predict` with the saved model draws the same augmentations.
 """
 
 from __future__ import annotations
@@ -11,21 +11,51 @@ import numpy as np
 import torch
 from fastai.vision.all import (
     Callback,
+    ClassificationInterpretation,
     Learner,
     set_seed,
 )
+from matplotlib.figure import Figure
+from PIL import Image
 
+from paddy.core.decisions import grades, labels_on
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions
 from paddy.settings.competition import TargetKind
-from paddy.training.plots import confusion_figure, loss_figure, run_title, save_figure
+from paddy.training.plots import (
+    confusion_figure,
+    label_f1_figure,
+    loss_figure,
+    roc_figure,
+    run_title,
+    save_figure,
+    scatter_figure,
+    top_losses_figure,
+)
+from paddy.training.targets import TwoTargetLoss, single_target
 from paddy.training.trackers import recorded_steps
 from paddy.training.transforms import test_loader
 
-LOSS_PLOT = "loss.png"
+LOSS_PLOT = "loss.png"  # every run
 
 
-CONFUSION_PLOT = "confusion.png"
+CONFUSION_PLOT = "confusion.png"  # single-label and binary: of the classes; ordinal: of the grades
+
+
+TOP_LOSSES_PLOT = "top_losses.png"  # single-label and binary
+
+
+ROC_PLOT = "roc.png"  # binary
+
+
+F1_PLOT = "f1_per_label.png"  # multi-label
+
+
+SCATTER_PLOT = "predicted_vs_true.png"  # regression
+
+
+TOP_LOSSES = 9  # images in top_losses.png: a 3 x 3 grid
+THUMBNAIL = (256, 256)  # each drawn at most this size: a 4K image would make a 4K-pixel PNG
 
 
 class KeepValidation(Callback):
@@ -80,21 +110,103 @@ def fitted_decisions(kind: TargetKind, outputs: np.ndarray, targets: np.ndarray)
     return None
 
 
+def item_losses(loss_func: Any, probs: np.ndarray, targets: np.ndarray) -> torch.Tensor:
+    """Each validation image's loss under the learner's `loss_func` unreduced, from the kept probabilities:
+    their logs are logits of the same softmax (log_softmax(log p) = log p), so no image is predicted again.
+    A two-target model's kept outputs are the label's, so its loss is the label's cross-entropy."""
+    if isinstance(loss_func, TwoTargetLoss):
+        loss_func = single_target(loss_func.label_smoothing)[0]
+    logits = torch.as_tensor(probs, dtype=torch.float32).clamp_min(1e-30).log()  # a softmax that underflowed to 0
+    reduction, loss_func.reduction = loss_func.reduction, "none"  # as fastai's Learner.loss_not_reduced does
+    try:
+        return loss_func(logits, torch.as_tensor(targets)).float()
+    finally:
+        loss_func.reduction = reduction
+
+
+def thumbnail(path: Path) -> np.ndarray:
+    """The image file as RGB pixels, at most THUMBNAIL in size."""
+    with Image.open(path) as image:
+        image.draft("RGB", THUMBNAIL)
+        small = image.convert("RGB")
+        small.thumbnail(THUMBNAIL)
+        return np.asarray(small)
+
+
+def top_losses_of(learn: Learner, probs: np.ndarray, targets: np.ndarray, vocab: tuple[str, ...], title: str) -> Figure:
+    """top_losses.png's figure: fastai's ClassificationInterpretation, given the losses of the kept validation
+    outputs, picks the TOP_LOSSES validation items with the highest; their files are decoded again only to
+    be drawn."""
+    losses = item_losses(learn.loss_func, probs, targets)
+    interpretation = ClassificationInterpretation(learn, learn.dls.valid, losses)
+    worst, index, items = interpretation.top_losses(min(TOP_LOSSES, len(losses)), items=True)
+    index = index.numpy()
+    guesses = probs[index].argmax(axis=1)
+    return top_losses_figure(
+        [thumbnail(Path(item)) for item in items],
+        [vocab[t] for t in targets[index]],
+        [vocab[g] for g in guesses],
+        probs[index, guesses],
+        worst.numpy(),
+        title,
+    )
+
+
+def validation_figures(
+    learn: Learner,
+    kind: TargetKind,
+    classes: tuple[str, ...],
+    valid: tuple[np.ndarray, np.ndarray],
+    decisions: dict[str, Any] | None,
+    title: str,
+) -> dict[str, Figure]:
+    """The pictures of the validation outputs that fit the target kind, by file name: the classes' confusion
+    matrix and top losses (binary: and the ROC curve, where both classes were validated); each tag's F1 at
+    the fitted thresholds; the grades' confusion matrix after the fitted cut-points; a regression's
+    predictions against the truth."""
+    from paddy.scoring.decisions import Decisions
+
+    outputs, targets = valid
+    if kind in (TargetKind.single, TargetKind.binary):
+        figures = {
+            CONFUSION_PLOT: confusion_figure(targets, outputs.argmax(axis=1), list(classes), title),
+            TOP_LOSSES_PLOT: top_losses_of(learn, outputs, targets, classes, title),
+        }
+        if kind is TargetKind.binary and len(np.unique(targets)) == 2:
+            figures[ROC_PLOT] = roc_figure(outputs[:, 1], targets, classes[1], title)
+        return figures
+    if kind is TargetKind.multi:
+        thresholds = Decisions.from_json(decisions).thresholds
+        on = labels_on(outputs, thresholds)
+        return {F1_PLOT: label_f1_figure(on, targets.astype(int), list(classes), thresholds, title)}
+    if kind is TargetKind.ordinal:
+        fitted = Decisions.from_json(decisions)
+        low, n_grades = fitted.lowest_grade, len(fitted.cutpoints) + 1
+        predicted = grades(outputs, fitted.cutpoints, low) - low
+        names = [str(low + g) for g in range(n_grades)]
+        actual = np.rint(targets.ravel()).astype(int) - low
+        subtitle = f"{title}\ngrades after the fitted cut-points"
+        return {CONFUSION_PLOT: confusion_figure(actual, predicted, names, subtitle)}
+    return {SCATTER_PLOT: scatter_figure(outputs, targets, classes[0], title)}
+
+
 def save_run_plots(
-    learn: Learner, run: RunFolder, classes: tuple[str, ...], kind: TargetKind, valid: tuple[np.ndarray, np.ndarray]
-) -> None:
-    """Loss curves and, for classes, the validation confusion matrix of the label (from `valid`, the
-    validation outputs and targets), beside the history, both titled with the run, its arch and size and
-    the label's validation metric (the last epoch's)."""
+    learn: Learner,
+    run: RunFolder,
+    classes: tuple[str, ...],
+    kind: TargetKind,
+    valid: tuple[np.ndarray, np.ndarray],
+    decisions: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Loss curves and the validation pictures of the target kind (from `valid`, the validation outputs and
+    targets, and the `decisions` fitted on them), beside the history, all titled with the run, its arch and
+    size and the label's validation metric (the last epoch's); the files written."""
     history, config, metric = run.history(), run.config(), learn.metrics[0].name
     size = "x".join(map(str, config["size"]))
     title = run_title(run.name, config["arch"], size, metric, float(history[metric].iloc[-1]))
-    save_figure(loss_figure(history, recorded_steps(learn), title), run.path / LOSS_PLOT)
-    if kind not in (TargetKind.single, TargetKind.binary):
-        return
-    outputs, targets = valid
-    figure = confusion_figure(targets, outputs.argmax(axis=1), list(classes), title)
-    save_figure(figure, run.path / CONFUSION_PLOT)
+    figures = {LOSS_PLOT: loss_figure(history, recorded_steps(learn), title)}
+    figures |= validation_figures(learn, kind, classes, valid, decisions, title)
+    return [save_figure(figure, run.path / name) for name, figure in figures.items()]
 
 
 def tta_predictions(

@@ -202,10 +202,11 @@ def finish_run(learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: fl
     the test set's TTA predictions (returned, written last by `train`)."""
     entry, data, seed = plan.entry, plan.data, plan.training.seed
     valid = validation_outputs(learn)
-    save_run_plots(learn, folder, data.classes, data.kind, valid)
+    decisions = fitted_decisions(data.kind, *valid)
+    save_run_plots(learn, folder, data.classes, data.kind, valid, decisions)
     save_model(learn, folder.model_path, card_for(learn, entry, plan.training.step_bs, data, seed))
     meta = {**predictions_meta(entry, seed, valid_error, folder, data), **plan.folds_identity}
-    if decisions := fitted_decisions(data.kind, *valid):
+    if decisions:
         meta["decisions"] = decisions
     if plan.folds is not None:
         save_predictions(out_of_fold_predictions(learn, plan, meta), folder.oof_path)
