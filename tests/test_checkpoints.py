@@ -180,7 +180,7 @@ def test_paddy_run_resumes_an_interrupted_entry_and_force_restarts_it(tiny_data,
     path = tmp_path / "two.toml"
     path.write_text(
         "[defaults]\nbs = 8\nsize = 32\nepochs = 3\npretrained = false\nfinetune = false\nseed = 0\n"
-        '[[models]]\narch = "resnet18"\n'
+        '[[models]]\narch = "test_resnet"\n'
     )
     config, out = load_config(path), tmp_path / "runs"
     with_callbacks(monkeypatch, StopAt(1, 2))

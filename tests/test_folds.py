@@ -307,7 +307,7 @@ def test_paddy_run_trains_every_fold_shares_the_folds_and_resumes_per_fold(tiny_
     config = tmp_path / "folds.toml"
     config.write_text(
         "[defaults]\nbs = 8\nsize = 32\nepochs = 1\npretrained = false\nfinetune = false\nseed = 0\nfolds = 2\n"
-        '[[models]]\narch = "resnet18"\n[[models]]\narch = "resnet18"\nitem = "pad"\nmixup = 0.4\n'
+        '[[models]]\narch = "test_resnet"\n[[models]]\narch = "test_resnet"\nitem = "pad"\nmixup = 0.4\n'
     )
     out = tmp_path / "runs"
     outcomes = run_config(load_config(config), tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
