@@ -66,20 +66,6 @@ def validation_outputs(learn: Learner) -> tuple[np.ndarray, np.ndarray]:
     return outputs.float().numpy(), actual.numpy()
 
 
-def fitted_decisions(kind: TargetKind, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any] | None:
-    """Multi-label thresholds or ordinal cut-points fitted on the validation rows (held out from training),
-    as the predictions meta key "decisions"; None for a kind that needs none."""
-    from paddy.scoring.decisions import Decisions, fit_cutpoints, fit_thresholds
-
-    if kind is TargetKind.multi:
-        return Decisions(thresholds=fit_thresholds(outputs, targets.astype(int))).to_json()
-    if kind is TargetKind.ordinal:
-        grades = (int(targets.min()), int(targets.max()))
-        cutpoints = fit_cutpoints(outputs.ravel(), targets.ravel(), grades)
-        return Decisions(cutpoints=cutpoints, lowest_grade=grades[0]).to_json()
-    return None
-
-
 def save_run_plots(
     learn: Learner, run: RunFolder, classes: tuple[str, ...], kind: TargetKind, valid: tuple[np.ndarray, np.ndarray]
 ) -> None:
