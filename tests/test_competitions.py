@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from paddy.cli.app import app
 from paddy.core.errors import PaddyError
 from paddy.data.competition import check_layout
 from paddy.data.demo_layouts import layout_spec, make_layout
+from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
 from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
 
@@ -134,12 +137,28 @@ def test_bad_competition_input_is_one_line_naming_file_column_and_example(
     assert fragment in str(raised.value) and "\n" not in str(raised.value)
 
 
-def test_a_metric_flag_that_does_not_fit_the_kind_is_one_error_line(layouts, tmp_path):
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_a_metric_flag_that_does_not_fit_the_kind_is_one_error_line(layouts, tmp_path, command):
+    config = tmp_path / "one.toml"
+    config.write_text('[[models]]\narch = "test_resnet"\n')
+    args = TINY_FLAGS if command == "train" else [str(config)]
     result = CliRunner().invoke(
-        app, ["train", "--data", str(folder(layouts, "histopathologic")), "--metric", "rmse", *TINY_FLAGS]
+        app, [command, *args, "--data", str(folder(layouts, "histopathologic")), "--metric", "rmse"]
     )
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "metric rmse does not fit a binary target" in result.stderr
+
+
+def test_a_gpu_pools_workers_get_the_competition_flags_back():
+    from paddy.cli.options import COMPETITION_OPTIONS, competition_args, competition_flags
+
+    given = {"competition": "aptos2019-blindness-detection", "label_column": ["a", "b"], "metric": MetricName.qwk}
+    described = competition_flags({**dict.fromkeys(COMPETITION_OPTIONS), **given})
+    assert described == {"slug": given["competition"], "label_columns": ["a", "b"], "metric": MetricName.qwk}
+    assert competition_args(described) == [
+        "--competition", "aptos2019-blindness-detection", "--metric", "qwk",
+        "--label-column", "a", "--label-column", "b",
+    ]  # fmt: skip
 
 
 def submitted(layouts: Path, name: str, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, object]:
@@ -206,6 +225,9 @@ def test_train_alone_reports_the_metric_and_submits_the_samples_format(layouts, 
 
 
 FOLDS_CONFIG = """
+data = "{data}"
+[competition]
+slug = "{slug}"
 [defaults]
 arch = "test_resnet"
 size = 32
@@ -222,58 +244,163 @@ item = "crop"
 """
 
 
-def by_hand(name: str, probs: np.ndarray, texts: list[str], vocab: tuple[str, ...], decisions: dict) -> float:
-    """The competition's metric of out-of-fold outputs, computed here from the files, not by paddy."""
+@dataclass(frozen=True)
+class Folded:
+    """One competition trained with `paddy run` on 2 folds x 2 entries and ensembled with --fit-weights."""
+
+    name: str
+    data: Path
+    config: Path
+    out: Path
+    fitted_output: str
+
+    def entries(self) -> list[list[RunFolder]]:
+        """Each config entry's fold runs (seed 0's, then seed 1's)."""
+        runs = [RunFolder(p.parent) for p in sorted(self.out.glob("*/oof.safetensors"))]
+        return [[run for run in runs if run.config()["seed"] == seed] for seed in (0, 1)]
+
+
+@pytest.fixture(scope="module", params=list(FIVE))
+def folded(request, layouts, tmp_path_factory) -> Folded:
+    """`paddy run CONFIG` whose `data` is the competition's files under a name paddy does not know and whose
+    [competition] table names it (so the slug, kind and metric come from the config), then `paddy ensemble
+    --config CONFIG --fit-weights`: trained once per competition for every test below."""
+    name = request.param
+    tmp = tmp_path_factory.mktemp(f"folds-{name}")
+    data = shutil.copytree(folder(layouts, name), tmp / f"my-{name}")
+    config = tmp / "folds.toml"
+    config.write_text(FOLDS_CONFIG.format(data=data, slug=layout_spec(name).slug))
+    out = tmp / "runs"
+    ran = CliRunner().invoke(app, ["run", str(config), "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    assert f"scored on {FIVE[name][1]}" in ran.stdout  # the description table: the [competition] table's metric
+    fitted = CliRunner().invoke(app, ["ensemble", "--config", str(config), "--out", str(out), "--fit-weights"])
+    assert fitted.exit_code == 0, fitted.output
+    return Folded(name, data, config, out, fitted.stdout)
+
+
+def by_hand(name: str, probs: np.ndarray, texts: list[str], vocab: tuple[str, ...]) -> float:
+    """The competition's metric of out-of-fold outputs, computed here from the files, not by paddy; the
+    thresholds and cut-points fitted (by paddy's fitters) on every out-of-fold row, not one fold's."""
     from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
 
+    from paddy.scoring.decisions import fit_cutpoints, fit_thresholds
+
+    if name == "cassava":
+        return float(np.mean(probs.argmax(axis=1) == [vocab.index(t) for t in texts]))
+    if name == "dog-breed":
+        return float(-np.mean(np.log(np.clip(probs[np.arange(len(texts)), [vocab.index(t) for t in texts]], 1e-15, 1))))
     if name == "histopathologic":
         return roc_auc_score([vocab.index(t) for t in texts], probs[:, 1])
     if name == "plant-pathology-2021":
         truth = np.array([[tag in t.split() for tag in vocab] for t in texts], dtype=int)
-        on = probs >= np.array(decisions["thresholds"])  # fitted on a fold's validation rows
+        on = probs >= np.array(fit_thresholds(probs, truth))
         on[np.arange(len(on)), probs.argmax(axis=1)] |= ~on.any(axis=1)  # at least the most probable tag
         return f1_score(truth, on, average="samples", zero_division=0)
-    if name == "aptos":
-        grades = decisions["grades"][0] + np.searchsorted(decisions["cutpoints"], probs[:, 0], side="right")
-        return cohen_kappa_score([int(float(t)) for t in texts], grades, weights="quadratic")
-    raise AssertionError(f"no hand computation for {name}")
+    truth = np.array([int(float(t)) for t in texts])
+    cuts = fit_cutpoints(probs[:, 0], truth, (int(truth.min()), int(truth.max())))
+    grades = truth.min() + np.searchsorted(cuts, probs[:, 0], side="right")
+    return cohen_kappa_score(truth, grades, weights="quadratic")
+
+
+def oof_files(runs: list[RunFolder]) -> tuple[np.ndarray, list[str], list[str], tuple[str, ...]]:
+    """An entry's out-of-fold probabilities, labels and image ids as its fold runs' files hold them."""
+    oofs = [load_predictions(run.oof_path) for run in runs]
+    assert all(o.vocab == oofs[0].vocab for o in oofs)
+    ids = [i for o in oofs for i in o.image_ids]
+    return np.concatenate([o.probs for o in oofs]), [t for o in oofs for t in o.meta["targets"]], ids, oofs[0].vocab
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["histopathologic", "plant-pathology-2021", "aptos"])
-def test_folds_cv_fitted_weights_and_predict_on_the_competitions_metric(layouts, tmp_path, name):
-    """`paddy run` with folds, `paddy ensemble --fit-weights` and `paddy predict` on the competitions whose
-    metric needs more than the class (ROC AUC of a probability, mean F1 of thresholded tags, kappa of
-    grades): the CV metric equals a hand computation from the OOF files. Single-label accuracy and log loss
-    of out-of-fold predictions have their hand computations in test_cv."""
+def test_folds_cv_equals_a_hand_computation_from_the_oof_files(folded):
+    """Each entry's CV of its folds' OOF files together, on the competition's metric (accuracy, log loss of
+    class probabilities, ROC AUC of a probability, mean F1 of thresholded tags, kappa of cut grades)."""
     from paddy.ensembling.out_of_fold import combined_oof
-    from paddy.runs.folder import RunFolder
 
-    runner, root, out = CliRunner(), folder(layouts, name), tmp_path / "runs"
-    config = tmp_path / "folds.toml"
-    config.write_text(FOLDS_CONFIG)
-    ran = runner.invoke(app, ["run", str(config), "--data", str(root), "--out", str(out)])
-    assert ran.exit_code == 0, ran.output
-    fold_runs = [RunFolder(p.parent) for p in sorted(out.glob("*/oof.safetensors"))]
-    first_entry = [run for run in fold_runs if run.config()["seed"] == 0]
-    oofs = [load_predictions(run.oof_path) for run in first_entry]
-    probs = np.concatenate([o.probs for o in oofs])
-    texts = [t for o in oofs for t in o.meta["targets"]]
-    expected = by_hand(name, probs, texts, oofs[0].vocab, oofs[0].meta.get("decisions", {}))
-    scored = combined_oof(first_entry).scores()
-    assert scored.metric == FIVE[name][1] and scored.value == pytest.approx(expected, abs=1e-6)
-    fitted = runner.invoke(
-        app, ["ensemble", "--config", str(config), "--data", str(root), "--out", str(out), "--fit-weights"]
-    )
-    assert fitted.exit_code == 0, fitted.output
-    assert str(FIVE[name][1]) in fitted.stdout
-    ensemble = load_predictions(out / "ensemble.safetensors")
-    assert ensemble.meta["cv"]["metric"] == FIVE[name][1] and ensemble.meta["kind"] == FIVE[name][0]
-    test_folder = root / check_layout(root).spec.test_folder
-    predicted = runner.invoke(app, ["predict", first_entry[0].name, "--images", str(test_folder), "--out", str(out)])
+    for runs in folded.entries():
+        probs, texts, ids, vocab = oof_files(runs)
+        assert len(set(ids)) == len(ids) == 40  # every training image once
+        scored = combined_oof(runs).scores()
+        assert scored.metric == FIVE[folded.name][1]
+        assert scored.value == pytest.approx(by_hand(folded.name, probs, texts, vocab), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_fit_weights_on_the_competitions_metric_and_decisions_fitted_on_the_ensembles_oof(folded):
+    """The ensemble's CV is on the competition's metric; its thresholds (cut-points), which the submission
+    applies, are fitted on the out-of-fold mean of the members with the fitted weights, not taken from a fold."""
+    from paddy.scoring.decisions import fit_decisions
+    from paddy.scoring.recorded import target_array
+
+    kind, metric = FIVE[folded.name][:2]
+    assert str(metric) in folded.fitted_output
+    ensemble = load_predictions(folded.out / "ensemble.safetensors")
+    assert ensemble.meta["cv"]["metric"] == metric and ensemble.meta["kind"] == kind
+    weights = [member["weight"] for member in ensemble.meta["members"]]
+    assert sum(weights) == pytest.approx(1)  # fitted: shares of the greedy rounds
+    (probs, texts, ids, vocab), (other, _, other_ids, _) = (oof_files(runs) for runs in folded.entries())
+    other = other[[other_ids.index(i) for i in ids]]  # the same images (same folds), in the first's order
+    mean = (weights[0] * probs + weights[1] * other) / sum(weights)
+    expected = fit_decisions(kind, mean, target_array(kind, texts, vocab, "oof"))
+    assert ensemble.meta.get("decisions") == (expected.to_json() if expected else None)
+
+
+@pytest.mark.slow
+def test_predict_with_the_saved_models_gives_the_runs_own_predictions(folded):
+    (run, *_), _ = folded.entries()
+    test_folder = folded.data / check_layout(folded.data, layout_spec(folded.name)).spec.test_folder
+    args = ["predict", run.name, "--images", str(test_folder), "--out", str(folded.out)]
+    predicted = CliRunner().invoke(app, args)
     assert predicted.exit_code == 0, predicted.output
-    again = load_predictions(out / f"predictions-{test_folder.name}.safetensors")
-    assert np.allclose(again.probs, load_predictions(first_entry[0].predictions_path).probs, atol=1e-5)
+    again = load_predictions(folded.out / f"predictions-{test_folder.name}.safetensors")
+    own = load_predictions(run.predictions_path)
+    assert np.allclose(again.probs, own.probs, atol=1e-5) and again.image_ids == own.image_ids
+    assert again.meta.get("decisions") == own.meta.get("decisions")  # cut as the run's own were
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+@pytest.mark.slow
+def test_the_inference_notebook_script_submits_what_the_ensemble_submits(folded, tmp_path, monkeypatch):
+    """The script `paddy kaggle push --inference --config` sends, run in a simulated /kaggle tree (the
+    competition and the models mounted as Kaggle mounts them; installing from the libs dataset is left to
+    test_kaggle_offline): its submission.csv is the one `paddy ensemble --config` + `submit` make at home,
+    in the competition's test folder and format."""
+    from paddy.kaggle.kernels import KaggleGpu, inference_kernel, script_text, stage_models
+
+    kernel, chosen = inference_kernel([], folded.config, None, [folded.out], "alice", None, KaggleGpu.t4x2, None)
+    slug = str(layout_spec(folded.name).slug)
+    assert kernel.settings["competition"] == slug and kernel.metadata["competition_sources"] == [slug]
+    assert kernel.settings["test_folder"] == check_layout(folded.data, layout_spec(folded.name)).spec.test_folder
+    kaggle = tmp_path / "kaggle"
+    (kaggle / "input" / "paddy-libs").mkdir(parents=True)
+    (kaggle / "input" / "paddy-libs" / "paddy_trainer-0.0.0-py3-none-any.whl").touch()
+    (kaggle / "input" / slug).symlink_to(folded.data)
+    stage_models(chosen, kaggle / "input" / "models")
+    (kaggle / "working").mkdir()
+    script = types.ModuleType("paddy_kernel")
+    exec(compile(script_text(kernel.settings), "paddy_kernel.py", "exec"), script.__dict__)
+    monkeypatch.setattr(script, "install_paddy", lambda libs: None)  # paddy is this process's
+    monkeypatch.setenv("PADDY_KAGGLE_ROOT", str(kaggle))
+    script.main()
+
+    at_home = tmp_path / "home"
+    runner = CliRunner()
+    made = runner.invoke(app, ["ensemble", "--config", str(folded.config), "--out", str(folded.out),
+                                "--dest", str(at_home / "ensemble.safetensors")])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    sent = runner.invoke(app, ["submit", "--dry-run", "--predictions", str(at_home / "ensemble.safetensors"),
+                                "--submissions", str(at_home)])  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    (expected,) = at_home.glob("submission-*.csv")
+    notebook, home = read_csv(kaggle / "working" / "submission.csv"), read_csv(expected)
+    assert list(notebook.columns) == list(home.columns) and notebook.iloc[:, 0].tolist() == home.iloc[:, 0].tolist()
+    if folded.name in ("dog-breed", "histopathologic"):  # probabilities: TTA again, to float precision
+        assert np.allclose(notebook.iloc[:, 1:].astype(float), home.iloc[:, 1:].astype(float), atol=1e-4)
+    else:  # labels, tag lists and grades, cut as the ensemble's (fitted on its OOF)
+        assert notebook.equals(home)
 
 
 @pytest.mark.slow
@@ -302,21 +429,6 @@ def test_paddy_demo_makes_a_competition_under_its_slug_and_shows_how_it_reads(tm
     root = tmp_path / "histopathologic-cancer-detection"
     assert (root / "train_labels.csv").is_file() and "binary, scored on roc_auc" in result.stdout
     assert f"Train with: paddy train --data {root}" in result.stdout.replace("\n", "")
-
-
-@pytest.mark.slow
-def test_an_inference_notebook_predicts_the_recorded_test_folder_of_the_runs_competition(layouts, tmp_path):
-    """A code competition (histopathologic: test/, not test_images/): the inference notebook's settings name
-    the folder and the competition the runs recorded, with no --competition given."""
-    from paddy.kaggle.kernels import KaggleGpu, inference_kernel
-
-    out, root = tmp_path / "runs", folder(layouts, "histopathologic")
-    result = CliRunner().invoke(app, ["train", "--data", str(root), "--out", str(out), *TINY_FLAGS])
-    assert result.exit_code == 0, result.output
-    (run,) = [p.name for p in out.iterdir() if not p.name.startswith(".")]
-    kernel, _ = inference_kernel([run], None, None, [out], "alice", None, KaggleGpu.t4x2, None)
-    assert kernel.settings["test_folder"] == "test" and kernel.settings["competition"] == root.name
-    assert kernel.metadata["competition_sources"] == ["histopathologic-cancer-detection"]
 
 
 def test_the_group_column_keeps_each_patient_in_one_fold(tmp_path):

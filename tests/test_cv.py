@@ -13,6 +13,7 @@ import pytest
 from paddy.core.errors import PaddyError
 from paddy.ensembling.cv import Scores, fit_objective, fit_weights, fold_out_scores, scores, weighted_mean
 from paddy.ensembling.out_of_fold import CvLine, CvReport
+from paddy.scoring.decisions import Decisions
 from paddy.scoring.metrics import Scoring
 from paddy.settings.competition import MetricName, TargetKind
 
@@ -172,6 +173,26 @@ def test_weights_fitted_on_roc_auc_differ_from_weights_fitted_on_log_loss():
     assert (auc.metric, auc.value) == (MetricName.roc_auc, 1.0)
     only_ranked = scores(ranked, targets, Scoring(MetricName.roc_auc, TargetKind.binary))
     assert only_ranked.log_loss == pytest.approx(-np.mean(np.log(ranked[np.arange(len(targets)), targets])))
+
+
+def test_cv_scores_cut_with_decisions_fitted_on_the_outputs_they_score_not_one_folds():
+    """An entry's OOF is every fold's held-out rows; each fold's run recorded thresholds (cut-points) fitted on
+    its own rows only. The CV score, and the submission of the same average, use those fitted on all of them."""
+    probs = np.array([[0.3, 0.9], [0.35, 0.8], [0.2, 0.1], [0.1, 0.2]])
+    tags = np.array([[1, 1], [1, 1], [0, 0], [0, 0]])
+    fold_one = Scoring(MetricName.f1_macro, TargetKind.multi, Decisions(thresholds=(0.9, 0.9)))
+    # at 0.9 tag 0 is on only as row 3's fallback (F1 0), tag 1 on rows 1, 2, 4: F1 2*2 / (2*2 + 1) = 0.8
+    assert fold_one(probs, tags) == pytest.approx(0.4)
+    # refitted on the four rows: (0.3, 0.5), tag 0 on rows 1-3 and tag 1 on rows 1, 2, 4: F1 0.8 each
+    assert fold_one.fitted(probs, tags).decisions == Decisions(thresholds=(0.3, 0.5))
+    assert scores(probs, tags, fold_one).value == pytest.approx(0.8)
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    values = truth[:, None] + np.array([[0.6], [0.7], [0.6], [0.7], [0.6], [0.7]])  # 0.6 to 0.7 too high
+    halfway = Scoring(MetricName.qwk, TargetKind.ordinal, Decisions(cutpoints=(0.5, 1.5)))
+    assert halfway(values, truth) < 0.9 and scores(values, truth, halfway).value == pytest.approx(1.0)
+    assert scores(probs, tags, Scoring(MetricName.log_loss, TargetKind.multi)).value == pytest.approx(
+        -np.mean(np.log(np.where(tags == 1, probs, 1 - probs)))
+    ), "a metric of probabilities is not touched"
 
 
 def test_step_metrics_are_fitted_on_log_loss_and_others_on_themselves():

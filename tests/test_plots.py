@@ -20,6 +20,7 @@ from sklearn.metrics import confusion_matrix, f1_score, roc_curve, root_mean_squ
 import paddy.training.predicting
 import paddy.training.run
 from paddy.core.decisions import grades, labels_on
+from paddy.scoring.decisions import Decisions
 from paddy.settings.competition import TargetKind
 from paddy.training.plots import confusion_figure, loss_figure, run_title, save_figure, top_losses_figure
 from paddy.training.predicting import (
@@ -240,7 +241,7 @@ def test_multi_label_f1_bars_are_sklearns_per_label_at_the_fitted_thresholds(tmp
     probs = np.clip(0.4 * truth + rng.uniform(0, 0.6, (30, 4)), 0, 1)
     thresholds = [0.3, 0.5, 0.65, 0.8]
     tags = ["healthy", "scab", "rust", "frog_eye_leaf_spot"]
-    figures = validation_figures(None, TargetKind.multi, tuple(tags), (probs, truth), {"thresholds": thresholds}, TITLE)
+    figures = validation_figures(None, TargetKind.multi, tuple(tags), (probs, truth), Decisions(thresholds=tuple(thresholds)), TITLE)
     (ax,) = figures[F1_PLOT].axes
     expected = f1_score(truth, labels_on(probs, thresholds), average=None, zero_division=0)
     assert not np.allclose(expected, f1_score(truth, probs >= 0.5, average=None)), "the thresholds matter here"
@@ -273,10 +274,10 @@ def test_ordinal_grades_confusion_matrix_is_of_the_grades_after_the_cut_points()
     rng = np.random.default_rng(3)
     actual = rng.integers(1, 5, 40).astype(np.float32)  # grades 1-4
     values = (actual + rng.normal(0, 0.6, 40)).reshape(-1, 1)
-    decisions = {"cutpoints": [1.4, 2.6, 3.3], "grades": [1, 4]}
+    decisions = Decisions(cutpoints=(1.4, 2.6, 3.3), lowest_grade=1)
     figures = validation_figures(None, TargetKind.ordinal, ("diagnosis",), (values, actual), decisions, TITLE)
     counts, shares = figures[CONFUSION_PLOT].axes
-    predicted = grades(values, decisions["cutpoints"], 1)
+    predicted = grades(values, decisions.cutpoints, 1)
     assert not np.array_equal(predicted, np.rint(values.ravel()).clip(1, 4)), "the cut-points matter here"
     expected = confusion_matrix(actual.astype(int), predicted, labels=[1, 2, 3, 4])
     cells = [[int(t.get_text()) for t in row] for row in np.array(counts.texts).reshape(4, 4)]

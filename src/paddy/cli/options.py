@@ -234,14 +234,42 @@ def competition_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {COMPETITION_KEYS.get(name, name): value for name, value in given.items() if value}
 
 
+def competition_args(competition: dict[str, Any]) -> list[str]:
+    """The flags that give `competition` (description keys, as competition_flags returns them) again: those of a
+    pool worker's command line."""
+    flag_of = {key: name for name, key in COMPETITION_KEYS.items()}
+    args: list[str] = []
+    for key, value in competition.items():
+        flag = "--" + flag_of.get(key, key).replace("_", "-")
+        for one in value if isinstance(value, (list, tuple)) else [value]:
+            args += [flag, str(one)]
+    return args
+
+
+def signed(wrapper: Callable[..., Any], command: Callable[..., Any], added: dict[str, Any], replaced: str) -> Any:
+    """`wrapper` with `command`'s signature, the `added` options in place of its `replaced` parameter (what the
+    wrapper makes of them), for typer to read."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != replaced]
+    kind = inspect.Parameter.KEYWORD_ONLY
+    extra = [inspect.Parameter(name, kind, default=None, annotation=option) for name, option in added.items()]
+    wrapper.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *extra]}
+    return wrapper
+
+
+def with_competition_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command COMPETITION_OPTIONS; it receives the given ones as `competition` (description keys)."""
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        return command(competition=competition_flags(kwargs), **kwargs)
+
+    return signed(wrapper, command, COMPETITION_OPTIONS, "competition")
+
+
 def with_model_options(command: Callable[..., Any], whole_config: bool = False) -> Callable[..., Any]:
     """Give a command all of MODEL_OPTIONS; it receives them resolved, as `model: ModelChoice`
     (with its own `budget` option, if it has one, applied)."""
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model"]
-    added = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-        for name, annotation in {**MODEL_OPTIONS, **COMPETITION_OPTIONS}.items()
-    ]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
@@ -256,9 +284,7 @@ def with_model_options(command: Callable[..., Any], whole_config: bool = False) 
             out.print(choice.note)
         return command(model=choice, **kwargs)
 
-    wrapper.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
-    return wrapper
+    return signed(wrapper, command, {**MODEL_OPTIONS, **COMPETITION_OPTIONS}, "model")
 
 
 def takes_budget(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -9,9 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 import typer
 from rich.markup import escape
 
-from paddy.cli.options import DEFAULT_OUT, BadImagesOption, Budget, DataOption, KeepCheckpoint, OutDir
+from paddy.cli.options import (
+    DEFAULT_OUT,
+    BadImagesOption,
+    Budget,
+    DataOption,
+    KeepCheckpoint,
+    OutDir,
+    competition_args,
+    with_competition_options,
+)
 from paddy.cli.output import epoch_lines, err, out, reports_errors, reports_out_of_memory
-from paddy.cli.tables import entries_cv_table, run_table, time_plan_table
+from paddy.cli.tables import description_table, entries_cv_table, run_table, time_plan_table
 from paddy.core.errors import PaddyError
 from paddy.settings.entry import BadImages
 
@@ -43,8 +52,10 @@ OnlyRun = Annotated[Optional[str], typer.Option(hidden=True, help="ENTRY[:FOLD]:
 @app.command("run")
 @reports_errors
 @reports_out_of_memory
+@with_competition_options
 def run_ensemble(
     config: Annotated[Path, typer.Argument(help="Ensemble config (TOML) listing the models to train.")],
+    competition: dict[str, Any],
     data: DataOption = None,
     out_dir: OutDir = DEFAULT_OUT,
     budget: Budget = None,
@@ -61,14 +72,23 @@ def run_ensemble(
     from paddy.orchestration.config_runs import RunStatus, entries_cv, run_config
     from paddy.orchestration.selection import choose_config
 
-    choice = choose_config(config, data, budget)
+    choice = choose_config(config, data, budget, competition)
     for warning in choice.config.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    if not choice.data.is_demo and only_run is None:  # a pool's worker: its pool printed it
+        out.print(description_table(choice.data.description(), str(choice.data.root)))
     runs = runs_to_train(choice, out_dir, shard, only_run, time_budget, fit_budget)
     options = {"budget_mib": choice.budget_mib, "force": force, "bad_images": bad_images, "only": runs}
     if gpus is not None:
         worker = worker_command(
-            choice.config.source, choice.data.root, out_dir, choice.budget_mib, force, keep_checkpoint, bad_images
+            choice.config.source,
+            choice.data.root,
+            out_dir,
+            choice.budget_mib,
+            force,
+            keep_checkpoint,
+            bad_images,
+            competition_args(competition),
         )
         outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
     else:
@@ -163,9 +183,10 @@ def worker_command(
     force: bool,
     keep_checkpoint: bool,
     bad_images: BadImages,
+    competition: list[str],
 ) -> Callable[[RunKey], list[str]]:
     """The command of a pool's worker for one run of the config: `paddy run` of that run alone, with this
-    command's data, output folder, budget and options."""
+    command's data, output folder, budget, options and competition flags."""
     options = [*(["--force"] if force else []), *(["--keep-checkpoint"] if keep_checkpoint else [])]
     where = [
         "--data",
@@ -176,6 +197,7 @@ def worker_command(
         f"{budget_mib}MiB",
         "--bad-images",
         str(bad_images),
+        *competition,
     ]
 
     def command(key: RunKey) -> list[str]:

@@ -217,6 +217,15 @@ def scored_members(members: list[Member], fit: bool, scoring: Scoring | None = N
     return [replace(m, weight=w) for m, w in zip(members, report.fitted)], report
 
 
+def with_decisions(preds: Predictions, report: CvReport) -> Predictions:
+    """`preds` with the thresholds or cut-points fitted on the same average of out-of-fold predictions, where
+    there are any (else those its first run fitted on its validation rows)."""
+    if report.decisions is None:
+        return preds
+    meta = {**preds.meta, "decisions": report.decisions.to_json()}
+    return Predictions(preds.probs, preds.image_ids, preds.vocab, meta)
+
+
 def build_ensemble(
     out: Outs,
     runs: list[str] | None,
@@ -240,5 +249,6 @@ def build_ensemble(
         ensemble = average(members)
     if cv := report.saved_ensemble():
         ensemble = Predictions(ensemble.probs, ensemble.image_ids, ensemble.vocab, {**ensemble.meta, "cv": cv})
+    ensemble = with_decisions(ensemble, report)
     save_predictions(ensemble, dest)
     return ensemble, members, report

@@ -54,8 +54,10 @@ def _same_shape(members: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def scores(probs: np.ndarray, targets: np.ndarray, scoring: Scoring = DEFAULT) -> Scores:
-    """The metric of `probs` (rows) against `targets`, with their log loss where it applies."""
-    value = scoring(probs, targets)
+    """The metric of `probs` (rows) against `targets`, with their log loss where it applies. A metric of
+    thresholded tags or cut grades scores them with decisions fitted on these very outputs (Scoring.fitted):
+    the ones a submission of the same average gets, never one fold's."""
+    value = scoring.fitted(probs, targets)(probs, targets)
     log_loss = score(MetricName.log_loss, scoring.kind, probs, targets) if scoring.kind in PROBABILITY_KINDS else None
     return Scores(scoring.metric, value, log_loss)
 
@@ -83,11 +85,12 @@ def fit_weights(
 ) -> np.ndarray:
     """Weights (summing to 1) that improve `scoring`'s metric of the weighted mean greedily (fit_objective):
     each round adds the member whose addition scores best (ties: the first), with replacement; a weight is
-    its share of rounds."""
+    its share of rounds. Thresholds or cut-points stay those fitted on the members' equal mean while the
+    weights move (refitting them in every round would cost thousands of fits)."""
     if rounds < 1:
         raise PaddyError(f"fitting ensemble weights needs at least one round, not {rounds}")
     arrays = _same_shape(members)
-    objective = fit_objective(scoring)
+    objective = fit_objective(scoring).fitted(weighted_mean(arrays, np.ones(len(arrays))), targets)
     if objective.metric is MetricName.log_loss:
         return _log_loss_weights(
             [target_probs(objective.kind, *checked(objective.kind, a, targets)) for a in arrays], rounds

@@ -17,6 +17,7 @@ from paddy.core.errors import PaddyError
 from paddy.ensembling.cv import DEFAULT, Scores, fit_objective, fit_weights, fold_out_scores, scores, weighted_mean
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, load_predictions, reordered
+from paddy.scoring.decisions import Decisions
 from paddy.scoring.metrics import Scoring
 from paddy.scoring.recorded import recorded_scoring, target_array
 from paddy.settings.competition import MetricName
@@ -157,6 +158,9 @@ class CvReport:
     ensemble: list[CvLine]
     fitted: tuple[float, ...] | None = None  # weights fitted on OOF, in member order
     scoring: Scoring = field(default=DEFAULT)
+    # thresholds or cut-points fitted on the OOF of the ensemble as saved (fitted weights, else the given ones):
+    # what its submission applies; None where its kind needs none or there is no OOF to fit them on
+    decisions: Decisions | None = None
 
     @property
     def scored(self) -> bool:
@@ -246,9 +250,10 @@ def cv_report(
     mean = weighted_mean(aligned, np.array(weights))
     given = CvLine("ensemble, given weights", scores(mean, first.targets, scoring), weights)
     if not fit:
-        return CvReport(members, [given], scoring=scoring)
+        return CvReport(members, [given], scoring=scoring, decisions=scoring.fitted(mean, first.targets).decisions)
     lines, fitted = fitted_lines(first, aligned, scoring)
-    return CvReport(members, [given, *lines], fitted, scoring)
+    saved = weighted_mean(aligned, np.array(fitted))
+    return CvReport(members, [given, *lines], fitted, scoring, scoring.fitted(saved, first.targets).decisions)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Written in paddy's predictions format (so ensemble and submit take it) and as a 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -14,9 +15,17 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
 from paddy.data.images import image_checks_path, unreadable_images
 from paddy.data.layout import image_files
-from paddy.ensembling.average import Member, average, choose_runs, folds_mean, member_name
+from paddy.ensembling.average import (
+    Member,
+    average,
+    choose_runs,
+    folds_mean,
+    member_name,
+    scored_members,
+    with_decisions,
+)
 from paddy.runs.folder import RunFolder
-from paddy.runs.predictions import Predictions, save_predictions
+from paddy.runs.predictions import Predictions, load_predictions, save_predictions
 from paddy.settings.config_file import EnsembleConfig
 from paddy.training.predicting import tta_predictions
 from paddy.training.saved_model import load_model, rebuild_learner
@@ -41,11 +50,21 @@ def predict_run(run: RunFolder, images: list[Path], tta: bool) -> Predictions:
     card, state = load_model(run.model_path)
     learn = rebuild_learner(card, state, images, run.model_path)
     meta = {"run": run.name, "arch": card.arch, "size": card.size, "item": card.item, "tta": tta, "kind": card.kind}
+    meta |= scored_as(run)
     with learn.no_bar(), learn.no_logging():
         if tta:
             return tta_predictions(learn, images, tuple(card.vocab), meta, card.seed)
         probs, _ = learn.get_preds(dl=learn.dls.test_dl(images))
     return Predictions(probs.float().numpy(), tuple(p.name for p in images), tuple(card.vocab), meta)
+
+
+def scored_as(run: RunFolder) -> dict[str, Any]:
+    """The metric and the decisions (fitted on its validation rows) a run's own test predictions recorded, for
+    a submission of new predictions to cut them as the run's was cut; {} for a run that kept no predictions."""
+    if not run.predictions_path.is_file():
+        return {}
+    recorded = load_predictions(run.predictions_path).meta
+    return {key: recorded[key] for key in ("metric", "decisions") if key in recorded}
 
 
 def predict_member(runs: list[RunFolder], images: list[Path], tta: bool, weight: float | None) -> Member:
@@ -95,6 +114,7 @@ def predict(
     images = images_to_predict(images_dir, out)
     members = chosen_members(runs, out, config, images, tta, data)
     preds = members[0].preds if len(members) == 1 else average(members)
+    preds = with_decisions(preds, scored_members(members, fit=False)[1])  # fitted on their OOF, if they have any
     save_predictions(preds, dest)
     atomic_write_text(dest.with_suffix(".csv"), predictions_csv(preds))
     return preds, dest

@@ -160,3 +160,16 @@ def fit_cutpoints(
         if not moved:
             break
     return tuple(cuts)
+
+
+def fit_decisions(kind: TargetKind, outputs: np.ndarray, targets: np.ndarray) -> Decisions | None:
+    """The decisions a `kind` needs, fitted on held-out `outputs` and their `targets` (as paddy.scoring takes
+    them): per-tag thresholds (multi), cut-points over the targets' grades (ordinal); None for other kinds."""
+    if kind is TargetKind.multi:
+        return Decisions(thresholds=fit_thresholds(outputs, np.asarray(targets).astype(int)))
+    if kind is TargetKind.ordinal:
+        truth = np.ravel(np.asarray(targets))
+        grade_range = (int(truth.min()), int(truth.max()))
+        cutpoints = fit_cutpoints(np.ravel(outputs), truth, grade_range)
+        return Decisions(cutpoints=cutpoints, lowest_grade=grade_range[0])
+    return None

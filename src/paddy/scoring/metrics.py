@@ -16,12 +16,12 @@ by hand (tests check them against sklearn): ensemble fitting calls them thousand
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from paddy.core.errors import PaddyError
-from paddy.scoring.decisions import Decisions, default_decisions, grades, labels_on, quadratic_kappa
+from paddy.scoring.decisions import Decisions, default_decisions, fit_decisions, grades, labels_on, quadratic_kappa
 from paddy.settings.competition import MetricName, TargetKind, metric_problem
 
 CLIP = 1e-15  # a confident wrong answer costs -log(1e-15), not infinity (Kaggle's and sklearn's old eps)
@@ -213,3 +213,9 @@ class Scoring:
     @property
     def greater_is_better(self) -> bool:
         return greater_is_better(self.metric)
+
+    def fitted(self, outputs: np.ndarray, targets: np.ndarray) -> Scoring:
+        """This scoring with its decisions (thresholds, cut-points) fitted on `outputs`, where its kind needs
+        any: held-out rows only (out-of-fold), as paddy.scoring.decisions says."""
+        decisions = fit_decisions(self.kind, *checked(self.kind, outputs, targets))
+        return self if decisions is None else replace(self, decisions=decisions)

@@ -21,6 +21,7 @@ from PIL import Image
 from paddy.core.decisions import grades, labels_on
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions
+from paddy.scoring.decisions import Decisions
 from paddy.settings.competition import TargetKind
 from paddy.training.plots import (
     confusion_figure,
@@ -96,20 +97,6 @@ def validation_outputs(learn: Learner) -> tuple[np.ndarray, np.ndarray]:
     return outputs.float().numpy(), actual.numpy()
 
 
-def fitted_decisions(kind: TargetKind, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any] | None:
-    """Multi-label thresholds or ordinal cut-points fitted on the validation rows (held out from training),
-    as the predictions meta key "decisions"; None for a kind that needs none."""
-    from paddy.scoring.decisions import Decisions, fit_cutpoints, fit_thresholds
-
-    if kind is TargetKind.multi:
-        return Decisions(thresholds=fit_thresholds(outputs, targets.astype(int))).to_json()
-    if kind is TargetKind.ordinal:
-        grades = (int(targets.min()), int(targets.max()))
-        cutpoints = fit_cutpoints(outputs.ravel(), targets.ravel(), grades)
-        return Decisions(cutpoints=cutpoints, lowest_grade=grades[0]).to_json()
-    return None
-
-
 def item_losses(loss_func: Any, probs: np.ndarray, targets: np.ndarray) -> torch.Tensor:
     """Each validation image's loss under the learner's `loss_func` unreduced, from the kept probabilities:
     their logs are logits of the same softmax (log_softmax(log p) = log p), so no image is predicted again.
@@ -157,15 +144,13 @@ def validation_figures(
     kind: TargetKind,
     classes: tuple[str, ...],
     valid: tuple[np.ndarray, np.ndarray],
-    decisions: dict[str, Any] | None,
+    decisions: Decisions | None,
     title: str,
 ) -> dict[str, Figure]:
     """The pictures of the validation outputs that fit the target kind, by file name: the classes' confusion
     matrix and top losses (binary: and the ROC curve, where both classes were validated); each tag's F1 at
     the fitted thresholds; the grades' confusion matrix after the fitted cut-points; a regression's
     predictions against the truth."""
-    from paddy.scoring.decisions import Decisions
-
     outputs, targets = valid
     if kind in (TargetKind.single, TargetKind.binary):
         figures = {
@@ -176,11 +161,11 @@ def validation_figures(
             figures[ROC_PLOT] = roc_figure(outputs[:, 1], targets, classes[1], title)
         return figures
     if kind is TargetKind.multi:
-        thresholds = Decisions.from_json(decisions).thresholds
+        thresholds = decisions.thresholds  # fit_decisions fits them for every multi-label run
         on = labels_on(outputs, thresholds)
         return {F1_PLOT: label_f1_figure(on, targets.astype(int), list(classes), thresholds, title)}
     if kind is TargetKind.ordinal:
-        fitted = Decisions.from_json(decisions)
+        fitted = decisions  # and cut-points for every ordinal one
         low, n_grades = fitted.lowest_grade, len(fitted.cutpoints) + 1
         predicted = grades(outputs, fitted.cutpoints, low) - low
         names = [str(low + g) for g in range(n_grades)]
@@ -196,7 +181,7 @@ def save_run_plots(
     classes: tuple[str, ...],
     kind: TargetKind,
     valid: tuple[np.ndarray, np.ndarray],
-    decisions: dict[str, Any] | None = None,
+    decisions: Decisions | None = None,
 ) -> list[Path]:
     """Loss curves and the validation pictures of the target kind (from `valid`, the validation outputs and
     targets, and the `decisions` fitted on them), beside the history, all titled with the run, its arch and

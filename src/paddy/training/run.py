@@ -26,6 +26,7 @@ from paddy.data.images import without_bad_images
 from paddy.runs.folder import NOT_MATCHED, RunFolder, new_run_folder
 from paddy.runs.predictions import Predictions, save_predictions
 from paddy.runs.probes import resolve_auto_accum
+from paddy.scoring.decisions import fit_decisions
 from paddy.settings.checks import apply_overrides
 from paddy.settings.competition import recorded_spec
 from paddy.settings.entry import ENTRY_FIELDS, BadImages, ModelEntry
@@ -35,7 +36,7 @@ from paddy.training.distributed import alone, distributed, finish, launch, launc
 from paddy.training.ema import adopt_average
 from paddy.training.learner import build_dataloaders, make_learner
 from paddy.training.plan import TrainingPlan, check_against_data, plan_training
-from paddy.training.predicting import fitted_decisions, save_run_plots, tta_predictions, validation_outputs
+from paddy.training.predicting import save_run_plots, tta_predictions, validation_outputs
 from paddy.training.saved_model import card_for, normalizers, save_model
 from paddy.training.schedule import fit_phases, training_phases
 
@@ -202,12 +203,12 @@ def finish_run(learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: fl
     the test set's TTA predictions (returned, written last by `train`)."""
     entry, data, seed = plan.entry, plan.data, plan.training.seed
     valid = validation_outputs(learn)
-    decisions = fitted_decisions(data.kind, *valid)
+    decisions = fit_decisions(data.kind, *valid)  # on the validation rows, held out from training
     save_run_plots(learn, folder, data.classes, data.kind, valid, decisions)
     save_model(learn, folder.model_path, card_for(learn, entry, plan.training.step_bs, data, seed))
     meta = {**predictions_meta(entry, seed, valid_error, folder, data), **plan.folds_identity}
-    if decisions:
-        meta["decisions"] = decisions
+    if decisions is not None:
+        meta["decisions"] = decisions.to_json()
     if plan.folds is not None:
         save_predictions(out_of_fold_predictions(learn, plan, meta), folder.oof_path)
     return tta_predictions(learn, list(data.test_images), data.classes, meta, seed)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from fastai.layers import SigmoidRange
 from fastai.vision.all import (
     CategoryBlock,
     DataBlock,
@@ -29,7 +30,7 @@ from paddy.core.files import atomic_write_bytes
 from paddy.data.competition import CompetitionData
 from paddy.settings.competition import TargetKind
 from paddy.settings.entry import ModelEntry
-from paddy.training.targets import TwoTargetLoss, kind_loss, y_range_of
+from paddy.training.targets import TwoTargetLoss, kind_loss
 from paddy.training.transforms import image_pipeline
 
 FORMAT = "paddy-model-1"
@@ -119,9 +120,16 @@ def rebuild_learner(card: ModelCard, state: dict[str, torch.Tensor], images: lis
     return Learner(dls, model, loss_func=loss)  # the loss gives TTA its activation (softmax, sigmoid, none)
 
 
+def head_range(learn: Learner) -> tuple[float, float] | None:
+    """The (low, high) of the model's number head (its SigmoidRange), as build_learner chose it from the
+    targets: read back, never worked out a second time; None for a head of classes."""
+    ranges = [m for m in learn.model.modules() if isinstance(m, SigmoidRange)]
+    return (float(ranges[-1].low), float(ranges[-1].high)) if ranges else None
+
+
 def card_for(learn: Learner, entry: ModelEntry, step_bs: int, data: CompetitionData, seed: int) -> ModelCard:
     """The card of a model `train` just trained."""
-    loss, y_range = learn.loss_func, y_range_of(data.kind, data.target_of().values())
+    loss, y_range = learn.loss_func, head_range(learn)
     return ModelCard(
         arch=entry.arch,
         size=list(entry.size),
