@@ -158,6 +158,28 @@ def test_images_of(root: Path, sample: pd.DataFrame, folder: Path, shared: bool)
     return sorted(images)
 
 
+def folder_label_disagreement(root: Path, train_images: list[Path]) -> str | None:
+    """Why a labels file beside the class folders (the paddy competition's train.csv) contradicts them,
+    or None: the folders are what trains, so a relabelled CSV must not be silently ignored. Rows of
+    images not in the folders, and a file without a `label` column, are not compared."""
+    csv = next((root / name for name in LABEL_FILES if (root / name).is_file()), None)
+    if csv is None:
+        return None
+    table = read_csv(csv, dtype=str)
+    if "label" not in table.columns or len(table.columns) < 2:
+        return None
+    folder_of = {p.name: p.parent.name for p in train_images} | {p.stem: p.parent.name for p in train_images}
+    ids, labels = table.iloc[:, 0].astype(str), table["label"].astype(str).str.strip()
+    differ = [(i, folder_of[i], label) for i, label in zip(ids, labels) if i in folder_of and folder_of[i] != label]
+    if not differ:
+        return None
+    image_id, folder, label = differ[0]
+    return (
+        f"{csv} disagrees with the class folders for {len(differ)} images: {image_id} is in "
+        f"train_images/{folder}/ but labelled {label!r}; move the images or correct {csv.name}"
+    )
+
+
 def class_folder_layout(root: Path, sample: pd.DataFrame) -> CompetitionData:
     """The paddy competition's layout: one folder per class under train_images/, test_images/."""
     train_dir, test_dir = root / "train_images", root / "test_images"
@@ -172,6 +194,8 @@ def class_folder_layout(root: Path, sample: pd.DataFrame) -> CompetitionData:
         raise PaddyError(f"{train_dir} has only one class folder; a classifier needs at least two")
     if not test_dir.is_dir():
         raise PaddyError(f"{root} has no test_images/ folder")
+    if problem := folder_label_disagreement(root, train_images):
+        raise PaddyError(problem)
     return CompetitionData(
         root=root,
         classes=tuple(p.name for p in class_dirs),
