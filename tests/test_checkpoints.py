@@ -19,6 +19,7 @@ from conftest import KAGGLE_GPU_MIB, tiny_entry, trained, with_callbacks
 from fastai.vision.all import Callback
 from typer.testing import CliRunner
 
+import paddy.core.files
 import paddy.training.run
 from paddy.cli.app import app
 from paddy.data.folds import FOLDS_FOLDER
@@ -315,3 +316,83 @@ def test_a_run_stopped_after_its_last_epoch_resumes_with_only_tta_left(tiny_data
     np.testing.assert_allclose(
         load_predictions(resumed.predictions_path).probs, load_predictions(full.predictions_path).probs, atol=1e-6
     )
+
+
+ENOSPC_IN_TORCH = "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+
+
+def torch_save_fails(monkeypatch) -> None:
+    """torch.save as it fails on a full disk: part of the file written, then its writer's RuntimeError."""
+
+    def save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise RuntimeError(ENOSPC_IN_TORCH)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def checkpoint_on_a_full_disk(monkeypatch) -> None:
+    """The checkpoint's temp file on /dev/full, where every write is ENOSPC (whichever error torch and
+    Python's file make of it); every other file is written as usual."""
+    real = paddy.core.files.tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real(*args, **kwargs)
+        if kwargs.get("prefix", "").startswith(".checkpoint.pt"):
+            os.close(fd)
+            fd = os.open("/dev/full", os.O_WRONLY)
+        return fd, name
+
+    monkeypatch.setattr(paddy.core.files.tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        torch_save_fails,
+        pytest.param(
+            checkpoint_on_a_full_disk,
+            marks=pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full"),
+        ),
+    ],
+)
+def test_a_full_disk_at_the_checkpoint_is_one_line_keeping_the_previous_one(interrupted, monkeypatch, fault):
+    kept = interrupted.checkpoint_path.read_bytes()
+    fault(monkeypatch)
+    line = one_error_line(resume_command(interrupted))
+    monkeypatch.undo()
+    assert f"cannot write checkpoint {interrupted.checkpoint_path} (" in line
+    size = f"{len(kept) / 2**20:.1f} MiB"
+    assert f"it needs about {size} and {interrupted.path} has " in line and " MiB free" in line
+    assert (
+        f"the previous checkpoint is kept; free space, then go on with `paddy train --resume {interrupted.path}`"
+        in line
+    )
+    assert interrupted.checkpoint_path.read_bytes() == kept
+    assert load_checkpoint(interrupted.checkpoint_path).position.epochs_done == 2
+    assert not list(interrupted.path.glob(".*.tmp")), "no half-written checkpoint left"
+    result = CliRunner().invoke(app, ["train", "--resume", str(interrupted.path)])
+    assert result.exit_code == 0, result.output
+    assert interrupted.finished and list(interrupted.history().epoch) == [0, 1, 2]
+
+
+def test_paddy_run_on_a_full_disk_says_to_run_it_again(tiny_data_root, tmp_path, monkeypatch):
+    path, out = tmp_path / "one.toml", tmp_path / "runs"
+    path.write_text(
+        f'data = "{tiny_data_root}"\n[defaults]\nbs = 8\nsize = 32\nepochs = 2\npretrained = false\n'
+        'finetune = false\n[[models]]\narch = "resnet18"\n'
+    )
+    saves, real = [], torch.save
+
+    def second_save_fails(obj, f, *args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:
+            raise RuntimeError(ENOSPC_IN_TORCH)
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", second_save_fails)
+    line = one_error_line(CliRunner().invoke(app, ["run", str(path), "--out", str(out)]))
+    run = only_run(out)
+    assert f"cannot write checkpoint {run.checkpoint_path} ({ENOSPC_IN_TORCH})" in line
+    assert f"free space, then go on with `paddy run {path} --out {out}`" in line
+    assert load_checkpoint(run.checkpoint_path).position.epochs_done == 1
