@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,12 +23,14 @@ from typer.testing import CliRunner
 import paddy.core.files
 import paddy.training.run
 from paddy.cli.app import app
+from paddy.data.competition import check_layout
+from paddy.data.demo import DEMO_CLASSES
 from paddy.data.folds import FOLDS_FOLDER
 from paddy.orchestration.config_runs import RunStatus, run_config
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
 from paddy.settings.config_file import load_config
-from paddy.settings.legacy import SETTINGS_SINCE_0_2
+from paddy.settings.legacy import SETTINGS_SINCE_0_2, TRAINING_SET_SINCE_0_3
 from paddy.training.checkpoint import FORMAT, load_checkpoint
 from paddy.training.learner import make_learner
 from paddy.training.plan import plan_training
@@ -227,11 +230,47 @@ def test_a_run_interrupted_under_paddy_0_2_resumes_as_0_2_trained_it(tiny_data, 
     with_callbacks(monkeypatch)
     cut = only_run(tmp_path / "runs")
     state = torch.load(cut.checkpoint_path, weights_only=True)
-    settings = {k: v for k, v in json.loads(state["settings"]).items() if k not in SETTINGS_SINCE_0_2}
+    before = (*SETTINGS_SINCE_0_2, *TRAINING_SET_SINCE_0_3)
+    settings = {k: v for k, v in json.loads(state["settings"]).items() if k not in before}
     torch.save({**state, "settings": json.dumps(settings, sort_keys=True)}, cut.checkpoint_path)
-    cut.config_path.write_text(json.dumps({k: v for k, v in cut.config().items() if k not in SETTINGS_SINCE_0_2}))
+    cut.config_path.write_text(json.dumps({k: v for k, v in cut.config().items() if k not in before}))
     resumed = resume(cut, KAGGLE_GPU_MIB, tiny_data, num_workers=0)
     assert resumed.run.finished and resumed.entry.opt == "fastai"
+
+
+def move_image(root, image, to: str):
+    """`image` moved to class folder `to`, and train.csv relabelled to match (a relabelled image)."""
+    table = pd.read_csv(root / "train.csv", dtype=str)
+    table.loc[table["image_id"] == image.name, "label"] = to
+    table.to_csv(root / "train.csv", index=False)
+    return image.rename(root / "train_images" / to / image.name)
+
+
+def test_resuming_on_relabelled_or_changed_images_is_refused_and_on_the_same_ones_goes_on(
+    tiny_data_root, tmp_path, monkeypatch
+):
+    root = shutil.copytree(tiny_data_root, tmp_path / "data")
+    with_callbacks(monkeypatch, StopAt(1, 1))
+    with pytest.raises(KeyboardInterrupt):
+        trained(tiny_entry(epochs=2, finetune=False), check_layout(root), tmp_path / "runs", num_workers=0)
+    with_callbacks(monkeypatch)
+    cut = only_run(tmp_path / "runs")
+    assert cut.config()["train_images"] == 60 and cut.resumable
+    image = check_layout(root).train_images[0]
+    folder = image.parent.name
+    moved = move_image(root, image, next(c for c in DEMO_CLASSES if c != folder))
+    line = one_error_line(resume_command(cut))
+    assert f"{cut.path} cannot go on: its 60 training images were relabelled; restore the images" in line
+    spare = moved.rename(tmp_path / moved.name)
+    table = pd.read_csv(root / "train.csv", dtype=str)
+    table[table["image_id"] != moved.name].to_csv(root / "train.csv", index=False)
+    line = one_error_line(resume_command(cut))
+    assert "its training images changed (60 images then, 59 now)" in line
+    table.to_csv(root / "train.csv", index=False)
+    move_image(root, spare, folder)  # the images it trained on, as they were
+    result = resume_command(cut)
+    assert result.exit_code == 0, result.output
+    assert cut.finished and list(cut.history().epoch) == [0, 1]
 
 
 def test_resuming_with_changed_settings_is_refused(interrupted):
