@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,14 +20,17 @@ from conftest import KAGGLE_GPU_MIB, tiny_entry, trained, with_callbacks
 from fastai.vision.all import Callback
 from typer.testing import CliRunner
 
+import paddy.core.files
 import paddy.training.run
 from paddy.cli.app import app
+from paddy.data.competition import check_layout
+from paddy.data.demo import DEMO_CLASSES
 from paddy.data.folds import FOLDS_FOLDER
 from paddy.orchestration.config_runs import RunStatus, run_config
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
 from paddy.settings.config_file import load_config
-from paddy.settings.legacy import SETTINGS_SINCE_0_2
+from paddy.settings.legacy import SETTINGS_SINCE_0_2, TRAINING_SET_SINCE_0_3
 from paddy.training.checkpoint import FORMAT, load_checkpoint
 from paddy.training.learner import make_learner
 from paddy.training.plan import plan_training
@@ -226,11 +230,47 @@ def test_a_run_interrupted_under_paddy_0_2_resumes_as_0_2_trained_it(tiny_data, 
     with_callbacks(monkeypatch)
     cut = only_run(tmp_path / "runs")
     state = torch.load(cut.checkpoint_path, weights_only=True)
-    settings = {k: v for k, v in json.loads(state["settings"]).items() if k not in SETTINGS_SINCE_0_2}
+    before = (*SETTINGS_SINCE_0_2, *TRAINING_SET_SINCE_0_3)
+    settings = {k: v for k, v in json.loads(state["settings"]).items() if k not in before}
     torch.save({**state, "settings": json.dumps(settings, sort_keys=True)}, cut.checkpoint_path)
-    cut.config_path.write_text(json.dumps({k: v for k, v in cut.config().items() if k not in SETTINGS_SINCE_0_2}))
+    cut.config_path.write_text(json.dumps({k: v for k, v in cut.config().items() if k not in before}))
     resumed = resume(cut, KAGGLE_GPU_MIB, tiny_data, num_workers=0)
     assert resumed.run.finished and resumed.entry.opt == "fastai"
+
+
+def move_image(root, image, to: str):
+    """`image` moved to class folder `to`, and train.csv relabelled to match (a relabelled image)."""
+    table = pd.read_csv(root / "train.csv", dtype=str)
+    table.loc[table["image_id"] == image.name, "label"] = to
+    table.to_csv(root / "train.csv", index=False)
+    return image.rename(root / "train_images" / to / image.name)
+
+
+def test_resuming_on_relabelled_or_changed_images_is_refused_and_on_the_same_ones_goes_on(
+    tiny_data_root, tmp_path, monkeypatch
+):
+    root = shutil.copytree(tiny_data_root, tmp_path / "data")
+    with_callbacks(monkeypatch, StopAt(1, 1))
+    with pytest.raises(KeyboardInterrupt):
+        trained(tiny_entry(epochs=2, finetune=False), check_layout(root), tmp_path / "runs", num_workers=0)
+    with_callbacks(monkeypatch)
+    cut = only_run(tmp_path / "runs")
+    assert cut.config()["train_images"] == 60 and cut.resumable
+    image = check_layout(root).train_images[0]
+    folder = image.parent.name
+    moved = move_image(root, image, next(c for c in DEMO_CLASSES if c != folder))
+    line = one_error_line(resume_command(cut))
+    assert f"{cut.path} cannot go on: its 60 training images were relabelled; restore the images" in line
+    spare = moved.rename(tmp_path / moved.name)
+    table = pd.read_csv(root / "train.csv", dtype=str)
+    table[table["image_id"] != moved.name].to_csv(root / "train.csv", index=False)
+    line = one_error_line(resume_command(cut))
+    assert "its training images changed (60 images then, 59 now)" in line
+    table.to_csv(root / "train.csv", index=False)
+    move_image(root, spare, folder)  # the images it trained on, as they were
+    result = resume_command(cut)
+    assert result.exit_code == 0, result.output
+    assert cut.finished and list(cut.history().epoch) == [0, 1]
 
 
 def test_resuming_with_changed_settings_is_refused(interrupted):
@@ -315,3 +355,83 @@ def test_a_run_stopped_after_its_last_epoch_resumes_with_only_tta_left(tiny_data
     np.testing.assert_allclose(
         load_predictions(resumed.predictions_path).probs, load_predictions(full.predictions_path).probs, atol=1e-6
     )
+
+
+ENOSPC_IN_TORCH = "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+
+
+def torch_save_fails(monkeypatch) -> None:
+    """torch.save as it fails on a full disk: part of the file written, then its writer's RuntimeError."""
+
+    def save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise RuntimeError(ENOSPC_IN_TORCH)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def checkpoint_on_a_full_disk(monkeypatch) -> None:
+    """The checkpoint's temp file on /dev/full, where every write is ENOSPC (whichever error torch and
+    Python's file make of it); every other file is written as usual."""
+    real = paddy.core.files.tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real(*args, **kwargs)
+        if kwargs.get("prefix", "").startswith(".checkpoint.pt"):
+            os.close(fd)
+            fd = os.open("/dev/full", os.O_WRONLY)
+        return fd, name
+
+    monkeypatch.setattr(paddy.core.files.tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        torch_save_fails,
+        pytest.param(
+            checkpoint_on_a_full_disk,
+            marks=pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full"),
+        ),
+    ],
+)
+def test_a_full_disk_at_the_checkpoint_is_one_line_keeping_the_previous_one(interrupted, monkeypatch, fault):
+    kept = interrupted.checkpoint_path.read_bytes()
+    fault(monkeypatch)
+    line = one_error_line(resume_command(interrupted))
+    monkeypatch.undo()
+    assert f"cannot write checkpoint {interrupted.checkpoint_path} (" in line
+    size = f"{len(kept) / 2**20:.1f} MiB"
+    assert f"it needs about {size} and {interrupted.path} has " in line and " MiB free" in line
+    assert (
+        f"the previous checkpoint is kept; free space, then go on with `paddy train --resume {interrupted.path}`"
+        in line
+    )
+    assert interrupted.checkpoint_path.read_bytes() == kept
+    assert load_checkpoint(interrupted.checkpoint_path).position.epochs_done == 2
+    assert not list(interrupted.path.glob(".*.tmp")), "no half-written checkpoint left"
+    result = CliRunner().invoke(app, ["train", "--resume", str(interrupted.path)])
+    assert result.exit_code == 0, result.output
+    assert interrupted.finished and list(interrupted.history().epoch) == [0, 1, 2]
+
+
+def test_paddy_run_on_a_full_disk_says_to_run_it_again(tiny_data_root, tmp_path, monkeypatch):
+    path, out = tmp_path / "one.toml", tmp_path / "runs"
+    path.write_text(
+        f'data = "{tiny_data_root}"\n[defaults]\nbs = 8\nsize = 32\nepochs = 2\npretrained = false\n'
+        'finetune = false\n[[models]]\narch = "resnet18"\n'
+    )
+    saves, real = [], torch.save
+
+    def second_save_fails(obj, f, *args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:
+            raise RuntimeError(ENOSPC_IN_TORCH)
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", second_save_fails)
+    line = one_error_line(CliRunner().invoke(app, ["run", str(path), "--out", str(out)]))
+    run = only_run(out)
+    assert f"cannot write checkpoint {run.checkpoint_path} ({ENOSPC_IN_TORCH})" in line
+    assert f"free space, then go on with `paddy run {path} --out {out}`" in line
+    assert load_checkpoint(run.checkpoint_path).position.epochs_done == 1

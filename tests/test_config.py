@@ -186,6 +186,14 @@ def test_a_config_that_is_not_utf8_is_one_error(tmp_path, content):
         load_config(path)
 
 
+@pytest.mark.parametrize("nested", ["[" * 5000 + "]" * 5000, "{a=" * 5000 + "1" + "}" * 5000])
+def test_a_value_nested_too_deeply_is_one_error_not_a_recursion_traceback(tmp_path, nested):
+    path = tmp_path / "deep.toml"
+    path.write_text(f'[[models]]\narch = "resnet18"\nsize = {nested}\n')
+    with pytest.raises(PaddyError, match="values nested too deeply"):
+        load_config(path)
+
+
 CONFIG = """
 data = "some/data"
 budget = "16GiB"

@@ -58,6 +58,29 @@ def test_layout_problems_name_what_is_missing(data_copy, breakage, message):
         check_layout(data_copy)
 
 
+def relabel(root, image_id: str, label: str) -> None:
+    table = pd.read_csv(root / "train.csv", dtype=str)
+    table.loc[table["image_id"] == image_id, "label"] = label
+    table.to_csv(root / "train.csv", index=False)
+
+
+def test_a_train_csv_that_contradicts_the_class_folders_is_refused_naming_an_example(data_copy):
+    table = pd.read_csv(data_copy / "train.csv", dtype=str)
+    image_id, folder = table.iloc[3]["image_id"], table.iloc[3]["label"]
+    assert (data_copy / "train_images" / folder / image_id).is_file()
+    check_layout(data_copy)  # the generated train.csv agrees with its folders
+    other = next(c for c in DEMO_CLASSES if c != folder)
+    relabel(data_copy, image_id, other)
+    with pytest.raises(PaddyError) as info:
+        check_layout(data_copy)
+    message = str(info.value)
+    assert f"disagrees with the class folders for 1 images: {image_id} is in train_images/{folder}/" in message
+    assert f"labelled {other!r}" in message and "\n" not in message
+    relabel(data_copy, image_id, folder)
+    (data_copy / "train.csv").write_text("image_id,variety\n100000.jpg,x\n")  # no label column: nothing to compare
+    check_layout(data_copy)
+
+
 def test_missing_data_folder(tmp_path):
     with pytest.raises(PaddyError, match="data folder not found"):
         resolve_data(tmp_path / "nowhere")

@@ -241,7 +241,8 @@ def test_multi_label_f1_bars_are_sklearns_per_label_at_the_fitted_thresholds(tmp
     probs = np.clip(0.4 * truth + rng.uniform(0, 0.6, (30, 4)), 0, 1)
     thresholds = [0.3, 0.5, 0.65, 0.8]
     tags = ["healthy", "scab", "rust", "frog_eye_leaf_spot"]
-    figures = validation_figures(None, TargetKind.multi, tuple(tags), (probs, truth), Decisions(thresholds=tuple(thresholds)), TITLE)
+    fitted = Decisions(thresholds=tuple(thresholds))
+    figures = validation_figures(None, TargetKind.multi, tuple(tags), (probs, truth), fitted, TITLE)
     (ax,) = figures[F1_PLOT].axes
     expected = f1_score(truth, labels_on(probs, thresholds), average=None, zero_division=0)
     assert not np.allclose(expected, f1_score(truth, probs >= 0.5, average=None)), "the thresholds matter here"

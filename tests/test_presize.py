@@ -19,6 +19,7 @@ from paddy.core.processes import die_with_parent
 from paddy.data.competition import check_layout
 from paddy.data.demo import write_demo_dataset
 from paddy.data.presize import presize_dataset
+from paddy.settings.entry import BadImages
 
 LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="workers die with their parent on Linux only")
 
@@ -70,14 +71,39 @@ def test_an_interrupted_presize_resumes_without_half_written_files(tiny_data_roo
     assert all(Image.open(p).size == (12, 16) for p in check_layout(dest).train_images)
 
 
-def test_unreadable_images_are_copied_unchanged_for_train_to_decide(tiny_data_root, tmp_path):
-    src = tmp_path / "src"
-    shutil.copytree(tiny_data_root, src)
+def truncated(image: Path) -> Path:
+    """`image` without its last fifth: PIL reads its size, but decoding it fails."""
+    image.write_bytes(image.read_bytes()[: image.stat().st_size * 4 // 5])
+    return image
+
+
+@pytest.mark.parametrize("longest", [16, 256])  # 256: larger than the image, which used to be copied undecoded
+def test_a_truncated_image_is_refused_naming_it_and_not_copied(tiny_data_root, tmp_path, longest):
+    src = shutil.copytree(tiny_data_root, tmp_path / "src")
+    broken = truncated(check_layout(src).train_images[0])
+    with Image.open(broken) as img:
+        assert max(img.size) < 256  # its header still reads
+    dest = tmp_path / "small"
+    result = run_paddy("presize", str(dest), "--data", str(src), "--longest", str(longest), "--workers", "0")
+    assert_one_line_error(result, f"image cannot be read: {broken} (1 in all)", f"not copied to {dest}")
+    assert not (dest / broken.relative_to(src)).exists()
+    assert len(relative_files(dest)) == len(relative_files(src)) - 1  # the others are done: a re-run resumes
+
+
+def test_skipped_unreadable_training_images_are_copied_unchanged_for_train_to_skip(tiny_data_root, tmp_path):
+    src = shutil.copytree(tiny_data_root, tmp_path / "src")
     broken = check_layout(src).train_images[0]
     broken.write_bytes(b"not a jpeg")
-    report = presize_dataset(src, tmp_path / "small", longest=16, workers=0)
+    report = presize_dataset(src, tmp_path / "small", longest=16, workers=0, bad_images=BadImages.skip)
     assert report.unreadable == 1 and report.resized == 67
     assert (tmp_path / "small" / broken.relative_to(src)).read_bytes() == b"not a jpeg"
+
+
+def test_an_unreadable_test_image_is_refused_even_when_skipping(tiny_data_root, tmp_path):
+    src = shutil.copytree(tiny_data_root, tmp_path / "src")
+    broken = truncated(check_layout(src).test_images[0])
+    with pytest.raises(PaddyError, match=f"test image cannot be read: {broken}"):
+        presize_dataset(src, tmp_path / "small", longest=256, workers=0, bad_images=BadImages.skip)
 
 
 def test_a_folder_made_otherwise_is_refused(tiny_data_root, tmp_path):

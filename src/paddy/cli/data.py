@@ -9,12 +9,13 @@ from typing import Annotated, Optional
 import pandas as pd
 import typer
 
-from paddy.cli.options import DataOption
+from paddy.cli.options import BadImagesOption, DataOption
 from paddy.cli.output import out, reports_errors
 from paddy.cli.tables import description_table, frame_table
 from paddy.data.competition import COMPETITION, CompetitionData, check_layout, resolve_data
 from paddy.data.demo_layouts import LAYOUTS
 from paddy.settings.competition import CompetitionSpec
+from paddy.settings.entry import BadImages
 
 DemoLayout = StrEnum("DemoLayout", {name.replace("-", "_"): name for name in LAYOUTS})  # typer's choices
 
@@ -62,6 +63,7 @@ def presize(
     workers: Annotated[
         Optional[int], typer.Option(help="Processes (default: every available core; 0: this process).")
     ] = None,
+    bad_images: BadImagesOption = BadImages.fail,
 ) -> None:
     """Write a resized copy of the competition images (same layout), so decoding stops starving training."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -79,11 +81,15 @@ def presize(
             quality,
             workers,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            bad_images=bad_images,
         )
     counts = pd.DataFrame([{"resized": report.resized, "copied": report.copied, "already done": report.skipped}])
     out.print(frame_table(counts, title=f"{source} -> {dest} (longest {longest} px)"))
     if report.stale_removed:
         out.print(f"removed {report.stale_removed} half-written temp files an interrupted presize left")
     if report.unreadable:
-        out.print(f"[yellow]{report.unreadable} unreadable images[/yellow] copied as they are (see --bad-images)")
+        out.print(
+            f"[yellow]{report.unreadable} unreadable training images[/yellow] copied as they are: "
+            f"train on the copy with --bad-images skip"
+        )
     out.print(f"train on it: paddy train --data {dest} --item-size {longest} (a larger --item-size only upsamples)")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -76,6 +78,18 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, ProbeNeeded) and error.request is not None:
         return " ".join(f"{error}; run `{probe_command(error.request)}`".split())
     return " ".join(str(error).split())
+
+
+@contextmanager
+def going_on_with(command: Callable[[Path], str]) -> Iterator[None]:
+    """A checkpoint the disk had no room for is one line ending with what to do: free space, then
+    `command(run folder)`, which goes on from the checkpoint kept (training imports torch: only then)."""
+    from paddy.training.checkpoint import CheckpointNotSaved
+
+    try:
+        yield
+    except CheckpointNotSaved as e:
+        raise PaddyError(f"{e}; free space, then go on with `{command(e.run)}`") from None
 
 
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:

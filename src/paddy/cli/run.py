@@ -19,7 +19,7 @@ from paddy.cli.options import (
     competition_args,
     with_competition_options,
 )
-from paddy.cli.output import epoch_lines, err, out, reports_errors, reports_out_of_memory
+from paddy.cli.output import epoch_lines, err, going_on_with, out, reports_errors, reports_out_of_memory
 from paddy.cli.tables import description_table, entries_cv_table, run_table, time_plan_table
 from paddy.core.errors import PaddyError
 from paddy.settings.entry import BadImages
@@ -93,9 +93,11 @@ def run_ensemble(
         outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
     else:
         progress = {"on_progress": announce_entry, "on_epoch": epoch_lines()}
-        outcomes = run_config(
-            choice.config, choice.data, out_dir, keep_checkpoint=keep_checkpoint, **progress, **options
-        )
+        again = f"paddy run {config}" + (f" --data {data}" if data is not None else "") + f" --out {out_dir}"
+        with going_on_with(lambda run: again):
+            outcomes = run_config(
+                choice.config, choice.data, out_dir, keep_checkpoint=keep_checkpoint, **progress, **options
+            )
     out.print(run_table(outcomes))
     if cv := entries_cv(outcomes):
         out.print(entries_cv_table(cv))

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from paddy.cli.options import DEFAULT_OUT, BadImagesOption, KeepCheckpoint, OutDir, takes_budget, with_model_options
-from paddy.cli.output import bars, epoch_lines, err, out, reports_errors, reports_out_of_memory
+from paddy.cli.output import bars, epoch_lines, err, going_on_with, out, reports_errors, reports_out_of_memory
 from paddy.cli.tables import description_table, entries_cv_table, frame_table
 from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import ModelChoice
@@ -51,7 +51,8 @@ def train(
     launched = launch_data_parallel(plans, ["-m", "paddy", *sys.argv[1:]])
     if launched is not None:  # the run trained in `gpus` processes, which printed its outcome
         raise typer.Exit(launched)
-    results = [train(plan, on_epoch=epoch_lines(), keep_checkpoint=keep_checkpoint) for plan in plans]
+    with going_on_with(lambda run: f"paddy train --resume {run}"):
+        results = [train(plan, on_epoch=epoch_lines(), keep_checkpoint=keep_checkpoint) for plan in plans]
     results = [result for result in results if result is not None]  # a data-parallel process but the main one
     if not results:
         return

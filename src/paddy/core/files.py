@@ -18,6 +18,14 @@ from paddy.core.errors import PaddyError
 TEMP_SUFFIX = ".tmp"
 
 
+class FileNotWritten(PaddyError):
+    """An atomic write failed (disk full, read-only folder): `reason` says why, and `path` is unchanged."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path, self.reason = path, reason
+
+
 def user_file_mode() -> int:
     """The mode a plain `open(path, "w")` would give: 0666 less the umask (mkstemp gives 0600)."""
     umask = os.umask(0o022)
@@ -38,7 +46,7 @@ def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as e:
-        raise PaddyError(f"cannot write {path}: {e.strerror or e}") from None
+        raise FileNotWritten(path, e.strerror or str(e)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), user_file_mode())
@@ -48,7 +56,7 @@ def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> Path:
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise PaddyError(f"cannot write {path}: {e.strerror or e}") from None
+        raise FileNotWritten(path, e.strerror or str(e)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

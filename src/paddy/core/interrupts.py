@@ -4,10 +4,14 @@ Python runs its fork callbacks (logging's `_releaseLock`) when a DataLoader star
 processes, and an exception raised in them is printed as "Exception ignored" and dropped: a Ctrl-C
 that lands while workers start (every epoch) would be lost and the run would go on to the end. The
 SIGINT handler here also notes the interrupt, and a callback raises it again at the next batch.
+While a fork is under way it only notes it: a KeyboardInterrupt raised inside a fork callback is
+printed as "Exception ignored" with a traceback, in the parent and in the new worker, for each one.
 """
 
 from __future__ import annotations
 
+import logging  # noqa: F401  (its fork callbacks are Python code: registered before this module's)
+import os
 import signal
 import threading
 from types import FrameType
@@ -15,10 +19,27 @@ from types import FrameType
 interrupt_noted = threading.Event()
 
 
+forks_under_way = [0]  # from just before a fork until its callbacks ran (the child inherits it); no lock to fork
+
+
+def started_fork() -> None:
+    forks_under_way[0] += 1
+
+
+def ended_fork() -> None:
+    forks_under_way[0] = max(0, forks_under_way[0] - 1)
+
+
+# registered after logging's: `before` runs before its callbacks and `after_*` after them
+os.register_at_fork(before=started_fork, after_in_parent=ended_fork, after_in_child=ended_fork)
+
+
 def note_and_raise(signum: int, frame: FrameType | None) -> None:
-    """SIGINT: note it (in case the KeyboardInterrupt is dropped), then raise it as Python would."""
+    """SIGINT: note it (in case the KeyboardInterrupt is dropped), then raise it as Python would, unless a
+    fork is under way (raised in its callbacks, it would only be printed): the next batch raises it."""
     interrupt_noted.set()
-    raise KeyboardInterrupt
+    if not forks_under_way[0]:
+        raise KeyboardInterrupt
 
 
 def note_interrupts() -> None:

@@ -39,6 +39,7 @@ from paddy.settings.competition import (
     known_competition,
     metric_problem,
 )
+from paddy.settings.legacy import TRAINING_SET_SINCE_0_3
 
 COMPETITION = PADDY_COMPETITION
 
@@ -130,6 +131,13 @@ class CompetitionData:
             "competition": self.spec.to_json(),
         }
 
+    def training_identity(self) -> dict[str, Any]:
+        """What a run records of the images it trains on: their number, and digests of their ids and of
+        the ids with their labels, so a resume on images changed or relabelled since is refused."""
+        names = [p.name for p in self.train_images]
+        labelled = [f"{name}\t{label}" for name, label in zip(names, self.label_texts())]
+        return dict(zip(TRAINING_SET_SINCE_0_3, (len(names), ids_fingerprint(names), ids_fingerprint(labelled))))
+
     def smallest_class(self) -> str:
         """The class with the fewest training images (what the memory probe trains on)."""
         counts = pd.Series(self.label_texts()).value_counts()
@@ -139,6 +147,20 @@ class CompetitionData:
 def ids_fingerprint(ids: list[str] | tuple[str, ...]) -> str:
     """A short digest of a set of image ids (order does not matter)."""
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def training_set_change(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
+    """How the training set `now` differs from the one a run `recorded` (training_identity): other images, or
+    the same images with other labels; None when they are the same, or for a run that recorded none."""
+    count, ids, labels = (recorded.get(key) for key in TRAINING_SET_SINCE_0_3)
+    if labels is None:
+        return None
+    count_now, ids_now, labels_now = (now.get(key) for key in TRAINING_SET_SINCE_0_3)
+    if ids != ids_now:
+        return f"its training images changed ({count} images then, {count_now} now)"
+    if labels != labels_now:
+        return f"its {count} training images were relabelled"
+    return None
 
 
 def test_images_of(root: Path, sample: pd.DataFrame, folder: Path, shared: bool) -> list[Path]:
@@ -158,6 +180,28 @@ def test_images_of(root: Path, sample: pd.DataFrame, folder: Path, shared: bool)
     return sorted(images)
 
 
+def folder_label_disagreement(root: Path, train_images: list[Path]) -> str | None:
+    """Why a labels file beside the class folders (the paddy competition's train.csv) contradicts them,
+    or None: the folders are what trains, so a relabelled CSV must not be silently ignored. Rows of
+    images not in the folders, and a file without a `label` column, are not compared."""
+    csv = next((root / name for name in LABEL_FILES if (root / name).is_file()), None)
+    if csv is None:
+        return None
+    table = read_csv(csv, dtype=str)
+    if "label" not in table.columns or len(table.columns) < 2:
+        return None
+    folder_of = {p.name: p.parent.name for p in train_images} | {p.stem: p.parent.name for p in train_images}
+    ids, labels = table.iloc[:, 0].astype(str), table["label"].astype(str).str.strip()
+    differ = [(i, folder_of[i], label) for i, label in zip(ids, labels) if i in folder_of and folder_of[i] != label]
+    if not differ:
+        return None
+    image_id, folder, label = differ[0]
+    return (
+        f"{csv} disagrees with the class folders for {len(differ)} images: {image_id} is in "
+        f"train_images/{folder}/ but labelled {label!r}; move the images or correct {csv.name}"
+    )
+
+
 def class_folder_layout(root: Path, sample: pd.DataFrame) -> CompetitionData:
     """The paddy competition's layout: one folder per class under train_images/, test_images/."""
     train_dir, test_dir = root / "train_images", root / "test_images"
@@ -172,6 +216,8 @@ def class_folder_layout(root: Path, sample: pd.DataFrame) -> CompetitionData:
         raise PaddyError(f"{train_dir} has only one class folder; a classifier needs at least two")
     if not test_dir.is_dir():
         raise PaddyError(f"{root} has no test_images/ folder")
+    if problem := folder_label_disagreement(root, train_images):
+        raise PaddyError(problem)
     return CompetitionData(
         root=root,
         classes=tuple(p.name for p in class_dirs),

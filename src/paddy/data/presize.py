@@ -25,8 +25,10 @@ from PIL import Image
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_bytes, read_json, remove_stale_temp_files, write_json
 from paddy.core.processes import die_with_parent
-from paddy.data.competition import check_layout
+from paddy.data.competition import CompetitionData, check_layout
+from paddy.data.images import bad_images_problem
 from paddy.data.layout import IMAGE_SUFFIXES
+from paddy.settings.entry import BadImages
 
 MARKER = ".paddy-presize.json"
 MAX_QUALITY = 95  # Pillow: above 95 JPEG files grow with no visible gain
@@ -41,7 +43,7 @@ class PresizeReport:
     resized: int  # images written smaller
     copied: int  # files copied unchanged: CSVs, images no larger than `longest`, unreadable images
     skipped: int  # already in dest from an earlier, interrupted run
-    unreadable: int  # images PIL cannot decode, copied unchanged so `train --bad-images` decides
+    unreadable: int  # training images PIL cannot decode, copied unchanged (`bad_images` skip) for train to skip
     stale_removed: int  # temp files a killed earlier run left half-written, deleted before resuming
 
     @property
@@ -49,19 +51,20 @@ class PresizeReport:
         return self.resized + self.copied + self.skipped
 
 
-def check_presize_args(src: Path, dest: Path, longest: int, quality: int, workers: int | None) -> None:
-    """Refuse settings that cannot give a usable copy, before touching any file."""
+def check_presize_args(src: Path, dest: Path, longest: int, quality: int, workers: int | None) -> CompetitionData:
+    """Refuse settings that cannot give a usable copy, before touching any file; the source's layout."""
     if longest <= 0:
         raise PaddyError(f"longest side must be a positive number of pixels, not {longest}")
     if not 1 <= quality <= MAX_QUALITY:
         raise PaddyError(f"JPEG quality must be between 1 and {MAX_QUALITY}, not {quality}")
     if workers is not None and workers < 0:
         raise PaddyError(f"workers must be 0 (this process) or more, not {workers}")
-    check_layout(src)
+    data = check_layout(src)
     if dest.resolve().is_relative_to(src.resolve()):
         raise PaddyError(f"destination {dest} is inside the source {src}; choose a folder outside it")
     if dest.exists() and not dest.is_dir():
         raise PaddyError(f"destination {dest} is a file, not a folder")
+    return data
 
 
 def claim_dest(dest: Path, settings: dict[str, int]) -> None:
@@ -82,9 +85,11 @@ def claim_dest(dest: Path, settings: dict[str, int]) -> None:
 
 
 def shrunk_image(src: Path, longest: int, quality: int) -> bytes | None:
-    """`src` encoded again with its longest side `longest`, or None when it is no larger already."""
+    """`src` encoded again with its longest side `longest`, or None when it is no larger already (decoded
+    all the same: a truncated image fails here, not copied as it is)."""
     with Image.open(src) as img:
         if max(img.size) <= longest:
+            img.load()
             return None
         img.thumbnail((longest, longest))  # keeps the aspect ratio; JPEGs decode at a reduced scale
         buffer = io.BytesIO()
@@ -94,16 +99,15 @@ def shrunk_image(src: Path, longest: int, quality: int) -> bytes | None:
 
 
 def presize_file(job: tuple[Path, Path], longest: int, quality: int) -> str:
-    """Write one file of the copy (job: source, destination); return what was done with it."""
+    """Write one file of the copy (job: source, destination); return what was done with it. An image
+    PIL cannot decode is not written: `presize_dataset` decides what becomes of it."""
     src, dest = job
     try:
         data = shrunk_image(src, longest, quality) if src.suffix.lower() in IMAGE_SUFFIXES else None
     except (OSError, ValueError, Image.DecompressionBombError):
-        data, outcome = None, UNREADABLE
-    else:
-        outcome = COPIED if data is None else RESIZED
+        return UNREADABLE
     atomic_write_bytes(dest, src.read_bytes() if data is None else data)
-    return outcome
+    return COPIED if data is None else RESIZED
 
 
 def pending_jobs(src: Path, dest: Path) -> tuple[list[tuple[Path, Path]], int]:
@@ -137,15 +141,18 @@ def presize_dataset(
     quality: int = 90,
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    bad_images: BadImages = BadImages.fail,
 ) -> PresizeReport:
     """Copy the competition folder `src` to `dest` with images shrunk to `longest` px on their longest side.
 
     Same layout and file names; images are never enlarged; other files (train.csv,
     sample_submission.csv) are copied. Files already in `dest` are skipped, so re-running
     resumes; temp files a killed run left are deleted first. `on_progress(done, total)` follows
-    the files; workers default to every core.
+    the files; workers default to every core. Unreadable images follow train's rule (bad_images_problem):
+    a test image, or with `bad_images` fail any image, is refused naming it and left out of the copy (a
+    re-run tries it again); skipped training images are copied unchanged, for `train --bad-images skip`.
     """
-    check_presize_args(src, dest, longest, quality, workers)
+    data = check_presize_args(src, dest, longest, quality, workers)
     claim_dest(dest, {"longest": longest, "quality": quality})
     stale_removed = remove_stale_temp_files(dest)
     jobs, skipped = pending_jobs(src, dest)
@@ -154,10 +161,17 @@ def presize_dataset(
     if on_progress:
         on_progress(skipped, total)
     work = partial(presize_file, longest=longest, quality=quality)
-    for done, outcome in enumerate(run_jobs(jobs, work, num_cpus() if workers is None else workers), skipped + 1):
+    unreadable = []
+    outcomes = run_jobs(jobs, work, num_cpus() if workers is None else workers)
+    for done, (job, outcome) in enumerate(zip(jobs, outcomes), skipped + 1):
         counts[outcome] += 1
+        unreadable += [job] if outcome == UNREADABLE else []
         if on_progress:
             on_progress(done, total)
+    if problem := bad_images_problem(data, {image.absolute() for image, _ in unreadable}, bad_images):
+        raise PaddyError(f"{problem} (not copied to {dest})")
+    for image, copy in unreadable:
+        atomic_write_bytes(copy, image.read_bytes())
     return PresizeReport(
         dest=dest,
         resized=counts[RESIZED],

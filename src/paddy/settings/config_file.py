@@ -51,6 +51,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise PaddyError(f"cannot read config {path}: not UTF-8 text") from None
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise PaddyError(f"cannot read config {path}: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise PaddyError(f"cannot read config {path}: values nested too deeply") from None
 
 
 def renamed_keys(table: dict[str, Any], where: str, warnings: list[str]) -> dict[str, Any]:

@@ -34,6 +34,12 @@ SETTINGS_SINCE_0_2 = (
 BEHAVIOUR_OF_0_2 = {"opt": str(OptimizerChoice.fastai)}
 
 
+# Recorded since paddy 0.3: the training set a run trains on (how many images, a digest of their ids, and one of
+# ids with labels; CompetitionData.training_identity). A run of an older release recorded none: None, which a
+# resume does not compare, so such a run still goes on.
+TRAINING_SET_SINCE_0_3 = ("train_images", "train_ids_sha256", "train_labels_sha256")
+
+
 class Recorded(StrEnum):
     """What a run folder records that older releases recorded otherwise."""
 
@@ -57,7 +63,7 @@ def _unrecorded_settings() -> tuple[tuple[str, Any], ...]:
 def upgraded(kind: Recorded, recorded: dict[str, Any]) -> dict[str, Any]:
     """`recorded` (read from a run of any release) as this release records it."""
     if kind is Recorded.settings:
-        return {**unrecorded_settings(), **recorded}  # a run of paddy 0.2 trained as 0.2 did
+        return {**unrecorded_settings(), **dict.fromkeys(TRAINING_SET_SINCE_0_3), **recorded}  # as 0.2 did
     if kind is Recorded.result:  # paddy 0.1 recorded one total, "seconds", for training, pictures and TTA
         total = recorded.get("train_seconds", 0.0) + recorded.get("predict_seconds", 0.0)
         return {"seconds": total, **recorded}

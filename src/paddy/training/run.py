@@ -20,7 +20,7 @@ from fastai.vision.all import (
 from paddy.core.errors import PaddyError
 from paddy.core.ranks import is_main_process
 from paddy.core.versions import library_versions
-from paddy.data.competition import CompetitionData, resolve_data
+from paddy.data.competition import CompetitionData, resolve_data, training_set_change
 from paddy.data.folds import Folds, entry_folds
 from paddy.data.images import without_bad_images
 from paddy.runs.folder import NOT_MATCHED, RunFolder, new_run_folder
@@ -30,7 +30,7 @@ from paddy.scoring.decisions import fit_decisions
 from paddy.settings.checks import apply_overrides
 from paddy.settings.competition import recorded_spec
 from paddy.settings.entry import ENTRY_FIELDS, BadImages, ModelEntry
-from paddy.settings.legacy import Recorded, upgraded
+from paddy.settings.legacy import TRAINING_SET_SINCE_0_3, Recorded, upgraded
 from paddy.training.checkpoint import Checkpoint, EpochHook, EpochRecords, load_checkpoint
 from paddy.training.distributed import alone, distributed, finish, launch, launched_run_folder, needs_launch
 from paddy.training.ema import adopt_average
@@ -93,6 +93,7 @@ class RunPlan:
             **self.training.to_json(),
             "data": str(self.data.root),
             "competition": self.data.spec.to_json(),
+            **self.data.training_identity(),
             **self.folds_identity,
         }
 
@@ -170,9 +171,11 @@ def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint
     if not run.checkpoint_path.is_file():
         return None
     checkpoint = load_checkpoint(run.checkpoint_path)
-    # the seed actually used is seed_used; what NOT_MATCHED holds does not change what the run learns
-    keys = (settings.keys() | checkpoint.settings.keys()) - {"seed", *NOT_MATCHED}
     recorded = upgraded(Recorded.settings, checkpoint.settings)
+    if change := training_set_change(recorded, settings):
+        raise PaddyError(f"{run.path} cannot go on: {change}; restore the images it trained on, or train it anew")
+    # the seed actually used is seed_used; what NOT_MATCHED holds does not change what the run learns
+    keys = (settings.keys() | checkpoint.settings.keys()) - {"seed", *NOT_MATCHED, *TRAINING_SET_SINCE_0_3}
     changed = sorted(k for k in keys if settings.get(k) != recorded.get(k))
     if changed:
         raise PaddyError(
