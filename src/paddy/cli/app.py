@@ -6,7 +6,7 @@ import warnings
 
 import typer
 
-from paddy.cli import data, ensemble, kaggle, probe, run, runs, submit, train
+from paddy.cli import configs, data, ensemble, kaggle, probe, run, runs, submit, train
 
 app = typer.Typer(
     help="Train, probe, ensemble and submit for Kaggle image competitions (fastai + timm).",
@@ -15,7 +15,7 @@ app = typer.Typer(
 )
 
 
-for group in (train, runs, run, ensemble, submit, data, probe):
+for group in (train, runs, run, configs, ensemble, submit, data, probe):
     app.add_typer(group.app)
 app.add_typer(kaggle.app, name="kaggle")
 
