@@ -12,9 +12,10 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from rich.markup import escape
 
+from paddy.cli.help import AUGMENTATION, DATA, MODEL, OUTPUT, TRAINING, in_panel
 from paddy.cli.output import err, out
 from paddy.core.errors import PaddyError
-from paddy.orchestration.selection import choose_model
+from paddy.orchestration.selection import ModelChoice, choose_model
 from paddy.settings.budget import DEFAULT_BUDGET
 from paddy.settings.checks import parse_accum_text
 from paddy.settings.competition import MetricName, TargetKind
@@ -46,24 +47,35 @@ def flag_parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 # Options shared by commands, each declared once.
 DataOption = Annotated[
     Optional[Path],
-    typer.Option(help="Competition folder (default: the config's, /kaggle/input/<competition>, else the demo)."),
+    typer.Option(
+        help="Competition folder (default: the config's, /kaggle/input/<competition>, else the demo).",
+        rich_help_panel=DATA,
+    ),
 ]
 
 
-OutDir = Annotated[Path, typer.Option("--out", help="Folder of run folders.")]
+OutDir = Annotated[Path, typer.Option("--out", help="Folder of run folders.", rich_help_panel=OUTPUT)]
 
 
 Budget = Annotated[
     Optional[str],
-    typer.Option(help=f"GPU memory for --accum auto: 16280 (MiB), 16280MiB, 24GiB, 16GB (default {DEFAULT_BUDGET})."),
+    typer.Option(
+        help=f"GPU memory for --accum auto: 16280 (MiB), 16280MiB, 24GiB, 16GB (default {DEFAULT_BUDGET}).",
+        rich_help_panel=TRAINING,
+    ),
 ]
 
 
-BadImagesOption = Annotated[BadImages, typer.Option(help="Corrupt training images: fail, or skip them.")]
+BadImagesOption = Annotated[
+    BadImages, typer.Option(help="Corrupt training images: fail, or skip them.", rich_help_panel=DATA)
+]
 
 
 KeepCheckpoint = Annotated[
-    bool, typer.Option(help="Keep checkpoint.pt in a finished run (it is removed at the end otherwise).")
+    bool,
+    typer.Option(
+        help="Keep checkpoint.pt in a finished run (it is removed at the end otherwise).", rich_help_panel=OUTPUT
+    ),
 ]
 
 
@@ -81,7 +93,9 @@ OptionalCompetition = Annotated[
 
 MODEL_OPTIONS: dict[str, Any] = {
     "data": DataOption,
-    "config": Annotated[Optional[Path], typer.Option(help="TOML config (see configs/); flags override it.")],
+    "config": Annotated[
+        Optional[Path], typer.Option(help="TOML config, or a built-in's name (paddy configs); flags override it.")
+    ],
     "entry": Annotated[Optional[str], typer.Option(help="Which models entry of --config: its index or arch.")],
     "arch": Annotated[Optional[str], typer.Option(help=defaulting("timm architecture name", "arch"))],
     "size": Annotated[
@@ -202,6 +216,23 @@ MODEL_OPTIONS: dict[str, Any] = {
 SELECTION = ("data", "config", "entry")
 
 
+# Where each model option shows in --help (the competition options are all data).
+PANELS = {
+    DATA: ("data", "config", "entry", "item", "item_size", "decode", "valid_pct", "folds", "fold", "fold_seed"),
+    MODEL: ("arch", "size", "pretrained", "pretrained_file", "multi_target", "channels_last", "compile"),
+    TRAINING: (
+        *("accum", "bs", "epochs", "lr", "finetune", "seed", "opt", "precision"),
+        *("label_smoothing", "mixup", "sizes", "ema", "gpus"),
+    ),
+    AUGMENTATION: ("aug", "flip", "flip_vert", "max_rotate", "max_zoom", "max_warp", "max_lighting", "min_scale"),
+    OUTPUT: ("trackers",),
+}
+MODEL_OPTIONS = {
+    name: in_panel(annotation, next(panel for panel, names in PANELS.items() if name in names))
+    for name, annotation in MODEL_OPTIONS.items()
+}
+
+
 # The competition description's common keys ([competition] in a config); what none gives is inferred.
 COMPETITION_OPTIONS: dict[str, Any] = {
     "competition": OptionalCompetition,
@@ -225,6 +256,7 @@ COMPETITION_OPTIONS: dict[str, Any] = {
     ],
     "fold_column": Annotated[Optional[str], typer.Option(help="Column holding your own folds.")],
 }
+COMPETITION_OPTIONS = {name: in_panel(annotation, DATA) for name, annotation in COMPETITION_OPTIONS.items()}
 COMPETITION_KEYS = {"competition": "slug", "label_column": "label_columns"}  # flag name -> description key
 
 
@@ -234,31 +266,41 @@ def competition_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {COMPETITION_KEYS.get(name, name): value for name, value in given.items() if value}
 
 
-def with_model_options(command: Callable[..., Any], whole_config: bool = False) -> Callable[..., Any]:
-    """Give a command all of MODEL_OPTIONS; it receives them resolved, as `model: ModelChoice`
-    (with its own `budget` option, if it has one, applied)."""
+def with_model_options(
+    command: Callable[..., Any], whole_config: bool = False, ignored: tuple[str, ...] = ()
+) -> Callable[..., Any]:
+    """Give a command MODEL_OPTIONS but those it `ignored` (settings that change nothing it does); it
+    receives them resolved, as `model: ModelChoice` (with its own `budget` option, if it has one, applied).
+    Print the choice's warnings and note with `announce`."""
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model"]
+    taken = {name: annotation for name, annotation in MODEL_OPTIONS.items() if name not in ignored}
     added = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-        for name, annotation in {**MODEL_OPTIONS, **COMPETITION_OPTIONS}.items()
+        for name, annotation in {**taken, **COMPETITION_OPTIONS}.items()
     ]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        options = {name: kwargs.pop(name) for name in MODEL_OPTIONS}
+        options = {name: kwargs.pop(name) for name in taken}
+        if options["entry"] is not None and options["config"] is None:
+            raise PaddyError(f"--entry {options['entry']} picks an entry of a config: give --config too")
         flags = {k: v for k, v in options.items() if k not in SELECTION}
         selection = {k: options[k] for k in SELECTION}
         budget, competition = kwargs.pop("budget", None), competition_flags(kwargs)
         choice = choose_model(flags, **selection, budget=budget, whole_config=whole_config, competition=competition)
-        for warning in choice.warnings:
-            err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
-        if choice.note:
-            out.print(choice.note)
         return command(model=choice, **kwargs)
 
     wrapper.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
     return wrapper
+
+
+def announce(choice: ModelChoice) -> None:
+    """What was chosen for the user, before the work: old config key names, and the demo dataset."""
+    for warning in choice.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    if choice.note:
+        out.print(choice.note)
 
 
 def takes_budget(command: Callable[..., Any]) -> Callable[..., Any]:

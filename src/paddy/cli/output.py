@@ -5,7 +5,10 @@ user or the machine can cause turned into one line and an exit code (1, or 130 f
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Callable
 
 import typer
@@ -78,6 +81,30 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the command that goes on from where it stopped (None: nothing to go on with)."""
+
+    def __init__(self, go_on: str | None):
+        super().__init__()
+        self.go_on = go_on
+
+
+@contextmanager
+def going_on_with(command: Callable[[], str | None]) -> Iterator[None]:
+    """A Ctrl-C in the block is reported with `command()`: the command line that goes on where it stopped."""
+    try:
+        yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(command()) from None
+
+
+def command_line(*words: Any) -> str:
+    """A command line to copy: its words quoted for the shell where they need it."""
+    return shlex.join(str(word) for word in words)
+
+
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn what a user or the machine can cause into one red line and exit 1 (Ctrl-C: exit 130).
 
@@ -98,8 +125,13 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except MemoryError:
             err.print("[red]error:[/red] out of memory: use a smaller --bs, a larger --accum or `paddy probe-memory`")
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]: finished files are kept, unfinished runs have no predictions")
+        except KeyboardInterrupt as e:
+            go_on = f"; go on with: {e.go_on}" if isinstance(e, Interrupted) and e.go_on else ""
+            err.print(
+                "[yellow]interrupted[/yellow]: finished files are kept, unfinished runs have no predictions"
+                + escape(go_on),
+                highlight=False,
+            )
             raise typer.Exit(130) from None
 
     return wrapper

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from paddy.cli.options import DEFAULT_OUT, BadImagesOption, Budget, DataOption, KeepCheckpoint, OutDir
-from paddy.cli.output import epoch_lines, err, out, reports_errors, reports_out_of_memory
+from paddy.cli.output import command_line, epoch_lines, err, going_on_with, out, reports_errors, reports_out_of_memory
 from paddy.cli.tables import entries_cv_table, run_table, time_plan_table
 from paddy.core.errors import PaddyError
 from paddy.settings.entry import BadImages
@@ -40,11 +40,24 @@ Shard = Annotated[
 OnlyRun = Annotated[Optional[str], typer.Option(hidden=True, help="ENTRY[:FOLD]: one run (a pool's worker).")]
 
 
+def builtin_names(incomplete: str) -> list[str]:
+    """Shell completion of a config: the built-in names it may start (files are the shell's own)."""
+    from paddy.settings.builtin_configs import builtin_configs
+
+    return [config.name for config in builtin_configs() if config.name.startswith(incomplete)]
+
+
 @app.command("run")
 @reports_errors
 @reports_out_of_memory
 def run_ensemble(
-    config: Annotated[Path, typer.Argument(help="Ensemble config (TOML) listing the models to train.")],
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="Ensemble config (TOML) listing the models to train, or a built-in's name (paddy configs).",
+            autocompletion=builtin_names,
+        ),
+    ],
     data: DataOption = None,
     out_dir: OutDir = DEFAULT_OUT,
     budget: Budget = None,
@@ -66,16 +79,20 @@ def run_ensemble(
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     runs = runs_to_train(choice, out_dir, shard, only_run, time_budget, fit_budget)
     options = {"budget_mib": choice.budget_mib, "force": force, "bad_images": bad_images, "only": runs}
-    if gpus is not None:
-        worker = worker_command(
-            choice.config.source, choice.data.root, out_dir, choice.budget_mib, force, keep_checkpoint, bad_images
-        )
-        outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
-    else:
-        progress = {"on_progress": announce_entry, "on_epoch": epoch_lines()}
-        outcomes = run_config(
-            choice.config, choice.data, out_dir, keep_checkpoint=keep_checkpoint, **progress, **options
-        )
+    again = [config, *(["--data", data] if data else []), "--out", out_dir, *(["--budget", budget] if budget else [])]
+    again += [*(["--keep-checkpoint"] if keep_checkpoint else []), "--bad-images", bad_images]
+    again += [*(["--gpus", gpus] if gpus else []), *(["--shard", shard] if shard else [])]
+    with going_on_with(lambda: command_line("paddy", "run", *again)):  # the same, less --force: it goes on
+        if gpus is not None:
+            worker = worker_command(
+                choice.config.source, choice.data.root, out_dir, choice.budget_mib, force, keep_checkpoint, bad_images
+            )
+            outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
+        else:
+            progress = {"on_progress": announce_entry, "on_epoch": epoch_lines()}
+            outcomes = run_config(
+                choice.config, choice.data, out_dir, keep_checkpoint=keep_checkpoint, **progress, **options
+            )
     out.print(run_table(outcomes))
     if cv := entries_cv(outcomes):
         out.print(entries_cv_table(cv))
@@ -102,7 +119,7 @@ def runs_to_train(
     if plan.refused:
         raise PaddyError(plan.refused)
     for left in plan.dropped:
-        out.print(f"[yellow]left out (time budget):[/yellow] entry {left.index + 1} {left.entry.describe()}")
+        out.print(f"[yellow]left out (time budget):[/yellow] entry {left.index} {left.entry.describe()}")
     return runs & entry_runs(choice.config.models, {p.index for p in plan.kept})
 
 
@@ -112,7 +129,7 @@ def announce_entry(progress) -> None:
     entry = progress.entry
     fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""
     out.print(
-        f"[bold]entry {progress.index + 1} of {progress.total}{fold}: {entry.describe()}[/bold] "
+        f"[bold]entry {progress.index} of 0-{progress.total - 1}{fold}: {entry.describe()}[/bold] "
         f"({progress.elapsed:.0f} s elapsed{remaining})"
     )
 

@@ -100,7 +100,7 @@ def checked_config(
 ) -> tuple[list[ModelEntry], CompetitionData]:
     """Every entry with `accum = "auto"` resolved and checked against the data (each fold against its
     folds, drawn now), and the images checked."""
-    if several := [f"entry {i + 1} has gpus {e.gpus}" for i, e in enumerate(config.models) if e.gpus > 1]:
+    if several := [f"entry {i} has gpus {e.gpus}" for i, e in enumerate(config.models) if e.gpus > 1]:
         raise PaddyError(
             f"{', '.join(several)}: paddy run trains each run in one process (--gpus 0,1 gives each run a GPU); "
             "train a data-parallel entry with `paddy train --config CONFIG --entry N`"

@@ -159,13 +159,21 @@ def predictions_meta(entry: ModelEntry, seed: int, valid_error: float, run: RunF
     }
 
 
+def refuse_finished(run: RunFolder) -> None:
+    """A finished run has nothing to go on with: say where its predictions are."""
+    if run.finished:
+        raise PaddyError(
+            f"{run.path} has finished: nothing to resume (its predictions: {run.predictions_path}); "
+            "to train it again, start a new run with its settings"
+        )
+
+
 def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint | None:
     """The checkpoint of an unfinished run trained with exactly these settings, or why it cannot go on.
 
     None for a run stopped inside its first epoch: it starts again, with the same seed, so it
     still ends as it would have."""
-    if run.finished:
-        raise PaddyError(f"{run.path} has finished: nothing to resume (train a new run, or --force to redo it)")
+    refuse_finished(run)
     if not run.checkpoint_path.is_file():
         return None
     checkpoint = load_checkpoint(run.checkpoint_path)
@@ -175,7 +183,8 @@ def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint
     changed = sorted(k for k in keys if settings.get(k) != recorded.get(k))
     if changed:
         raise PaddyError(
-            f"{run.path} was trained with other settings ({', '.join(changed)}); resume it with its own, or --force"
+            f"{run.path} was trained with other settings ({', '.join(changed)}); resume it with its own, "
+            "or train it again from the start"
         )
     return checkpoint
 
@@ -269,6 +278,7 @@ def plan_runs(
     """`paddy train`'s runs: the unfinished run `resumed` with its own settings and data, or every run of
     `entry` (one per fold with `folds` and no `fold`; the images checked once for all of them)."""
     if resumed is not None:
+        refuse_finished(resumed)
         config = resumed.config()
         recorded_data = resolve_data(Path(config["data"]), recorded_spec(config.get("competition")))
         return [plan_run(recorded_entry(resumed), recorded_data, out, budget_mib, bad_images, resumed, resume=True)]
