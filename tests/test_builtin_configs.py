@@ -79,3 +79,11 @@ def test_the_wheel_has_the_built_in_configs(tmp_path):
     wheel = tmp_path / "dist" / result.stdout.strip().splitlines()[-1]
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"paddy/configs/{c.path.name}" for c in builtin_configs()} <= names
+
+
+def test_a_kaggle_notebook_trains_a_built_in_config_given_by_name():
+    from paddy.kaggle.kernels import KaggleGpu, training_kernel
+
+    kernel = training_kernel(Path("tiny"), "alice", None, KaggleGpu.none, False, None)
+    (tiny,) = [c for c in builtin_configs() if c.name == "tiny"]
+    assert kernel.settings["config"] == tiny.path.read_text() and kernel.settings["config_name"] == "tiny.toml"
