@@ -183,6 +183,14 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.strip() == f"paddy {paddy.__version__}"
 
 
+@pytest.mark.parametrize("args", [["--version"], ["configs"]])
+def test_version_and_configs_import_no_torch(args):
+    script = "import sys\nfrom paddy.cli.app import main\nsys.argv = ['paddy', *sys.argv[1:]]\ntry:\n    main()\n"
+    script += "except SystemExit:\n    pass\nprint('torch' in sys.modules, 'fastai' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "False False", result.stderr
+
+
 def test_shell_completion_installs_and_completes_commands_options_and_built_in_configs():
     assert "--install-completion" in paddy_says("--help").stdout
     script = runner.invoke(app, ["--show-completion", "bash"], prog_name="paddy")

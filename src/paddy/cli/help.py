@@ -4,6 +4,7 @@ shown without a metavar, and every command's help formatted so."""
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Annotated, Any, get_args
 
 import typer
@@ -12,12 +13,41 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 DATA, MODEL, TRAINING, AUGMENTATION, OUTPUT = "Data", "Model", "Training", "Augmentation", "Output"
 
 
+PANEL_ORDER = (DATA, MODEL, TRAINING, AUGMENTATION, OUTPUT)
+
+
+def panel_rank(parameter: inspect.Parameter) -> int:
+    """Where a command's parameter shows in --help: the panels in PANEL_ORDER, then the rest."""
+    info = next(iter(getattr(parameter.annotation, "__metadata__", ())), None)
+    panel = getattr(info, "rich_help_panel", None)
+    return PANEL_ORDER.index(panel) if panel in PANEL_ORDER else len(PANEL_ORDER)
+
+
 def in_panel(annotation: Any, panel: str) -> Any:
     """An option's annotation (Annotated[type, typer.Option(...)]) shown in `panel` of --help."""
     kind, info = get_args(annotation)
     info = copy.copy(info)
     info.rich_help_panel = panel
     return Annotated[kind, info]
+
+
+# Where each model option shows in --help (the competition options are all data; one not named here: training).
+MODEL_PANELS = {
+    DATA: ("data", "config", "entry", "item", "item_size", "decode", "valid_pct", "folds", "fold", "fold_seed"),
+    MODEL: ("arch", "size", "pretrained", "pretrained_file", "multi_target", "channels_last", "compile"),
+    TRAINING: (
+        *("accum", "bs", "epochs", "lr", "finetune", "seed", "opt", "precision"),
+        *("label_smoothing", "mixup", "sizes", "ema", "gpus"),
+    ),
+    AUGMENTATION: ("aug", "flip", "flip_vert", "max_rotate", "max_zoom", "max_warp", "max_lighting", "min_scale"),
+    OUTPUT: ("trackers",),
+}
+
+
+def panelled(options: dict[str, Any], panel: str | None = None) -> dict[str, Any]:
+    """Options (name -> annotation) each in its panel: `panel`, else its MODEL_PANELS one, else training."""
+    found = {name: owner for owner, names in MODEL_PANELS.items() for name in names}
+    return {name: in_panel(option, panel or found.get(name, TRAINING)) for name, option in options.items()}
 
 
 def without_flag_metavars(command, ctx) -> None:

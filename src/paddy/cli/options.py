@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
-from rich.markup import escape
 
-from paddy.cli.help import AUGMENTATION, DATA, MODEL, OUTPUT, TRAINING, in_panel
-from paddy.cli.output import err, out
+from paddy.cli.help import DATA, OUTPUT, TRAINING, panel_rank, panelled
 from paddy.core.errors import PaddyError
-from paddy.orchestration.selection import ModelChoice, choose_model
+from paddy.orchestration.selection import choose_model
 from paddy.settings.budget import DEFAULT_BUDGET
 from paddy.settings.checks import parse_accum_text
 from paddy.settings.competition import MetricName, TargetKind
@@ -216,21 +214,7 @@ MODEL_OPTIONS: dict[str, Any] = {
 SELECTION = ("data", "config", "entry")
 
 
-# Where each model option shows in --help (the competition options are all data).
-PANELS = {
-    DATA: ("data", "config", "entry", "item", "item_size", "decode", "valid_pct", "folds", "fold", "fold_seed"),
-    MODEL: ("arch", "size", "pretrained", "pretrained_file", "multi_target", "channels_last", "compile"),
-    TRAINING: (
-        *("accum", "bs", "epochs", "lr", "finetune", "seed", "opt", "precision"),
-        *("label_smoothing", "mixup", "sizes", "ema", "gpus"),
-    ),
-    AUGMENTATION: ("aug", "flip", "flip_vert", "max_rotate", "max_zoom", "max_warp", "max_lighting", "min_scale"),
-    OUTPUT: ("trackers",),
-}
-MODEL_OPTIONS = {
-    name: in_panel(annotation, next(panel for panel, names in PANELS.items() if name in names))
-    for name, annotation in MODEL_OPTIONS.items()
-}
+MODEL_OPTIONS = panelled(MODEL_OPTIONS)
 
 
 # The competition description's common keys ([competition] in a config); what none gives is inferred.
@@ -256,7 +240,7 @@ COMPETITION_OPTIONS: dict[str, Any] = {
     ],
     "fold_column": Annotated[Optional[str], typer.Option(help="Column holding your own folds.")],
 }
-COMPETITION_OPTIONS = {name: in_panel(annotation, DATA) for name, annotation in COMPETITION_OPTIONS.items()}
+COMPETITION_OPTIONS = panelled(COMPETITION_OPTIONS, DATA)
 COMPETITION_KEYS = {"competition": "slug", "label_column": "label_columns"}  # flag name -> description key
 
 
@@ -271,7 +255,7 @@ def with_model_options(
 ) -> Callable[..., Any]:
     """Give a command MODEL_OPTIONS but those it `ignored` (settings that change nothing it does); it
     receives them resolved, as `model: ModelChoice` (with its own `budget` option, if it has one, applied).
-    Print the choice's warnings and note with `announce`."""
+    Print the choice's warnings and note with paddy.cli.output.announce."""
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model"]
     taken = {name: annotation for name, annotation in MODEL_OPTIONS.items() if name not in ignored}
     added = [
@@ -290,17 +274,12 @@ def with_model_options(
         choice = choose_model(flags, **selection, budget=budget, whole_config=whole_config, competition=competition)
         return command(model=choice, **kwargs)
 
-    wrapper.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
+    positional = [p for p in own if p.default is inspect.Parameter.empty]
+    keywords = sorted([p for p in [*own, *added] if p not in positional], key=panel_rank)  # as --help shows them
+    parameters = [*positional, *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in keywords)]
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     return wrapper
-
-
-def announce(choice: ModelChoice) -> None:
-    """What was chosen for the user, before the work: old config key names, and the demo dataset."""
-    for warning in choice.warnings:
-        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
-    if choice.note:
-        out.print(choice.note)
 
 
 def takes_budget(command: Callable[..., Any]) -> Callable[..., Any]:

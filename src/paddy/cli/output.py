@@ -31,6 +31,14 @@ out = console()
 err = console(stderr=True)
 
 
+def announce(choice) -> None:
+    """What a ModelChoice chose for the user, before the work: old config key names, and the demo dataset."""
+    for warning in choice.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    if choice.note:
+        out.print(choice.note)
+
+
 def bars() -> bool:
     """fastai's redrawn bars and table belong on a terminal; a log (Kaggle's "Save & Run All", `tee`,
     CI) gets one plain line per epoch instead."""

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from paddy.cli.options import DEFAULT_OUT, BadImagesOption, announce, takes_budget, with_model_options
-from paddy.cli.output import out, reports_errors
+from paddy.cli.options import DEFAULT_OUT, BadImagesOption, takes_budget, with_model_options
+from paddy.cli.output import announce, out, reports_errors
 from paddy.orchestration.selection import ModelChoice
 from paddy.settings.entry import BadImages
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 import typer
 from rich.markup import escape
 
+from paddy.cli.help import TRAINING
 from paddy.cli.options import DEFAULT_OUT, BadImagesOption, Budget, DataOption, KeepCheckpoint, OutDir
 from paddy.cli.output import command_line, epoch_lines, err, going_on_with, out, reports_errors, reports_out_of_memory
 from paddy.cli.tables import entries_cv_table, run_table, time_plan_table
@@ -22,20 +23,35 @@ app = typer.Typer()
 
 
 Force = Annotated[
-    bool, typer.Option("--force", "--restart", help="Train every entry from scratch: finished or interrupted.")
+    bool,
+    typer.Option(
+        "--force", "--restart", help="Train every entry from scratch, finished or not.", rich_help_panel=TRAINING
+    ),
 ]
 TimeBudget = Annotated[
-    Optional[str], typer.Option(help="e.g. 11h30m: plan the time from probe-memory's speeds first; refuse if over.")
+    Optional[str],
+    typer.Option(
+        help="e.g. 11h30m: plan the time from probe-memory's speeds first; refuse if over.", rich_help_panel=TRAINING
+    ),
 ]
 FitBudget = Annotated[
-    bool, typer.Option("--fit-budget", help="With --time-budget: leave out the lowest-weight entries to fit.")
+    bool,
+    typer.Option(
+        "--fit-budget", help="With --time-budget: leave out the lowest-weight entries to fit.", rich_help_panel=TRAINING
+    ),
 ]
 Gpus = Annotated[
     Optional[str],
-    typer.Option(help="GPUs to train on in parallel, one run per GPU at a time: 0,1 or all. Default: one GPU."),
+    typer.Option(
+        help="GPUs to train on in parallel, one run per GPU at a time: 0,1 or all. Default: one GPU.",
+        rich_help_panel=TRAINING,
+    ),
 ]
 Shard = Annotated[
-    Optional[str], typer.Option(help="I/N: train only this machine's share of the runs (N machines split them).")
+    Optional[str],
+    typer.Option(
+        help="I/N: train only this machine's share of the runs (N machines split them).", rich_help_panel=TRAINING
+    ),
 ]
 OnlyRun = Annotated[Optional[str], typer.Option(hidden=True, help="ENTRY[:FOLD]: one run (a pool's worker).")]
 
@@ -59,15 +75,15 @@ def run_ensemble(
         ),
     ],
     data: DataOption = None,
-    out_dir: OutDir = DEFAULT_OUT,
+    bad_images: BadImagesOption = BadImages.fail,
     budget: Budget = None,
     force: Force = False,
-    bad_images: BadImagesOption = BadImages.fail,
-    keep_checkpoint: KeepCheckpoint = False,
     time_budget: TimeBudget = None,
     fit_budget: FitBudget = False,
     gpus: Gpus = None,
     shard: Shard = None,
+    out_dir: OutDir = DEFAULT_OUT,
+    keep_checkpoint: KeepCheckpoint = False,
     only_run: OnlyRun = None,
 ) -> None:
     """Train every model of a config; re-running skips finished entries (resumable)."""

@@ -17,11 +17,11 @@ from paddy.cli.options import (
     BadImagesOption,
     KeepCheckpoint,
     OutDir,
-    announce,
     takes_budget,
     with_model_options,
 )
 from paddy.cli.output import (
+    announce,
     bars,
     command_line,
     epoch_lines,
@@ -82,7 +82,11 @@ def train(
     for number, plan in enumerate(plans):
         with going_on_with(lambda: resume_command(plan, out_dir, keep_checkpoint, plans[number + 1 :])):
             results.append(train(plan, on_epoch=epoch_lines(), keep_checkpoint=keep_checkpoint))
-    results = [result for result in results if result is not None]  # a data-parallel process but the main one
+    print_results([result for result in results if result is not None], model, out_dir)  # None: not the main process
+
+
+def print_results(results: list, model: ModelChoice, out_dir: Path) -> None:
+    """Each run's outcome and where its predictions are (whole, to copy), and the CV of a k-fold entry."""
     if not results:
         return
     if results[0].entry.accum != model.entry.accum:

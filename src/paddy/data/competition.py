@@ -46,9 +46,6 @@ COMPETITION = PADDY_COMPETITION
 KAGGLE_INPUT = Path("/kaggle/input")
 
 
-SAMPLE_FILE = "sample_submission.csv"  # every competition folder has one
-
-
 @dataclass(frozen=True)
 class CompetitionData:
     """A checked competition folder: its training images with their targets, the sorted test images, and
@@ -82,7 +79,7 @@ class CompetitionData:
 
     @property
     def sample_submission(self) -> Path:
-        return self.root / SAMPLE_FILE
+        return self.root / "sample_submission.csv"
 
     @property
     def test_ids(self) -> list[str]:
@@ -148,7 +145,7 @@ def ids_fingerprint(ids: list[str] | tuple[str, ...]) -> str:
 def test_images_of(root: Path, sample: pd.DataFrame, folder: Path, shared: bool) -> list[Path]:
     """The test images, sorted: the sample's ids matched to `folder`'s files (with or without their
     extension). A folder of its own must hold exactly the images the sample lists."""
-    sample_csv, files = root / SAMPLE_FILE, {p.name: p for p in image_files(folder)}
+    sample_csv, files = root / "sample_submission.csv", {p.name: p for p in image_files(folder)}
     if not files:
         raise PaddyError(f"{folder} has no images")
     ids = list(sample.iloc[:, 0])
@@ -220,22 +217,14 @@ def class_folder_spec(spec: CompetitionSpec) -> CompetitionSpec:
     return replace(spec, kind=kind, train_folder="train_images", test_folder="test_images")
 
 
-def competitions_inside(root: Path) -> list[Path]:
-    """The folders just under `root` that hold a competition (a sample submission): what a --data one level
-    too high meant."""
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / SAMPLE_FILE).is_file())
-
-
 def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> CompetitionData:
     """Validate the competition folder against the description, inferring what it leaves out; raise one
     clear line naming the file, the column and an example of what is wrong."""
     if not root.is_dir():
         raise PaddyError(f"data folder not found: {root}")
     root = root.absolute()
-    if not (root / SAMPLE_FILE).is_file() and (inside := competitions_inside(root)):
-        raise PaddyError(f"{root} has no {SAMPLE_FILE}: it is not a competition folder; did you mean {inside[0]}?")
     spec = known_competition(spec, root.name)
-    sample = read_sample(root / SAMPLE_FILE)
+    sample = read_sample(root / "sample_submission.csv")
     csv = None if spec.labels_file is None and has_class_folders(root) else labels_file(root, spec)
     if csv is None:
         if not (root / "train_images").is_dir():

@@ -245,7 +245,7 @@ def run_on_gpus(
             outcomes.append(recorded_outcome(index, entry, done))
             continue
         fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""
-        jobs.append(PoolJob(f"entry {index + 1}{fold}: {entry.describe()}", run, worker_command((index, entry.fold))))
+        jobs.append(PoolJob(f"entry {index}{fold}: {entry.describe()}", run, worker_command((index, entry.fold))))
         runs[run.path] = (index, entry, RunStatus.resumed if run.resumable and not force else RunStatus.trained)
     failures = []
     for ended in run_pool(jobs, devices, out / POOL_LOGS, on_event):

@@ -23,7 +23,7 @@ from paddy.core.versions import library_versions
 from paddy.data.competition import CompetitionData, resolve_data
 from paddy.data.folds import Folds, entry_folds
 from paddy.data.images import without_bad_images
-from paddy.runs.folder import NOT_MATCHED, RunFolder, new_run_folder
+from paddy.runs.folder import NOT_MATCHED, RunFolder, new_run_folder, refuse_finished
 from paddy.runs.predictions import Predictions, save_predictions
 from paddy.runs.probes import resolve_auto_accum
 from paddy.settings.checks import apply_overrides
@@ -157,15 +157,6 @@ def predictions_meta(entry: ModelEntry, seed: int, valid_error: float, run: RunF
         **data.identity(),
         "versions": library_versions(),
     }
-
-
-def refuse_finished(run: RunFolder) -> None:
-    """A finished run has nothing to go on with: say where its predictions are."""
-    if run.finished:
-        raise PaddyError(
-            f"{run.path} has finished: nothing to resume (its predictions: {run.predictions_path}); "
-            "to train it again, start a new run with its settings"
-        )
 
 
 def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint | None:
