@@ -23,12 +23,23 @@ def panel_rank(parameter: inspect.Parameter) -> int:
     return PANEL_ORDER.index(panel) if panel in PANEL_ORDER else len(PANEL_ORDER)
 
 
-def in_panel(annotation: Any, panel: str) -> Any:
-    """An option's annotation (Annotated[type, typer.Option(...)]) shown in `panel` of --help."""
+def with_info(annotation: Any, **changes: Any) -> Any:
+    """An option's annotation (Annotated[type, typer.Option(...)]) with some of its OptionInfo changed."""
     kind, info = get_args(annotation)
     info = copy.copy(info)
-    info.rich_help_panel = panel
+    for name, value in changes.items():
+        setattr(info, name, value)
     return Annotated[kind, info]
+
+
+def in_panel(annotation: Any, panel: str) -> Any:
+    """An option shown in `panel` of --help."""
+    return with_info(annotation, rich_help_panel=panel)
+
+
+def hidden(annotation: Any) -> Any:
+    """An option taken but not listed in --help."""
+    return with_info(annotation, hidden=True)
 
 
 # Where each model option shows in --help (the competition options are all data; one not named here: training).

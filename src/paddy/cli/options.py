@@ -11,7 +11,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from paddy.cli.help import DATA, OUTPUT, TRAINING, panel_rank, panelled
+from paddy.cli.help import DATA, OUTPUT, TRAINING, hidden, panel_rank, panelled
 from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import choose_model
 from paddy.settings.budget import DEFAULT_BUDGET
@@ -94,7 +94,7 @@ MODEL_OPTIONS: dict[str, Any] = {
     "config": Annotated[
         Optional[Path], typer.Option(help="TOML config, or a built-in's name (paddy configs); flags override it.")
     ],
-    "entry": Annotated[Optional[str], typer.Option(help="Which models entry of --config: its index or arch.")],
+    "entry": Annotated[Optional[str], typer.Option(help="Which models entry of --config: its index (from 0) or arch.")],
     "arch": Annotated[Optional[str], typer.Option(help=defaulting("timm architecture name", "arch"))],
     "size": Annotated[
         Optional[str], typer.Option(help=defaulting("Training size: N or HxW, e.g. 224 or 288x224", "size"))
@@ -253,19 +253,20 @@ def competition_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
 def with_model_options(
     command: Callable[..., Any], whole_config: bool = False, ignored: tuple[str, ...] = ()
 ) -> Callable[..., Any]:
-    """Give a command MODEL_OPTIONS but those it `ignored` (settings that change nothing it does); it
-    receives them resolved, as `model: ModelChoice` (with its own `budget` option, if it has one, applied).
-    Print the choice's warnings and note with paddy.cli.output.announce."""
+    """Give a command all of MODEL_OPTIONS; it receives them resolved, as `model: ModelChoice` (with its
+    own `budget` option, if it has one, applied). Those it `ignored` (settings that change nothing it does)
+    are not listed in its help but still taken, so a `paddy train` command line runs as it is. Print the
+    choice's warnings and note with paddy.cli.output.announce."""
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model"]
-    taken = {name: annotation for name, annotation in MODEL_OPTIONS.items() if name not in ignored}
+    shown = {name: hidden(annotation) if name in ignored else annotation for name, annotation in MODEL_OPTIONS.items()}
     added = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-        for name, annotation in {**taken, **COMPETITION_OPTIONS}.items()
+        for name, annotation in {**shown, **COMPETITION_OPTIONS}.items()
     ]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        options = {name: kwargs.pop(name) for name in taken}
+        options = {name: kwargs.pop(name) for name in MODEL_OPTIONS}
         if options["entry"] is not None and options["config"] is None:
             raise PaddyError(f"--entry {options['entry']} picks an entry of a config: give --config too")
         flags = {k: v for k, v in options.items() if k not in SELECTION}
