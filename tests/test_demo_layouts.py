@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from paddy.core.errors import PaddyError
+from paddy.data.demo import DEMO_MARKER
 from paddy.data.demo_layouts import LAYOUTS, layout_spec, make_layout
 from paddy.data.folds import FoldInput, draw_folds
 
@@ -64,7 +65,8 @@ def test_every_layout_is_listed():
 def test_files_headers_and_counts(layouts, name):
     labels_file, columns, train, test, extension, sample_columns = EXPECTED[name]
     root = layouts[name]
-    assert sorted(p.name for p in root.iterdir()) == sorted([labels_file, "sample_submission.csv", train, test])
+    files = [labels_file, "sample_submission.csv", train, test, DEMO_MARKER]  # the marker: never submitted
+    assert sorted(p.name for p in root.iterdir()) == sorted(files)
     table = pd.read_csv(root / labels_file, dtype={columns[0]: str})
     sample = pd.read_csv(root / "sample_submission.csv", dtype={columns[0]: str})
     assert list(table.columns) == columns and list(sample.columns) == sample_columns

@@ -119,7 +119,7 @@ def test_the_pool_reports_a_failed_worker_with_its_line(tiny_data, tmp_path, mon
     assert [o.status for o in outcomes] == ["busy elsewhere", RunStatus.failed], (
         "a worker that finished nothing is not 'trained'"
     )
-    assert len(failures) == 1 and "entry 2: resnet18-48x48-squish failed on GPU" in failures[0]
+    assert len(failures) == 1 and "entry 1: resnet18-48x48-squish failed on GPU" in failures[0]
     assert "error: the loss became nan" in failures[0]
 
 

@@ -142,7 +142,7 @@ def test_run_command_trains_every_entry_and_prints_a_table_without_bars(tiny_dat
     command = ["run", str(write_config(tmp_path)), "--data", str(tiny_data_root), "--out", str(tmp_path / "runs")]
     result = CliRunner().invoke(app, command, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "entry 3 of 3: test_resnet-32x32-pad" in result.stdout
+    assert "entry 2 of 0-2: test_resnet-32x32-pad" in result.stdout, "numbered from 0, as tables and folders are"
     assert result.stdout.count(" trained ") == 3
     assert len(list((tmp_path / "runs").glob("tiny3-*/predictions.safetensors"))) == 3
     assert_no_redrawn_bars(result.stdout)

@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import warnings
+from typing import Annotated
 
 import typer
 
-from paddy.cli import data, ensemble, kaggle, probe, run, runs, submit, train
+from paddy.cli import configs, data, ensemble, kaggle, probe, run, runs, submit, train
+from paddy.cli.help import PaddyGroup, use_paddy_help
 
 app = typer.Typer(
     help="Train, probe, ensemble and submit for Kaggle image competitions (fastai + timm).",
-    add_completion=False,
+    cls=PaddyGroup,
     pretty_exceptions_enable=False,
 )
 
 
-for group in (train, runs, run, ensemble, submit, data, probe):
+for group in (train, runs, run, configs, ensemble, submit, data, probe):
     app.add_typer(group.app)
 app.add_typer(kaggle.app, name="kaggle")
+use_paddy_help(app)
+
+
+def print_version(asked: bool) -> None:
+    """--version: paddy's version (the paddy-trainer distribution's), then exit."""
+    if asked:
+        from paddy import __version__
+
+        print(f"paddy {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def paddy() -> None:
+def paddy(
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=print_version, help="Print paddy's version and exit.")
+    ] = False,
+) -> None:
     """Train, probe, ensemble and submit for Kaggle image competitions (fastai + timm)."""
 
 

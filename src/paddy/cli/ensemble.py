@@ -78,10 +78,11 @@ def predict_images(
     dest: Annotated[
         Optional[Path], typer.Option(help="Predictions file (default: <out>/predictions-<images folder>.safetensors).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace earlier predictions at --dest.")] = False,
 ) -> None:
     """Predict any folder of images with saved models: probabilities (safetensors) and a readable CSV."""
     from paddy.ensembling.predict import predict
 
     chosen = load_config(config) if config else None
-    preds, written = predict(runs or [], images, out_dir, dest, tta, chosen, trained_on)
+    preds, written = predict(runs or [], images, out_dir, dest, tta, chosen, trained_on, replace_earlier=force)
     out.print(f"{len(preds.image_ids)} images: {written} and {written.with_suffix('.csv')}")

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import pandas as pd
 import typer
 
+from paddy.cli.help import PaddyGroup
 from paddy.cli.options import DEFAULT_OUT, OptionalCompetition, OutDir
 from paddy.cli.output import err, out, reports_errors
 from paddy.cli.tables import frame_table
@@ -15,7 +16,7 @@ from paddy.core.errors import PaddyError
 from paddy.kaggle.kernels import KERNELS_FOLDER, LIBS_SLUG, KaggleGpu
 from paddy.kaggle.libs import KAGGLE_PYTHON
 
-app = typer.Typer(help="Train on Kaggle's GPUs and take part in code competitions, from here.")
+app = typer.Typer(help="Train on Kaggle's GPUs and take part in code competitions, from here.", cls=PaddyGroup)
 
 
 KernelArgument = Annotated[str, typer.Argument(help="The notebook, USER/SLUG (as `paddy kaggle push` printed).")]

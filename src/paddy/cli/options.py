@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
-from rich.markup import escape
 
-from paddy.cli.output import err, out
+from paddy.cli.help import DATA, OUTPUT, TRAINING, hidden, panel_rank, panelled
 from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import choose_model
 from paddy.settings.budget import DEFAULT_BUDGET
@@ -46,24 +45,35 @@ def flag_parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 # Options shared by commands, each declared once.
 DataOption = Annotated[
     Optional[Path],
-    typer.Option(help="Competition folder (default: the config's, /kaggle/input/<competition>, else the demo)."),
+    typer.Option(
+        help="Competition folder (default: the config's, /kaggle/input/<competition>, else the demo).",
+        rich_help_panel=DATA,
+    ),
 ]
 
 
-OutDir = Annotated[Path, typer.Option("--out", help="Folder of run folders.")]
+OutDir = Annotated[Path, typer.Option("--out", help="Folder of run folders.", rich_help_panel=OUTPUT)]
 
 
 Budget = Annotated[
     Optional[str],
-    typer.Option(help=f"GPU memory for --accum auto: 16280 (MiB), 16280MiB, 24GiB, 16GB (default {DEFAULT_BUDGET})."),
+    typer.Option(
+        help=f"GPU memory for --accum auto: 16280 (MiB), 16280MiB, 24GiB, 16GB (default {DEFAULT_BUDGET}).",
+        rich_help_panel=TRAINING,
+    ),
 ]
 
 
-BadImagesOption = Annotated[BadImages, typer.Option(help="Corrupt training images: fail, or skip them.")]
+BadImagesOption = Annotated[
+    BadImages, typer.Option(help="Corrupt training images: fail, or skip them.", rich_help_panel=DATA)
+]
 
 
 KeepCheckpoint = Annotated[
-    bool, typer.Option(help="Keep checkpoint.pt in a finished run (it is removed at the end otherwise).")
+    bool,
+    typer.Option(
+        help="Keep checkpoint.pt in a finished run (it is removed at the end otherwise).", rich_help_panel=OUTPUT
+    ),
 ]
 
 
@@ -81,8 +91,10 @@ OptionalCompetition = Annotated[
 
 MODEL_OPTIONS: dict[str, Any] = {
     "data": DataOption,
-    "config": Annotated[Optional[Path], typer.Option(help="TOML config (see configs/); flags override it.")],
-    "entry": Annotated[Optional[str], typer.Option(help="Which models entry of --config: its index or arch.")],
+    "config": Annotated[
+        Optional[Path], typer.Option(help="TOML config, or a built-in's name (paddy configs); flags override it.")
+    ],
+    "entry": Annotated[Optional[str], typer.Option(help="Which models entry of --config: its index (from 0) or arch.")],
     "arch": Annotated[Optional[str], typer.Option(help=defaulting("timm architecture name", "arch"))],
     "size": Annotated[
         Optional[str], typer.Option(help=defaulting("Training size: N or HxW, e.g. 224 or 288x224", "size"))
@@ -202,6 +214,9 @@ MODEL_OPTIONS: dict[str, Any] = {
 SELECTION = ("data", "config", "entry")
 
 
+MODEL_OPTIONS = panelled(MODEL_OPTIONS)
+
+
 # The competition description's common keys ([competition] in a config); what none gives is inferred.
 COMPETITION_OPTIONS: dict[str, Any] = {
     "competition": OptionalCompetition,
@@ -225,6 +240,7 @@ COMPETITION_OPTIONS: dict[str, Any] = {
     ],
     "fold_column": Annotated[Optional[str], typer.Option(help="Column holding your own folds.")],
 }
+COMPETITION_OPTIONS = panelled(COMPETITION_OPTIONS, DATA)
 COMPETITION_KEYS = {"competition": "slug", "label_column": "label_columns"}  # flag name -> description key
 
 
@@ -252,8 +268,11 @@ def signed(wrapper: Callable[..., Any], command: Callable[..., Any], added: dict
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != replaced]
     kind = inspect.Parameter.KEYWORD_ONLY
     extra = [inspect.Parameter(name, kind, default=None, annotation=option) for name, option in added.items()]
-    wrapper.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *extra]}
+    positional = [p for p in own if p.default is inspect.Parameter.empty]
+    keywords = sorted([p for p in [*own, *extra] if p not in positional], key=panel_rank)  # as --help shows them
+    parameters = [*positional, *(p.replace(kind=kind) for p in keywords)]
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     return wrapper
 
 
@@ -267,24 +286,27 @@ def with_competition_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return signed(wrapper, command, COMPETITION_OPTIONS, "competition")
 
 
-def with_model_options(command: Callable[..., Any], whole_config: bool = False) -> Callable[..., Any]:
-    """Give a command all of MODEL_OPTIONS; it receives them resolved, as `model: ModelChoice`
-    (with its own `budget` option, if it has one, applied)."""
+def with_model_options(
+    command: Callable[..., Any], whole_config: bool = False, ignored: tuple[str, ...] = ()
+) -> Callable[..., Any]:
+    """Give a command all of MODEL_OPTIONS; it receives them resolved, as `model: ModelChoice` (with its
+    own `budget` option, if it has one, applied). Those it `ignored` (settings that change nothing it does)
+    are not listed in its help but still taken, so a `paddy train` command line runs as it is. Print the
+    choice's warnings and note with paddy.cli.output.announce."""
+    shown = {name: hidden(annotation) if name in ignored else annotation for name, annotation in MODEL_OPTIONS.items()}
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         options = {name: kwargs.pop(name) for name in MODEL_OPTIONS}
+        if options["entry"] is not None and options["config"] is None:
+            raise PaddyError(f"--entry {options['entry']} picks an entry of a config: give --config too")
         flags = {k: v for k, v in options.items() if k not in SELECTION}
         selection = {k: options[k] for k in SELECTION}
         budget, competition = kwargs.pop("budget", None), competition_flags(kwargs)
         choice = choose_model(flags, **selection, budget=budget, whole_config=whole_config, competition=competition)
-        for warning in choice.warnings:
-            err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
-        if choice.note:
-            out.print(choice.note)
         return command(model=choice, **kwargs)
 
-    return signed(wrapper, command, {**MODEL_OPTIONS, **COMPETITION_OPTIONS}, "model")
+    return signed(wrapper, command, {**shown, **COMPETITION_OPTIONS}, "model")
 
 
 def takes_budget(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -5,10 +5,11 @@ user or the machine can cause turned into one line and an exit code (1, or 130 f
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import typer
 from rich.console import Console
@@ -28,6 +29,14 @@ out = console()
 
 
 err = console(stderr=True)
+
+
+def announce(choice) -> None:
+    """What a ModelChoice chose for the user, before the work: old config key names, and the demo dataset."""
+    for warning in choice.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    if choice.note:
+        out.print(choice.note)
 
 
 def bars() -> bool:
@@ -80,16 +89,35 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the command that goes on from where it stopped (None: nothing to go on with)."""
+
+    def __init__(self, go_on: str | None):
+        super().__init__()
+        self.go_on = go_on
+
+
 @contextmanager
-def going_on_with(command: Callable[[Path], str]) -> Iterator[None]:
-    """A checkpoint the disk had no room for is one line ending with what to do: free space, then
-    `command(run folder)`, which goes on from the checkpoint kept (training imports torch: only then)."""
+def going_on_with(command: Callable[[], str | None]) -> Iterator[None]:
+    """What stopped the block, with `command()`, the command line that goes on where it stopped: a Ctrl-C,
+    and a checkpoint the disk had no room for (one line: free space, then go on from the checkpoint kept).
+    Training imports torch: only then."""
     from paddy.training.checkpoint import CheckpointNotSaved
 
     try:
         yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(command()) from None
     except CheckpointNotSaved as e:
-        raise PaddyError(f"{e}; free space, then go on with `{command(e.run)}`") from None
+        go_on = command()
+        raise PaddyError(f"{e}; free space" + (f", then go on with `{go_on}`" if go_on else "")) from None
+
+
+def command_line(*words: Any) -> str:
+    """A command line to copy: its words quoted for the shell where they need it."""
+    return shlex.join(str(word) for word in words)
 
 
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -112,8 +140,13 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except MemoryError:
             err.print("[red]error:[/red] out of memory: use a smaller --bs, a larger --accum or `paddy probe-memory`")
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]: finished files are kept, unfinished runs have no predictions")
+        except KeyboardInterrupt as e:
+            go_on = f"; go on with: {e.go_on}" if isinstance(e, Interrupted) and e.go_on else ""
+            err.print(
+                "[yellow]interrupted[/yellow]: finished files are kept, unfinished runs have no predictions"
+                + escape(go_on),
+                highlight=False,
+            )
             raise typer.Exit(130) from None
 
     return wrapper

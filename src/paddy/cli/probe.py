@@ -9,16 +9,21 @@ from typing import Annotated
 import typer
 
 from paddy.cli.options import DEFAULT_OUT, BadImagesOption, takes_budget, with_model_options
-from paddy.cli.output import out, reports_errors
+from paddy.cli.output import announce, out, reports_errors
 from paddy.orchestration.selection import ModelChoice
 from paddy.settings.entry import BadImages
 
 app = typer.Typer()
 
 
+# What a memory probe takes no notice of: it tries every accum itself, trains two steps of the unfrozen
+# model at `size` on a subset, and keeps nothing.
+PROBE_IGNORES = ("accum", "epochs", "lr", "finetune", "seed", "folds", "fold", "fold_seed", "sizes", "trackers")
+
+
 @app.command("probe-memory")
 @reports_errors
-@functools.partial(with_model_options, whole_config=True)
+@functools.partial(with_model_options, whole_config=True, ignored=PROBE_IGNORES)
 @takes_budget
 def probe_memory(
     model: ModelChoice,
@@ -35,13 +40,15 @@ def probe_memory(
     from paddy.memory.search import probe_memory as probe_entries
     from paddy.runs.probes import PROBES_FILE
 
+    announce(model)
+
     path = out_dir / PROBES_FILE
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=out, transient=True) as bar:
         task = bar.add_task("probing", total=None)
 
         def show_trial(index: int, entry, accum: int) -> None:
-            where = f"entry {index + 1} of {len(model.entries)}: {entry.describe()} bs {entry.bs}"
+            where = f"entry {index} of 0-{len(model.entries) - 1}: {entry.describe()} bs {entry.bs}"
             bar.update(task, description=f"{where}, accum {accum} (per-step batch {entry.bs // accum})")
 
         def show_record(record) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 import typer
 from rich.markup import escape
 
+from paddy.cli.help import TRAINING
 from paddy.cli.options import (
     DEFAULT_OUT,
     BadImagesOption,
@@ -19,7 +20,7 @@ from paddy.cli.options import (
     competition_args,
     with_competition_options,
 )
-from paddy.cli.output import epoch_lines, err, going_on_with, out, reports_errors, reports_out_of_memory
+from paddy.cli.output import command_line, epoch_lines, err, going_on_with, out, reports_errors, reports_out_of_memory
 from paddy.cli.tables import description_table, entries_cv_table, run_table, time_plan_table
 from paddy.core.errors import PaddyError
 from paddy.settings.entry import BadImages
@@ -31,22 +32,44 @@ app = typer.Typer()
 
 
 Force = Annotated[
-    bool, typer.Option("--force", "--restart", help="Train every entry from scratch: finished or interrupted.")
+    bool,
+    typer.Option(
+        "--force", "--restart", help="Train every entry from scratch, finished or not.", rich_help_panel=TRAINING
+    ),
 ]
 TimeBudget = Annotated[
-    Optional[str], typer.Option(help="e.g. 11h30m: plan the time from probe-memory's speeds first; refuse if over.")
+    Optional[str],
+    typer.Option(
+        help="e.g. 11h30m: plan the time from probe-memory's speeds first; refuse if over.", rich_help_panel=TRAINING
+    ),
 ]
 FitBudget = Annotated[
-    bool, typer.Option("--fit-budget", help="With --time-budget: leave out the lowest-weight entries to fit.")
+    bool,
+    typer.Option(
+        "--fit-budget", help="With --time-budget: leave out the lowest-weight entries to fit.", rich_help_panel=TRAINING
+    ),
 ]
 Gpus = Annotated[
     Optional[str],
-    typer.Option(help="GPUs to train on in parallel, one run per GPU at a time: 0,1 or all. Default: one GPU."),
+    typer.Option(
+        help="GPUs to train on in parallel, one run per GPU at a time: 0,1 or all. Default: one GPU.",
+        rich_help_panel=TRAINING,
+    ),
 ]
 Shard = Annotated[
-    Optional[str], typer.Option(help="I/N: train only this machine's share of the runs (N machines split them).")
+    Optional[str],
+    typer.Option(
+        help="I/N: train only this machine's share of the runs (N machines split them).", rich_help_panel=TRAINING
+    ),
 ]
 OnlyRun = Annotated[Optional[str], typer.Option(hidden=True, help="ENTRY[:FOLD]: one run (a pool's worker).")]
+
+
+def builtin_names(incomplete: str) -> list[str]:
+    """Shell completion of a config: the built-in names it may start (files are the shell's own)."""
+    from paddy.settings.builtin_configs import builtin_configs
+
+    return [config.name for config in builtin_configs() if config.name.startswith(incomplete)]
 
 
 @app.command("run")
@@ -54,18 +77,24 @@ OnlyRun = Annotated[Optional[str], typer.Option(hidden=True, help="ENTRY[:FOLD]:
 @reports_out_of_memory
 @with_competition_options
 def run_ensemble(
-    config: Annotated[Path, typer.Argument(help="Ensemble config (TOML) listing the models to train.")],
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="Ensemble config (TOML) listing the models to train, or a built-in's name (paddy configs).",
+            autocompletion=builtin_names,
+        ),
+    ],
     competition: dict[str, Any],
     data: DataOption = None,
-    out_dir: OutDir = DEFAULT_OUT,
+    bad_images: BadImagesOption = BadImages.fail,
     budget: Budget = None,
     force: Force = False,
-    bad_images: BadImagesOption = BadImages.fail,
-    keep_checkpoint: KeepCheckpoint = False,
     time_budget: TimeBudget = None,
     fit_budget: FitBudget = False,
     gpus: Gpus = None,
     shard: Shard = None,
+    out_dir: OutDir = DEFAULT_OUT,
+    keep_checkpoint: KeepCheckpoint = False,
     only_run: OnlyRun = None,
 ) -> None:
     """Train every model of a config; re-running skips finished entries (resumable)."""
@@ -79,22 +108,25 @@ def run_ensemble(
         out.print(description_table(choice.data.description(), str(choice.data.root)))
     runs = runs_to_train(choice, out_dir, shard, only_run, time_budget, fit_budget)
     options = {"budget_mib": choice.budget_mib, "force": force, "bad_images": bad_images, "only": runs}
-    if gpus is not None:
-        worker = worker_command(
-            choice.config.source,
-            choice.data.root,
-            out_dir,
-            choice.budget_mib,
-            force,
-            keep_checkpoint,
-            bad_images,
-            competition_args(competition),
-        )
-        outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
-    else:
-        progress = {"on_progress": announce_entry, "on_epoch": epoch_lines()}
-        again = f"paddy run {config}" + (f" --data {data}" if data is not None else "") + f" --out {out_dir}"
-        with going_on_with(lambda run: again):
+    again = [config, *(["--data", data] if data else []), "--out", out_dir, *(["--budget", budget] if budget else [])]
+    again += [*(["--keep-checkpoint"] if keep_checkpoint else []), "--bad-images", bad_images]
+    again += [*(["--gpus", gpus] if gpus else []), *(["--shard", shard] if shard else [])]
+    again += competition_args(competition)
+    with going_on_with(lambda: command_line("paddy", "run", *again)):  # the same, less --force: it goes on
+        if gpus is not None:
+            worker = worker_command(
+                choice.config.source,
+                choice.data.root,
+                out_dir,
+                choice.budget_mib,
+                force,
+                keep_checkpoint,
+                bad_images,
+                competition_args(competition),
+            )
+            outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
+        else:
+            progress = {"on_progress": announce_entry, "on_epoch": epoch_lines()}
             outcomes = run_config(
                 choice.config, choice.data, out_dir, keep_checkpoint=keep_checkpoint, **progress, **options
             )
@@ -124,7 +156,7 @@ def runs_to_train(
     if plan.refused:
         raise PaddyError(plan.refused)
     for left in plan.dropped:
-        out.print(f"[yellow]left out (time budget):[/yellow] entry {left.index + 1} {left.entry.describe()}")
+        out.print(f"[yellow]left out (time budget):[/yellow] entry {left.index} {left.entry.describe()}")
     return runs & entry_runs(choice.config.models, {p.index for p in plan.kept})
 
 
@@ -134,7 +166,7 @@ def announce_entry(progress) -> None:
     entry = progress.entry
     fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""
     out.print(
-        f"[bold]entry {progress.index + 1} of {progress.total}{fold}: {entry.describe()}[/bold] "
+        f"[bold]entry {progress.index} of 0-{progress.total - 1}{fold}: {entry.describe()}[/bold] "
         f"({progress.elapsed:.0f} s elapsed{remaining})"
     )
 

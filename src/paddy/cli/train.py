@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import pandas as pd
 import typer
 from rich.markup import escape
 
-from paddy.cli.options import DEFAULT_OUT, BadImagesOption, KeepCheckpoint, OutDir, takes_budget, with_model_options
-from paddy.cli.output import bars, epoch_lines, err, going_on_with, out, reports_errors, reports_out_of_memory
+from paddy.cli.help import TRAINING
+from paddy.cli.options import (
+    DEFAULT_OUT,
+    BadImagesOption,
+    KeepCheckpoint,
+    OutDir,
+    takes_budget,
+    with_model_options,
+)
+from paddy.cli.output import (
+    announce,
+    bars,
+    command_line,
+    epoch_lines,
+    err,
+    going_on_with,
+    out,
+    reports_errors,
+    reports_out_of_memory,
+)
 from paddy.cli.tables import description_table, entries_cv_table, frame_table
 from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import ModelChoice
@@ -30,7 +50,10 @@ def train(
     bad_images: BadImagesOption = BadImages.fail,
     resume: Annotated[
         Optional[str],
-        typer.Option(help="Go on with an interrupted run (folder name under --out, or path) from its last epoch."),
+        typer.Option(
+            help="Go on with an interrupted run (folder name under --out, or path) from its last epoch.",
+            rich_help_panel=TRAINING,
+        ),
     ] = None,
     keep_checkpoint: KeepCheckpoint = False,
 ) -> None:
@@ -43,17 +66,27 @@ def train(
         raise PaddyError(
             f"--resume goes on with the run's own settings: drop --{model.flags_given[0].replace('_', '-')}"
         )
+    if resumed is None:
+        announce(model)
     if not model.data.is_demo and resumed is None:
         out.print(description_table(model.data.description(), str(model.data.root)))
     plans = plan_runs(model.entry, model.data, out_dir, model.budget_mib, bad_images, resumed)
+    if resumed is not None:
+        out.print(f"resuming {resumed.path} with its own settings, on the data it trained on: {plans[0].data.root}")
     for warning in plans[0].folds.warnings if plans[0].folds else ():
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     launched = launch_data_parallel(plans, ["-m", "paddy", *sys.argv[1:]])
     if launched is not None:  # the run trained in `gpus` processes, which printed its outcome
         raise typer.Exit(launched)
-    with going_on_with(lambda run: f"paddy train --resume {run}"):
-        results = [train(plan, on_epoch=epoch_lines(), keep_checkpoint=keep_checkpoint) for plan in plans]
-    results = [result for result in results if result is not None]  # a data-parallel process but the main one
+    results = []
+    for number, plan in enumerate(plans):
+        with going_on_with(lambda: resume_command(plan, out_dir, keep_checkpoint, plans[number + 1 :])):
+            results.append(train(plan, on_epoch=epoch_lines(), keep_checkpoint=keep_checkpoint))
+    print_results([result for result in results if result is not None], model, out_dir)  # None: not the main process
+
+
+def print_results(results: list, model: ModelChoice, out_dir: Path) -> None:
+    """Each run's outcome and where its predictions are (whole, to copy), and the CV of a k-fold entry."""
     if not results:
         return
     if results[0].entry.accum != model.entry.accum:
@@ -63,7 +96,8 @@ def train(
             f"{result.entry.describe()} accum={result.entry.accum}: "
             f"valid {result.metric} [bold]{result.valid_error:.4f}[/bold]; "
             f"training took {result.train_seconds:.1f} s, pictures and TTA {result.predict_seconds:.1f} s; "
-            f"predictions: {result.predictions_path}"
+            f"predictions: {escape(str(result.predictions_path))}",
+            overflow="ignore",
         )
     if len(results) > 1:
         from paddy.ensembling.out_of_fold import entry_cv
@@ -72,16 +106,35 @@ def train(
         out.print(entries_cv_table([entry_cv(0, results[0].entry, runs, errors)]))
 
 
+def resume_command(plan, out_dir: Path, keep_checkpoint: bool, later: list) -> str | None:
+    """The command that goes on with an interrupted run (None before its folder was started), and which
+    folds are still to train after it."""
+    if not plan.run.config_path.is_file():
+        return None
+    command = command_line(
+        "paddy", "train", "--resume", plan.run.name, "--out", out_dir, *(["--keep-checkpoint"] * keep_checkpoint)
+    )
+    folds = ", ".join(str(p.entry.fold) for p in later)
+    return command + (f", then folds {folds} with --fold" if folds else "")
+
+
+# What lr-find takes no notice of: it sweeps the learning rate itself over its own steps, at `size`,
+# without a weight average or trackers.
+LR_FIND_IGNORES = ("epochs", "lr", "sizes", "ema", "trackers")
+
+
 @app.command("lr-find")
 @reports_errors
 @reports_out_of_memory
-@with_model_options
+@functools.partial(with_model_options, ignored=LR_FIND_IGNORES)
 @takes_budget
 def lr_find(model: ModelChoice, out_dir: OutDir = DEFAULT_OUT, bad_images: BadImagesOption = BadImages.fail) -> None:
     """Run fastai's learning-rate finder for a model entry (accum aware) and save its plot."""
     from paddy.training.lr_find import find_lr
 
+    announce(model)
+
     result = find_lr(model.entry, model.data, out_dir, model.budget_mib, bad_images=bad_images, bars=bars())
     suggestions = pd.DataFrame([{"method": k, "learning rate": f"{v:.2e}"} for k, v in result.suggestions.items()])
     out.print(frame_table(suggestions, title=f"lr_find {model.entry.describe()}"))
-    out.print(f"plot: {result.plot}")
+    out.print(f"plot: {escape(str(result.plot))}", overflow="ignore")

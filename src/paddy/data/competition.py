@@ -16,7 +16,7 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_csv
-from paddy.data.demo import ensure_demo_dataset
+from paddy.data.demo import ensure_demo_dataset, is_demo_data
 from paddy.data.layout import (
     LABEL_FILES,
     TEST_FOLDERS,
@@ -129,6 +129,7 @@ class CompetitionData:
             "kind": str(self.kind),
             "metric": str(self.metric),
             "competition": self.spec.to_json(),
+            **({"demo": True} if self.is_demo or is_demo_data(self.root) else {}),
         }
 
     def training_identity(self) -> dict[str, Any]:

@@ -33,6 +33,20 @@ DEMO_VARIETIES = ("ADT45", "KarnatakaPonni", "Ponni", "AtchayaPonni")
 DEMO_VERSION = 2
 
 
+DEMO_MARKER = "PADDY_DEMO.txt"  # in every demo competition paddy makes: no Kaggle competition's data
+
+
+def mark_as_demo(root: Path) -> Path:
+    """Mark a generated competition folder as paddy's demo data (its predictions can never be submitted)."""
+    (root / DEMO_MARKER).write_text("Made by paddy to try it on: not a Kaggle competition's data.\n")
+    return root
+
+
+def is_demo_data(root: Path) -> bool:
+    """Whether `root` is demo data paddy made: marked, or the built-in demo's folder (made before the marker)."""
+    return (root / DEMO_MARKER).is_file() or root.absolute() == demo_dir().absolute()
+
+
 def demo_dir() -> Path:
     """Where the generated demo dataset lives (PADDY_DEMO_DIR overrides the user cache)."""
     if env := os.environ.get("PADDY_DEMO_DIR"):
@@ -81,7 +95,7 @@ def ensure_demo_dataset(root: Path | None = None) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=root.parent))
     try:
-        write_demo_dataset(staging / "data")
+        mark_as_demo(write_demo_dataset(staging / "data"))
         os.replace(staging / "data", root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from paddy.core.errors import PaddyError
+from paddy.data.demo import mark_as_demo
 from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
 
 # distinct colours (RGB in 0..1), one per class of a single-label or one-hot layout (five at most)
@@ -201,7 +202,7 @@ def make_layout(name: str, root: Path, n_train: int = 60, n_test: int = 12, size
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root.parent))
     try:
-        write_layout(layout, staging / "data", n_train, n_test, size, seed)
+        mark_as_demo(write_layout(layout, staging / "data", n_train, n_test, size, seed))
         os.replace(staging / "data", root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -64,7 +64,9 @@ class SampleFormat:
 def read_sample(sample_csv: Path) -> pd.DataFrame:
     """sample_submission.csv as strings (ids such as "007" kept as written): an id column, then what is predicted."""
     if not sample_csv.is_file():
-        raise PaddyError(f"{sample_csv.parent} has no {sample_csv.name}")
+        inside = sorted(p for p in sample_csv.parent.glob(f"*/{sample_csv.name}") if p.is_file())
+        hint = f"; did you mean {inside[0].parent}?" if inside else ""  # a --data one folder too high
+        raise PaddyError(f"{sample_csv.parent} has no {sample_csv.name}{hint}")
     sample = read_csv(sample_csv, dtype=str, keep_default_na=False)
     if len(sample.columns) < 2:
         raise PaddyError(

@@ -152,7 +152,7 @@ def average(members: list[Member]) -> Predictions:
                 f"run {member.name} predicts a {member.preds.kind} target, the first member a {reference.kind}"
             )
     mean = sum(m.weight * aligned_probs(reference, m.name, m.preds) for m in members) / total
-    recorded = ("data", "test_ids_sha256", "kind", "metric", "competition", "decisions")  # what submit reads
+    recorded = ("data", "test_ids_sha256", "kind", "metric", "competition", "decisions", "demo")  # what submit reads
     identity = {k: reference.meta[k] for k in recorded if k in reference.meta}
     meta = {"ensemble": True, "members": [m.describe() for m in members], **identity}
     return Predictions(mean.astype(np.float32), reference.image_ids, reference.vocab, meta)
@@ -200,6 +200,12 @@ def choose_runs(out: Outs, runs: list[str] | None, config: EnsembleConfig | None
     if config is not None:
         return runs_matching_config(out, config, data)
     folders = [find_run(run, out, finished=True) for run in runs] if runs else finished_runs(out)
+    if not folders:
+        first, where = out_folders(out)[0], " or ".join(map(str, out_folders(out)))
+        raise PaddyError(
+            f"no finished runs in {where} to ensemble: train some there first "
+            f"(paddy train --out {first}, or paddy run CONFIG --out {first})"
+        )
     return [(group, None) for group in fold_groups(folders)]
 
 

@@ -106,11 +106,15 @@ def predict(
     tta: bool = True,
     config: EnsembleConfig | None = None,
     data: Path | None = None,
+    replace_earlier: bool = False,
 ) -> tuple[Predictions, Path]:
     """Predict `images_dir` with the runs under `out` (averaged with their weights when several) and
     write `dest` (predictions format) and `dest` with a .csv suffix; nothing is written on any problem.
-    With a config, `data` (default: the config's) picks the runs trained on it."""
+    With a config, `data` (default: the config's) picks the runs trained on it. Earlier predictions at
+    `dest` are refused before anything is predicted, unless `replace_earlier`."""
     dest = dest or default_destination(out, images_dir)
+    if not replace_earlier and (earlier := [p for p in (dest, dest.with_suffix(".csv")) if p.exists()]):
+        raise PaddyError(f"{earlier[0]} holds earlier predictions: give another --dest, or --force to replace them")
     images = images_to_predict(images_dir, out)
     members = chosen_members(runs, out, config, images, tta, data)
     preds = members[0].preds if len(members) == 1 else average(members)

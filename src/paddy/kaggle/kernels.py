@@ -123,16 +123,17 @@ def training_kernel(
     """A notebook that trains every entry of the config (one run per GPU) and ensembles them, on the given
     competition, else the config's [competition] slug, else the paddy competition."""
     config = load_config(config_path, check=trainable_problems)
+    source = config.source or config_path  # a built-in config's own file, where its name was given
     competition = competition_slug(competition, config.competition.to_json())
     if problems := kaggle_problems(config, internet):
-        raise PaddyError(f"{config_path} cannot train on Kaggle: " + "; ".join(problems))
-    title = title or f"paddy {config_path.stem}"
+        raise PaddyError(f"{source} cannot train on Kaggle: " + "; ".join(problems))
+    title = title or f"paddy {source.stem}"
     ref = kernel_ref(user, title)
     settings = {
         "mode": "train",
         "competition": competition,
-        "config": config_path.read_text(),
-        "config_name": config_path.name,
+        "config": source.read_text(),
+        "config_name": source.name,
         "gpu_pool": all(entry.gpus == 1 for entry in config.models),  # else gpus = N entries take them all
         "runs": [],
         "trained_on": None,
@@ -157,6 +158,7 @@ def inference_kernel(
     if bool(runs) == bool(config_path):
         raise PaddyError("--inference takes run folders or --config, one of the two")
     config = load_config(config_path) if config_path else None
+    config_path = config.source if config else None  # a built-in config's own file, where its name was given
     chosen = [run for group, _ in choose_runs(outs, runs, config, data) for run in group]
     described = chosen[0].config().get("competition") or {}
     competition = competition_slug(competition, described)

@@ -17,6 +17,7 @@ import pandas as pd
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
 from paddy.data.competition import ids_fingerprint, resolve_data
+from paddy.data.demo import is_demo_data
 from paddy.data.submission_format import check_submission, format_submission, ids_way, infer_sample_format, read_sample
 from paddy.ensembling.average import ENSEMBLE_FILE, Member
 from paddy.kaggle.access import kaggle_api, submit_code, submit_csv
@@ -34,6 +35,7 @@ class Submission:
     path: Path
     message: str
     rows: int
+    demo: bool = False  # made from paddy's demo data: never sent to a competition
 
 
 def recorded_kind(preds: Predictions) -> TargetKind:
@@ -68,6 +70,11 @@ def predictions_source(out: Path, run: str | None, predictions: Path | None) -> 
         raise PaddyError("give --run or --predictions, not both")
     if run:
         return find_run(run, out, finished=True).predictions_path
+    if predictions is None and not (out / ENSEMBLE_FILE).is_file():
+        raise PaddyError(
+            f"no predictions file at {out / ENSEMBLE_FILE}: make the ensemble with paddy ensemble --out {out} first, "
+            "or submit one run's with --run NAME"
+        )
     return predictions or out / ENSEMBLE_FILE
 
 
@@ -120,7 +127,8 @@ def write_submission(preds: Predictions, sample_csv: Path, dest: Path, message: 
     """Build, check and atomically write the submission CSV: the sample's ids in its order, values for each."""
     submission = build_submission(preds, read_sample(sample_csv))
     atomic_write_text(dest, submission.to_csv(index=False))
-    return Submission(dest, message or default_message(preds), len(submission))
+    demo = bool(preds.meta.get("demo")) or is_demo_data(sample_csv.parent)
+    return Submission(dest, message or default_message(preds), len(submission), demo)
 
 
 def prepare_submission(
@@ -147,7 +155,13 @@ def log_submission(log: Path, sent: str, message: str, members: list[Any], answe
 
 
 def send_submission(submission: Submission, preds: Predictions, competition: str) -> str:
-    """Submit the CSV to Kaggle and log the answer next to it; returns Kaggle's answer."""
+    """Submit the CSV to Kaggle and log the answer next to it; returns Kaggle's answer. Predictions of
+    paddy's demo data are refused: they would be scored against another competition's test images."""
+    if submission.demo:
+        raise PaddyError(
+            f"{submission.path} was predicted on paddy's demo data, not on {competition}'s: train on the "
+            f"competition's data first (paddy setup {competition}); the CSV is kept to look at"
+        )
     answer = submit_csv(submission.path, submission.message, competition)
     log = submission.path.parent / LOG_FILE
     log_submission(log, str(submission.path), submission.message, member_rows(preds), answer, competition)

@@ -100,7 +100,7 @@ def checked_config(
 ) -> tuple[list[ModelEntry], CompetitionData]:
     """Every entry with `accum = "auto"` resolved and checked against the data (each fold against its
     folds, drawn now), and the images checked."""
-    if several := [f"entry {i + 1} has gpus {e.gpus}" for i, e in enumerate(config.models) if e.gpus > 1]:
+    if several := [f"entry {i} has gpus {e.gpus}" for i, e in enumerate(config.models) if e.gpus > 1]:
         raise PaddyError(
             f"{', '.join(several)}: paddy run trains each run in one process (--gpus 0,1 gives each run a GPU); "
             "train a data-parallel entry with `paddy train --config CONFIG --entry N`"
@@ -245,7 +245,7 @@ def run_on_gpus(
             outcomes.append(recorded_outcome(index, entry, done))
             continue
         fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""
-        jobs.append(PoolJob(f"entry {index + 1}{fold}: {entry.describe()}", run, worker_command((index, entry.fold))))
+        jobs.append(PoolJob(f"entry {index}{fold}: {entry.describe()}", run, worker_command((index, entry.fold))))
         runs[run.path] = (index, entry, RunStatus.resumed if run.resumable and not force else RunStatus.trained)
     failures = []
     for ended in run_pool(jobs, devices, out / POOL_LOGS, on_event):

@@ -25,7 +25,7 @@ class ModelChoice:
     budget_mib: float
     note: str | None = None  # what was chosen for the user, e.g. the demo dataset
     warnings: tuple[str, ...] = ()  # e.g. old config key names
-    flags_given: tuple[str, ...] = ()  # the model settings given on the command line
+    flags_given: tuple[str, ...] = ()  # the model settings (and data, config, entry) given on the command line
 
     @property
     def entry(self) -> ModelEntry:
@@ -56,13 +56,25 @@ def choose_model(
         bases = [select_entry(ensemble, entry)]
     elif found.is_demo:
         bases = [apply_overrides(ModelEntry(), DEMO_PRESET)]
-        note = f"No --data given: using the demo dataset at {found.root} with the demo preset {DEMO_PRESET}"
+        note = f"No --data given: using the demo dataset at {found.root} with {demo_settings(flags)}"
     else:
         bases = [ModelEntry()]
     entries = tuple(apply_overrides(base, flags) for base in bases)
     budget_mib = chosen_budget(budget, ensemble.budget if ensemble else None)
-    given = tuple(name for name, value in flags.items() if value is not None)
+    chosen = {**flags, "data": data, "config": config, "entry": entry}
+    given = tuple(name for name, value in chosen.items() if value is not None)
     return ModelChoice(entries, found, budget_mib, note, ensemble.warnings if ensemble else (), given)
+
+
+def demo_settings(flags: dict[str, Any]) -> str:
+    """The demo preset as it trains: its settings, those given over them marked."""
+    given = {name: value for name, value in flags.items() if value is not None}
+
+    def shown(name: str, value: Any) -> str:
+        text = "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        return f"{name} {text} (given)" if name in given else f"{name} {text}"
+
+    return "the demo preset: " + ", ".join(shown(name, given.get(name, v)) for name, v in DEMO_PRESET.items())
 
 
 @dataclass(frozen=True)

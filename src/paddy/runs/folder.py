@@ -197,6 +197,15 @@ class RunFolder:
         return settings_match(self.config(), entry, data_root, folds_sha256)
 
 
+def refuse_finished(run: RunFolder) -> None:
+    """A finished run has nothing to go on with (resuming it is refused): say where its predictions are."""
+    if run.finished:
+        raise PaddyError(
+            f"{run.path} has finished: nothing to resume (its predictions: {run.predictions_path}); "
+            "to train it again, start a new run with its settings"
+        )
+
+
 def new_run_folder(out: Path, entry: ModelEntry, suffix: str = "") -> RunFolder:
     """A new, time-stamped run folder under `out` (`paddy train`, `paddy lr-find`), never an existing one."""
     stem = f"{datetime.now():%Y%m%d-%H%M%S}-{entry.describe()}"

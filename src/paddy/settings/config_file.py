@@ -1,4 +1,4 @@
-"""Typed training settings, loadable from TOML files in configs/ and overridable by CLI flags.
+"""Typed training settings, loadable from TOML files (or a built-in config by name) and overridable by CLI flags.
 
 Settings are layered: built-in defaults, then the demo preset (when no data is given),
 then a config file entry, then CLI flags. Every layer is a plain dict of overrides so the
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from paddy.core.errors import PaddyError
+from paddy.settings.builtin_configs import resolve_config
 from paddy.settings.checks import entry_problems, override_problems, unknown_key_problem
 from paddy.settings.competition import CompetitionSpec, overridden
 from paddy.settings.entry import ModelEntry
@@ -92,7 +93,9 @@ EntryCheck = Callable[[ModelEntry], list[str]]
 def load_config(path: Path, base: ModelEntry = ModelEntry(), check: EntryCheck = entry_problems) -> EnsembleConfig:
     """Load and fully validate a config; every problem is reported with its entry and field. A command
     that trains passes `check` = paddy.training.archs.trainable_problems, which also asks timm whether
-    each arch exists (reading a config to ensemble or predict needs no timm)."""
+    each arch exists (reading a config to ensemble or predict needs no timm). `path` may be a built-in
+    config's name."""
+    path = resolve_config(path)
     raw = read_toml(path)
     if problems := top_level_problems(raw):
         raise PaddyError(f"{path}: " + "; ".join(problems))

@@ -180,7 +180,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         pickle.UnpicklingError,
     ) as e:
         raise PaddyError(
-            f"checkpoint {path} is damaged or not paddy's ({type(e).__name__}); train the run again with --force"
+            f"checkpoint {path} is damaged or not paddy's ({type(e).__name__}); train the run again from the start"
         ) from None
 
 

@@ -23,7 +23,7 @@ from paddy.core.versions import library_versions
 from paddy.data.competition import CompetitionData, resolve_data, training_set_change
 from paddy.data.folds import Folds, entry_folds
 from paddy.data.images import without_bad_images
-from paddy.runs.folder import NOT_MATCHED, RunFolder, new_run_folder
+from paddy.runs.folder import NOT_MATCHED, RunFolder, new_run_folder, refuse_finished
 from paddy.runs.predictions import Predictions, save_predictions
 from paddy.runs.probes import resolve_auto_accum
 from paddy.scoring.decisions import fit_decisions
@@ -166,8 +166,7 @@ def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint
 
     None for a run stopped inside its first epoch: it starts again, with the same seed, so it
     still ends as it would have."""
-    if run.finished:
-        raise PaddyError(f"{run.path} has finished: nothing to resume (train a new run, or --force to redo it)")
+    refuse_finished(run)
     if not run.checkpoint_path.is_file():
         return None
     checkpoint = load_checkpoint(run.checkpoint_path)
@@ -179,7 +178,8 @@ def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint
     changed = sorted(k for k in keys if settings.get(k) != recorded.get(k))
     if changed:
         raise PaddyError(
-            f"{run.path} was trained with other settings ({', '.join(changed)}); resume it with its own, or --force"
+            f"{run.path} was trained with other settings ({', '.join(changed)}); resume it with its own, "
+            "or train it again from the start"
         )
     return checkpoint
 
@@ -274,6 +274,7 @@ def plan_runs(
     """`paddy train`'s runs: the unfinished run `resumed` with its own settings and data, or every run of
     `entry` (one per fold with `folds` and no `fold`; the images checked once for all of them)."""
     if resumed is not None:
+        refuse_finished(resumed)
         config = resumed.config()
         recorded_data = resolve_data(Path(config["data"]), recorded_spec(config.get("competition")))
         return [plan_run(recorded_entry(resumed), recorded_data, out, budget_mib, bad_images, resumed, resume=True)]
