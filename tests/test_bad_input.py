@@ -92,6 +92,11 @@ def read_only_at(fragment: str) -> Callable[[pytest.MonkeyPatch], None]:
     return fault_at(fragment, errno.EROFS)
 
 
+def torch_save_on_a_full_disk(obj, f, *args, **kwargs) -> None:
+    """What torch.save raises when the disk fills while it writes (not an OSError)."""
+    raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+
 def first_predictions_of(p: Paths) -> str:
     return str(p.run / "predictions.safetensors")
 
@@ -222,6 +227,12 @@ CASES = [
         train("--one-cycle"),
         "predictions.safetensors: No space left on device",
         inject=disk_full_at("predictions.safetensors"),
+    ),
+    Case(
+        "train-disk-full-at-checkpoint",
+        train(),
+        "cannot write checkpoint",
+        inject=lambda monkeypatch: monkeypatch.setattr("torch.save", torch_save_on_a_full_disk),
     ),
     # lr-find
     Case(
@@ -416,6 +427,82 @@ CASES = [
         prepare=lambda p: write(p.run / "history.csv", b"\xff\xfe\x00junk\n\x00"),
     ),
     Case("show-unknown-run", lambda p: ["show", "nope", "--out", str(p.out)], "no run folder 'nope'"),
+    # train: the competition flags and the data
+    Case("train-metric-for-another-kind", train("--metric", "rmse"), "rmse"),
+    Case("train-no-such-labels-file", train("--labels-file", "labels.csv"), "has no labels file labels.csv"),
+    Case(
+        "train-label-column-of-class-folders",
+        train("--label-column", "colour"),
+        "label_columns names a column of a labels file, but the labels here are the class folders",
+    ),
+    Case(
+        "train-no-such-label-column",
+        train("--labels-file", "train.csv", "--label-column", "colour"),
+        "train.csv has no column 'colour'",
+    ),
+    Case(
+        "train-csv-contradicts-folders",
+        train(),
+        "disagrees with the class folders for 1 images: 100000.jpg is in train_images/bacterial_leaf_blight/ but "
+        "labelled 'tungro'",
+        prepare=lambda p: write(
+            p.data / "train.csv",
+            (p.data / "train.csv").read_text().replace("100000.jpg,bacterial_leaf_blight,", "100000.jpg,tungro,", 1),
+        ),
+    ),
+    Case(
+        "config-nested-too-deeply",
+        lambda p: ["train", "--config", config(p, TWO_ENTRIES + "size = " + "[" * 3000 + "]" * 3000 + "\n")],
+        "values nested too deeply",
+    ),
+    # runs
+    Case("runs-no-out", lambda p: ["runs", "--out", str(p.tmp / "none")], "no output folder"),
+    Case("runs-unknown-sort", lambda p: ["runs", "--out", str(p.out), "--sort", "colour"], "colour"),
+    Case(
+        "runs-damaged-config",
+        lambda p: ["runs", "--out", str(p.out)],
+        "config.json is damaged",
+        prepare=lambda p: write(p.run / "config.json", "{half"),
+    ),
+    # demo
+    Case(
+        "demo-dest-is-a-file",
+        lambda p: ["demo", "cassava", "--dest", str(write(p.tmp / "f", ""))],
+        lambda p: f"File exists: {p.tmp / 'f'}",
+    ),
+    # presize
+    Case(
+        "presize-truncated-image",
+        lambda p: ["presize", str(p.tmp / "d"), "--data", str(p.data), "--workers", "0"],
+        "image cannot be read: ",
+        prepare=lambda p: write(
+            p.data / "train_images" / "blast" / "103000.jpg",
+            (p.data / "train_images" / "blast" / "103000.jpg").read_bytes()[:600],
+        ),
+    ),
+    # predict
+    Case("predict-no-images", lambda p: ["predict", "--images", str(p.tmp / "none"), "--out", str(p.out)], "none"),
+    Case(
+        "predict-empty-folder",
+        lambda p: ["predict", "--images", str(write(p.tmp / "empty" / "notes.txt", "").parent), "--out", str(p.out)],
+        "no images",
+    ),
+    Case(
+        "predict-no-finished-runs",
+        lambda p: ["predict", "--images", str(p.data / "test_images"), "--out", str(p.tmp / "empty")],
+        "name the runs to predict with, or give --config",
+    ),
+    # ensemble and submit: the data and the competition
+    Case(
+        "ensemble-unknown-run",
+        lambda p: ["ensemble", "--out", str(p.out), "--run", "nope"],
+        "no finished run folder 'nope'",
+    ),
+    Case(
+        "submit-unknown-run",
+        lambda p: ["submit", "--dry-run", "--run", "nope", "--out", str(p.out)],
+        "no finished run folder 'nope'",
+    ),
 ]
 
 
@@ -457,7 +544,8 @@ def test_bad_input_is_one_error_line_and_leaves_nothing_finished(case: Case, pat
 def test_there_are_at_least_forty_cases_over_every_command():
     assert len(CASES) >= 40
     names = {case.name.split("-")[0] for case in CASES}
-    assert {"train", "config", "sample", "lr", "run", "probe", "presize", "ensemble", "submit", "show"} <= names
+    commands = {"train", "config", "sample", "lr", "run", "probe", "presize", "ensemble", "submit", "show"}
+    assert commands | {"runs", "demo", "predict"} <= names
 
 
 def test_hidden_files_and_folders_are_ignored_not_fatal(tiny_data_root, tmp_path):

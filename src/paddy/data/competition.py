@@ -255,8 +255,16 @@ def has_class_folders(root: Path) -> bool:
     return train_dir.is_dir() and any(visible(p) and p.is_dir() for p in train_dir.iterdir())
 
 
+LABELS_FILE_KEYS = ("id_column", "label_columns", "label_sep", "group_column", "fold_column")  # a CSV's columns
+
+
 def class_folder_spec(spec: CompetitionSpec) -> CompetitionSpec:
     """The description of a class-folder layout: one class per image, the folder its label."""
+    if given := [key for key in LABELS_FILE_KEYS if getattr(spec, key) is not None]:
+        raise PaddyError(
+            f"{given[0]} names a column of a labels file, but the labels here are the class folders under "
+            "train_images/ (a labels file is read only when labels_file is given)"
+        )
     kind = spec.kind or TargetKind.single
     if kind not in (TargetKind.single, TargetKind.binary):
         raise PaddyError(f"class folders under train_images/ hold single-label classes, not a {kind} target")

@@ -105,6 +105,8 @@ def label_columns(table: pd.DataFrame, spec: CompetitionSpec, sample: pd.DataFra
     as 0/1 columns (one-hot), else the sample's value column when the labels file has it, else the labels
     file's one column besides the id."""
     if spec.label_columns:
+        for column in spec.label_columns:  # each there and filled, before the kind is inferred from them
+            column_values(table, column, csv)
         return spec.label_columns
     value_columns = [c for c in sample.columns[1:]]
     if len(value_columns) > 1 and all(c in table.columns for c in value_columns):
