@@ -31,7 +31,8 @@ CONFUSION_PLOT = "confusion.png"
 class KeepValidation(Callback):
     """Keeps the last validation pass's outputs (after the loss's activation) and the label's targets, so the
     confusion matrix and the fitted decisions need no second pass over the validation set. With EMA the
-    pass validated the average, which the model ends with; the last pass is at the last size."""
+    pass validated the average, which the model ends with; the last pass is at the last size. A run that
+    keeps an earlier epoch drops it (`forget_validation`): the kept weights are validated again."""
 
     def validating(self) -> bool:
         """On the validation set (not TTA's test or out-of-fold images, which have no targets)."""
@@ -55,9 +56,16 @@ class KeepValidation(Callback):
         return torch.cat(self.outputs).numpy(), torch.cat(self.targets).numpy()
 
 
+def forget_validation(learn: Learner) -> None:
+    """Drop the kept validation pass (the model now holds other weights than it validated)."""
+    for keeper in (cb for cb in learn.cbs if isinstance(cb, KeepValidation)):
+        keeper.outputs, keeper.targets = [], []
+
+
 def validation_outputs(learn: Learner) -> tuple[np.ndarray, np.ndarray]:
     """The validation set's outputs (after the loss's activation) and the label's targets, for the confusion
-    matrix and the fitted decisions: those the last epoch made, else predicted once now."""
+    matrix and the fitted decisions: those the last epoch made (when it is the kept one), else predicted once
+    now."""
     keeper = next((cb for cb in learn.cbs if isinstance(cb, KeepValidation)), None)
     if keeper is not None and (kept := keeper.kept(len(learn.dls.valid.dataset))) is not None:
         return kept
@@ -81,14 +89,19 @@ def fitted_decisions(kind: TargetKind, outputs: np.ndarray, targets: np.ndarray)
 
 
 def save_run_plots(
-    learn: Learner, run: RunFolder, classes: tuple[str, ...], kind: TargetKind, valid: tuple[np.ndarray, np.ndarray]
+    learn: Learner,
+    run: RunFolder,
+    classes: tuple[str, ...],
+    kind: TargetKind,
+    valid: tuple[np.ndarray, np.ndarray],
+    score: float,
 ) -> None:
     """Loss curves and, for classes, the validation confusion matrix of the label (from `valid`, the
     validation outputs and targets), beside the history, both titled with the run, its arch and size and
-    the label's validation metric (the last epoch's)."""
+    the label's validation metric `score` (the kept epoch's)."""
     history, config, metric = run.history(), run.config(), learn.metrics[0].name
     size = "x".join(map(str, config["size"]))
-    title = run_title(run.name, config["arch"], size, metric, float(history[metric].iloc[-1]))
+    title = run_title(run.name, config["arch"], size, metric, score)
     save_figure(loss_figure(history, recorded_steps(learn), title), run.path / LOSS_PLOT)
     if kind not in (TargetKind.single, TargetKind.binary):
         return

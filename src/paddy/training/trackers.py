@@ -25,6 +25,7 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text, read_csv, read_json, write_json
 from paddy.core.ranks import is_main_process
 from paddy.settings.entry import ModelEntry, Tracker
+from paddy.training.best_epoch import best_epoch_of, kept_epoch
 from paddy.training.checkpoint import EpochRecords, HistoryWriter
 from paddy.training.schedule import training_phases
 
@@ -236,9 +237,9 @@ def open_logs(trackers: tuple[Tracker, ...], records: EpochRecords, group: str, 
 class Tracking(Callback):
     """Record a run's training batches (for its loss picture) and feed the trackers: each trained epoch's
     history row (after HistoryWriter has added it) with its steps' smoothed losses and learning rates, and
-    the final scores after the last epoch. Only a run that records its epochs is tracked (not lr_find or a
-    memory probe), and only by the main process of a data-parallel run. A resumed run records the steps
-    from where it went on."""
+    the final scores (the kept epoch's) after the last epoch. Only a run that records its epochs is tracked
+    (not lr_find or a memory probe), and only by the main process of a data-parallel run. A resumed run
+    records the steps from where it went on."""
 
     order = HistoryWriter.order + 1
 
@@ -286,9 +287,13 @@ class Tracking(Callback):
             log.log_epoch(self.logged - 1, self.step_of(0), numbers(self.records.rows[-1]))
 
     def after_fit(self) -> None:
-        if not self.logs or len(self.records.rows) < self.total_epochs:
+        """The final scores, of the epoch the run keeps, once its last epoch (or early stopping) ended it."""
+        tracker = best_epoch_of(self.learn)
+        stopped = tracker is not None and tracker.stopped
+        if not self.logs or (len(self.records.rows) < self.total_epochs and not stopped):
             return
-        final = {k: v for k, v in numbers(self.records.rows[-1]).items() if k != "fit"}
+        kept = kept_epoch(tracker).epoch if tracker is not None else -1
+        final = {k: v for k, v in numbers(self.records.rows[kept]).items() if k != "fit"}
         for log in self.logs:
             log.finish(final, self.step_of(0))
         self.logs = []
