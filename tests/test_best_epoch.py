@@ -18,8 +18,10 @@ import torch
 from conftest import KAGGLE_GPU_MIB, tiny_entry, trained, with_callbacks
 from fastai.vision.all import Callback, ParamScheduler
 from test_checkpoints import StopAt, only_run
+from typer.testing import CliRunner
 
 import paddy.training.run
+from paddy.cli.app import app
 from paddy.core.errors import PaddyError
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
@@ -206,6 +208,18 @@ def test_a_run_stopped_early_and_killed_in_tta_resumes_with_only_tta_left(tiny_d
     assert epochs < 5
     resumed = resume(cut, KAGGLE_GPU_MIB, tiny_data, num_workers=0)
     assert len(resumed.history) == epochs and resumed.kept.stopped_early, "no epoch trained after the stop"
+
+
+def test_paddy_train_keep_and_patience_flags(tiny_data_root, tmp_path, monkeypatch):
+    with_only(monkeypatch, BlownUp(1))
+    flags = ["--arch", "test_resnet", "--size", "32", "--bs", "8", "--epochs", "5", "--one-cycle", "--no-pretrained"]
+    flags += ["--seed", "0", "--keep", "last", "--patience", "1"]
+    result = CliRunner().invoke(app, ["train", "--data", str(tiny_data_root), "--out", str(tmp_path), *flags])
+    assert result.exit_code == 0, result.output
+    run = only_run(tmp_path)
+    epochs = len(run.history())
+    assert run.config()["keep"] == "last" and run.config()["patience"] == 1 and epochs < 5
+    assert f"(last of {epochs} epochs: epoch {epochs - 1}, stopped early)" in result.stdout
 
 
 def test_the_metric_direction_decides_the_best(tiny_data, tmp_path, monkeypatch):

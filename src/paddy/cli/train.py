@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from paddy.cli.options import DEFAULT_OUT, BadImagesOption, KeepCheckpoint, OutDir, takes_budget, with_model_options
-from paddy.cli.output import bars, epoch_lines, err, out, reports_errors, reports_out_of_memory
+from paddy.cli.output import bars, epoch_lines, err, kept_words, out, reports_errors, reports_out_of_memory
 from paddy.cli.tables import description_table, entries_cv_table, frame_table
 from paddy.core.errors import PaddyError
 from paddy.orchestration.selection import ModelChoice
@@ -60,7 +60,7 @@ def train(
     for result in results:
         out.print(
             f"{result.entry.describe()} accum={result.entry.accum}: "
-            f"valid {result.metric} [bold]{result.valid_error:.4f}[/bold]; "
+            f"valid {result.metric} [bold]{result.valid_error:.4f}[/bold]{kept_words(result.kept.to_json())}; "
             f"training took {result.train_seconds:.1f} s, pictures and TTA {result.predict_seconds:.1f} s; "
             f"predictions: {result.predictions_path}"
         )

@@ -236,12 +236,14 @@ class RestoreCheckpoint(Callback):
         self.recorder.smooth_loss.count, self.recorder.smooth_loss.val = states["smooth_loss"]
 
 
-def restore_best(tracker: BestEpoch, checkpoint: Checkpoint) -> None:
-    """The checkpoint's best epoch so far, into the run's tracker; its weights are the checkpoint's evaluated
-    ones (the weight average's with `ema`) when it saved none apart."""
-    states = checkpoint.states
-    evaluated = states["ema"]["weights"] if states["ema"] is not None else states["model"]
-    tracker.load_state(states.get("best"), evaluated, len(checkpoint.history))
+def restore_best(tracker: BestEpoch, checkpoint: Checkpoint | None) -> BestEpoch:
+    """The run's tracker with the checkpoint's best epoch so far (none without a checkpoint); its weights are
+    the checkpoint's evaluated ones (the weight average's with `ema`) when it saved none apart."""
+    if checkpoint is not None:
+        states = checkpoint.states
+        evaluated = states["ema"]["weights"] if states["ema"] is not None else states["model"]
+        tracker.load_state(states.get("best"), evaluated, len(checkpoint.history))
+    return tracker
 
 
 def restore_weights(learn: Learner, states: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ class KeepValidation(Callback):
     """Keeps the last validation pass's outputs (after the loss's activation) and the label's targets, so the
     confusion matrix and the fitted decisions need no second pass over the validation set. With EMA the
     pass validated the average, which the model ends with; the last pass is at the last size. A run that
-    keeps an earlier epoch drops it (`forget_validation`): the kept weights are validated again."""
+    keeps an earlier epoch validates its kept weights again instead."""
 
     def validating(self) -> bool:
         """On the validation set (not TTA's test or out-of-fold images, which have no targets)."""
@@ -56,18 +56,12 @@ class KeepValidation(Callback):
         return torch.cat(self.outputs).numpy(), torch.cat(self.targets).numpy()
 
 
-def forget_validation(learn: Learner) -> None:
-    """Drop the kept validation pass (the model now holds other weights than it validated)."""
-    for keeper in (cb for cb in learn.cbs if isinstance(cb, KeepValidation)):
-        keeper.outputs, keeper.targets = [], []
-
-
-def validation_outputs(learn: Learner) -> tuple[np.ndarray, np.ndarray]:
+def validation_outputs(learn: Learner, reuse: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The validation set's outputs (after the loss's activation) and the label's targets, for the confusion
-    matrix and the fitted decisions: those the last epoch made (when it is the kept one), else predicted once
-    now."""
+    matrix and the fitted decisions: those the last epoch made (with `reuse`: the model holds the weights it
+    validated), else predicted once now."""
     keeper = next((cb for cb in learn.cbs if isinstance(cb, KeepValidation)), None)
-    if keeper is not None and (kept := keeper.kept(len(learn.dls.valid.dataset))) is not None:
+    if reuse and keeper is not None and (kept := keeper.kept(len(learn.dls.valid.dataset))) is not None:
         return kept
     outputs, targets = learn.get_preds(ds_idx=1)
     actual = targets[0] if isinstance(targets, (list, tuple)) else targets

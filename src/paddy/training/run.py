@@ -36,13 +36,7 @@ from paddy.training.distributed import alone, distributed, finish, launch, launc
 from paddy.training.ema import adopt_average
 from paddy.training.learner import build_dataloaders, make_learner
 from paddy.training.plan import TrainingPlan, check_against_data, plan_training
-from paddy.training.predicting import (
-    fitted_decisions,
-    forget_validation,
-    save_run_plots,
-    tta_predictions,
-    validation_outputs,
-)
+from paddy.training.predicting import fitted_decisions, save_run_plots, tta_predictions, validation_outputs
 from paddy.training.saved_model import card_for, normalizers, save_model
 from paddy.training.schedule import fit_phases, training_phases
 
@@ -199,24 +193,19 @@ def fit_run(plan: RunPlan, folder: RunFolder, num_workers: int | None, on_epoch:
     history = list(start.history if start else [])
     records = EpochRecords(folder.history_path, folder.checkpoint_path, settings, history, on_epoch or noop)
     learn = make_learner(plan.training, plan.data, [], num_workers, bars=on_epoch is None, folds=plan.folds)
-    tracker = best_epoch_tracker(plan.entry, learn.metrics[0].name)
-    if start is not None:
-        restore_best(tracker, start)
+    tracker = restore_best(best_epoch_tracker(plan.entry, learn.metrics[0].name), start)
     learn.add_cb(tracker)
     with distributed(learn):
         fit_phases(learn, training_phases(plan.entry), records, start, loaders_at_sizes(learn, plan, num_workers))
     adopt_average(learn)
-    kept = adopt_kept(learn, tracker)
-    if kept.before_last:
-        forget_validation(learn)  # the last epoch's pass validated other weights: the kept ones are validated anew
-    return learn, records, kept, started
+    return learn, records, adopt_kept(learn, tracker), started
 
 
-def finish_run(learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: float) -> Predictions:
+def finish_run(learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: float, kept: KeptEpoch) -> Predictions:
     """After the epochs, with the kept epoch's weights: the pictures, the saved model, the out-of-fold
     predictions of a fold's run, and the test set's TTA predictions (returned, written last by `train`)."""
     entry, data, seed = plan.entry, plan.data, plan.training.seed
-    valid = validation_outputs(learn)
+    valid = validation_outputs(learn, reuse=not kept.before_last)  # the last pass validated other weights
     save_run_plots(learn, folder, data.classes, data.kind, valid, valid_error)
     save_model(learn, folder.model_path, card_for(learn, entry, plan.training.step_bs, data, seed))
     meta = {**predictions_meta(entry, seed, valid_error, folder, data), **plan.folds_identity}
@@ -249,7 +238,7 @@ def train(
         with alone():
             valid_error = records.valid_error(learn.metrics[0].name, kept.epoch)  # the label's
             trained = time.monotonic()
-            preds = finish_run(learn, plan, folder, valid_error)
+            preds = finish_run(learn, plan, folder, valid_error, kept)
         train_seconds, predict_seconds = trained - started, time.monotonic() - trained
         result = {
             "valid_error": valid_error,

@@ -39,8 +39,6 @@ TENSORBOARD_FOLDER = "tensorboard"
 
 
 MLFLOW_STORE = "mlflow.db"  # MLflow's local store, beside the run folders it tracks
-
-
 MLFLOW_BATCH = 1000  # the most metrics MLflow takes in one log_batch
 
 
@@ -237,9 +235,9 @@ def open_logs(trackers: tuple[Tracker, ...], records: EpochRecords, group: str, 
 class Tracking(Callback):
     """Record a run's training batches (for its loss picture) and feed the trackers: each trained epoch's
     history row (after HistoryWriter has added it) with its steps' smoothed losses and learning rates, and
-    the final scores (the kept epoch's) after the last epoch. Only a run that records its epochs is tracked
-    (not lr_find or a memory probe), and only by the main process of a data-parallel run. A resumed run
-    records the steps from where it went on."""
+    the kept epoch's scores at the end. Only a run that records its epochs is tracked (not lr_find or a
+    memory probe), and only by the main process of a data-parallel run. A resumed run records the steps
+    from where it went on."""
 
     order = HistoryWriter.order + 1
 
@@ -287,16 +285,12 @@ class Tracking(Callback):
             log.log_epoch(self.logged - 1, self.step_of(0), numbers(self.records.rows[-1]))
 
     def after_fit(self) -> None:
-        """The final scores, of the epoch the run keeps, once its last epoch (or early stopping) ended it."""
-        tracker = best_epoch_of(self.learn)
-        stopped = tracker is not None and tracker.stopped
-        if not self.logs or (len(self.records.rows) < self.total_epochs and not stopped):
-            return
-        kept = kept_epoch(tracker).epoch if tracker is not None else -1
-        final = {k: v for k, v in numbers(self.records.rows[kept]).items() if k != "fit"}
-        for log in self.logs:
-            log.finish(final, self.step_of(0))
-        self.logs = []
+        tracker = best_epoch_of(self.learn)  # the final scores are the kept epoch's, once training has ended
+        if self.logs and tracker is not None and (len(self.records.rows) >= self.total_epochs or tracker.stopped):
+            final = numbers(self.records.rows[kept_epoch(tracker).epoch])
+            for log in self.logs:
+                log.finish({k: v for k, v in final.items() if k != "fit"}, self.step_of(0))
+            self.logs = []
 
 
 def recorded_steps(learn: Learner) -> pd.DataFrame:
