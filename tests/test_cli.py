@@ -87,6 +87,7 @@ def test_train_from_config_entry_with_flag_override(tiny_data_root, tmp_path):
         (["--bad-images", "ignore"], "'ignore' is not one of 'fail', 'skip'"),
         (["--precision", "fp8"], "'fp8' is not one of 'auto', 'fp16', 'fp32'"),
         (["--accum", "two"], "'two' is not a whole number or 'auto'"),
+        (["--keep", "worst"], "'worst' is not one of 'best', 'last'"),
     ],
 )
 def test_choices_are_validated_by_typer_before_anything_runs(tiny_data_root, tmp_path, flags, fragment):
@@ -110,6 +111,7 @@ def broken_data(tiny_data_root, tmp_path):
         (["--multi-target", "colour"], ["no extra column 'colour'", "variety"]),
         (["--mixup", "0"], ["mixup: 0.0 must be positive"]),
         (["--label-smoothing", "1"], ["label_smoothing: 1.0 must be in [0, 1)"]),
+        (["--patience", "0"], ["patience: 0 must be at least 1"]),
         (["--multi-target", "variety", "--mixup", "0.4"], ["cannot be combined with multi_target"]),
     ],
 )

@@ -12,7 +12,7 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import read_json, write_json
 from paddy.runs.folder import RunFolder, matched_settings, settings_key
 from paddy.runs.lookup import find_run, run_summary
-from paddy.settings.entry import OptimizerChoice
+from paddy.settings.entry import Keep, OptimizerChoice
 from paddy.settings.legacy import SETTINGS_SINCE_0_2
 
 PICTURES = ["confusion.png", "loss.png", "top_losses.png"]  # a single-label run's
@@ -49,13 +49,13 @@ def test_show_prints_settings_history_and_pictures(finished_run):
 
 
 def test_runs_of_paddy_0_2_still_match_in_the_same_folders(finished_run, tmp_path):
-    """paddy 0.2 recorded none of the later settings and trained with fastai's Adam."""
+    """paddy 0.2 recorded none of the later settings, trained with fastai's Adam and kept the last epoch."""
     old = tmp_path / "old"
     shutil.copytree(finished_run.run.path, old)
     config = {k: v for k, v in read_json(old / "config.json").items() if k not in SETTINGS_SINCE_0_2}
     write_json(old / "config.json", config)
     data_root = Path(config["data"])
-    entry_of_0_2 = replace(finished_run.entry, opt=OptimizerChoice.fastai)
+    entry_of_0_2 = replace(finished_run.entry, opt=OptimizerChoice.fastai, keep=Keep.last)
     assert RunFolder(old).matches(entry_of_0_2, data_root, None), "a paddy 0.2 run is still its entry's run"
     assert not RunFolder(old).matches(finished_run.entry, data_root, None), "today's default optimizer is another"
     assert not RunFolder(old).matches(replace(entry_of_0_2, folds=3, fold=1), data_root, "any")

@@ -131,7 +131,8 @@ def test_tensorboard_and_csv_from_the_command_line(tiny_data_root, tmp_path):
     final = {name: values for name, values in logged.items() if name.startswith("final/")}
     assert all(len(values) == 1 for values in final.values()), "the final scores once"
     final = {name: value for name, ((_, value),) in final.items()}
-    assert final == pytest.approx({f"final/{name}": history[name].iloc[-1] for name in EPOCH_VALUES}, rel=1e-6)
+    kept = run.result()["kept_epoch"]  # the final scores are the kept epoch's, as result.json's
+    assert final == pytest.approx({f"final/{name}": history[name].iloc[kept] for name in EPOCH_VALUES}, rel=1e-6)
 
 
 def test_wandb_offline_run_that_wandb_can_sync(tiny_data, tmp_path):

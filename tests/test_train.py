@@ -224,7 +224,9 @@ def test_finished_run_folder_holds_config_history_and_predictions(finished_run, 
     assert list(history.fit) == [1, 2], "fine_tune: one frozen epoch, then one unfrozen"
     assert {"train_loss", "valid_loss", "error_rate"} <= set(history.columns)
     result = json.loads((run_dir / "result.json").read_text())
-    assert result["valid_error"] == pytest.approx(history.error_rate.iloc[-1])
+    assert result["keep"] == "best" and result["epochs_run"] == 2 and result["stopped_early"] is False
+    assert result["valid_error"] == pytest.approx(history.error_rate.iloc[result["kept_epoch"]])
+    assert result["valid_error"] == pytest.approx(history.error_rate.min())
     assert result["train_seconds"] > 0 and result["predict_seconds"] > 0
     preds = load_predictions(finished_run.predictions_path)
     assert preds.image_ids == tuple(tiny_data.test_ids)
@@ -398,7 +400,8 @@ def test_the_nan_guard_reads_nothing_on_the_host_until_it_checks():
 @pytest.mark.parametrize("settings", [{}, {"ema": 0.9, "epochs": 2, "sizes": ((16, 16), (32, 32))}])
 def test_the_confusion_matrix_reuses_the_last_epochs_validation_pass(tiny_data, tmp_path, monkeypatch, settings):
     """After the epochs no second pass runs over the validation set: the outputs the last epoch validated
-    (the average with EMA, the last size with progressive resizing) are those a fresh pass gives."""
+    (the average with EMA, the last size with progressive resizing) are those a fresh pass gives. (A run that
+    keeps an earlier epoch validates it again: tests/test_best_epoch.py.)"""
     from fastai.vision.all import Learner
 
     import paddy.training.run
@@ -410,8 +413,8 @@ def test_the_confusion_matrix_reuses_the_last_epochs_validation_pass(tiny_data, 
         passes.append(kwargs.get("ds_idx"))
         return real_get_preds(self, *args, **kwargs)
 
-    def kept_and_fresh(learn):
-        kept = real_outputs(learn)
+    def kept_and_fresh(learn, **options):
+        kept = real_outputs(learn, **options)
         made = list(passes)  # the passes validation_outputs made: none
         outputs, targets = real_get_preds(learn, ds_idx=1)
         compared.append((kept, made, outputs.numpy(), targets.numpy()))
@@ -419,7 +422,7 @@ def test_the_confusion_matrix_reuses_the_last_epochs_validation_pass(tiny_data, 
 
     monkeypatch.setattr(Learner, "get_preds", counted)
     monkeypatch.setattr(paddy.training.run, "validation_outputs", kept_and_fresh)
-    trained(replace(tiny_entry(finetune=False), **settings), tiny_data, tmp_path, num_workers=0)
+    trained(replace(tiny_entry(finetune=False, keep="last"), **settings), tiny_data, tmp_path, num_workers=0)
     (((kept_outputs, kept_targets), made, outputs, targets),) = compared
     assert made == []
     np.testing.assert_allclose(kept_outputs, outputs, atol=1e-5)

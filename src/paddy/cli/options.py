@@ -17,7 +17,16 @@ from paddy.orchestration.selection import choose_model
 from paddy.settings.budget import DEFAULT_BUDGET
 from paddy.settings.checks import parse_accum_text
 from paddy.settings.competition import MetricName, TargetKind
-from paddy.settings.entry import BadImages, DecodeChoice, OptimizerChoice, Precision, ResizeMethod, Tracker, default_of
+from paddy.settings.entry import (
+    BadImages,
+    DecodeChoice,
+    Keep,
+    OptimizerChoice,
+    Precision,
+    ResizeMethod,
+    Tracker,
+    default_of,
+)
 
 
 def defaulting(help_text: str, name: str) -> str:
@@ -181,6 +190,14 @@ MODEL_OPTIONS: dict[str, Any] = {
     "ema": Annotated[
         Optional[float],
         typer.Option(help="Average the weights (decay, e.g. 0.9998): validated, predicted with and saved."),
+    ],
+    "keep": Annotated[
+        Optional[Keep],
+        typer.Option(help=defaulting("Epoch whose weights are saved and predict: best on the metric, or last", "keep")),
+    ],
+    "patience": Annotated[
+        Optional[int],
+        typer.Option(help="Early stopping: end the run after this many epochs without a better metric (default none)."),
     ],
     "gpus": Annotated[
         Optional[int],

@@ -56,6 +56,15 @@ def print_epoch(row: dict[str, Any]) -> None:
     out.print(f"fit {fit} epoch {epoch}: {values}", highlight=False)
 
 
+def kept_words(result: dict[str, Any]) -> str:
+    """Which epoch a run kept, from result.json's keys (epochs numbered from 0, as history.csv's rows):
+    ' (best of 5 epochs: epoch 2, stopped early)', or '' for a run from before runs said so."""
+    if result.get("kept_epoch") is None:
+        return ""
+    stopped = ", stopped early" if result.get("stopped_early") else ""
+    return f" ({result['keep']} of {result['epochs_run']} epochs: epoch {result['kept_epoch']}{stopped})"
+
+
 def epoch_lines() -> Callable[[dict[str, Any]], None] | None:
     """What train hears each epoch: None (fastai's own bars and table) on a terminal, else log lines."""
     return None if bars() else print_epoch

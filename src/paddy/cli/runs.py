@@ -9,7 +9,7 @@ import pandas as pd
 import typer
 
 from paddy.cli.options import DEFAULT_OUT, OutDir
-from paddy.cli.output import out, reports_errors
+from paddy.cli.output import kept_words, out, reports_errors
 from paddy.cli.tables import frame_table, runs_table
 
 app = typer.Typer()
@@ -36,7 +36,8 @@ def show(
             if "train_seconds" in result
             else f"training, pictures and TTA took {result['seconds']:.1f} s"
         )
-        out.print(f"valid {result.get('metric', 'error_rate')} [bold]{result['valid_error']:.4f}[/bold]; {timing}")
+        score = f"[bold]{result['valid_error']:.4f}[/bold]{kept_words(result)}"
+        out.print(f"valid {result.get('metric', 'error_rate')} {score}; {timing}")
     else:
         out.print("[yellow]unfinished[/yellow]: no predictions yet")
     for picture in summary.pictures:

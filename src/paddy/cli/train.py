@@ -27,6 +27,7 @@ from paddy.cli.output import (
     epoch_lines,
     err,
     going_on_with,
+    kept_words,
     out,
     reports_errors,
     reports_out_of_memory,
@@ -94,7 +95,7 @@ def print_results(results: list, model: ModelChoice, out_dir: Path) -> None:
     for result in results:
         out.print(
             f"{result.entry.describe()} accum={result.entry.accum}: "
-            f"valid {result.metric} [bold]{result.valid_error:.4f}[/bold]; "
+            f"valid {result.metric} [bold]{result.valid_error:.4f}[/bold]{kept_words(result.kept.to_json())}; "
             f"training took {result.train_seconds:.1f} s, pictures and TTA {result.predict_seconds:.1f} s; "
             f"predictions: {escape(str(result.predictions_path))}",
             overflow="ignore",

@@ -193,7 +193,7 @@ def batch_problems(entry: ModelEntry) -> list[str]:
 
 
 def schedule_problems(entry: ModelEntry) -> list[str]:
-    """Why the epochs, learning rate, sizes or weight average cannot make a schedule."""
+    """Why the epochs, learning rate, sizes, weight average or patience cannot make a schedule."""
     problems = []
     if entry.epochs < 1:
         problems.append(f"epochs: {entry.epochs} must be at least 1")
@@ -203,6 +203,8 @@ def schedule_problems(entry: ModelEntry) -> list[str]:
         problems.append(f"sizes: {problem}")
     if entry.ema is not None and not 0 < entry.ema < 1:
         problems.append(f"ema: {entry.ema} must be in (0, 1), e.g. 0.9998")
+    if entry.patience is not None and entry.patience < 1:
+        problems.append(f"patience: {entry.patience} must be at least 1 (epochs without a better metric)")
     return problems
 
 

@@ -59,6 +59,14 @@ class Tracker(StrEnum):
     csv = "csv"
 
 
+class Keep(StrEnum):
+    """Which epoch's weights a run keeps: the best on the competition's metric (its validation set: paddy
+    always holds images out, a `valid_pct` share or a fold), or the last one trained."""
+
+    best = "best"
+    last = "last"
+
+
 AUTO = "auto"
 
 
@@ -108,6 +116,8 @@ class ModelEntry:
     min_scale: float = 0.75  # the course's random crop keeps at least this share of the image
     # Progressive resizing: the sizes trained at, smallest first, the epochs split across them; the last is `size`
     sizes: tuple[tuple[int, int], ...] | None = None
+    keep: Keep = Keep.best  # the epoch whose weights are saved and predict (timm's model_best, Ultralytics' best.pt)
+    patience: int | None = None  # stop after this many epochs without a better metric; None: train every epoch
     ema: float | None = None  # decay of an average of the weights (e.g. 0.9998) that validates, predicts and is saved
     trackers: tuple[Tracker, ...] = ()  # experiment trackers logged to; they never change what the run learns
     gpus: int = 1  # data-parallel processes (one per GPU) that train this one run; each takes bs / gpus images
@@ -166,6 +176,7 @@ class ModelEntry:
         d["sizes"] = [list(size) for size in self.sizes] if self.sizes else None
         d["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
         d["item"], d["precision"], d["opt"] = str(self.item), str(self.precision), str(self.opt)
+        d["keep"] = str(self.keep)
         d["trackers"] = [str(tracker) for tracker in self.trackers]
 
         d["decode"] = str(self.decode)

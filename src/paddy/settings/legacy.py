@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from paddy.settings.entry import ModelEntry, OptimizerChoice
+from paddy.settings.entry import Keep, ModelEntry, OptimizerChoice
 
 OLD_NAMES_UNTIL = "0.3"  # the release that stops reading the 0.1 key names
 # Old TOML keys, still read with a warning until OLD_NAMES_UNTIL: key -> its new name.
@@ -28,10 +28,16 @@ SETTINGS_SINCE_0_2 = (
     "trackers",
     *("channels_last", "compile"),
     "decode",  # matched as the default: the paths differ only by decoder rounding (BENCHMARKS.md 2b)
+    *("keep", "patience"),
 )
 
 
-BEHAVIOUR_OF_0_2 = {"opt": str(OptimizerChoice.fastai)}
+BEHAVIOUR_OF_0_2 = {"opt": str(OptimizerChoice.fastai), "keep": str(Keep.last)}
+
+
+# What a result.json written before runs kept their best epoch means: the last epoch was kept (its index,
+# None, is the history's last row) and every planned epoch trained.
+RESULT_BEFORE_KEEP = {"keep": str(Keep.last), "kept_epoch": None, "stopped_early": False}
 
 
 # Recorded since paddy 0.3: the training set a run trains on (how many images, a digest of their ids, and one of
@@ -66,7 +72,7 @@ def upgraded(kind: Recorded, recorded: dict[str, Any]) -> dict[str, Any]:
         return {**unrecorded_settings(), **dict.fromkeys(TRAINING_SET_SINCE_0_3), **recorded}  # as 0.2 did
     if kind is Recorded.result:  # paddy 0.1 recorded one total, "seconds", for training, pictures and TTA
         total = recorded.get("train_seconds", 0.0) + recorded.get("predict_seconds", 0.0)
-        return {"seconds": total, **recorded}
+        return {"seconds": total, **RESULT_BEFORE_KEEP, **recorded}
     weight = recorded.get("ensemble_weight", recorded.get("weight", 1.0))  # paddy 0.1 called it "weight"
     return {**recorded, "ensemble_weight": weight}
 

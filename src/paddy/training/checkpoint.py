@@ -2,10 +2,10 @@
 schedule that can start again from a checkpoint.
 
 After every trained epoch, one file in the run folder (`checkpoint.pt`) holds the model and
-optimizer state, the weight average (with `ema`), the fp16 gradient scaler, every random state,
-where the schedule stands and the history so far. It is written atomically (the previous one is replaced only once
-the new one is complete) and read with `torch.load(weights_only=True)`: plain tensors,
-numbers and text, nothing that can execute code.
+optimizer state, the weight average (with `ema`), the best epoch so far (its value, epoch and weights),
+the fp16 gradient scaler, every random state, where the schedule stands and the history so far. It is
+written atomically (the previous one is replaced only once the new one is complete) and read with
+`torch.load(weights_only=True)`: plain tensors, numbers and text, nothing that can execute code.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from fastai.vision.all import Callback, L, Learner, Recorder
 from paddy.core.errors import PaddyError
 from paddy.core.files import FileNotWritten, atomic_write_text, atomic_write_with
 from paddy.core.ranks import is_main_process
+from paddy.training.best_epoch import BestEpoch, best_epoch_of
 from paddy.training.distributed import bare_loader, bare_model
 from paddy.training.ema import weight_average_of
 
@@ -108,6 +109,7 @@ def save_checkpoint(path: Path, learn: Learner, settings: dict[str, Any], positi
         "model": bare_model(learn.model).state_dict(),
         "opt": plain(learn.opt.state_dict()),
         "ema": average.state() if (average := weight_average_of(learn)) else None,
+        "best": tracker.state() if (tracker := best_epoch_of(learn)) else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "random": random_states(learn),
         "smooth_loss": plain([learn.recorder.smooth_loss.count, learn.recorder.smooth_loss.val]),
@@ -198,9 +200,9 @@ class EpochRecords:
     def callbacks(self, phase: int, size: Size) -> list[Callback]:
         return [HistoryWriter(self, phase, size), Checkpointer(self, phase)]
 
-    def valid_error(self, metric: str) -> float:
-        """The label's validation error of the last epoch."""
-        return float(self.rows[-1][metric])
+    def valid_error(self, metric: str, epoch: int = -1) -> float:
+        """The label's validation value of `metric` at `epoch` (a history row; the last by default)."""
+        return float(self.rows[epoch][metric])
 
 
 class TrainedEpochs(Callback):
@@ -277,6 +279,16 @@ class RestoreCheckpoint(Callback):
         if states["scaler"] is not None and getattr(self.learn, "scaler", None) is not None:
             self.learn.scaler.load_state_dict(states["scaler"])
         self.recorder.smooth_loss.count, self.recorder.smooth_loss.val = states["smooth_loss"]
+
+
+def restore_best(tracker: BestEpoch, checkpoint: Checkpoint | None) -> BestEpoch:
+    """The run's tracker with the checkpoint's best epoch so far (none without a checkpoint); its weights are
+    the checkpoint's evaluated ones (the weight average's with `ema`) when it saved none apart."""
+    if checkpoint is not None:
+        states = checkpoint.states
+        evaluated = states["ema"]["weights"] if states["ema"] is not None else states["model"]
+        tracker.load_state(states.get("best"), evaluated, len(checkpoint.history))
+    return tracker
 
 
 def restore_weights(learn: Learner, states: dict[str, Any]) -> None:

@@ -62,7 +62,8 @@ THUMBNAIL = (256, 256)  # each drawn at most this size: a 4K image would make a 
 class KeepValidation(Callback):
     """Keeps the last validation pass's outputs (after the loss's activation) and the label's targets, so the
     confusion matrix and the fitted decisions need no second pass over the validation set. With EMA the
-    pass validated the average, which the model ends with; the last pass is at the last size."""
+    pass validated the average, which the model ends with; the last pass is at the last size. A run that
+    keeps an earlier epoch validates its kept weights again instead."""
 
     def validating(self) -> bool:
         """On the validation set (not TTA's test or out-of-fold images, which have no targets)."""
@@ -86,11 +87,12 @@ class KeepValidation(Callback):
         return torch.cat(self.outputs).numpy(), torch.cat(self.targets).numpy()
 
 
-def validation_outputs(learn: Learner) -> tuple[np.ndarray, np.ndarray]:
+def validation_outputs(learn: Learner, reuse: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The validation set's outputs (after the loss's activation) and the label's targets, for the confusion
-    matrix and the fitted decisions: those the last epoch made, else predicted once now."""
+    matrix and the fitted decisions: those the last epoch made (with `reuse`: the model holds the weights it
+    validated), else predicted once now."""
     keeper = next((cb for cb in learn.cbs if isinstance(cb, KeepValidation)), None)
-    if keeper is not None and (kept := keeper.kept(len(learn.dls.valid.dataset))) is not None:
+    if reuse and keeper is not None and (kept := keeper.kept(len(learn.dls.valid.dataset))) is not None:
         return kept
     outputs, targets = learn.get_preds(ds_idx=1)
     actual = targets[0] if isinstance(targets, (list, tuple)) else targets
@@ -181,14 +183,15 @@ def save_run_plots(
     classes: tuple[str, ...],
     kind: TargetKind,
     valid: tuple[np.ndarray, np.ndarray],
+    score: float,
     decisions: Decisions | None = None,
 ) -> list[Path]:
     """Loss curves and the validation pictures of the target kind (from `valid`, the validation outputs and
     targets, and the `decisions` fitted on them), beside the history, all titled with the run, its arch and
-    size and the label's validation metric (the last epoch's); the files written."""
+    size and the label's validation metric `score` (the kept epoch's); the files written."""
     history, config, metric = run.history(), run.config(), learn.metrics[0].name
     size = "x".join(map(str, config["size"]))
-    title = run_title(run.name, config["arch"], size, metric, float(history[metric].iloc[-1]))
+    title = run_title(run.name, config["arch"], size, metric, score)
     figures = {LOSS_PLOT: loss_figure(history, recorded_steps(learn), title)}
     figures |= validation_figures(learn, kind, classes, valid, decisions, title)
     return [save_figure(figure, run.path / name) for name, figure in figures.items()]

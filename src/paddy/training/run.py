@@ -31,7 +31,8 @@ from paddy.settings.checks import apply_overrides
 from paddy.settings.competition import recorded_spec
 from paddy.settings.entry import ENTRY_FIELDS, BadImages, ModelEntry
 from paddy.settings.legacy import TRAINING_SET_SINCE_0_3, Recorded, upgraded
-from paddy.training.checkpoint import Checkpoint, EpochHook, EpochRecords, load_checkpoint
+from paddy.training.best_epoch import KeptEpoch, adopt_kept, best_epoch_tracker
+from paddy.training.checkpoint import Checkpoint, EpochHook, EpochRecords, load_checkpoint, restore_best
 from paddy.training.distributed import alone, distributed, finish, launch, launched_run_folder, needs_launch
 from paddy.training.ema import adopt_average
 from paddy.training.learner import build_dataloaders, make_learner
@@ -48,11 +49,12 @@ class RunResult:
     run: RunFolder
     entry: ModelEntry
     seed: int
-    valid_error: float  # the last epoch's validation value of the competition metric (`metric`)
+    valid_error: float  # the kept epoch's validation value of the competition metric (`metric`)
     train_seconds: float  # the epochs, validation included
     predict_seconds: float  # pictures and TTA on the test set
     history: pd.DataFrame
     metric: str = "error_rate"
+    kept: KeptEpoch | None = None  # which epoch's weights were kept, and whether early stopping ended the run
 
     @property
     def predictions_path(self) -> Path:
@@ -185,8 +187,8 @@ def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint
 
 
 def fit_run(plan: RunPlan, folder: RunFolder, num_workers: int | None, on_epoch: EpochHook | None) -> tuple:
-    """The learner trained through the plan's schedule (from its checkpoint when it resumes), with the
-    epoch records and when training started."""
+    """The learner trained through the plan's schedule (from its checkpoint when it resumes) and holding the
+    kept epoch's weights, with the epoch records, the kept epoch and when training started."""
     settings = plan.config_json()
     start = resumable_checkpoint(folder, settings) if plan.resume else None
     if start is None and is_main_process():
@@ -195,19 +197,21 @@ def fit_run(plan: RunPlan, folder: RunFolder, num_workers: int | None, on_epoch:
     history = list(start.history if start else [])
     records = EpochRecords(folder.history_path, folder.checkpoint_path, settings, history, on_epoch or noop)
     learn = make_learner(plan.training, plan.data, [], num_workers, bars=on_epoch is None, folds=plan.folds)
+    tracker = restore_best(best_epoch_tracker(plan.entry, learn.metrics[0].name), start)
+    learn.add_cb(tracker)
     with distributed(learn):
         fit_phases(learn, training_phases(plan.entry), records, start, loaders_at_sizes(learn, plan, num_workers))
     adopt_average(learn)
-    return learn, records, started
+    return learn, records, adopt_kept(learn, tracker), started
 
 
-def finish_run(learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: float) -> Predictions:
-    """After the epochs: the pictures, the saved model, the out-of-fold predictions of a fold's run, and
-    the test set's TTA predictions (returned, written last by `train`)."""
+def finish_run(learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: float, kept: KeptEpoch) -> Predictions:
+    """After the epochs, with the kept epoch's weights: the pictures, the saved model, the out-of-fold
+    predictions of a fold's run, and the test set's TTA predictions (returned, written last by `train`)."""
     entry, data, seed = plan.entry, plan.data, plan.training.seed
-    valid = validation_outputs(learn)
+    valid = validation_outputs(learn, reuse=not kept.before_last)  # the last pass validated other weights
     decisions = fit_decisions(data.kind, *valid)  # on the validation rows, held out from training
-    save_run_plots(learn, folder, data.classes, data.kind, valid, decisions)
+    save_run_plots(learn, folder, data.classes, data.kind, valid, valid_error, decisions)
     save_model(learn, folder.model_path, card_for(learn, entry, plan.training.step_bs, data, seed))
     meta = {**predictions_meta(entry, seed, valid_error, folder, data), **plan.folds_identity}
     if decisions is not None:
@@ -232,20 +236,21 @@ def train(
     if needs_launch(plan.entry.gpus):
         raise PaddyError(f"gpus {plan.entry.gpus}: data-parallel training starts with a launch of `gpus` processes")
     with plan.run.writing() as folder:
-        learn, records, started = fit_run(plan, folder, num_workers, on_epoch)
+        learn, records, kept, started = fit_run(plan, folder, num_workers, on_epoch)
         if not is_main_process():
             finish()
             return None
         with alone():
-            valid_error = records.valid_error(learn.metrics[0].name)  # the label's (no fit ran if only TTA was left)
+            valid_error = records.valid_error(learn.metrics[0].name, kept.epoch)  # the label's
             trained = time.monotonic()
-            preds = finish_run(learn, plan, folder, valid_error)
+            preds = finish_run(learn, plan, folder, valid_error, kept)
         train_seconds, predict_seconds = trained - started, time.monotonic() - trained
         result = {
             "valid_error": valid_error,
             "metric": learn.metrics[0].name,
             "train_seconds": train_seconds,
             "predict_seconds": predict_seconds,
+            **kept.to_json(),
         }
         folder.write_result({**result, "seed": plan.training.seed})
         save_predictions(preds, folder.predictions_path)
@@ -254,7 +259,7 @@ def train(
     finish()
     seed = plan.training.seed
     history, metric = folder.history(), learn.metrics[0].name
-    return RunResult(folder, plan.entry, seed, valid_error, train_seconds, predict_seconds, history, metric)
+    return RunResult(folder, plan.entry, seed, valid_error, train_seconds, predict_seconds, history, metric, kept)
 
 
 def recorded_entry(run: RunFolder) -> ModelEntry:

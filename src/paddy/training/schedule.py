@@ -10,6 +10,7 @@ from typing import Any, Callable
 from fastai.vision.all import Learner
 
 from paddy.settings.entry import ModelEntry
+from paddy.training.best_epoch import best_epoch_of
 from paddy.training.checkpoint import Checkpoint, EpochRecords, Position, RestoreCheckpoint, Size, restore_weights
 
 # fastai's fine_tune: one frozen epoch at lr, then the unfrozen epochs at lr / 2 with
@@ -63,13 +64,17 @@ def fit_phases(
     start: Checkpoint | None = None,
     loaders_at: Callable[[Size], Any] | None = None,
 ) -> None:
-    """Run the phases, from the beginning or from `start`, recording every trained epoch. With
-    `loaders_at` (progressive resizing), each phase trains on its loaders from it at its size."""
-    first = resume_position(start, phases)
-    if start is not None and first.phase > len(phases):
-        restore_weights(learn, start.states)  # every epoch was done: only TTA was left
+    """Run the phases, from the beginning or from `start`, recording every trained epoch, until early
+    stopping (the learner's BestEpoch) ends the run. With `loaders_at` (progressive resizing), each phase
+    trains on its loaders from it at its size."""
+    first, tracker = resume_position(start, phases), best_epoch_of(learn)
+    if start is not None and (first.phase > len(phases) or (tracker is not None and tracker.stopped)):
+        restore_weights(learn, start.states)  # every epoch was done, or early stopping ended them: only TTA was left
+        return
     size = None
     for index, phase in enumerate(phases, 1):
+        if tracker is not None and tracker.stopped:
+            return
         if index < first.phase:
             continue
         if loaders_at is not None and phase.size != size:

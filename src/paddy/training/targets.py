@@ -124,6 +124,14 @@ def fastai_metric(metric: MetricName, kind: TargetKind):
     return ours
 
 
+def greater_is_better_epoch(name: str) -> bool:
+    """Whether a higher value of the epoch metric named `name` is better: the competition's metric as
+    paddy.scoring says; a two-target model's `<column>_error` is an error rate."""
+    from paddy.scoring.metrics import greater_is_better
+
+    return name in set(MetricName) and greater_is_better(MetricName(name))
+
+
 def kind_loss(kind: TargetKind, label_smoothing: float):
     """The loss of a target kind: cross-entropy for classes (label smoothing from fastai when asked), binary
     cross-entropy per tag, mean squared error for numbers. Each activation is what predictions store."""

@@ -25,6 +25,7 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text, read_csv, read_json, write_json
 from paddy.core.ranks import is_main_process
 from paddy.settings.entry import ModelEntry, Tracker
+from paddy.training.best_epoch import best_epoch_of, kept_epoch
 from paddy.training.checkpoint import EpochRecords, HistoryWriter
 from paddy.training.schedule import training_phases
 
@@ -38,8 +39,6 @@ TENSORBOARD_FOLDER = "tensorboard"
 
 
 MLFLOW_STORE = "mlflow.db"  # MLflow's local store, beside the run folders it tracks
-
-
 MLFLOW_BATCH = 1000  # the most metrics MLflow takes in one log_batch
 
 
@@ -236,7 +235,7 @@ def open_logs(trackers: tuple[Tracker, ...], records: EpochRecords, group: str, 
 class Tracking(Callback):
     """Record a run's training batches (for its loss picture) and feed the trackers: each trained epoch's
     history row (after HistoryWriter has added it) with its steps' smoothed losses and learning rates, and
-    the final scores after the last epoch. Only a run that records its epochs is tracked (not lr_find or a
+    the kept epoch's scores at the end. Only a run that records its epochs is tracked (not lr_find or a
     memory probe), and only by the main process of a data-parallel run. A resumed run records the steps
     from where it went on."""
 
@@ -286,12 +285,12 @@ class Tracking(Callback):
             log.log_epoch(self.logged - 1, self.step_of(0), numbers(self.records.rows[-1]))
 
     def after_fit(self) -> None:
-        if not self.logs or len(self.records.rows) < self.total_epochs:
-            return
-        final = {k: v for k, v in numbers(self.records.rows[-1]).items() if k != "fit"}
-        for log in self.logs:
-            log.finish(final, self.step_of(0))
-        self.logs = []
+        tracker = best_epoch_of(self.learn)  # the final scores are the kept epoch's, once training has ended
+        if self.logs and tracker is not None and (len(self.records.rows) >= self.total_epochs or tracker.stopped):
+            final = numbers(self.records.rows[kept_epoch(tracker).epoch])
+            for log in self.logs:
+                log.finish({k: v for k, v in final.items() if k != "fit"}, self.step_of(0))
+            self.logs = []
 
 
 def recorded_steps(learn: Learner) -> pd.DataFrame:
