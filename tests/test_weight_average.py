@@ -100,7 +100,12 @@ def test_each_epoch_validates_the_average_and_the_run_saves_it(tiny_data, tmp_pa
     seen = ValidatedWeights()
     with_callbacks(monkeypatch, seen)
     result = trained(
-        tiny_entry(ema=0.9, epochs=2, finetune=False), tiny_data, tmp_path, num_workers=0, keep_checkpoint=True
+        # the last epoch's average is saved (keeping the best epoch's average: tests/test_best_epoch.py)
+        tiny_entry(ema=0.9, epochs=2, finetune=False, keep="last"),
+        tiny_data,
+        tmp_path,
+        num_workers=0,
+        keep_checkpoint=True,
     )
     assert len(seen.validated) == 2
     for averaged, validated in zip(seen.averaged, seen.validated):
