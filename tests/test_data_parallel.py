@@ -24,10 +24,10 @@ from paddy.runs.predictions import load_predictions
 from paddy.runs.probes import probe_key
 from paddy.settings.config_file import EnsembleConfig
 from paddy.training.archs import check_trainable
-from paddy.training.distributed import bare_loader, bare_model, launched_run_folder, needs_launch
+from paddy.training.distributed import bare_loader, bare_model, launch_data_parallel, launched_run_folder, needs_launch
 from paddy.training.lr_find import in_one_process
 from paddy.training.plan import accumulation
-from paddy.training.run import launch_data_parallel, plan_runs
+from paddy.training.run import plan_runs
 
 TESTS = Path(__file__).parent
 WORLD = 2
@@ -108,7 +108,7 @@ def test_probes_and_lr_find_see_one_process():
 
 def test_paddy_run_refuses_a_data_parallel_entry(tiny_data, tmp_path):
     config = EnsembleConfig(models=[tiny_entry(), tiny_entry(bs=16, gpus=2)])
-    with pytest.raises(PaddyError, match="entry 2 has gpus 2: paddy run trains each run in one process"):
+    with pytest.raises(PaddyError, match="entry 1 has gpus 2: paddy run trains each run in one process"):
         run_config(config, tiny_data, tmp_path, KAGGLE_GPU_MIB)
 
 

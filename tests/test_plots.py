@@ -140,7 +140,7 @@ def test_a_run_saves_its_pictures_titled_with_its_score(tiny_data, tmp_path, mon
     title = f"{result.run.name}\ntest_resnet at 32x32: error_rate {result.valid_error:.4f}"
     assert loss.axes[0].get_title() == title and confusion._suptitle.get_text() == title
     assert top_losses._suptitle.get_text() == f"{title}\nvalidation images with the highest loss"
-    ((learn, _, classes, _, (probs, targets), _),) = plotted
+    ((learn, _, classes, _, (probs, targets), _, _),) = plotted
     worst = np.argsort(-log_loss_per_image(probs, targets), kind="stable")[:9]
     images = [ax for ax in top_losses.axes if ax.images]
     assert len(images) == 9, "the nine worst of the twelve validation images"

@@ -74,6 +74,10 @@ def test_log_appends_one_json_line_per_submission(tmp_path):
 
 def test_predictions_source_is_the_ensemble_a_file_or_a_finished_run(tmp_path):
     out = tmp_path / "runs"
+    with pytest.raises(PaddyError, match=f"no predictions file at {out}/ensemble.safetensors: make the ensemble"):
+        predictions_source(out, None, None)
+    out.mkdir()
+    (out / "ensemble.safetensors").write_bytes(b"")
     assert predictions_source(out, None, None) == out / "ensemble.safetensors"
     assert predictions_source(out, None, tmp_path / "p.safetensors") == tmp_path / "p.safetensors"
     (out / "r1").mkdir(parents=True)

@@ -1,5 +1,6 @@
 """Options shared by commands, each declared once, and the model options every training command takes
-(resolved into a ModelChoice before the command runs). The only place flag names are written.
+(resolved into a ModelChoice before the command runs). The only place flag names are written, so it
+must be longer than other modules: every flag is declared here, once.
 """
 
 from __future__ import annotations

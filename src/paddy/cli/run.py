@@ -108,22 +108,11 @@ def run_ensemble(
         out.print(description_table(choice.data.description(), str(choice.data.root)))
     runs = runs_to_train(choice, out_dir, shard, only_run, time_budget, fit_budget)
     options = {"budget_mib": choice.budget_mib, "force": force, "bad_images": bad_images, "only": runs}
-    again = [config, *(["--data", data] if data else []), "--out", out_dir, *(["--budget", budget] if budget else [])]
-    again += [*(["--keep-checkpoint"] if keep_checkpoint else []), "--bad-images", bad_images]
-    again += [*(["--gpus", gpus] if gpus else []), *(["--shard", shard] if shard else [])]
-    again += competition_args(competition)
-    with going_on_with(lambda: command_line("paddy", "run", *again)):  # the same, less --force: it goes on
+    again = run_again(config, data, out_dir, budget, keep_checkpoint, bad_images, gpus, shard, competition)
+    with going_on_with(lambda: again):
         if gpus is not None:
-            worker = worker_command(
-                choice.config.source,
-                choice.data.root,
-                out_dir,
-                choice.budget_mib,
-                force,
-                keep_checkpoint,
-                bad_images,
-                competition_args(competition),
-            )
+            flags = (force, keep_checkpoint, bad_images, competition_args(competition))
+            worker = worker_command(choice.config.source, choice.data.root, out_dir, choice.budget_mib, *flags)
             outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
         else:
             progress = {"on_progress": announce_entry, "on_epoch": epoch_lines()}
@@ -135,6 +124,24 @@ def run_ensemble(
         out.print(entries_cv_table(cv))
     if busy := [o for o in outcomes if o.status == RunStatus.busy]:
         out.print(f"[yellow]{len(busy)} entries are being trained by another paddy[/yellow]; run again when it ends")
+
+
+def run_again(
+    config: Path,
+    data: Path | None,
+    out_dir: Path,
+    budget: str | None,
+    keep_checkpoint: bool,
+    bad_images: BadImages,
+    gpus: str | None,
+    shard: str | None,
+    competition: dict[str, Any],
+) -> str:
+    """The same paddy run, less --force: what goes on after a Ctrl-C or a checkpoint the disk had no room for."""
+    again = [config, *(["--data", data] if data else []), "--out", out_dir, *(["--budget", budget] if budget else [])]
+    again += [*(["--keep-checkpoint"] if keep_checkpoint else []), "--bad-images", bad_images]
+    again += [*(["--gpus", gpus] if gpus else []), *(["--shard", shard] if shard else [])]
+    return command_line("paddy", "run", *again, *competition_args(competition))
 
 
 def runs_to_train(

@@ -60,7 +60,8 @@ def train(
 ) -> None:
     """Train one model, predict the test set with TTA, and save everything in a run folder."""
     from paddy.runs.lookup import find_run
-    from paddy.training.run import launch_data_parallel, plan_runs, train
+    from paddy.training.distributed import launch_data_parallel
+    from paddy.training.run import plan_runs, train
 
     resumed = find_run(resume, out_dir) if resume is not None else None
     if resumed is not None and model.flags_given:

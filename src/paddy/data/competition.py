@@ -15,7 +15,6 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from paddy.core.errors import PaddyError
-from paddy.core.files import read_csv
 from paddy.data.demo import ensure_demo_dataset, is_demo_data
 from paddy.data.layout import (
     LABEL_FILES,
@@ -23,6 +22,7 @@ from paddy.data.layout import (
     Labelled,
     Target,
     files_of_ids,
+    folder_label_disagreement,
     image_files,
     image_folder,
     labels_file,
@@ -150,20 +150,6 @@ def ids_fingerprint(ids: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
 
 
-def training_set_change(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
-    """How the training set `now` differs from the one a run `recorded` (training_identity): other images, or
-    the same images with other labels; None when they are the same, or for a run that recorded none."""
-    count, ids, labels = (recorded.get(key) for key in TRAINING_SET_SINCE_0_3)
-    if labels is None:
-        return None
-    count_now, ids_now, labels_now = (now.get(key) for key in TRAINING_SET_SINCE_0_3)
-    if ids != ids_now:
-        return f"its training images changed ({count} images then, {count_now} now)"
-    if labels != labels_now:
-        return f"its {count} training images were relabelled"
-    return None
-
-
 def test_images_of(root: Path, sample: pd.DataFrame, folder: Path, shared: bool) -> list[Path]:
     """The test images, sorted: the sample's ids matched to `folder`'s files (with or without their
     extension). A folder of its own must hold exactly the images the sample lists."""
@@ -179,28 +165,6 @@ def test_images_of(root: Path, sample: pd.DataFrame, folder: Path, shared: bool)
             f"(e.g. {not_listed[0].name})"
         )
     return sorted(images)
-
-
-def folder_label_disagreement(root: Path, train_images: list[Path]) -> str | None:
-    """Why a labels file beside the class folders (the paddy competition's train.csv) contradicts them,
-    or None: the folders are what trains, so a relabelled CSV must not be silently ignored. Rows of
-    images not in the folders, and a file without a `label` column, are not compared."""
-    csv = next((root / name for name in LABEL_FILES if (root / name).is_file()), None)
-    if csv is None:
-        return None
-    table = read_csv(csv, dtype=str)
-    if "label" not in table.columns or len(table.columns) < 2:
-        return None
-    folder_of = {p.name: p.parent.name for p in train_images} | {p.stem: p.parent.name for p in train_images}
-    ids, labels = table.iloc[:, 0].astype(str), table["label"].astype(str).str.strip()
-    differ = [(i, folder_of[i], label) for i, label in zip(ids, labels) if i in folder_of and folder_of[i] != label]
-    if not differ:
-        return None
-    image_id, folder, label = differ[0]
-    return (
-        f"{csv} disagrees with the class folders for {len(differ)} images: {image_id} is in "
-        f"train_images/{folder}/ but labelled {label!r}; move the images or correct {csv.name}"
-    )
 
 
 def class_folder_layout(root: Path, sample: pd.DataFrame) -> CompetitionData:
@@ -299,26 +263,6 @@ def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> Compe
 def training_split_size(n_images: int, valid_pct: float) -> int:
     """How many of `n_images` fastai's RandomSplitter leaves for training."""
     return n_images - int(valid_pct * n_images)
-
-
-def extra_labels(data: CompetitionData, column: str) -> dict[str, str]:
-    """image_id -> value of `column` in train.csv, for every training image (a second target)."""
-    csv = data.root / "train.csv"
-    if not csv.is_file():
-        raise PaddyError(f"--multi-target needs {csv}")
-    table = read_csv(csv, dtype=str)
-    if column not in table.columns or column in ("image_id", "label"):
-        usable = [c for c in table.columns if c not in ("image_id", "label")]
-        raise PaddyError(f"train.csv has no extra column {column!r}; columns: {', '.join(usable)}")
-    missing = table[column].isna()
-    if missing.any():
-        row = int(missing.idxmax()) + 2
-        raise PaddyError(f"train.csv column {column!r} has {int(missing.sum())} missing values (first on line {row})")
-    labels = dict(zip(table["image_id"], table[column]))
-    unknown = [p.name for p in data.train_images if p.name not in labels]
-    if unknown:
-        raise PaddyError(f"train.csv has no row for {unknown[0]} ({len(unknown)} training images in all)")
-    return labels
 
 
 def competition_slug(given: str | None, recorded: dict[str, Any] | None) -> str:

@@ -232,3 +232,25 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
         kind=kind,
     )
     return Labelled(tuple(images), targets, vocab, filled, groups, user_folds(table, spec.fold_column, csv))
+
+
+def folder_label_disagreement(root: Path, train_images: list[Path]) -> str | None:
+    """Why a labels file beside the class folders (the paddy competition's train.csv) contradicts them,
+    or None: the folders are what trains, so a relabelled CSV must not be silently ignored. Rows of
+    images not in the folders, and a file without a `label` column, are not compared."""
+    csv = next((root / name for name in LABEL_FILES if (root / name).is_file()), None)
+    if csv is None:
+        return None
+    table = read_csv(csv, dtype=str)
+    if "label" not in table.columns or len(table.columns) < 2:
+        return None
+    folder_of = {p.name: p.parent.name for p in train_images} | {p.stem: p.parent.name for p in train_images}
+    ids, labels = table.iloc[:, 0].astype(str), table["label"].astype(str).str.strip()
+    differ = [(i, folder_of[i], label) for i, label in zip(ids, labels) if i in folder_of and folder_of[i] != label]
+    if not differ:
+        return None
+    image_id, folder, label = differ[0]
+    return (
+        f"{csv} disagrees with the class folders for {len(differ)} images: {image_id} is in "
+        f"train_images/{folder}/ but labelled {label!r}; move the images or correct {csv.name}"
+    )

@@ -24,9 +24,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from paddy.core.errors import PaddyError
 from paddy.core.ranks import world_size
 
 RUN_FOLDER_ENV = "PADDY_RUN_FOLDER"  # the run folder the relaunching process chose, for every process
@@ -119,3 +121,15 @@ def finish() -> None:
     """Leave the process group (a process that exits inside one is sometimes aborted)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def launch_data_parallel(plans: list[Any], command: list[str]) -> int | None:
+    """Runs planned (paddy.training.run's RunPlans) on several GPUs, from the one process the user started:
+    `command` (what torchrun runs: the CLI's own command line) as `gpus` processes, which share the planned
+    folder; their exit code. None where no launch is wanted (one GPU, or this is already one of them)."""
+    gpus = plans[0].entry.gpus
+    if not needs_launch(gpus):
+        return None
+    if len(plans) > 1:
+        raise PaddyError(f"gpus {gpus} trains one run at a time: give the fold (1..{plans[0].entry.folds}) to train")
+    return launch(gpus, command, plans[0].run.path)

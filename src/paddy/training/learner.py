@@ -30,8 +30,9 @@ from safetensors import SafetensorError
 from torch import nn
 
 from paddy.core.errors import PaddyError
-from paddy.data.competition import CompetitionData, extra_labels
+from paddy.data.competition import CompetitionData
 from paddy.data.folds import Folds
+from paddy.data.training_set import extra_labels
 from paddy.settings.competition import TargetKind
 from paddy.settings.entry import ModelEntry, Precision
 from paddy.training.ema import WeightAverage

@@ -15,8 +15,9 @@ from fastai.vision.all import (
 )
 
 from paddy.core.errors import PaddyError
-from paddy.data.competition import CompetitionData, extra_labels, training_split_size
+from paddy.data.competition import CompetitionData, training_split_size
 from paddy.data.folds import Folds
+from paddy.data.training_set import extra_labels
 from paddy.settings.entry import AUTO, ModelEntry, Precision, accum_problem
 from paddy.training.archs import check_trainable
 

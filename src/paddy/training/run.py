@@ -20,9 +20,10 @@ from fastai.vision.all import (
 from paddy.core.errors import PaddyError
 from paddy.core.ranks import is_main_process
 from paddy.core.versions import library_versions
-from paddy.data.competition import CompetitionData, resolve_data, training_set_change
+from paddy.data.competition import CompetitionData, resolve_data
 from paddy.data.folds import Folds, entry_folds
 from paddy.data.images import without_bad_images
+from paddy.data.training_set import training_set_change
 from paddy.runs.folder import NOT_MATCHED, RunFolder, new_run_folder, refuse_finished
 from paddy.runs.predictions import Predictions, save_predictions
 from paddy.runs.probes import resolve_auto_accum
@@ -33,7 +34,7 @@ from paddy.settings.entry import ENTRY_FIELDS, BadImages, ModelEntry
 from paddy.settings.legacy import TRAINING_SET_SINCE_0_3, Recorded, upgraded
 from paddy.training.best_epoch import KeptEpoch, adopt_kept, best_epoch_tracker
 from paddy.training.checkpoint import Checkpoint, EpochHook, EpochRecords, load_checkpoint, restore_best
-from paddy.training.distributed import alone, distributed, finish, launch, launched_run_folder, needs_launch
+from paddy.training.distributed import alone, distributed, finish, launched_run_folder, needs_launch
 from paddy.training.ema import adopt_average
 from paddy.training.learner import build_dataloaders, make_learner
 from paddy.training.plan import TrainingPlan, check_against_data, plan_training
@@ -292,15 +293,3 @@ def resume(run: RunFolder, budget_mib: float, data: CompetitionData, **options: 
     (its own, already found; `options` as for `train`)."""
     plan = plan_run(recorded_entry(run), data, run.path.parent, budget_mib, run=run, resume=True)
     return train(plan, **options)
-
-
-def launch_data_parallel(plans: list[RunPlan], command: list[str]) -> int | None:
-    """Runs planned on several GPUs, from the one process the user started: `command` (what torchrun runs:
-    the CLI's own command line) as `gpus` processes, which share the planned folder; their exit code. None
-    where no launch is wanted (one GPU, or this is already one of the processes)."""
-    gpus = plans[0].entry.gpus
-    if not needs_launch(gpus):
-        return None
-    if len(plans) > 1:
-        raise PaddyError(f"gpus {gpus} trains one run at a time: give the fold (1..{plans[0].entry.folds}) to train")
-    return launch(gpus, command, plans[0].run.path)
