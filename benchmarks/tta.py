@@ -70,7 +70,9 @@ def main(args: argparse.Namespace) -> None:
         for tta in (False, True):
             case = f"paddy predict {'--tta' if tta else '--no-tta'}, {name}"
             cases[case] = lambda model=model, tta=tta: timed(
-                lambda: predict([str(model.path)], data.root / "test_images", model.path.parent, dest, tta=tta)
+                lambda: predict(
+                    [str(model.path)], data.root / "test_images", model.path.parent, dest, tta=tta, replace_earlier=True
+                )
             )
             plain_of[case] = f"paddy predict --no-tta, {name}"
     seconds = alternate(cases, args.reps)
