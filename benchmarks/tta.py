@@ -23,9 +23,9 @@ from safetensors.torch import save_file
 from paddy.data.competition import CompetitionData
 from paddy.ensembling.predict import predict
 from paddy.runs.folder import RunFolder
+from paddy.settings.budget import chosen_budget
 from paddy.settings.entry import ModelEntry
 from paddy.training.predicting import tta_predictions
-from paddy.settings.budget import chosen_budget
 from paddy.training.run import plan_run, train
 
 TTA_PASSES = 4 + 1  # fastai's learn.tta default n=4, plus the plain pass
