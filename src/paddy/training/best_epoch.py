@@ -21,6 +21,7 @@ from fastai.callback.tracker import TrackerCallback
 from fastai.vision.all import CancelFitException, Learner, Recorder
 
 from paddy.settings.entry import Keep, ModelEntry
+from paddy.training.callbacks import callback_of
 from paddy.training.distributed import bare_model
 from paddy.training.ema import weight_average_of
 from paddy.training.targets import greater_is_better_epoch
@@ -129,7 +130,7 @@ def best_epoch_tracker(entry: ModelEntry, metric: str) -> BestEpoch:
 
 
 def best_epoch_of(learn: Learner) -> BestEpoch | None:
-    return next((cb for cb in learn.cbs if isinstance(cb, BestEpoch)), None)
+    return callback_of(learn, BestEpoch)
 
 
 def kept_epoch(tracker: BestEpoch) -> KeptEpoch:

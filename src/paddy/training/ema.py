@@ -18,6 +18,7 @@ from fastai.vision.all import Callback, Learner, MixedPrecision
 from timm.utils import ModelEmaV3
 from torch import nn
 
+from paddy.training.callbacks import callback_of
 from paddy.training.distributed import bare_model
 
 
@@ -81,8 +82,7 @@ class WeightAverage(Callback):
 
 def weight_average_of(learn: Learner) -> WeightAverage | None:
     """The learner's WeightAverage callback, if the run averages its weights."""
-    found = [cb for cb in learn.cbs if isinstance(cb, WeightAverage)]
-    return found[0] if found else None
+    return callback_of(learn, WeightAverage)
 
 
 def adopt_average(learn: Learner) -> None:

@@ -23,6 +23,7 @@ from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions
 from paddy.scoring.decisions import Decisions
 from paddy.settings.competition import TargetKind
+from paddy.training.callbacks import callback_of
 from paddy.training.plots import (
     confusion_figure,
     label_f1_figure,
@@ -91,7 +92,7 @@ def validation_outputs(learn: Learner, reuse: bool = True) -> tuple[np.ndarray, 
     """The validation set's outputs (after the loss's activation) and the label's targets, for the confusion
     matrix and the fitted decisions: those the last epoch made (with `reuse`: the model holds the weights it
     validated), else predicted once now."""
-    keeper = next((cb for cb in learn.cbs if isinstance(cb, KeepValidation)), None)
+    keeper = callback_of(learn, KeepValidation)
     if reuse and keeper is not None and (kept := keeper.kept(len(learn.dls.valid.dataset))) is not None:
         return kept
     outputs, targets = learn.get_preds(ds_idx=1)

@@ -26,6 +26,7 @@ from paddy.core.files import atomic_write_text, read_csv, read_json, write_json
 from paddy.core.ranks import is_main_process
 from paddy.settings.entry import ModelEntry, Tracker
 from paddy.training.best_epoch import best_epoch_of, kept_epoch
+from paddy.training.callbacks import callback_of
 from paddy.training.checkpoint import EpochRecords, HistoryWriter
 from paddy.training.schedule import training_phases
 
@@ -253,7 +254,7 @@ class Tracking(Callback):
     def before_fit(self) -> None:
         if self.records is not None or not is_main_process():
             return
-        self.records = next((cb.records for cb in self.learn.cbs if isinstance(cb, HistoryWriter)), None)
+        self.records = writer.records if (writer := callback_of(self.learn, HistoryWriter)) else None
         if self.records is not None:
             self.logs = open_logs(self.trackers, self.records, self.group, self.step_of(0))
             self.logged = len(self.records.rows)
@@ -295,5 +296,5 @@ class Tracking(Callback):
 
 def recorded_steps(learn: Learner) -> pd.DataFrame:
     """The training batches this process trained (empty for a learner without Tracking)."""
-    tracking = next((cb for cb in learn.cbs if isinstance(cb, Tracking)), None)
+    tracking = callback_of(learn, Tracking)
     return pd.DataFrame(tracking.steps if tracking else [])
