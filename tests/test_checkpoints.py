@@ -371,19 +371,23 @@ def torch_save_fails(monkeypatch) -> None:
     monkeypatch.setattr(torch, "save", save)
 
 
-def checkpoint_on_a_full_disk(monkeypatch) -> None:
-    """The checkpoint's temp file on /dev/full, where every write is ENOSPC (whichever error torch and
-    Python's file make of it); every other file is written as usual."""
+def on_a_full_disk(monkeypatch, name: str) -> None:
+    """The temp file of `name` (a run's file) on /dev/full, where every write is ENOSPC (whichever error torch
+    and Python's file make of it); every other file is written as usual."""
     real = paddy.core.files.tempfile.mkstemp
 
     def mkstemp(*args, **kwargs):
-        fd, name = real(*args, **kwargs)
-        if kwargs.get("prefix", "").startswith(".checkpoint.pt"):
+        fd, temp = real(*args, **kwargs)
+        if kwargs.get("prefix", "").startswith(f".{name}"):
             os.close(fd)
             fd = os.open("/dev/full", os.O_WRONLY)
-        return fd, name
+        return fd, temp
 
     monkeypatch.setattr(paddy.core.files.tempfile, "mkstemp", mkstemp)
+
+
+def checkpoint_on_a_full_disk(monkeypatch) -> None:
+    on_a_full_disk(monkeypatch, "checkpoint.pt")
 
 
 @pytest.mark.parametrize(
@@ -413,6 +417,24 @@ def test_a_full_disk_at_the_checkpoint_is_one_line_keeping_the_previous_one(inte
     assert not list(interrupted.path.glob(".*.tmp")), "no half-written checkpoint left"
     result = CliRunner().invoke(app, ["train", "--resume", str(interrupted.path)])
     assert result.exit_code == 0, result.output
+    assert interrupted.finished and list(interrupted.history().epoch) == [0, 1, 2]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_at_the_history_is_one_line_saying_how_to_go_on(interrupted, monkeypatch):
+    """history.csv is written just before the checkpoint: the epoch is lost with it, and the run goes on from
+    the previous checkpoint, as after a full disk at the checkpoint."""
+    history, kept = interrupted.history_path.read_bytes(), interrupted.checkpoint_path.read_bytes()
+    on_a_full_disk(monkeypatch, "history.csv")
+    line = one_error_line(resume_command(interrupted))
+    monkeypatch.undo()
+    resume = f"paddy train --resume {interrupted.name} --out {interrupted.path.parent}"
+    assert line == (
+        f"error: cannot write {interrupted.history_path} (No space left on device); the previous checkpoint is "
+        f"kept; free space, then go on with `{resume}`"
+    )
+    assert interrupted.history_path.read_bytes() == history and interrupted.checkpoint_path.read_bytes() == kept
+    assert CliRunner().invoke(app, ["train", "--resume", str(interrupted.path)]).exit_code == 0
     assert interrupted.finished and list(interrupted.history().epoch) == [0, 1, 2]
 
 

@@ -22,7 +22,15 @@ import paddy.training.run
 from paddy.core.decisions import grades, labels_on
 from paddy.scoring.decisions import Decisions
 from paddy.settings.competition import TargetKind
-from paddy.training.plots import confusion_figure, loss_figure, run_title, save_figure, top_losses_figure
+from paddy.training.plots import (
+    LARGEST_PANEL,
+    WRITTEN_CELLS_UP_TO,
+    confusion_figure,
+    loss_figure,
+    run_title,
+    save_figure,
+    top_losses_figure,
+)
 from paddy.training.predicting import (
     CONFUSION_PLOT,
     F1_PLOT,
@@ -285,3 +293,19 @@ def test_ordinal_grades_confusion_matrix_is_of_the_grades_after_the_cut_points()
     assert cells == expected.tolist()
     assert [t.get_text() for t in counts.get_yticklabels()] == ["1", "2", "3", "4"]
     assert figures[CONFUSION_PLOT]._suptitle.get_text() == f"{TITLE}\ngrades after the fitted cut-points"
+
+
+def test_a_confusion_picture_of_many_classes_colours_its_cells_on_a_bounded_figure(tmp_path):
+    """120 classes (dog-breed): no number in 28,800 cells (drawing them took a minute a run), the figure
+    at most LARGEST_PANEL inches a side, every class still named; 25 classes still get their numbers."""
+    rng = np.random.default_rng(0)
+    vocab = [f"breed_{i}" for i in range(120)]
+    actual = rng.integers(0, 120, 600)
+    fig = confusion_figure(actual, actual, vocab, "run\nconvnext at 224x224: log_loss 0.3")
+    counts, shares = fig.axes
+    assert not counts.texts and not shares.texts
+    assert max(fig.get_size_inches()) <= 2 * LARGEST_PANEL + 1
+    assert [t.get_text() for t in counts.get_yticklabels()] == vocab
+    assert save_figure(fig, tmp_path / "confusion.png").stat().st_size > 0
+    few = confusion_figure(actual % 25, actual % 25, vocab[:25], "run")
+    assert len(few.axes[0].texts) == 25 * 25 == WRITTEN_CELLS_UP_TO**2

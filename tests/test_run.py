@@ -168,7 +168,7 @@ def take_ctrl_c_as_a_terminal_would() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_killed_run_resumes_without_retraining_or_corrupt_files(tiny_data, tiny_data_root, tmp_path, sig):
-    config = write_config(tmp_path, second_epochs=40)  # test_resnet is fast: enough epochs to be inside one
+    config = write_config(tmp_path, second_epochs=8)  # enough epochs to be inside one when the signal comes
     out = tmp_path / "runs"
     command = [sys.executable, "-m", "paddy", "run", str(config), "--data", str(tiny_data_root), "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -111,7 +111,7 @@ def going_on_with(command: Callable[[], str | None]) -> Iterator[None]:
     """What stopped the block, with `command()`, the command line that goes on where it stopped: a Ctrl-C,
     and a checkpoint the disk had no room for (one line: free space, then go on from the checkpoint kept).
     Training imports torch: only then."""
-    from paddy.training.checkpoint import CheckpointNotSaved
+    from paddy.training.not_saved import CheckpointNotSaved
 
     try:
         yield

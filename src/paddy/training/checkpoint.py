@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import pickle
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +28,7 @@ from paddy.core.ranks import is_main_process
 from paddy.training.best_epoch import BestEpoch, best_epoch_of
 from paddy.training.distributed import bare_loader, bare_model
 from paddy.training.ema import weight_average_of
+from paddy.training.not_saved import CheckpointNotSaved, checkpoint_not_saved, kept_before
 
 EpochHook = Callable[[dict[str, Any]], None]
 
@@ -120,47 +120,6 @@ def save_checkpoint(path: Path, learn: Learner, settings: dict[str, Any], positi
         raise checkpoint_not_saved(path, state, e) from None
 
 
-class CheckpointNotSaved(PaddyError):
-    """A checkpoint the disk had no room (or no write) for: the previous one is kept, so `run` goes on from
-    it. The message is kept apart from `args`, which fastai rewrites for errors raised in a callback."""
-
-    def __init__(self, message: str, run: Path):
-        super().__init__(message)
-        self.message, self.run = message, run
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def tensor_bytes(value: Any) -> int:
-    """The bytes of every tensor in `value` (dicts and lists of them): about what torch.save writes."""
-    if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
-    if isinstance(value, dict):
-        return sum(tensor_bytes(v) for v in value.values())
-    return sum(tensor_bytes(v) for v in value) if isinstance(value, (list, tuple)) else 0
-
-
-def checkpoint_not_saved(path: Path, state: dict[str, Any], error: Exception) -> CheckpointNotSaved:
-    """Why `path` was not written, the space it needs (the previous checkpoint's size, or its tensors')
-    beside the space free, and what is kept."""
-    context = error.__context__
-    if isinstance(error, FileNotWritten):
-        reason = error.reason
-    elif isinstance(context, OSError) and context.strerror:
-        reason = context.strerror
-    else:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    previous = path.stat().st_size if path.is_file() else 0
-    needed, free = max(previous, tensor_bytes(state)), shutil.disk_usage(path.parent).free
-    kept = "the previous checkpoint is kept" if previous else "no epoch of this run was saved yet"
-    return CheckpointNotSaved(
-        f"cannot write checkpoint {path} ({reason}): it needs about {needed / 2**20:.1f} MiB and "
-        f"{path.parent} has {free / 2**20:.1f} MiB free; {kept}",
-        path.parent,
-    )
-
-
 def load_checkpoint(path: Path) -> Checkpoint:
     """A checkpoint written by `save_checkpoint`; a truncated or foreign file is one PaddyError."""
     try:
@@ -240,7 +199,13 @@ class HistoryWriter(TrainedEpochs):
     def after_trained_epoch(self) -> None:
         row = {"fit": self.phase, "size": self.size, **dict(zip(self.recorder.metric_names, self.recorder.log))}
         self.records.rows.append(row)
-        atomic_write_text(self.records.history_path, pd.DataFrame(self.records.rows).to_csv(index=False))
+        try:
+            atomic_write_text(self.records.history_path, pd.DataFrame(self.records.rows).to_csv(index=False))
+        except FileNotWritten as e:  # the epoch is lost with its history row: go on from the previous checkpoint
+            checkpoint = self.records.checkpoint_path
+            raise CheckpointNotSaved(
+                f"cannot write {e.path} ({e.reason}); {kept_before(checkpoint)}", checkpoint.parent
+            )
         self.records.on_epoch(row)
 
 

@@ -80,11 +80,18 @@ def loss_figure(history: pd.DataFrame, steps: pd.DataFrame, title: str) -> plt.F
     return fig
 
 
+WRITTEN_CELLS_UP_TO = 25  # classes; beyond, the colours alone (120 dog breeds: 28,800 numbers took a minute)
+LARGEST_PANEL = 18.0  # inches a side: 120 classes at 0.6 in each made a 14,400-pixel-wide PNG
+
+
 def confusion_figure(actual: np.ndarray, predicted: np.ndarray, vocab: list[str], title: str) -> plt.Figure:
     """The validation confusion matrix twice: counts, and each row normalised to the share of that true
     class (a small class's mistakes show as clearly as a big one's). sklearn's display writes each cell in
-    the light or dark end of the colour map, whichever contrasts with the cell."""
-    side = max(5, len(vocab) * 0.6)
+    the light or dark end of the colour map, whichever contrasts with the cell; with more classes than
+    WRITTEN_CELLS_UP_TO the cells are only coloured, and the class names smaller, on panels of at most
+    LARGEST_PANEL inches."""
+    side = min(LARGEST_PANEL, max(5, len(vocab) * 0.6))
+    written = len(vocab) <= WRITTEN_CELLS_UP_TO
     fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side))
     for ax, normalize, values, name in ((axes[0], None, "d", "counts"), (axes[1], "true", ".0%", "share of row")):
         ConfusionMatrixDisplay.from_predictions(
@@ -98,8 +105,11 @@ def confusion_figure(actual: np.ndarray, predicted: np.ndarray, vocab: list[str]
             ax=ax,
             xticks_rotation="vertical",
             colorbar=False,
+            include_values=written,
         )
         ax.set_title(name)
+        if not written:
+            ax.tick_params(labelsize=min(10.0, max(3.0, 0.6 * 72 * side / len(vocab))))  # points: fits its row
     axes[1].set(yticklabels=[], ylabel="")  # the same rows as beside it
     fig.suptitle(title)
     fig.tight_layout()  # the panels' titles clear of a title of three lines
