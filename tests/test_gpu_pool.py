@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_entry
+from typer.testing import CliRunner
 
+from paddy.cli.app import app
 from paddy.cli.run import parse_shard
 from paddy.core.errors import PaddyError
 from paddy.orchestration.config_runs import RunStatus, config_runs, run_on_gpus, shard_runs
@@ -173,3 +175,26 @@ def test_a_killed_pool_stops_its_workers_and_the_next_run_resumes(tiny_data_root
     assert all((p / WORKER_LOG).is_file() for p in runs if p.name not in finished_first)
     assert len(finished_first) == 1 and again.stdout.count("skipped") == 1, "the short run, not the long one"
     assert "started" in again.stdout and "GPU 0" in again.stdout
+
+
+def test_a_pool_with_a_failed_run_ends_saying_how_the_pool_goes_on(tiny_data_root, tmp_path, monkeypatch):
+    """A worker's line names the worker's own command; the pool's line ends with the pool's."""
+    import paddy.cli.run
+
+    config, out = tmp_path / "c.toml", tmp_path / "runs"
+    config.write_text('[defaults]\narch = "test_resnet"\nsize = 32\nbs = 8\n[[models]]\n[[models]]\nsize = 48\n')
+
+    def fake_worker(*args):
+        return lambda key: fake_job(tmp_path, f"entry{key[0]}", 0.1, key[0] == 1).argv
+
+    monkeypatch.setattr(paddy.cli.run, "worker_command", fake_worker)
+    command = ["run", str(config), "--data", str(tiny_data_root), "--out", str(out), "--gpus", "0,1"]
+    result = CliRunner().invoke(app, command)
+    *events, line = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    (event,) = events
+    assert event.startswith("GPU 1: entry 1: test_resnet-48x48-squish failed after ")
+    assert event.endswith(" s: error: the loss became nan")
+    assert line.startswith("error: 1 runs failed; the others are kept. entry 1: test_resnet-48x48-squish failed")
+    again = f"paddy run {config} --data {tiny_data_root} --out {out} --bad-images fail --gpus 0,1"
+    assert line.endswith(f"; when that is fixed, the pool goes on with `{again}`")

@@ -113,7 +113,7 @@ def run_ensemble(
         if gpus is not None:
             flags = (force, keep_checkpoint, bad_images, competition_args(competition))
             worker = worker_command(choice.config.source, choice.data.root, out_dir, choice.budget_mib, *flags)
-            outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options)
+            outcomes = train_on_gpu_pool(choice, out_dir, gpus, worker, options, again)
         else:
             progress = {"on_progress": announce_entry, "on_epoch": epoch_lines()}
             outcomes = run_config(
@@ -250,10 +250,11 @@ def worker_command(
 
 
 def train_on_gpu_pool(
-    choice, out_dir: Path, gpus: str, worker: Callable[[RunKey], list[str]], options: dict[str, Any]
+    choice, out_dir: Path, gpus: str, worker: Callable[[RunKey], list[str]], options: dict[str, Any], again: str
 ) -> list:
     """`paddy run --gpus`: the runs in parallel, one worker per GPU; a failed run is reported, and the
-    command fails once every other run has ended."""
+    command fails once every other run has ended, saying how to go on with the pool (`again`): each
+    worker's own line names the worker's command."""
     import torch
 
     from paddy.orchestration.config_runs import run_on_gpus
@@ -272,5 +273,6 @@ def train_on_gpu_pool(
     )
     if failures:
         out.print(run_table(outcomes))
-        raise PaddyError(f"{len(failures)} runs failed; the others are kept. " + "; ".join(failures))
+        failed = f"{len(failures)} runs failed; the others are kept. " + "; ".join(failures)
+        raise PaddyError(f"{failed}; when that is fixed, the pool goes on with `{again}`")
     return outcomes
