@@ -1,5 +1,6 @@
 """Start-up work: the CPU time of `paddy --help` against a script importing only typer, rich and pandas,
-and how `paddy ensemble --config`'s run lookup grows with the number of runs (40 against 160).
+how `paddy ensemble --config`'s run lookup grows with the number of runs (40 against 160), and the CPU
+time of a training command's imports with Python's default garbage-collector thresholds against paddy's.
 
     python benchmarks/startup.py --reps 5 --work /tmp/paddy-startup
 
@@ -32,6 +33,9 @@ HELP = "\n".join(
     ["import sys", "from paddy.cli.app import main", "sys.argv = ['paddy', '--help']", "try:", "    main()"]
     + ["except SystemExit:", "    pass"]
 )
+
+TRAINING = "import paddy.training.run"  # what every training command imports: torch, fastai, timm, sklearn
+COLLECT_RARELY = "from paddy.core.processes import collect_rarely\ncollect_rarely()"  # as the paddy command does
 
 
 def child_cpu_seconds(code: str) -> float:
@@ -71,6 +75,10 @@ def main() -> None:
     for _ in range(args.reps):
         plain.append(child_cpu_seconds(PLAIN))
         helped.append(child_cpu_seconds(HELP))
+    default_gc, rare_gc = [], []
+    for _ in range(args.reps):
+        default_gc.append(child_cpu_seconds(TRAINING))
+        rare_gc.append(child_cpu_seconds(f"{COLLECT_RARELY}\n{TRAINING}"))
     shutil.rmtree(args.work, ignore_errors=True)
     small, large = args.work / "runs-40", args.work / "runs-160"
     configs = {small: config_with_runs(small, 8), large: config_with_runs(large, 32)}
@@ -85,6 +93,9 @@ def main() -> None:
         "lookup 40 runs s": statistics.median(times[small]),
         "lookup 160 runs s": statistics.median(times[large]),
         "160 / 40": statistics.median(times[large]) / statistics.median(times[small]),
+        "training import, default gc CPU s": statistics.median(default_gc),
+        "training import, paddy's gc CPU s": statistics.median(rare_gc),
+        "default / paddy's": statistics.median(default_gc) / statistics.median(rare_gc),
     }
     print(json.dumps(result, indent=2))
     print(f"command: {sys.executable} benchmarks/startup.py --reps {args.reps} --work {args.work}")

@@ -36,7 +36,7 @@ def trained_run(entry: ModelEntry, data: CompetitionData, work: Path) -> RunFold
     out = work / f"tta-runs-{data.root.name}"
     shutil.rmtree(out, ignore_errors=True)
     result: list = []
-    quietly(lambda: result.append(train(plan_run(entry, data, out, chosen_budget()))))
+    quietly(lambda: result.append(train(plan_run(entry, data, out, chosen_budget()), pictures=False)))
     return result[0].run
 
 

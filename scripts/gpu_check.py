@@ -145,7 +145,7 @@ def fp16_training(check: Check) -> Rows:
     args = check.bench_args("resnet18", 64, 32)
     entry = bench_entry(args, epochs=1 if check.tiny else 3)
     plan = plan_run(entry, data, check.out / "work" / "runs", chosen_budget())
-    result = train(plan, num_workers=0 if check.tiny else None, on_epoch=print)
+    result = train(plan, num_workers=0 if check.tiny else None, on_epoch=print, pictures=False)  # only its losses
     losses = result.history["train_loss"].tolist()
     yield {
         "arch": entry.arch,

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from paddy.core.processes import collect_rarely
 from paddy.data.competition import CompetitionData, check_layout
 from paddy.data.demo import write_demo_dataset
 from paddy.data.images import without_bad_images
 from paddy.settings.budget import chosen_budget
 from paddy.settings.checks import apply_overrides
 from paddy.settings.entry import BadImages, ModelEntry
+
+collect_rarely()  # as the paddy command does: the tests' runs collect their garbage as users' runs do
 
 TINY = {"arch": "test_resnet", "size": (32, 32), "bs": 8, "epochs": 1, "pretrained": False, "seed": 0}
 
@@ -25,11 +28,14 @@ def tiny_entry(**overrides) -> ModelEntry:
 KAGGLE_GPU_MIB = chosen_budget()  # the default budget, as the CLI gives it
 
 
-def trained(entry, data, out, *, budget_mib=KAGGLE_GPU_MIB, bad_images=BadImages.fail, run=None, **options):
-    """One run planned and trained (paddy.training.run's plan_run then train), `options` as for train."""
+def trained(
+    entry, data, out, *, budget_mib=KAGGLE_GPU_MIB, bad_images=BadImages.fail, run=None, pictures=False, **options
+):
+    """One run planned and trained (paddy.training.run's plan_run then train), `options` as for train; its
+    pictures only when the test looks at them (matplotlib is most of a tiny run: the CLI's runs draw them)."""
     from paddy.training.run import plan_run, train
 
-    return train(plan_run(entry, data, out, budget_mib, bad_images, run), **options)
+    return train(plan_run(entry, data, out, budget_mib, bad_images, run), pictures=pictures, **options)
 
 
 def with_callbacks(monkeypatch, *callbacks) -> None:
@@ -58,8 +64,8 @@ def tiny_data(tiny_data_root) -> CompetitionData:
 
 @pytest.fixture(scope="session")
 def finished_run(tiny_data, tmp_path_factory):
-    """One real training run on the tiny data (shared: training is the slow part)."""
-    return trained(tiny_entry(), tiny_data, tmp_path_factory.mktemp("runs"), num_workers=0)
+    """One real training run on the tiny data, pictures and all (shared: training is the slow part)."""
+    return trained(tiny_entry(), tiny_data, tmp_path_factory.mktemp("runs"), num_workers=0, pictures=True)
 
 
 @pytest.fixture(autouse=True)

@@ -127,7 +127,7 @@ def worse_last_run(entry, data, out, monkeypatch, **options):
     monkeypatch.setattr(paddy.training.run, "save_run_plots", lambda *a: (plotted.append(a[4][0]), real_plots(*a))[1])
     epochs = sum(phase.epochs for phase in training_phases(entry))
     with_only(monkeypatch, BlownUp(epochs - 1), validated)
-    return trained(entry, data, out, num_workers=0, **options), validated, plotted
+    return trained(entry, data, out, num_workers=0, pictures=True, **options), validated, plotted
 
 
 @pytest.mark.parametrize("ema", [None, 0.9], ids=["plain", "ema"])

@@ -10,6 +10,7 @@ from conftest import assert_no_redrawn_bars
 from typer.testing import CliRunner
 
 from paddy.cli.app import app
+from paddy.core.processes import RARE_COLLECTIONS
 from paddy.runs.predictions import load_predictions
 
 runner = CliRunner()
@@ -229,3 +230,19 @@ def test_kaggle_status_and_pull_import_no_torch():
     script += f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_the_paddy_command_collects_its_garbage_rarely(monkeypatch):
+    """The console script sets the collector's thresholds before any command imports torch and fastai."""
+    import gc
+
+    import paddy.cli.app
+
+    monkeypatch.setattr(paddy.cli.app, "app", lambda: None)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        paddy.cli.app.main()
+        assert gc.get_threshold() == RARE_COLLECTIONS
+    finally:
+        gc.set_threshold(*before)

@@ -143,7 +143,7 @@ def test_a_run_saves_its_pictures_titled_with_its_score(tiny_data, tmp_path, mon
         return saved
 
     monkeypatch.setattr(paddy.training.run, "save_run_plots", plots)
-    result = trained(tiny_entry(), tiny_data, tmp_path, num_workers=0)
+    result = trained(tiny_entry(), tiny_data, tmp_path, num_workers=0, pictures=True)
     loss, confusion, top_losses = drawn
     title = f"{result.run.name}\ntest_resnet at 32x32: error_rate {result.valid_error:.4f}"
     assert loss.axes[0].get_title() == title and confusion._suptitle.get_text() == title

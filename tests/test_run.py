@@ -53,8 +53,8 @@ item = "pad"
 
 
 def train_in_process(plan, **options):
-    """The real train(), without DataLoader worker processes (faster on tiny data)."""
-    return train(plan, num_workers=0, **options)
+    """The real train(), without DataLoader worker processes or pictures (faster on tiny data)."""
+    return train(plan, num_workers=0, pictures=False, **options)
 
 
 def write_config(tmp_path, second_epochs=1, name="tiny3.toml"):

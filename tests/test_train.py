@@ -422,7 +422,9 @@ def test_the_confusion_matrix_reuses_the_last_epochs_validation_pass(tiny_data, 
 
     monkeypatch.setattr(Learner, "get_preds", counted)
     monkeypatch.setattr(paddy.training.run, "validation_outputs", kept_and_fresh)
-    trained(replace(tiny_entry(finetune=False, keep="last"), **settings), tiny_data, tmp_path, num_workers=0)
+    trained(
+        replace(tiny_entry(finetune=False, keep="last"), **settings), tiny_data, tmp_path, num_workers=0, pictures=True
+    )
     (((kept_outputs, kept_targets), made, outputs, targets),) = compared
     assert made == []
     np.testing.assert_allclose(kept_outputs, outputs, atol=1e-5)

@@ -9,6 +9,7 @@ import typer
 
 from paddy.cli import configs, data, ensemble, kaggle, probe, run, runs, submit, train
 from paddy.cli.help import PaddyGroup, use_paddy_help
+from paddy.core.processes import collect_rarely
 
 app = typer.Typer(
     help="Train, probe, ensemble and submit for Kaggle image competitions (fastai + timm).",
@@ -44,4 +45,5 @@ def paddy(
 def main() -> None:
     """Console-script entry point."""
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated")
+    collect_rarely()
     app()

@@ -1,8 +1,10 @@
-"""Child processes that end with paddy: Linux's parent-death signal for workers paddy starts."""
+"""Child processes that end with paddy (Linux's parent-death signal for workers paddy starts), and how often a
+process of paddy's collects its garbage."""
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -19,3 +21,14 @@ def die_with_parent(parent_pid: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent_pid:
         signal.raise_signal(signal.SIGTERM)
+
+
+RARE_COLLECTIONS = (50_000, 20, 20)  # Python's default is (700, 10, 10)
+
+
+def collect_rarely() -> None:
+    """Let Python's cyclic garbage collector run rarely in this process: torch, fastai and timm leave about
+    640,000 long-lived objects, which collections keep walking again (during the imports alone, a tenth to a
+    sixth of a training command's start-up; benchmarks/startup.py). Memory held in cycles is still freed:
+    `free_memory` collects at once before the next model is built."""
+    gc.set_threshold(*RARE_COLLECTIONS)

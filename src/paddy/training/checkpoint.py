@@ -25,6 +25,9 @@ from fastai.vision.all import Callback, L, Learner, Recorder
 from paddy.core.errors import PaddyError
 from paddy.core.files import FileNotWritten, atomic_write_text, atomic_write_with
 from paddy.core.ranks import is_main_process
+from paddy.data.training_set import training_set_change
+from paddy.runs.folder import NOT_MATCHED, RunFolder, refuse_finished
+from paddy.settings.legacy import TRAINING_SET_SINCE_0_3, Recorded, upgraded
 from paddy.training.best_epoch import BestEpoch, best_epoch_of
 from paddy.training.distributed import bare_loader, bare_model
 from paddy.training.ema import weight_average_of
@@ -143,6 +146,29 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise PaddyError(
             f"checkpoint {path} is damaged or not paddy's ({type(e).__name__}); train the run again from the start"
         ) from None
+
+
+def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint | None:
+    """The checkpoint of an unfinished run trained with exactly these settings, or why it cannot go on.
+
+    None for a run stopped inside its first epoch: it starts again, with the same seed, so it
+    still ends as it would have."""
+    refuse_finished(run)
+    if not run.checkpoint_path.is_file():
+        return None
+    checkpoint = load_checkpoint(run.checkpoint_path)
+    recorded = upgraded(Recorded.settings, checkpoint.settings)
+    if change := training_set_change(recorded, settings):
+        raise PaddyError(f"{run.path} cannot go on: {change}; restore the images it trained on, or train it anew")
+    # the seed actually used is seed_used; what NOT_MATCHED holds does not change what the run learns
+    keys = (settings.keys() | checkpoint.settings.keys()) - {"seed", *NOT_MATCHED, *TRAINING_SET_SINCE_0_3}
+    changed = sorted(k for k in keys if settings.get(k) != recorded.get(k))
+    if changed:
+        raise PaddyError(
+            f"{run.path} was trained with other settings ({', '.join(changed)}); resume it with its own, "
+            "or train it again from the start"
+        )
+    return checkpoint
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-from fastai.vision.all import (
-    Learner,
-    noop,
-)
+from fastai.vision.all import Learner, noop
 
 from paddy.core.errors import PaddyError
 from paddy.core.ranks import is_main_process
@@ -23,17 +20,15 @@ from paddy.core.versions import library_versions
 from paddy.data.competition import CompetitionData, resolve_data
 from paddy.data.folds import Folds, entry_folds
 from paddy.data.images import without_bad_images
-from paddy.data.training_set import training_set_change
-from paddy.runs.folder import NOT_MATCHED, RunFolder, new_run_folder, refuse_finished
+from paddy.runs.folder import RunFolder, new_run_folder, refuse_finished
 from paddy.runs.predictions import Predictions, save_predictions
 from paddy.runs.probes import resolve_auto_accum
 from paddy.scoring.decisions import fit_decisions
 from paddy.settings.checks import apply_overrides
 from paddy.settings.competition import recorded_spec
 from paddy.settings.entry import ENTRY_FIELDS, BadImages, ModelEntry
-from paddy.settings.legacy import TRAINING_SET_SINCE_0_3, Recorded, upgraded
 from paddy.training.best_epoch import KeptEpoch, adopt_kept, best_epoch_tracker
-from paddy.training.checkpoint import Checkpoint, EpochHook, EpochRecords, load_checkpoint, restore_best
+from paddy.training.checkpoint import EpochHook, EpochRecords, restore_best, resumable_checkpoint
 from paddy.training.distributed import alone, distributed, finish, launched_run_folder, needs_launch
 from paddy.training.ema import adopt_average
 from paddy.training.learner import build_dataloaders, make_learner
@@ -164,29 +159,6 @@ def predictions_meta(entry: ModelEntry, seed: int, valid_error: float, run: RunF
     }
 
 
-def resumable_checkpoint(run: RunFolder, settings: dict[str, Any]) -> Checkpoint | None:
-    """The checkpoint of an unfinished run trained with exactly these settings, or why it cannot go on.
-
-    None for a run stopped inside its first epoch: it starts again, with the same seed, so it
-    still ends as it would have."""
-    refuse_finished(run)
-    if not run.checkpoint_path.is_file():
-        return None
-    checkpoint = load_checkpoint(run.checkpoint_path)
-    recorded = upgraded(Recorded.settings, checkpoint.settings)
-    if change := training_set_change(recorded, settings):
-        raise PaddyError(f"{run.path} cannot go on: {change}; restore the images it trained on, or train it anew")
-    # the seed actually used is seed_used; what NOT_MATCHED holds does not change what the run learns
-    keys = (settings.keys() | checkpoint.settings.keys()) - {"seed", *NOT_MATCHED, *TRAINING_SET_SINCE_0_3}
-    changed = sorted(k for k in keys if settings.get(k) != recorded.get(k))
-    if changed:
-        raise PaddyError(
-            f"{run.path} was trained with other settings ({', '.join(changed)}); resume it with its own, "
-            "or train it again from the start"
-        )
-    return checkpoint
-
-
 def fit_run(plan: RunPlan, folder: RunFolder, num_workers: int | None, on_epoch: EpochHook | None) -> tuple:
     """The learner trained through the plan's schedule (from its checkpoint when it resumes) and holding the
     kept epoch's weights, with the epoch records, the kept epoch and when training started."""
@@ -206,13 +178,17 @@ def fit_run(plan: RunPlan, folder: RunFolder, num_workers: int | None, on_epoch:
     return learn, records, adopt_kept(learn, tracker), started
 
 
-def finish_run(learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: float, kept: KeptEpoch) -> Predictions:
-    """After the epochs, with the kept epoch's weights: the pictures, the saved model, the out-of-fold
-    predictions of a fold's run, and the test set's TTA predictions (returned, written last by `train`)."""
+def finish_run(
+    learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: float, kept: KeptEpoch, pictures: bool
+) -> Predictions:
+    """After the epochs, with the kept epoch's weights: the pictures (with `pictures`), the saved model, the
+    out-of-fold predictions of a fold's run, and the test set's TTA predictions (returned, written last by
+    `train`)."""
     entry, data, seed = plan.entry, plan.data, plan.training.seed
     valid = validation_outputs(learn, reuse=not kept.before_last)  # the last pass validated other weights
     decisions = fit_decisions(data.kind, *valid)  # on the validation rows, held out from training
-    save_run_plots(learn, folder, data.classes, data.kind, valid, valid_error, decisions)
+    if pictures:
+        save_run_plots(learn, folder, data.classes, data.kind, valid, valid_error, decisions)
     save_model(learn, folder.model_path, card_for(learn, entry, plan.training.step_bs, data, seed))
     meta = {**predictions_meta(entry, seed, valid_error, folder, data), **plan.folds_identity}
     if decisions is not None:
@@ -223,13 +199,20 @@ def finish_run(learn: Learner, plan: RunPlan, folder: RunFolder, valid_error: fl
 
 
 def train(
-    plan: RunPlan, *, num_workers: int | None = None, on_epoch: EpochHook | None = None, keep_checkpoint: bool = False
+    plan: RunPlan,
+    *,
+    num_workers: int | None = None,
+    on_epoch: EpochHook | None = None,
+    keep_checkpoint: bool = False,
+    pictures: bool = True,
 ) -> RunResult | None:
     """Train the planned run, predict the test set with TTA, and save it all in its run folder.
 
     The predictions file is written last, so its presence marks the run finished. With `on_epoch`, each
     epoch's history row goes there instead of fastai's bars and table (for logs, where redrawn bars are
     noise). A checkpoint is saved after every epoch and removed at the end (unless `keep_checkpoint`).
+    Without `pictures` no picture is drawn: for a benchmark or check that needs only the model and its
+    predictions (matplotlib takes about a second a run, most of a tiny one).
 
     In a data-parallel launch (`gpus` > 1) every process trains; the main one writes and predicts, and
     returns the result; the others return None.
@@ -244,7 +227,7 @@ def train(
         with alone():
             valid_error = records.valid_error(learn.metrics[0].name, kept.epoch)  # the label's
             trained = time.monotonic()
-            preds = finish_run(learn, plan, folder, valid_error, kept)
+            preds = finish_run(learn, plan, folder, valid_error, kept, pictures)
         train_seconds, predict_seconds = trained - started, time.monotonic() - trained
         result = {
             "valid_error": valid_error,
