@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 import paddy.training.run
 from paddy.cli.app import app
 from paddy.core.errors import PaddyError
+from paddy.ensembling.predict import predict_run
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
 from paddy.settings.checks import apply_overrides, entry_problems
@@ -150,6 +151,29 @@ def test_a_run_whose_last_epoch_is_worse_keeps_its_best(tiny_data, tmp_path, mon
     (outputs,) = plotted  # the confusion matrix's pass: the kept weights validated again, as that epoch did
     np.testing.assert_allclose(outputs, validated.outputs[best], atol=1e-5)
     assert not np.allclose(outputs, validated.outputs[-1], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "settings", [{"sizes": "16,32"}, {"folds": 2, "fold": 1}], ids=["progressive-resizing", "fold"]
+)
+def test_an_earlier_kept_epoch_is_what_the_run_saves_and_predicts_with(tiny_data, tmp_path, monkeypatch, settings):
+    """With progressive resizing (the best epoch may be at another size than the last) and in a fold's run
+    (whose out-of-fold predictions the CV and fitted weights use): the saved model is the kept epoch's, and
+    the run's test and out-of-fold predictions are what that model predicts."""
+    entry = tiny_entry(epochs=4, finetune=False, **settings)
+    result, validated, _ = worse_last_run(entry, on_log_loss(tiny_data), tmp_path, monkeypatch)
+    best = best_of(result.history.log_loss, greater=False)
+    assert result.kept.epoch == best < len(result.history) - 1
+    assert result.valid_error == pytest.approx(result.history.log_loss.iloc[best])
+    assert same_weights(saved_weights(result.run), validated.evaluated[best])
+    own = [load_predictions(result.predictions_path)]
+    if result.run.oof_path.is_file():
+        own.append(load_predictions(result.run.oof_path))
+    for preds in own:
+        paths = {p.name: p for p in [*tiny_data.test_images, *tiny_data.train_images]}
+        again = predict_run(result.run, [paths[i] for i in preds.image_ids], tta=True)
+        np.testing.assert_allclose(again.probs, preds.probs, atol=1e-5)
+    assert len(own) == (2 if "folds" in settings else 1)
 
 
 def test_keep_last_keeps_the_last_epoch(tiny_data, tmp_path, monkeypatch):

@@ -151,11 +151,10 @@ def test_kaggle_notebooks_train_and_predict_offline(credentials, kaggle_server, 
 
 
 def check_image_kept_its_torch(python: Path) -> None:
-    """pip installed paddy beside the image's torch: torch is still the image's, not a new copy."""
-    where = subprocess.run(
-        [python, "-c", "import torch, torchvision, paddy; print(torch.__file__, torchvision.__file__)"],
-        capture_output=True,
-        text=True,
-    )
-    assert where.returncode == 0, where.stderr
-    assert all("/kaggle-image/image/" in path for path in where.stdout.split())
+    """pip installed paddy beside the image's torch: torch is still the image's, not a new copy (the venv's
+    own site-packages, where pip installs, holds neither torch nor torchvision; the notebook imported them)."""
+    (site_packages,) = (python.parent.parent / "lib").glob("python*/site-packages")
+    assert (site_packages / "paddy").is_dir(), "paddy itself was installed into the image's venv"
+    installed = {p.name.split("-")[0].lower() for p in site_packages.glob("*.dist-info")}
+    assert "paddy_trainer" in installed and not installed & {"torch", "torchvision"}, sorted(installed)
+    assert not (site_packages / "torch").exists() and not (site_packages / "torchvision").exists()

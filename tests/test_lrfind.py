@@ -21,12 +21,12 @@ def test_lr_find_saves_plot_and_suggestions(tiny_data, tmp_path, monkeypatch):
 
 
 def test_lr_find_command_prints_suggestions_without_bars(tiny_data_root, tmp_path):
-    flags = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--accum", "2", "--no-pretrained", "--seed", "0"]
+    flags = ["--arch", "test_resnet", "--size", "32", "--bs", "8", "--accum", "2", "--no-pretrained", "--seed", "0"]
     result = CliRunner().invoke(
         app, ["lr-find", "--data", str(tiny_data_root), "--out", str(tmp_path), *flags], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
-    assert "lr_find resnet18-32x32-squish" in result.stdout and "valley" in result.stdout
+    assert "lr_find test_resnet-32x32-squish" in result.stdout and "valley" in result.stdout
     (plot,) = tmp_path.glob("*/lr_find.png")
     assert f"plot: {plot}" in result.stdout.replace("\n", "")
     assert_no_redrawn_bars(result.stdout)
