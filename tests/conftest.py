@@ -38,6 +38,14 @@ def trained(
     return train(plan_run(entry, data, out, budget_mib, bad_images, run), pictures=pictures, **options)
 
 
+def train_in_process(plan, **options):
+    """The real train() as `run_config`'s train_fn, without DataLoader worker processes or pictures (faster on
+    tiny data)."""
+    from paddy.training.run import train
+
+    return train(plan, num_workers=0, pictures=False, **options)
+
+
 def with_callbacks(monkeypatch, *callbacks) -> None:
     """Every learner train() makes gets these callbacks too."""
     import paddy.training.run

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import KAGGLE_GPU_MIB, tiny_entry, trained
+from conftest import KAGGLE_GPU_MIB, tiny_entry, train_in_process, trained
 from typer.testing import CliRunner
 
 from paddy.cli.app import app
@@ -26,13 +26,13 @@ from paddy.runs.predictions import load_predictions
 from paddy.settings.competition import TargetKind
 from paddy.settings.config_file import load_config
 from paddy.settings.entry import ModelEntry
-from paddy.training.run import plan_runs, train
+from paddy.training.run import plan_runs
 
 K = 3
 
 
 def train_folds(entry: ModelEntry, data, out):
-    return [train(plan, num_workers=0) for plan in plan_runs(entry, data, out, KAGGLE_GPU_MIB)]
+    return [train_in_process(plan) for plan in plan_runs(entry, data, out, KAGGLE_GPU_MIB)]
 
 
 @dataclass(frozen=True)
@@ -336,10 +336,6 @@ def test_paddy_run_trains_every_fold_shares_the_folds_and_resumes_per_fold(tiny_
     assert (report.fitting_does_not_help() is None) == (honest < given), "a warning exactly when fitting is worse"
     saved = load_predictions(out / "e.safetensors").meta["cv"]
     assert saved["log_loss"] == report.ensemble[-1].scores.log_loss, "the honest estimate, never the in-sample one"
-
-
-def train_in_process(plan, **options):
-    return train(plan, num_workers=0, **options)
 
 
 def test_a_two_target_fold_keeps_label_probabilities_out_of_fold(tiny_data, tmp_path):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import KAGGLE_GPU_MIB, assert_no_redrawn_bars, tiny_entry
+from conftest import KAGGLE_GPU_MIB, assert_no_redrawn_bars, tiny_entry, train_in_process
 from filelock import FileLock
 from typer.testing import CliRunner
 
@@ -26,7 +26,7 @@ from paddy.runs.folder import entry_run_folder
 from paddy.runs.predictions import load_predictions
 from paddy.settings.config_file import load_config
 from paddy.training.plan import plan_training
-from paddy.training.run import RunPlan, train
+from paddy.training.run import RunPlan
 
 TINY_CONFIG = """
 [defaults]
@@ -50,11 +50,6 @@ weight = 2
 arch = "test_resnet"
 item = "pad"
 """
-
-
-def train_in_process(plan, **options):
-    """The real train(), without DataLoader worker processes or pictures (faster on tiny data)."""
-    return train(plan, num_workers=0, pictures=False, **options)
 
 
 def write_config(tmp_path, second_epochs=1, name="tiny3.toml"):
