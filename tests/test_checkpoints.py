@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import KAGGLE_GPU_MIB, tiny_entry, trained, with_callbacks
+from conftest import KAGGLE_GPU_MIB, tiny_entry, train_in_process, trained, with_callbacks
 from fastai.vision.all import Callback
 from typer.testing import CliRunner
 
@@ -190,11 +190,11 @@ def test_paddy_run_resumes_an_interrupted_entry_and_force_restarts_it(tiny_data,
     config, out = load_config(path), tmp_path / "runs"
     with_callbacks(monkeypatch, StopAt(1, 2))
     with pytest.raises(KeyboardInterrupt):
-        run_config(config, tiny_data, out, KAGGLE_GPU_MIB)
+        run_config(config, tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
     with_callbacks(monkeypatch)
-    (resumed,) = run_config(config, tiny_data, out, KAGGLE_GPU_MIB)
+    (resumed,) = run_config(config, tiny_data, out, KAGGLE_GPU_MIB, train_fn=train_in_process)
     assert resumed.status == RunStatus.resumed and list(resumed.run.history().epoch) == [0, 1, 2]
-    (again,) = run_config(config, tiny_data, out, KAGGLE_GPU_MIB, force=True)
+    (again,) = run_config(config, tiny_data, out, KAGGLE_GPU_MIB, force=True, train_fn=train_in_process)
     assert again.status == RunStatus.trained
 
 
