@@ -231,7 +231,7 @@ class HistoryWriter(TrainedEpochs):
             checkpoint = self.records.checkpoint_path
             raise CheckpointNotSaved(
                 f"cannot write {e.path} ({e.reason}); {kept_before(checkpoint)}", checkpoint.parent
-            )
+            ) from None
         self.records.on_epoch(row)
 
 

@@ -15,8 +15,9 @@ from paddy.core.files import FileNotWritten
 
 
 class CheckpointNotSaved(PaddyError):
-    """A checkpoint the disk had no room (or no write) for: the previous one is kept, so `run` goes on from
-    it. The message is kept apart from `args`, which fastai rewrites for errors raised in a callback."""
+    """An epoch's checkpoint or history.csv the disk had no room (or no write) for: the previous checkpoint is
+    kept, so `run` goes on from it. The message is kept apart from `args`, which fastai rewrites for errors
+    raised in a callback."""
 
     def __init__(self, message: str, run: Path):
         super().__init__(message)
