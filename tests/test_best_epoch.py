@@ -157,12 +157,13 @@ def test_a_run_whose_last_epoch_is_worse_keeps_its_best(tiny_data, tmp_path, mon
     "settings", [{"sizes": "16,32"}, {"folds": 2, "fold": 1}], ids=["progressive-resizing", "fold"]
 )
 def test_an_earlier_kept_epoch_is_what_the_run_saves_and_predicts_with(tiny_data, tmp_path, monkeypatch, settings):
-    """With progressive resizing (the best epoch may be at another size than the last) and in a fold's run
-    (whose out-of-fold predictions the CV and fitted weights use): the saved model is the kept epoch's, and
-    the run's test and out-of-fold predictions are what that model predicts."""
+    """With progressive resizing (its first epoch at the last size, the third, kept: the only one there
+    before the blown-up last) and in a fold's run (whose out-of-fold predictions the CV and fitted weights
+    use): the saved model is the kept epoch's, and the run's test and out-of-fold predictions are what that
+    model predicts."""
     entry = tiny_entry(epochs=4, finetune=False, **settings)
     result, validated, _ = worse_last_run(entry, on_log_loss(tiny_data), tmp_path, monkeypatch)
-    best = best_of(result.history.log_loss, greater=False)
+    best = 2 if "sizes" in settings else best_of(result.history.log_loss, greater=False)
     assert result.kept.epoch == best < len(result.history) - 1
     assert result.valid_error == pytest.approx(result.history.log_loss.iloc[best])
     assert same_weights(saved_weights(result.run), validated.evaluated[best])
@@ -174,6 +175,33 @@ def test_an_earlier_kept_epoch_is_what_the_run_saves_and_predicts_with(tiny_data
         again = predict_run(result.run, [paths[i] for i in preds.image_ids], tta=True)
         np.testing.assert_allclose(again.probs, preds.probs, atol=1e-5)
     assert len(own) == (2 if "folds" in settings else 1)
+
+
+def test_with_progressive_resizing_only_epochs_at_the_last_size_are_compared(tiny_data, tmp_path, monkeypatch):
+    """Every epoch from the second on blown up: the first, at the smaller size, scores best of all, and with
+    patience 1 the run would stop after the second. Neither happens: the kept epoch is the better of the two
+    at the last size, its score the run's, and every epoch trains."""
+    entry = tiny_entry(epochs=4, finetune=False, sizes="16,32", patience=1)
+    with_only(monkeypatch, BlownUp(1))
+    result = trained(entry, on_log_loss(tiny_data), tmp_path, num_workers=0)
+    history = result.history
+    assert list(history["size"]) == ["16x16", "16x16", "32x32", "32x32"]
+    assert best_of(history.log_loss, greater=False) == 0, "the blown-up epochs did not make the first the best"
+    assert len(history) == 4 and not result.kept.stopped_early
+    assert result.kept.epoch == 2 + best_of(history.log_loss.iloc[2:], greater=False)
+    assert result.valid_error == pytest.approx(history.log_loss.iloc[result.kept.epoch])
+
+
+def test_a_run_whose_last_epochs_are_no_better_did_not_stop_early(tiny_data, tmp_path, monkeypatch):
+    """Patience runs out with the last epoch: no epoch was left untrained, so the run did not stop early."""
+    entry = tiny_entry(epochs=2, finetune=False, patience=1)
+    with_only(monkeypatch, BlownUp(1))
+    result = trained(entry, on_log_loss(tiny_data), tmp_path, num_workers=0)
+    assert len(result.history) == 2 and result.kept.epoch == 0
+    assert (
+        not result.kept.stopped_early
+        and json.loads((result.run.path / "result.json").read_text())["stopped_early"] is False
+    )
 
 
 def test_keep_last_keeps_the_last_epoch(tiny_data, tmp_path, monkeypatch):

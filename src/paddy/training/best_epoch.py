@@ -8,6 +8,10 @@ TrackerCallback (their base, with its comparison) for the whole run: the best is
 rows are, where fastai counts them per fit (EarlyStoppingCallback's wait starts again every fit, and its
 CancelFitException would end one fit and let the next start). The kept weights stay in memory instead
 of SaveModelCallback's pickled file, and are those the epoch validated: the weight average's with `ema`.
+
+With progressive resizing only the epochs at the last size (the one the model validates and predicts at)
+are compared, and patience counts from the first of them: a score at a smaller size measures other inputs,
+and a model kept there would predict at a size it never validated at.
 """
 
 from __future__ import annotations
@@ -70,9 +74,11 @@ class BestEpoch(TrackerCallback):
     # record the epoch; before the Checkpointer (+ 15), so the checkpoint holds this epoch's best
     order = Recorder.order + 12
 
-    def __init__(self, metric: str, greater: bool, keep: Keep, patience: int | None):
+    def __init__(self, metric: str, greater: bool, keep: Keep, patience: int | None, compared_from: int, planned: int):
         super().__init__(monitor=metric, comp=np.greater if greater else np.less, reset_on_fit=False)
         self.keep, self.patience = keep, patience
+        self.compared_from = compared_from  # the first epoch compared: the first at the last size
+        self.planned = planned  # epochs the schedule trains unless early stopping ends it
         self.epochs = 0  # epochs the run has trained, across fits (and before a resume)
         self.best_at: int | None = None  # None: no epoch scored yet (or only NaN)
         self.weights: Weights | None = None  # the best epoch's, when the run keeps the best
@@ -81,11 +87,12 @@ class BestEpoch(TrackerCallback):
     @property
     def since_best(self) -> int:
         """Epochs trained since the best one (all of them when none scored)."""
-        return self.epochs - 1 - (self.best_at if self.best_at is not None else -1)
+        return self.epochs - 1 - (self.best_at if self.best_at is not None else self.compared_from - 1)
 
     @property
     def stopped(self) -> bool:
-        return self.patience is not None and self.epochs > 0 and self.since_best >= self.patience
+        """Whether `patience` compared epochs have passed without a better one: no epoch trains after."""
+        return self.patience is not None and self.epochs > self.compared_from and self.since_best >= self.patience
 
     def before_epoch(self) -> None:
         # the decision is taken when an epoch ends, after its history row and checkpoint are written
@@ -100,6 +107,9 @@ class BestEpoch(TrackerCallback):
         if not self.trained:
             return
         self.trained = False
+        if self.epochs < self.compared_from:
+            self.epochs += 1
+            return
         super().after_epoch()
         if self.new_best:
             self.best_at = self.epochs
@@ -115,18 +125,22 @@ class BestEpoch(TrackerCallback):
 
     def load_state(self, state: dict[str, Any] | None, evaluated: Weights, epochs: int) -> None:
         """The state a checkpoint saved after `epochs` epochs whose evaluated weights were `evaluated`
-        (a checkpoint from before runs kept their best has none: the best is not known)."""
+        (a checkpoint from before runs kept their best has none: the best is not known). A best at a smaller
+        size, from a 0.3 development build that compared every size, is not one this run compares."""
         self.epochs = epochs
-        if state is None or state["epoch"] is None:
+        if state is None or state["epoch"] is None or state["epoch"] < self.compared_from:
             return
         self.best, self.best_at = state["value"], state["epoch"]
         if self.keep is Keep.best:
             self.weights = state["weights"] if state["weights"] is not None else evaluated
 
 
-def best_epoch_tracker(entry: ModelEntry, metric: str) -> BestEpoch:
-    """The run's tracker of its epoch metric `metric` (the learner's first)."""
-    return BestEpoch(metric, greater_is_better_epoch(metric), entry.keep, entry.patience)
+def best_epoch_tracker(entry: ModelEntry, metric: str, epoch_sizes: list[tuple[int, int]]) -> BestEpoch:
+    """The run's tracker of its epoch metric `metric` (the learner's first), for a schedule training its
+    epochs at `epoch_sizes` (growing, ending at the entry's size)."""
+    compared_from = epoch_sizes.index(entry.size)
+    greater = greater_is_better_epoch(metric)
+    return BestEpoch(metric, greater, entry.keep, entry.patience, compared_from, len(epoch_sizes))
 
 
 def best_epoch_of(learn: Learner) -> BestEpoch | None:
@@ -137,7 +151,7 @@ def kept_epoch(tracker: BestEpoch) -> KeptEpoch:
     """The epoch the run keeps: the best, else (keep last, or no epoch scored) the last trained."""
     last = tracker.epochs - 1
     best = tracker.best_at if tracker.keep is Keep.best and tracker.best_at is not None else last
-    return KeptEpoch(tracker.keep, best, tracker.epochs, tracker.stopped)
+    return KeptEpoch(tracker.keep, best, tracker.epochs, tracker.stopped and tracker.epochs < tracker.planned)
 
 
 def adopt_kept(learn: Learner, tracker: BestEpoch) -> KeptEpoch:

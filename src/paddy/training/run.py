@@ -35,7 +35,7 @@ from paddy.training.learner import build_dataloaders, make_learner
 from paddy.training.plan import TrainingPlan, check_against_data, plan_training
 from paddy.training.predicting import save_run_plots, tta_predictions, validation_outputs
 from paddy.training.saved_model import card_for, normalizers, save_model
-from paddy.training.schedule import fit_phases, training_phases
+from paddy.training.schedule import epoch_sizes, fit_phases, training_phases
 
 
 @dataclass(frozen=True)
@@ -170,10 +170,11 @@ def fit_run(plan: RunPlan, folder: RunFolder, num_workers: int | None, on_epoch:
     history = list(start.history if start else [])
     records = EpochRecords(folder.history_path, folder.checkpoint_path, settings, history, on_epoch or noop)
     learn = make_learner(plan.training, plan.data, [], num_workers, bars=on_epoch is None, folds=plan.folds)
-    tracker = restore_best(best_epoch_tracker(plan.entry, learn.metrics[0].name), start)
+    phases = training_phases(plan.entry)
+    tracker = restore_best(best_epoch_tracker(plan.entry, learn.metrics[0].name, epoch_sizes(phases)), start)
     learn.add_cb(tracker)
     with distributed(learn):
-        fit_phases(learn, training_phases(plan.entry), records, start, loaders_at_sizes(learn, plan, num_workers))
+        fit_phases(learn, phases, records, start, loaders_at_sizes(learn, plan, num_workers))
     adopt_average(learn)
     return learn, records, adopt_kept(learn, tracker), started
 

@@ -47,6 +47,11 @@ def training_phases(entry: ModelEntry) -> list[Phase]:
     ]
 
 
+def epoch_sizes(phases: list[Phase]) -> list[Size]:
+    """The size each epoch of the schedule trains at, in order."""
+    return [phase.size for phase in phases for _ in range(phase.epochs)]
+
+
 def resume_position(checkpoint: Checkpoint | None, phases: list[Phase]) -> Position:
     """The phase and epoch to start at: the beginning, or just after the checkpoint."""
     if checkpoint is None:
