@@ -1,9 +1,11 @@
 """The image check once per dataset: what a first and a second `paddy train` on the same data and
-`--out` spend finding corrupt images (target: the second < 5% of the first).
+`--out` spend finding corrupt images (target: the second < 5% of the first), and the first's decoding
+against fastai's verify_images (one pool task per image), which paddy's chunked check replaced.
 
 Each round checks the sample with a fresh output folder (every image decoded by fastai's
-verify_images, the results recorded in `<out>/.image-checks.json`), then as a later command does:
-a fresh CompetitionData with the same `--out`, so only the record is read and each file stat'ed.
+verify_image in chunks, the results recorded in `<out>/.image-checks.json`), then as a later command
+does: a fresh CompetitionData with the same `--out`, so only the record is read and each file stat'ed;
+then verify_images decodes the same images.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 from common import median, parse, parser, sample_data, show
+from fastai.vision.utils import verify_images
 
 from paddy.data.competition import check_layout
 from paddy.data.images import without_bad_images
@@ -33,16 +36,21 @@ def main() -> None:
     p.set_defaults(per_class=100, reps=3)
     args = parse(p)
     data = sample_data(args)
-    first, second = [], []
+    images = [*data.test_images, *data.train_images]
+    first, second, fastai = [], [], []
     for _ in range(args.reps):
         out = Path(tempfile.mkdtemp(prefix="image-checks-", dir=args.work))
         first.append(check_seconds(data.root, out))
         second.append(check_seconds(data.root, out))
         shutil.rmtree(out)
-    n = len(data.train_images) + len(data.test_images)
+        started = time.perf_counter()
+        verify_images(images)
+        fastai.append(time.perf_counter() - started)
+    n = len(images)
     rows = [
         {"command": "first (decodes every image)", "images": n, "seconds": median(first)},
         {"command": "second (same --out)", "images": n, "seconds": median(second)},
+        {"command": "fastai's verify_images (no record)", "images": n, "seconds": median(fastai)},
     ]
     ratio = median(second) / median(first)
     show(
@@ -50,7 +58,7 @@ def main() -> None:
         rows,
         args,
         f"second / first = {ratio:.4f} (target < 0.05); per image: first {1000 * median(first) / n:.3f} ms, "
-        f"second {1000 * median(second) / n:.4f} ms",
+        f"second {1000 * median(second) / n:.4f} ms; verify_images / first = {median(fastai) / median(first):.2f}",
     )
 
 

@@ -1,5 +1,6 @@
 """The image check once per dataset: results recorded in `<out>/.image-checks.json` by path, size,
-mtime and ctime, reused by later commands, and a changed or new image decoded again."""
+mtime and ctime, reused by later commands, and a changed or new image decoded again; its progress reported
+as it goes, and an interrupted check's results kept."""
 
 from __future__ import annotations
 
@@ -7,14 +8,24 @@ import json
 import os
 import shutil
 import threading
+from contextlib import closing
+from itertools import islice
 from pathlib import Path
 
 import pytest
 
 import paddy.data.images
 from paddy.core.errors import PaddyError
+from paddy.core.progress import reporting_to
 from paddy.data.competition import check_layout
-from paddy.data.images import file_stamp, image_checks_path, record_checks, recorded_checks, without_bad_images
+from paddy.data.images import (
+    CHECKING,
+    file_stamp,
+    image_checks_path,
+    record_checks,
+    recorded_checks,
+    without_bad_images,
+)
 from paddy.ensembling.predict import images_to_predict
 
 NOT_A_JPEG = b"this is not a jpeg"
@@ -27,15 +38,15 @@ def data_copy(tiny_data_root, tmp_path) -> Path:
 
 @pytest.fixture
 def decoded(monkeypatch) -> list[Path]:
-    """Every image actually decoded (by fastai's verify_images), in order."""
+    """Every image actually decoded (by fastai's verify_image), in order."""
     seen: list[Path] = []
-    real = paddy.data.images.decoded_unreadable
+    real = paddy.data.images.decode_checks
 
     def counting(paths):
         seen.extend(paths)
         return real(paths)
 
-    monkeypatch.setattr(paddy.data.images, "decoded_unreadable", counting)
+    monkeypatch.setattr(paddy.data.images, "decode_checks", counting)
     return seen
 
 
@@ -152,3 +163,38 @@ def test_a_command_refused_for_its_images_creates_no_output_folder(data_copy, tm
     decoded.clear()
     kept = checked(data_copy, out, "skip")
     assert decoded == [] and broken not in kept.train_images
+
+
+def test_the_check_reports_its_progress_chunk_by_chunk_to_the_end(data_copy, tmp_path, monkeypatch):
+    monkeypatch.setattr(paddy.data.images, "CHECK_CHUNK", 8)
+    reports: list[tuple] = []
+    with reporting_to(lambda *report: reports.append(report)):
+        data = checked(data_copy, tmp_path / "runs")
+        again = len(reports)
+        checked(data_copy, tmp_path / "runs")
+    n = len(data.test_images) + len(data.train_images)
+    assert [done for _, done, _ in reports] == [*range(8, n, 8), n] and n > 16
+    assert {(what, total) for what, _, total in reports} == {(CHECKING, n)}
+    assert len(reports) == again, "a check with nothing left to decode reports nothing"
+
+
+def test_an_interrupted_check_records_what_it_had_decoded(data_copy, tmp_path, monkeypatch):
+    """Ctrl-C reaches the check while it waits for the pool: the images decoded by then are recorded, and the
+    next command decodes only the others."""
+    real, out = paddy.data.images.decode_checks, tmp_path / "runs"
+
+    def interrupted_after_five(paths):
+        with closing(real(paths)) as checks:
+            yield from islice(checks, 5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(paddy.data.images, "decode_checks", interrupted_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        checked(data_copy, out)
+    data = check_layout(data_copy)
+    every = [*data.test_images, *data.train_images]
+    assert set(recorded_checks(image_checks_path(out))) == {os.path.abspath(p) for p in every[:5]}
+    seen: list[Path] = []
+    monkeypatch.setattr(paddy.data.images, "decode_checks", lambda paths: (seen.extend(paths), real(paths))[1])
+    checked(data_copy, out)
+    assert seen == every[5:]

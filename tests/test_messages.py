@@ -254,3 +254,31 @@ def test_an_ignored_option_is_still_taken_so_a_train_command_line_runs(tiny_data
     out.write_text("")
     result = runner.invoke(app, ["probe-memory", "--data", str(tiny_data_root), "--epochs", "3", "--out", str(out)])
     assert "No such option" not in result.output and "cannot write" in error_line(result)
+
+
+def test_work_the_library_reports_is_drawn_as_a_bar_on_a_terminal_and_gone_at_its_end():
+    from rich.console import Console
+
+    from paddy.cli.output import LibraryProgress
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100)
+    bars = LibraryProgress(terminal)
+    bars("checking images", 64, 128)
+    assert bars.what == "checking images"
+    bars("checking images", 128, 128)
+    assert bars.what is None, "the bar ends with its work"
+    drawn = terminal.file.getvalue()
+    assert "checking images" in drawn and "128/128" in drawn
+    log = Console(file=io.StringIO(), force_terminal=False)
+    LibraryProgress(log)("checking images", 128, 128)
+    assert log.file.getvalue() == "", "a log shows no bar, not even an empty line"
+
+
+def test_every_command_draws_what_the_library_reports(monkeypatch):
+    """reports_errors, which every command goes through, sets the reporter for the command's duration."""
+    from paddy.cli.output import LibraryProgress, reports_errors
+    from paddy.core import progress
+
+    seen = []
+    reports_errors(lambda: seen.append(progress._reporter.get()))()
+    assert isinstance(seen[0], LibraryProgress) and progress._reporter.get() is None

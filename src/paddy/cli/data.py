@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from paddy.cli.options import BadImagesOption, DataOption
-from paddy.cli.output import out, reports_errors
+from paddy.cli.output import err, out, progress_bar, reports_errors
 from paddy.cli.tables import description_table, frame_table
 from paddy.data.competition import COMPETITION, CompetitionData, check_layout, resolve_data
 from paddy.data.demo_layouts import LAYOUTS
@@ -66,23 +66,11 @@ def presize(
     bad_images: BadImagesOption = BadImages.fail,
 ) -> None:
     """Write a resized copy of the competition images (same layout), so decoding stops starving training."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from paddy.data.presize import presize_dataset
 
     source = resolve_data(data).root
-    columns = (TextColumn("presize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=out, transient=True) as progress:
-        task = progress.add_task("presize", total=None)
-        report = presize_dataset(
-            source,
-            dest,
-            longest,
-            quality,
-            workers,
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-            bad_images=bad_images,
-        )
+    with progress_bar("presize", err) as update:
+        report = presize_dataset(source, dest, longest, quality, workers, on_progress=update, bad_images=bad_images)
     counts = pd.DataFrame([{"resized": report.resized, "copied": report.copied, "already done": report.skipped}])
     out.print(frame_table(counts, title=f"{source} -> {dest} (longest {longest} px)"))
     if report.stale_removed:

@@ -8,7 +8,7 @@ import functools
 import shlex
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Callable
 
 import typer
@@ -124,6 +124,55 @@ def going_on_with(command: Callable[[], str | None]) -> Iterator[None]:
         raise PaddyError(f"{e}; free space" + (f", then go on with `{go_on}`" if go_on else "")) from None
 
 
+@contextmanager
+def progress_bar(what: str, shown_on: Console, total: int | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A bar of work that reports how far it is (done, total), with the time left; gone once the block ends.
+    A log, not a terminal, shows none (rich would leave an empty line in it for each)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=shown_on, transient=True, disable=not shown_on.is_terminal) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+class LibraryProgress:
+    """The reporter of a command (core.progress): a bar for each piece of work the library reports, from its
+    first report to its last (done == total), on stderr."""
+
+    def __init__(self, shown_on: Console):
+        self.shown_on = shown_on
+        self.what: str | None = None
+        self.bar = ExitStack()
+        self.update: Callable[[int, int], None] = lambda done, total: None
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if what != self.what:
+            self.close()
+            self.what, self.update = what, self.bar.enter_context(progress_bar(what, self.shown_on, total))
+        self.update(done, total)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        self.bar.close()
+        self.what = None
+
+
+@contextmanager
+def library_progress() -> Iterator[None]:
+    """The library's progress reports drawn as bars inside the block; any bar still drawn is gone at its end
+    (before an error line is printed)."""
+    from paddy.core.progress import reporting_to
+
+    bars = LibraryProgress(err)
+    try:
+        with reporting_to(bars):
+            yield
+    finally:
+        bars.close()
+
+
 def command_line(*words: Any) -> str:
     """A command line to copy: its words quoted for the shell where they need it."""
     return shlex.join(str(word) for word in words)
@@ -142,7 +191,8 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
         note_interrupts()
         try:
-            return command(*args, **kwargs)
+            with library_progress():
+                return command(*args, **kwargs)
         except (PaddyError, OSError) as e:
             err.print(f"[red]error:[/red] {escape(one_line(e))}", highlight=False)
             raise typer.Exit(1) from None

@@ -4,18 +4,21 @@ image always fails, corrupt training images fail or are skipped.
 Decoding every image costs 1.4-1.75 CPU-ms each (22 CPU-s for the competition's 16.5k), so each
 result is recorded in `<out>/.image-checks.json`, keyed by the file's path, size, mtime and ctime: later
 commands, `paddy run --gpus` workers and data-parallel processes with the same `--out` decode only
-the images that are new or changed since.
+the images that are new or changed since. The check reports its progress (core.progress), and an
+interrupted one records what it had decoded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import write_json
+from paddy.core.progress import report_progress
 from paddy.data.competition import CompetitionData
 from paddy.settings.entry import BadImages
 
@@ -62,17 +65,45 @@ def record_checks(record: Path, found: dict[str, list]) -> None:
         pass
 
 
-def decoded_unreadable(paths: list[Path]) -> set[Path]:
-    """Images PIL cannot decode, found with fastai's parallel verify_images."""
-    from fastai.vision.utils import verify_images
+# images a pool worker decodes per task: fastai's verify_images sends one task per image and takes 1.3x
+# the time (BENCHMARKS.md 6)
+CHECK_CHUNK = 64
+CHECKING = "checking images"  # what the progress reports name
 
-    return {Path(p) for p in verify_images(paths)} if paths else set()
+
+def decode_checks(paths: list[Path]) -> Iterator[bool]:
+    """Whether PIL decodes each image, in order, as they are decoded: fastai's verify_image in fastcore's
+    process pool, as fastai's verify_images runs it, but in chunks and streamed. verify_images answers only
+    at the end: a long check could show no progress, and an interrupted one would keep nothing. Left
+    early (Ctrl-C), the chunks not started are cancelled rather than waited for."""
+    from fastai.vision.utils import verify_image
+    from fastcore.parallel import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor()
+    try:
+        yield from pool.map(verify_image, paths, chunksize=CHECK_CHUNK)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def decoded(paths: list[Path]) -> Iterator[tuple[Path, bool]]:
+    """Each image of `paths` with whether it decodes, reporting the progress every chunk."""
+    for done, (path, readable) in enumerate(zip(paths, decode_checks(paths) if paths else ()), 1):
+        yield path, readable
+        if done % CHECK_CHUNK == 0 or done == len(paths):
+            report_progress(CHECKING, done, len(paths))
+
+
+def stamped(found: dict[Path, bool], stamps: dict[Path, list[int] | None]) -> dict[str, list]:
+    """Decoded results as the record keeps them: absolute path -> [size, mtime_ns, ctime_ns, readable]."""
+    return {os.path.abspath(p): [*stamps[p], ok] for p, ok in found.items() if stamps.get(p)}
 
 
 def checked_images(paths: list[Path] | tuple[Path, ...], record: Path | None) -> tuple[list[Path], dict[str, list]]:
     """The images of `paths` PIL cannot decode, in their order, and the results decoded now for the
     record. An image `record` holds with its current size, mtime and ctime is not decoded again (the
-    stamp is taken before decoding, so a file changed meanwhile is decoded again next time)."""
+    stamp is taken before decoding, so a file changed meanwhile is decoded again next time). Interrupted,
+    what was decoded so far is recorded before the interrupt goes on."""
     checks = recorded_checks(record) if record is not None else {}
     stamps = {p: file_stamp(p) for p in paths} if record is not None else {}
     readable: dict[Path, bool] = {}
@@ -80,12 +111,15 @@ def checked_images(paths: list[Path] | tuple[Path, ...], record: Path | None) ->
         seen = checks.get(os.path.abspath(p))
         if isinstance(seen, list) and len(seen) == 4 and seen[:3] == stamps[p]:
             readable[p] = bool(seen[3])
-    unchecked = [p for p in paths if p not in readable]
-    bad = decoded_unreadable(unchecked)
-    found = {p: p not in bad for p in unchecked}
+    found: dict[Path, bool] = {}
+    try:
+        found.update(decoded([p for p in paths if p not in readable]))
+    except KeyboardInterrupt:
+        if record is not None and found:
+            record_checks(record, stamped(found, stamps))
+        raise
     readable |= found
-    new = {os.path.abspath(p): [*stamps[p], ok] for p, ok in found.items() if stamps.get(p)}
-    return [p for p in paths if not readable[p]], new
+    return [p for p in paths if not readable[p]], stamped(found, stamps)
 
 
 def unreadable_images(paths: list[Path] | tuple[Path, ...], record: Path | None = None) -> list[Path]:
