@@ -25,10 +25,8 @@ from paddy.ensembling.predict import predict
 from paddy.runs.folder import RunFolder
 from paddy.settings.budget import chosen_budget
 from paddy.settings.entry import ModelEntry
-from paddy.training.predicting import tta_predictions
+from paddy.training.predicting import TTA_PASSES, tta_predictions
 from paddy.training.run import plan_run, train
-
-TTA_PASSES = 4 + 1  # fastai's learn.tta default n=4, plus the plain pass
 
 
 def trained_run(entry: ModelEntry, data: CompetitionData, work: Path) -> RunFolder:

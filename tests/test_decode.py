@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from test_checkpoints import assert_same_run, interrupted_then_resumed
 from test_predict import predict, predicted
 
+import paddy.training.predicting
 import paddy.training.transforms
 from paddy.data.competition import check_layout
 from paddy.data.demo import write_demo_dataset
@@ -27,7 +28,15 @@ from paddy.settings.entry import DecodeChoice, ModelEntry, ResizeMethod
 from paddy.training.learner import build_dataloaders
 from paddy.training.predicting import tta_predictions
 from paddy.training.saved_model import load_model, rebuild_learner
-from paddy.training.transforms import PlaceItem, ReadImage, decoded, image_pipeline, scaled_size
+from paddy.training.transforms import (
+    PlaceItem,
+    ReadImage,
+    decoded,
+    image_pipeline,
+    item_readers,
+    scaled_size,
+    tta_chunk,
+)
 
 DECODERS = list(DecodeChoice)
 
@@ -163,6 +172,59 @@ def test_tta_decodes_each_image_once_with_the_draws_of_decoding_in_every_pass(
         other_draws, _ = learn.tta(dl=learn.dls.test_dl(images))
     np.testing.assert_array_equal(once.probs, every_pass.numpy())
     assert not np.allclose(once.probs, other_draws.numpy()), "the draws matter: another seed differs"
+
+
+def three_images_a_chunk(learn, monkeypatch) -> list[int]:
+    """TTA_CHUNK_BYTES made three of the learner's decoded images; the sizes of the test loaders TTA makes."""
+    (reader,) = item_readers(learn.dls)
+    monkeypatch.setattr(paddy.training.transforms, "TTA_CHUNK_BYTES", 3 * (3 * reader.target[0] * reader.target[1]) + 1)
+    assert tta_chunk(learn.dls) == 3
+    loaders, real = [], paddy.training.predicting.test_loader
+
+    def counted(dls, chunk):
+        loaders.append(len(chunk))
+        return real(dls, chunk)
+
+    monkeypatch.setattr(paddy.training.predicting, "test_loader", counted)
+    return loaders
+
+
+def test_tta_holds_a_chunk_of_decoded_images_at_a_time_each_chunk_seeded_on(tiny_data, count_decodes, monkeypatch):
+    """A hidden test set is not held decoded whole: TTA decodes and predicts three images at a time here,
+    each image still decoded once, and chunk k's draws are fastai's `learn.tta` on those files seeded
+    with seed + k."""
+    from paddy.training.learner import build_learner
+
+    entry = tiny_entry(item="crop", finetune=False)
+    learn = build_learner(build_dataloaders(tiny_data, entry, 0, 4, 0), entry, [], tiny_data)
+    loaders = three_images_a_chunk(learn, monkeypatch)
+    images = list(tiny_data.test_images)
+    count_decodes.clear()
+    with learn.no_bar(), learn.no_logging():
+        chunked = tta_predictions(learn, images, tiny_data.classes, {}, seed=3)
+        assert sorted(count_decodes) == sorted(images) and loaders == [3, 3, 2]
+        by_hand = []
+        for k, start in enumerate(range(0, len(images), 3)):
+            test_dl = learn.dls.test_dl(images[start : start + 3])
+            set_seed(3 + k)
+            by_hand.append(learn.tta(dl=test_dl)[0].numpy())
+    np.testing.assert_array_equal(chunked.probs, np.concatenate(by_hand))
+
+
+def test_predict_reproduces_a_runs_tta_made_in_chunks(tiny_data, tmp_path, monkeypatch):
+    from paddy.ensembling.predict import predict_run
+    from paddy.training.learner import build_learner
+
+    entry = tiny_entry(item="crop", finetune=False)
+    loaders = three_images_a_chunk(
+        build_learner(build_dataloaders(tiny_data, entry, 0, 4, 0), entry, [], tiny_data), monkeypatch
+    )
+    result = trained(entry, tiny_data, tmp_path / "runs", num_workers=0)
+    assert loaders == [3, 3, 2]
+    again = predict_run(result.run, list(tiny_data.test_images), tta=True)
+    np.testing.assert_array_equal(again.probs, load_predictions(result.predictions_path).probs)
+    monkeypatch.setattr(paddy.training.transforms, "TTA_CHUNK_BYTES", 2**30)  # negative control: one chunk differs
+    assert not np.allclose(predict_run(result.run, list(tiny_data.test_images), tta=True).probs, again.probs)
 
 
 @pytest.mark.parametrize("decode", DECODERS)

@@ -160,3 +160,17 @@ def test_predict_needs_neither_the_training_data_nor_the_network(tiny_data_root,
     dest = tmp_path / "p.safetensors"
     preds = predicted(predict(run, images, "--dest", str(dest)), dest)
     np.testing.assert_allclose(preds.probs, load_predictions(run.predictions_path).probs, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("tta, passes", [(True, 5), (False, 1)], ids=["tta", "no-tta"])
+def test_predict_reports_its_progress_over_every_pass(finished_run, tiny_data, tta, passes):
+    from paddy.core.progress import reporting_to
+    from paddy.ensembling.predict import predict_run
+
+    reports = []
+    with reporting_to(lambda *report: reports.append(report)):
+        predict_run(finished_run.run, list(tiny_data.test_images), tta=tta)
+    total = len(tiny_data.test_images) * passes
+    assert {(what, of) for what, _, of in reports} == {(f"predicting with {finished_run.run.name}", total)}
+    done = [done for _, done, _ in reports]
+    assert done == sorted(done) and done[-1] == total and len(done) >= passes  # every batch of every pass

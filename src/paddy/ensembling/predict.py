@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from fastai.vision.all import Callback, find_bs
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
+from paddy.core.progress import report_progress
 from paddy.data.images import image_checks_path, unreadable_images
 from paddy.data.layout import image_files
 from paddy.ensembling.average import (
@@ -27,7 +29,7 @@ from paddy.ensembling.average import (
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, load_predictions, save_predictions
 from paddy.settings.config_file import EnsembleConfig
-from paddy.training.predicting import tta_predictions
+from paddy.training.predicting import TTA_PASSES, tta_predictions
 from paddy.training.saved_model import load_model, rebuild_learner
 
 
@@ -44,6 +46,17 @@ def images_to_predict(folder: Path, out: Path) -> list[Path]:
     return images
 
 
+class PredictionProgress(Callback):
+    """How far a run's prediction is (core.progress): the images through the model, over every pass."""
+
+    def __init__(self, what: str, total: int):
+        self.what, self.total, self.done = what, total, 0
+
+    def after_batch(self) -> None:
+        self.done = min(self.done + find_bs(self.learn.xb), self.total)
+        report_progress(self.what, self.done, self.total)
+
+
 def predict_run(run: RunFolder, images: list[Path], tta: bool) -> Predictions:
     """One run's probabilities for `images`: with `tta`, seeded as training's TTA was, so the run's
     own test predictions come out again."""
@@ -51,7 +64,8 @@ def predict_run(run: RunFolder, images: list[Path], tta: bool) -> Predictions:
     learn = rebuild_learner(card, state, images, run.model_path)
     meta = {"run": run.name, "arch": card.arch, "size": card.size, "item": card.item, "tta": tta, "kind": card.kind}
     meta |= scored_as(run)
-    with learn.no_bar(), learn.no_logging():
+    progress = PredictionProgress(f"predicting with {run.name}", len(images) * (TTA_PASSES if tta else 1))
+    with learn.no_bar(), learn.no_logging(), learn.added_cbs(progress):
         if tta:
             return tta_predictions(learn, images, tuple(card.vocab), meta, card.seed)
         probs, _ = learn.get_preds(dl=learn.dls.test_dl(images))

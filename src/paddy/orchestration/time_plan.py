@@ -18,9 +18,9 @@ from paddy.runs.probes import PROBES_FILE, ProbeNeeded, ProbeRequest, load_probe
 from paddy.settings.budget import duration_text, parse_duration
 from paddy.settings.config_file import EnsembleConfig
 from paddy.settings.entry import ModelEntry
+from paddy.training.predicting import TTA_PASSES
 from paddy.training.schedule import training_phases
 
-TTA_PASSES = 5  # fastai's learn.tta: four augmented passes and a plain one
 FORWARD_SHARE = 1 / 3  # a forward pass costs about a third of a training step (forward and backward)
 
 

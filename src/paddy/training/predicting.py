@@ -36,7 +36,9 @@ from paddy.training.plots import (
 )
 from paddy.training.targets import TwoTargetLoss, single_target
 from paddy.training.trackers import recorded_steps
-from paddy.training.transforms import test_loader
+from paddy.training.transforms import test_loader, tta_chunk
+
+TTA_PASSES = 5  # fastai's learn.tta: four augmented passes, then a plain one
 
 LOSS_PLOT = "loss.png"  # every run
 
@@ -203,8 +205,13 @@ def tta_predictions(
 ) -> Predictions:
     """Test-time-augmented probabilities of `images` (the test set, or a fold's held-out images), in
     their order; seeded, so `paddy predict` with the saved model draws the same augmentations. Each
-    image is decoded once: the passes draw their crops and augmentations on the decoded pixels."""
-    test_dl = test_loader(learn.dls, images)  # before seeding: making a loader draws from `random`
-    set_seed(seed)
-    probs, _ = learn.tta(dl=test_dl)
-    return Predictions(probs.float().numpy(), tuple(p.name for p in images), vocab, meta)
+    image is decoded once: the passes draw their crops and augmentations on the decoded pixels, a chunk
+    of images at a time (tta_chunk), the k-th chunk seeded with `seed + k`."""
+    step = tta_chunk(learn.dls) or len(images)
+    probs = []
+    for index, start in enumerate(range(0, len(images), step)):
+        test_dl = test_loader(learn.dls, images[start : start + step])  # before seeding: it draws from `random`
+        set_seed(seed + index)
+        chunk_probs, _ = learn.tta(dl=test_dl, n=TTA_PASSES - 1)
+        probs.append(chunk_probs.float().numpy())
+    return Predictions(np.concatenate(probs), tuple(p.name for p in images), vocab, meta)
