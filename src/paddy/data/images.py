@@ -86,7 +86,7 @@ def decode_checks(paths: list[Path]) -> Iterator[bool]:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def decoded(paths: list[Path]) -> Iterator[tuple[Path, bool]]:
+def reported_decode_checks(paths: list[Path]) -> Iterator[tuple[Path, bool]]:
     """Each image of `paths` with whether it decodes, reporting the progress every chunk."""
     for done, (path, readable) in enumerate(zip(paths, decode_checks(paths) if paths else ()), 1):
         yield path, readable
@@ -113,7 +113,7 @@ def checked_images(paths: list[Path] | tuple[Path, ...], record: Path | None) ->
             readable[p] = bool(seen[3])
     found: dict[Path, bool] = {}
     try:
-        found.update(decoded([p for p in paths if p not in readable]))
+        found.update(reported_decode_checks([p for p in paths if p not in readable]))
     except KeyboardInterrupt:
         if record is not None and found:
             record_checks(record, stamped(found, stamps))
