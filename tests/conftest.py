@@ -76,6 +76,20 @@ def finished_run(tiny_data, tmp_path_factory):
     return trained(tiny_entry(), tiny_data, tmp_path_factory.mktemp("runs"), num_workers=0, pictures=True)
 
 
+def without_pictures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs draw no pictures: matplotlib is most of a tiny run (about a second of its 1.7 s), and only the tests
+    marked `pictures` look at them. Everything else a run does (train, save, predict) is unchanged."""
+    monkeypatch.setattr("paddy.training.run.save_run_plots", lambda *args: [])
+
+
+@pytest.fixture(autouse=True)
+def pictures_where_looked_at(request, monkeypatch):
+    """Every run a test makes, the CLI's included, draws its pictures only in a test marked `pictures` (session
+    and module fixtures are made before this one, so theirs are drawn unless they say otherwise)."""
+    if request.node.get_closest_marker("pictures") is None:
+        without_pictures(monkeypatch)
+
+
 @pytest.fixture(autouse=True)
 def isolated_demo(tmp_path, monkeypatch):
     """Never touch the user's demo cache: each test gets its own demo folder."""

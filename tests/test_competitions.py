@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import without_pictures
 from typer.testing import CliRunner
 
 from paddy.cli.app import app
@@ -209,6 +210,7 @@ def values_fit(name: str, column: pd.Series, vocab: tuple[str, ...]) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.pictures
 @pytest.mark.parametrize("name", FIVE)
 def test_train_alone_reports_the_metric_and_submits_the_samples_format(layouts, tmp_path, name):
     submission, sample, preds = submitted(layouts, name, tmp_path)
@@ -271,7 +273,9 @@ def folded(request, layouts, tmp_path_factory) -> Folded:
     config = tmp / "folds.toml"
     config.write_text(FOLDS_CONFIG.format(data=data, slug=layout_spec(name).slug))
     out = tmp / "runs"
-    ran = CliRunner().invoke(app, ["run", str(config), "--out", str(out)])
+    with pytest.MonkeyPatch.context() as monkeypatch:  # the tests of these runs read no picture
+        without_pictures(monkeypatch)
+        ran = CliRunner().invoke(app, ["run", str(config), "--out", str(out)])
     assert ran.exit_code == 0, ran.output
     assert f"scored on {FIVE[name][1]}" in ran.stdout  # the description table: the [competition] table's metric
     fitted = CliRunner().invoke(app, ["ensemble", "--config", str(config), "--out", str(out), "--fit-weights"])
@@ -404,6 +408,7 @@ def test_the_inference_notebook_script_submits_what_the_ensemble_submits(folded,
 
 
 @pytest.mark.slow
+@pytest.mark.pictures
 def test_a_regression_head_has_one_output_and_predicts_numbers_in_its_range(tmp_path):
     from paddy.training.saved_model import load_model
 

@@ -56,6 +56,8 @@ HISTORY = pd.DataFrame(
     }
 )
 
+pytestmark = pytest.mark.pictures  # every test here looks at pictures
+
 
 def steps_of(history: pd.DataFrame, per_epoch: int) -> pd.DataFrame:
     n = len(history) * per_epoch
