@@ -1,6 +1,7 @@
 """Start-up work: the CPU time of `paddy --help` against a script importing only typer, rich and pandas,
 how `paddy ensemble --config`'s run lookup grows with the number of runs (40 against 160), and the CPU
-time of a training command's imports with Python's default garbage-collector thresholds against paddy's.
+time of a training command's imports with Python's default garbage-collector thresholds against paddy's, and what
+a collection between two runs costs after a plain gc.collect against after paddy's collect_then_freeze.
 
     python benchmarks/startup.py --reps 5 --work /tmp/paddy-startup
 
@@ -36,6 +37,9 @@ HELP = "\n".join(
 
 TRAINING = "import paddy.training.run"  # what every training command imports: torch, fastai, timm, sklearn
 COLLECT_RARELY = "from paddy.core.processes import collect_rarely\ncollect_rarely()"  # as the paddy command does
+# A collection between two runs of one process (free_memory), timed after the first one: plain, or paddy's
+PLAIN_COLLECTION = "gc.collect()"
+FREEZING_COLLECTION = "from paddy.core.processes import collect_then_freeze\ncollect_then_freeze()"
 
 
 def child_cpu_seconds(code: str) -> float:
@@ -44,6 +48,14 @@ def child_cpu_seconds(code: str) -> float:
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def next_collection_seconds(first: str) -> float:
+    """Seconds of the second full collection in a fresh interpreter with the training imports, `first` the first."""
+    timed = "t = time.perf_counter()\ngc.collect()\nprint(time.perf_counter() - t)"
+    code = f"import gc, time\n{COLLECT_RARELY}\n{TRAINING}\n{first}\n{timed}"
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(result.stdout.split()[-1])
 
 
 def config_with_runs(out: Path, entries: int, folds: int = 5) -> EnsembleConfig:
@@ -79,6 +91,10 @@ def main() -> None:
     for _ in range(args.reps):
         default_gc.append(child_cpu_seconds(TRAINING))
         rare_gc.append(child_cpu_seconds(f"{COLLECT_RARELY}\n{TRAINING}"))
+    plain_collect, freezing_collect = [], []
+    for _ in range(args.reps):
+        plain_collect.append(next_collection_seconds(PLAIN_COLLECTION))
+        freezing_collect.append(next_collection_seconds(FREEZING_COLLECTION))
     shutil.rmtree(args.work, ignore_errors=True)
     small, large = args.work / "runs-40", args.work / "runs-160"
     configs = {small: config_with_runs(small, 8), large: config_with_runs(large, 32)}
@@ -96,6 +112,9 @@ def main() -> None:
         "training import, default gc CPU s": statistics.median(default_gc),
         "training import, paddy's gc CPU s": statistics.median(rare_gc),
         "default / paddy's": statistics.median(default_gc) / statistics.median(rare_gc),
+        "next collection after gc.collect s": statistics.median(plain_collect),
+        "next collection after collect_then_freeze s": statistics.median(freezing_collect),
+        "gc.collect / collect_then_freeze": statistics.median(plain_collect) / statistics.median(freezing_collect),
     }
     print(json.dumps(result, indent=2))
     print(f"command: {sys.executable} benchmarks/startup.py --reps {args.reps} --work {args.work}")

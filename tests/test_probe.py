@@ -1,8 +1,10 @@
 """The memory probe: budget parsing, the accum search and its stopping rule, out-of-memory
 handling, the JSON record, `--accum auto`, the CPU tensor accounting, and one real probe."""
 
+import gc
 import json
 import shutil
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from paddy.memory.measure import (
     Measurement,
     StopAfterSecondStep,
     estimate_in_gpu_precision,
+    free_memory,
     measure_training,
     probe_subset,
 )
@@ -513,3 +516,25 @@ def test_chosen_budget_prefers_the_flag_then_the_config_then_the_kaggle_gpu():
     assert chosen_budget("24GiB", "8GiB") == 24576.0
     assert chosen_budget(None, "8GiB") == 8192.0
     assert chosen_budget(None, None) == 16280.0
+
+
+def test_free_memory_frees_each_models_cycles_and_walks_no_survivor_again():
+    """Between runs: the last model, held only by a cycle, is freed, and what survived the collection (the
+    imported libraries, long-lived state) is not walked by the next one, which still frees the next model."""
+
+    def model_in_a_cycle() -> weakref.ref:
+        holder = {"model": nn.Linear(64, 64)}
+        holder["self"] = holder
+        return weakref.ref(holder["model"])
+
+    survivor = ["lives as long as the process"]  # a list: tracked by the collector, as a dict of strings is not
+    last = model_in_a_cycle()
+    assert last() is not None
+    free_memory()
+    assert last() is None, "the last model's cycles are collected before anything is frozen"
+    tracked = gc.get_objects()
+    assert not any(o is survivor for o in tracked), "a survivor is walked by every later collection"
+    assert gc.get_freeze_count() > 10 * len(tracked), "the heap that survived is out of later collections"
+    following = model_in_a_cycle()
+    free_memory()
+    assert following() is None, "a model made after a collection is still freed by the next"

@@ -1,5 +1,5 @@
 """Child processes that end with paddy (Linux's parent-death signal for workers paddy starts), and how often a
-process of paddy's collects its garbage."""
+process of paddy's collects its garbage and what it walks when it does."""
 
 from __future__ import annotations
 
@@ -32,3 +32,13 @@ def collect_rarely() -> None:
     sixth of a training command's start-up; benchmarks/startup.py). Memory held in cycles is still freed:
     `free_memory` collects at once before the next model is built."""
     gc.set_threshold(*RARE_COLLECTIONS)
+
+
+def collect_then_freeze() -> None:
+    """Collect the cyclic garbage now, then take what survived out of every later collection (gc.freeze): what
+    outlives a model (the imported torch, fastai and timm, about 590,000 objects) lives as long as the process,
+    and walking it again took each collection between runs 0.3 s on 2 cores. A later collection walks only
+    what was made since, so the next model's cycles are still freed; a survivor that later becomes cyclic
+    garbage is not (between runs, survivors are the process's own long-lived state)."""
+    gc.collect()
+    gc.freeze()

@@ -8,7 +8,6 @@ plus a fixed allowance for the CUDA context. An estimate is never called a measu
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 import weakref
@@ -23,6 +22,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
 from paddy.core.errors import PaddyError
+from paddy.core.processes import collect_then_freeze
 from paddy.data.competition import CompetitionData, training_split_size
 from paddy.runs.probes import CUDA_CONTEXT_MIB, ESTIMATE, MEASURED
 from paddy.settings.entry import ModelEntry, Precision
@@ -54,7 +54,7 @@ class ProbeDevice:
 
 def free_memory() -> None:
     """Release what the last model held before the next one is built."""
-    gc.collect()
+    collect_then_freeze()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
