@@ -14,6 +14,7 @@ from conftest import KAGGLE_GPU_MIB, tiny_entry, train_in_process, trained
 from typer.testing import CliRunner
 
 from paddy.cli.app import app
+from paddy.cli.ensemble import NO_CROSS_VALIDATION
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_json, write_json
 from paddy.data.competition import CompetitionData, resolve_data
@@ -272,12 +273,21 @@ def test_a_run_outside_the_folds_is_reported_not_scored(fold_runs, tmp_path):
     assert len(members) == 2, "the test predictions are still ensembled"
     scored = {len(member.runs): line.scores is not None for member, line in zip(members, report.members)}
     assert scored == {K: True, 1: False}
-    assert report.ensemble[0].scores is None
+    assert report.ensemble[0].scores is None and not report.without_folds, "one member has folds: a table says why"
     assert "has no out-of-fold predictions" in report.ensemble[0].why
     assert "trained without folds" in report.ensemble[0].why
     with pytest.raises(PaddyError, match="--fit-weights needs every member's out-of-fold predictions"):
         build_ensemble(out, None, {}, None, out / "e2.safetensors", fit_weights=True)
     assert not (out / "e2.safetensors").exists()
+
+
+def test_an_ensemble_of_runs_without_folds_says_so_in_one_line_not_a_table(finished_run, tmp_path):
+    out = tmp_path / "runs"
+    shutil.copytree(finished_run.run.path, out / finished_run.run.name)
+    result = CliRunner().invoke(app, ["ensemble", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert NO_CROSS_VALIDATION in result.stdout
+    assert "cross-validation (out-of-fold TTA)" not in result.stdout and "ensemble predictions:" in result.stdout
 
 
 def test_members_on_other_folds_are_reported_not_scored(fold_runs, tmp_path):

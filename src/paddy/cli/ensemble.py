@@ -15,6 +15,7 @@ from paddy.cli.tables import cv_table, frame_table
 from paddy.settings.config_file import load_config
 
 app = typer.Typer()
+NO_CROSS_VALIDATION = "no cross-validation: no member was trained with folds (paddy train --folds K, or folds = K)"
 
 
 @app.command()
@@ -53,7 +54,10 @@ def ensemble(
         outs, runs, parse_weights(weight or []), chosen, target, data, fit_weights=fit_weights
     )
     out.print(frame_table(pd.DataFrame([m.describe() for m in members]), title=f"ensemble of {len(members)} members"))
-    out.print(cv_table(report))
+    if report.without_folds:
+        out.print(NO_CROSS_VALIDATION)
+    else:
+        out.print(cv_table(report))
     if advice := report.fitting_does_not_help():
         err.print(f"[yellow]warning:[/yellow] {escape(advice)}", highlight=False)
     out.print(f"ensemble predictions: {target}")

@@ -28,6 +28,10 @@ class NoCrossValidation(PaddyError):
     """Why out-of-fold predictions cannot be put together or scored (reported, not fatal)."""
 
 
+class TrainedWithoutFolds(NoCrossValidation):
+    """A run trained on a random split: it has no out-of-fold predictions to score, nor any to miss."""
+
+
 @dataclass(frozen=True)
 class OutOfFold:
     """Every training image's out-of-fold probabilities, its label and the fold that held it out."""
@@ -54,7 +58,7 @@ def fold_settings(run: RunFolder) -> tuple[int, int, str]:
     """(fold, folds, folds_sha256) a run recorded, or why it has no out-of-fold predictions."""
     config = run.config()
     if config.get("fold") is None or not config.get("folds_sha256"):
-        raise NoCrossValidation(f"{run.name} was trained without folds (no out-of-fold predictions)")
+        raise TrainedWithoutFolds(f"{run.name} was trained without folds (no out-of-fold predictions)")
     return config["fold"], config["folds"], config["folds_sha256"]
 
 
@@ -124,21 +128,25 @@ class CvLine:
     why: str | None = None
 
 
-def member_oofs(names: list[str], groups: list[list[RunFolder]]) -> tuple[list[OutOfFold | None], list[str | None]]:
+def member_oofs(
+    names: list[str], groups: list[list[RunFolder]]
+) -> tuple[list[OutOfFold | None], list[NoCrossValidation | None]]:
     """Each member's out-of-fold predictions, or why it has none."""
     oofs: list[OutOfFold | None] = []
-    reasons: list[str | None] = []
+    reasons: list[NoCrossValidation | None] = []
     for name, runs in zip(names, groups):
         try:
             oofs.append(combined_oof(runs))
             reasons.append(None)
         except NoCrossValidation as e:
             oofs.append(None)
-            reasons.append(str(e))
+            reasons.append(e)
     return oofs, reasons
 
 
-def shared_folds_problem(names: list[str], oofs: list[OutOfFold | None], reasons: list[str | None]) -> str | None:
+def shared_folds_problem(
+    names: list[str], oofs: list[OutOfFold | None], reasons: list[NoCrossValidation | None]
+) -> str | None:
     """Why the members' OOF cannot be scored together: one has none, or they were trained on other folds."""
     for name, oof, reason in zip(names, oofs, reasons):
         if oof is None:
@@ -161,6 +169,7 @@ class CvReport:
     # thresholds or cut-points fitted on the OOF of the ensemble as saved (fitted weights, else the given ones):
     # what its submission applies; None where its kind needs none or there is no OOF to fit them on
     decisions: Decisions | None = None
+    without_folds: bool = False  # no member was trained with folds: there is nothing to cross-validate
 
     @property
     def scored(self) -> bool:
@@ -237,11 +246,13 @@ def cv_report(
     oofs, reasons = member_oofs(names, groups)
     scoring = scoring or next((oof.scoring for oof in oofs if oof), DEFAULT)
     members = [
-        CvLine(name, oof.scores(scoring) if oof else None, why=reason)
+        CvLine(name, oof.scores(scoring) if oof else None, why=None if reason is None else str(reason))
         for name, oof, reason in zip(names, oofs, reasons)
     ]
     if problem := shared_folds_problem(names, oofs, reasons):
-        return CvReport(members, [CvLine("ensemble", None, weights, why=problem)], scoring=scoring)
+        without_folds = all(isinstance(reason, TrainedWithoutFolds) for reason in reasons)
+        ensemble = [CvLine("ensemble", None, weights, why=problem)]
+        return CvReport(members, ensemble, scoring=scoring, without_folds=without_folds)
     first = oofs[0]
     try:
         aligned = [first.aligned(oof, name) for name, oof in zip(names, oofs)]
