@@ -3,6 +3,7 @@ help, version and shell completion of the command."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import re
 import subprocess
@@ -222,6 +223,21 @@ def test_no_help_shows_a_bool_metavar():
     texts = every_help()
     assert len(texts) > 15 and ("kaggle", "push") in texts
     assert not [words for words, text in texts.items() if "<bool>" in text]
+
+
+@pytest.mark.parametrize("words", [(), ("kaggle",)])
+def test_a_groups_command_list_shows_each_summary_on_one_line(words):
+    """Wide enough for every summary, each command's first docstring paragraph is one line of the list."""
+    from typer.main import get_command
+
+    group = get_command(app)
+    for word in words:
+        group = group.commands[word]
+    text = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "300"}).stdout
+    rows = {line.split("│")[1].split(maxsplit=1)[0]: line for line in text.splitlines() if line.startswith("│ ")}
+    for name, command in group.commands.items():
+        summary = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+        assert summary in rows[name], (name, summary)
 
 
 def test_train_help_groups_its_options_in_panels():

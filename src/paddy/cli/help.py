@@ -76,11 +76,22 @@ class PaddyCommand(TyperCommand):
         super().format_help(ctx, formatter)
 
 
+def one_line_summaries(group: TyperGroup) -> None:
+    """A group's list of commands shows each one's first docstring paragraph as one line, wrapped only at the
+    terminal's edge: Typer's rich mode keeps the docstring's own line breaks there, which cut the list's
+    sentences mid-way ("... fold, valid" / "error, time")."""
+    for command in group.commands.values():
+        if command.short_help is None and command.help:
+            command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+
+
 class PaddyGroup(TyperGroup):
-    """A command group whose own help shows flags (--help, --version) without a metavar, too."""
+    """A command group whose own help shows flags (--help, --version) without a metavar, too, and each
+    command's summary as one line."""
 
     def format_help(self, ctx, formatter) -> None:
         without_flag_metavars(self, ctx)
+        one_line_summaries(self)
         super().format_help(ctx, formatter)
 
 
