@@ -9,9 +9,18 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 
 import paddy
-from paddy.core.interrupts import interrupt_noted, note_and_raise, note_interrupts
+from paddy.cli.output import Interrupted, going_on_with, reports_errors
+from paddy.core.interrupts import (
+    ended_fork,
+    interrupt_first,
+    interrupt_noted,
+    note_and_raise,
+    note_interrupts,
+    started_fork,
+)
 from paddy.training.interrupts import RaiseDroppedInterrupt
 
 
@@ -23,6 +32,40 @@ def test_a_noted_interrupt_is_raised_at_the_next_batch_once():
         RaiseDroppedInterrupt().before_batch()
     assert not interrupt_noted.is_set()
     RaiseDroppedInterrupt().before_batch()  # nothing pending: the batch goes on
+
+
+def worker_ended_by_a_ctrl_c_during_its_fork() -> None:
+    """What a Ctrl-C that lands while DataLoader workers start does: noted (not raised, a fork is under way),
+    and the worker it also reached is gone when the next batch is fetched."""
+    started_fork()
+    try:
+        note_and_raise(signal.SIGINT, None)
+    finally:
+        ended_fork()
+    raise RuntimeError("DataLoader worker (pid(s) 11190) exited unexpectedly")
+
+
+@pytest.fixture
+def noted_ctrl_c_cleared():
+    yield
+    interrupt_noted.clear()  # left noted, it would stop the next test's training at its first batch
+
+
+def test_an_error_after_a_noted_ctrl_c_is_that_ctrl_c_with_its_go_on_command(capsys, noted_ctrl_c_cleared):
+    with pytest.raises(typer.Exit) as stopped:
+        reports_errors(worker_ended_by_a_ctrl_c_during_its_fork)()
+    assert stopped.value.exit_code == 130 and "interrupted" in capsys.readouterr().err
+    with pytest.raises(Interrupted) as interrupted:
+        with going_on_with(lambda: "paddy train --resume RUN"):
+            worker_ended_by_a_ctrl_c_during_its_fork()
+    assert interrupted.value.go_on == "paddy train --resume RUN"
+
+
+def test_an_error_without_a_ctrl_c_is_not_taken_for_one():
+    note_interrupts()
+    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+        with interrupt_first():
+            raise RuntimeError("DataLoader worker (pid(s) 11190) exited unexpectedly")
 
 
 def test_an_ignored_ctrl_c_stays_ignored():

@@ -111,10 +111,12 @@ def going_on_with(command: Callable[[], str | None]) -> Iterator[None]:
     """What stopped the block, with `command()`, the command line that goes on where it stopped: a Ctrl-C,
     and a checkpoint the disk had no room for (one line: free space, then go on from the checkpoint kept).
     Training imports torch: only then."""
+    from paddy.core.interrupts import interrupt_first
     from paddy.training.not_saved import CheckpointNotSaved
 
     try:
-        yield
+        with interrupt_first():
+            yield
     except Interrupted:
         raise
     except KeyboardInterrupt:
@@ -179,7 +181,8 @@ def command_line(*words: Any) -> str:
 
 
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn what a user or the machine can cause into one red line and exit 1 (Ctrl-C: exit 130).
+    """Turn what a user or the machine can cause into one red line and exit 1 (Ctrl-C, and any error it caused
+    once noted, such as a DataLoader worker it ended: exit 130).
 
     PaddyError is paddy's own; a disk or permission problem (OSError) and running out of GPU
     memory outside a probe or `paddy run`'s retries are the machine's. Anything else is a bug
@@ -187,11 +190,11 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from paddy.core.interrupts import note_interrupts
+        from paddy.core.interrupts import interrupt_first, note_interrupts
 
         note_interrupts()
         try:
-            with library_progress():
+            with library_progress(), interrupt_first():
                 return command(*args, **kwargs)
         except (PaddyError, OSError) as e:
             err.print(f"[red]error:[/red] {escape(one_line(e))}", highlight=False)

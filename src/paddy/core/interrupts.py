@@ -6,6 +6,9 @@ that lands while workers start (every epoch) would be lost and the run would go 
 SIGINT handler here also notes the interrupt, and a callback raises it again at the next batch.
 While a fork is under way it only notes it: a KeyboardInterrupt raised inside a fork callback is
 printed as "Exception ignored" with a traceback, in the parent and in the new worker, for each one.
+The same Ctrl-C also ends those workers (it reaches the whole process group), so the next batch can fail
+("DataLoader worker ... exited unexpectedly") before it raises the interrupt: `interrupt_first` makes any
+error after a noted Ctrl-C that Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import logging  # noqa: F401  (its fork callbacks are Python code: registered be
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 interrupt_noted = threading.Event()
@@ -50,3 +55,15 @@ def note_interrupts() -> None:
         note_and_raise,
     ):
         signal.signal(signal.SIGINT, note_and_raise)
+
+
+@contextmanager
+def interrupt_first() -> Iterator[None]:
+    """Inside the block, an error raised once a Ctrl-C was noted is that Ctrl-C (a KeyboardInterrupt): what
+    the Ctrl-C caused, such as a DataLoader worker it ended, is not reported as a failure of its own."""
+    try:
+        yield
+    except Exception as error:
+        if not interrupt_noted.is_set():
+            raise
+        raise KeyboardInterrupt from error
