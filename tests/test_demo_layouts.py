@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from itertools import combinations
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from paddy.core.errors import PaddyError
 from paddy.data.demo import DEMO_MARKER
 from paddy.data.demo_layouts import LAYOUTS, layout_spec, make_layout
 from paddy.data.folds import FoldInput, draw_folds
+from paddy.orchestration.selection import choose_model
+from paddy.settings.entry import DEMO_PRESET, ModelEntry
+from paddy.training.plan import check_against_data
 
 # name: labels file, its columns, train folder, test folder, extension, sample submission's columns
 EXPECTED = {
@@ -159,3 +163,23 @@ def test_five_folds_hold_out_every_class_of_every_layout(layouts, name):
     assert warnings == [] and np.bincount(fold)[1:].min() >= 9, "about 12 images a fold (whole groups of 3)"
     if groups:
         assert table.assign(fold=fold).groupby("PatientID")["fold"].nunique().eq(1).all()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_command_paddy_demo_prints_trains_with_the_demo_preset(layouts, name):
+    """`paddy demo` ends with `paddy train --data <it>`: on 60 images the default bs 64 would be refused, so
+    paddy-made data trains with the demo preset (flags still win), and only paddy-made data does."""
+    choice = choose_model({}, data=layouts[name])
+    assert {field: getattr(choice.entry, field) for field in DEMO_PRESET} == DEMO_PRESET
+    assert choice.note.startswith(f"Demo data made by paddy: {layouts[name]} with the demo preset: arch resnet18")
+    check_against_data(choice.data, choice.entry)
+    assert choose_model({"bs": 8, "arch": "test_resnet"}, data=layouts[name]).entry.bs == 8
+
+
+def test_a_competitions_own_data_keeps_the_defaults(layouts, tmp_path):
+    own = shutil.copytree(layouts["cassava"], tmp_path / "cassava-leaf-disease-classification")
+    (own / DEMO_MARKER).unlink()
+    choice = choose_model({}, data=own)
+    assert choice.entry == ModelEntry() and choice.note is None
+    with pytest.raises(PaddyError, match="bs 64 is larger than the 48 training images left"):
+        check_against_data(choice.data, choice.entry)

@@ -88,6 +88,12 @@ class CompetitionData:
         return [p.name for p in self.test_images]
 
     @property
+    def made_by_paddy(self) -> bool:
+        """Demo data: the built-in demo or a `paddy demo` competition (trained with the demo preset, never
+        submitted)."""
+        return self.is_demo or is_demo_data(self.root)
+
+    @property
     def named_root(self) -> Path | None:
         """The folder a suggested command names (None for the demo, which needs no --data)."""
         return None if self.is_demo else self.root
@@ -129,7 +135,7 @@ class CompetitionData:
             "kind": str(self.kind),
             "metric": str(self.metric),
             "competition": self.spec.to_json(),
-            **({"demo": True} if self.is_demo or is_demo_data(self.root) else {}),
+            **({"demo": True} if self.made_by_paddy else {}),
         }
 
     def training_identity(self) -> dict[str, Any]:

@@ -54,9 +54,10 @@ def choose_model(
         bases = ensemble.models
     elif ensemble:
         bases = [select_entry(ensemble, entry)]
-    elif found.is_demo:
+    elif found.made_by_paddy:
         bases = [apply_overrides(ModelEntry(), DEMO_PRESET)]
-        note = f"No --data given: using the demo dataset at {found.root} with {demo_settings(flags)}"
+        where = "No --data given: using the demo dataset at" if found.is_demo else "Demo data made by paddy:"
+        note = f"{where} {found.root} with {demo_settings(flags)}"
     else:
         bases = [ModelEntry()]
     entries = tuple(apply_overrides(base, flags) for base in bases)

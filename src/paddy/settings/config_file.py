@@ -1,6 +1,6 @@
 """Typed training settings, loadable from TOML files (or a built-in config by name) and overridable by CLI flags.
 
-Settings are layered: built-in defaults, then the demo preset (when no data is given),
+Settings are layered: built-in defaults, then the demo preset (on demo data paddy made),
 then a config file entry, then CLI flags. Every layer is a plain dict of overrides so the
 same typed validation runs whatever the source: a value of the wrong type is an error
 naming its field, never coerced.
