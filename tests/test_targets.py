@@ -1,10 +1,14 @@
 import math
+import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from paddy.training.targets import TwoTargetLoss, single_target, two_targets
+from paddy.scoring.metrics import score
+from paddy.settings.competition import MetricName, TargetKind
+from paddy.training.targets import TwoTargetLoss, scored_metric, single_target, two_targets
 
 OUT = torch.tensor([[2.0, 0.0, 1.0, 0.5, -0.5], [0.0, 3.0, 0.0, -1.0, 1.0]])
 DISEASE = torch.tensor([0, 2])
@@ -71,3 +75,30 @@ def test_multi_target_run_saves_disease_only_probabilities(tiny_data, tmp_path):
     assert preds.probs.shape == (len(tiny_data.test_images), len(tiny_data.classes))
     assert preds.vocab == tiny_data.classes and preds.meta["multi_target"] == "variety"
     np.testing.assert_allclose(preds.probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5], [-1.0, 0.0, 3.0], [1.0, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    ("metric", "kind", "outputs", "targets"),
+    [
+        ("log_loss", "single", LOGITS, torch.tensor([0, 1, 2, 1])),
+        ("log_loss", "binary", LOGITS[:, :2], torch.tensor([0, 1, 1, 0])),
+        ("map5", "single", LOGITS, torch.tensor([1, 1, 2, 0])),
+        ("qwk", "ordinal", torch.tensor([[0.2], [1.6], [2.9], [0.7]]), torch.tensor([0.0, 2.0, 3.0, 1.0])),
+    ],
+)
+def test_an_epoch_metric_paddy_computes_is_the_scorings_on_the_activated_outputs_and_warns_nothing(
+    metric, kind, outputs, targets
+):
+    """Each epoch line printed fastai's 'implicit dimension choice for softmax' warning, and a class axis given
+    for every kind would argmax a number's single output to 0."""
+    accumulated = scored_metric(MetricName(metric), TargetKind(kind))
+    accumulated.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        accumulated.accumulate(SimpleNamespace(pred=outputs, y=targets, to_detach=lambda t: t.detach().cpu()))
+        value = accumulated.value
+    activated = outputs if kind == "ordinal" else torch.softmax(outputs, dim=1)
+    assert value == pytest.approx(score(MetricName(metric), TargetKind(kind), activated.numpy(), targets.numpy()))

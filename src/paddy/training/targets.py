@@ -95,13 +95,18 @@ def scored_metric(metric: MetricName, kind: TargetKind) -> AccumMetric:
     activation = {TargetKind.multi: ActivationType.Sigmoid}.get(kind, ActivationType.Softmax)
     if kind in (TargetKind.regression, TargetKind.ordinal):
         activation = ActivationType.No
+    # the class axis for the softmax (fastai's default None is torch's deprecated implicit dim, a warning
+    # every epoch); only there: with no activation a dim_argmax would argmax the outputs
+    dim_argmax = -1 if activation is ActivationType.Softmax else None
 
     def compute(outputs, targets) -> float:
         outputs = outputs.reshape(len(outputs), -1)
         targets = targets.astype(int) if kind is TargetKind.multi else targets.reshape(-1)
         return score(metric, kind, outputs, targets)
 
-    return AccumMetric(compute, activation=activation, to_np=True, flatten=False, name=str(metric))
+    return AccumMetric(
+        compute, dim_argmax=dim_argmax, activation=activation, to_np=True, flatten=False, name=str(metric)
+    )
 
 
 def fastai_metric(metric: MetricName, kind: TargetKind):
@@ -122,14 +127,6 @@ def fastai_metric(metric: MetricName, kind: TargetKind):
     if isinstance(ours, AccumMetric):
         ours.name = str(metric)
     return ours
-
-
-def greater_is_better_epoch(name: str) -> bool:
-    """Whether a higher value of the epoch metric named `name` is better: the competition's metric as
-    paddy.scoring says; a two-target model's `<column>_error` is an error rate."""
-    from paddy.scoring.metrics import greater_is_better
-
-    return name in set(MetricName) and greater_is_better(MetricName(name))
 
 
 def kind_loss(kind: TargetKind, label_smoothing: float):
