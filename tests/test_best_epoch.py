@@ -27,7 +27,7 @@ from paddy.ensembling.predict import predict_run
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import load_predictions
 from paddy.settings.checks import apply_overrides, entry_problems
-from paddy.settings.competition import MetricName
+from paddy.settings.competition import MetricName, greater_is_better
 from paddy.settings.entry import ModelEntry
 from paddy.settings.legacy import Recorded, upgraded
 from paddy.training.callbacks import callback_of
@@ -35,7 +35,6 @@ from paddy.training.checkpoint import HistoryWriter, load_checkpoint
 from paddy.training.run import resume
 from paddy.training.saved_model import load_model
 from paddy.training.schedule import training_phases
-from paddy.training.targets import greater_is_better_epoch
 
 BLOWN_LR = 1.0
 
@@ -294,9 +293,9 @@ def test_the_metric_direction_decides_the_best(tiny_data, tmp_path, monkeypatch)
 
 
 def test_which_way_each_epoch_metric_is_better():
-    assert greater_is_better_epoch("roc_auc") and greater_is_better_epoch("accuracy")
-    assert not greater_is_better_epoch("error_rate") and not greater_is_better_epoch("log_loss")
-    assert not greater_is_better_epoch("label_error"), "a two-target model's error rate of its label"
+    assert greater_is_better("roc_auc") and greater_is_better("accuracy")
+    assert not greater_is_better("error_rate") and not greater_is_better("log_loss")
+    assert not greater_is_better("label_error"), "a two-target model's error rate of its label"
 
 
 def test_keep_and_patience_are_typed_settings():
@@ -316,4 +315,4 @@ def test_keep_and_patience_are_typed_settings():
 def test_a_result_from_before_runs_kept_their_best_reads_as_keeping_the_last():
     old = upgraded(Recorded.result, {"valid_error": 0.5, "train_seconds": 1.0, "predict_seconds": 1.0})
     assert old["keep"] == "last" and old["kept_epoch"] is None and old["stopped_early"] is False
-    assert old["valid_error"] == 0.5
+    assert old["valid_error"] == 0.5 and old["metric"] == "error_rate", "every run then was scored on the error rate"

@@ -278,6 +278,7 @@ def folded(request, layouts, tmp_path_factory) -> Folded:
         ran = CliRunner().invoke(app, ["run", str(config), "--out", str(out)])
     assert ran.exit_code == 0, ran.output
     assert f"scored on {FIVE[name][1]}" in ran.stdout  # the description table: the [competition] table's metric
+    assert f"valid {FIVE[name][1]}" in ran.stdout and "valid_error" not in ran.stdout  # the run and CV tables
     fitted = CliRunner().invoke(app, ["ensemble", "--config", str(config), "--out", str(out), "--fit-weights"])
     assert fitted.exit_code == 0, fitted.output
     return Folded(name, data, config, out, fitted.stdout)
@@ -313,6 +314,17 @@ def oof_files(runs: list[RunFolder]) -> tuple[np.ndarray, list[str], list[str], 
     assert all(o.vocab == oofs[0].vocab for o in oofs)
     ids = [i for o in oofs for i in o.image_ids]
     return np.concatenate([o.probs for o in oofs]), [t for o in oofs for t in o.meta["targets"]], ids, oofs[0].vocab
+
+
+@pytest.mark.slow
+def test_every_table_heads_its_scores_with_the_competitions_metric(folded):
+    """A 'valid_error' column held accuracy (higher is better) and a log-loss competition's CV table had its
+    score twice ('CV log_loss' and 'CV log loss')."""
+    metric = str(FIVE[folded.name][1])
+    assert f"valid {metric}" in folded.fitted_output and "valid_error" not in folded.fitted_output
+    assert ("CV log loss" in folded.fitted_output) == (metric != "log_loss")
+    listed = CliRunner().invoke(app, ["runs", "--out", str(folded.out), "--sort", "valid"])
+    assert f"valid {metric}" in listed.stdout and "valid_error" not in listed.stdout
 
 
 @pytest.mark.slow

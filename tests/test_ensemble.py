@@ -10,7 +10,16 @@ from typer.testing import CliRunner
 from paddy.cli.app import app
 from paddy.core.errors import PaddyError
 from paddy.core.files import write_json
-from paddy.ensembling.average import Member, aligned_probs, average, build_ensemble, check_probabilities, parse_weights
+from paddy.ensembling.average import (
+    Member,
+    aligned_probs,
+    average,
+    build_ensemble,
+    check_probabilities,
+    member_name,
+    parse_weights,
+)
+from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, load_predictions, save_predictions
 from paddy.settings.config_file import load_config
 
@@ -171,3 +180,8 @@ def test_runs_from_several_machines_are_one_ensemble(tmp_path):
     write_run(b, "r3", B, ids=("1.jpg", "9.jpg"))
     with pytest.raises(PaddyError, match="run r3: test images differ"):
         build_ensemble([a, b], None, {}, None, dest)
+
+
+def test_an_entrys_fold_runs_go_by_their_first_and_the_number_of_the_others(tmp_path):
+    runs = [RunFolder(tmp_path / f"r-fold{k}of3") for k in (1, 2, 3)]
+    assert [member_name(runs[:n]) for n in (1, 2, 3)] == ["r-fold1of3", "r-fold1of3 +1 fold", "r-fold1of3 +2 folds"]

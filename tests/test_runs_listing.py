@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -81,11 +82,12 @@ def test_every_run_folder_with_its_state(out, locked, finished_run):
     }, "folders without config.json (notes) and files (mlflow.db) are not run folders"
     frame = runs_frame(listed_runs(out))
     assert list(frame.columns) == [
-        *("run", "state", "arch", "size", "fold", "epochs_done", "valid_error", "seconds"),
+        *("run", "state", "arch", "size", "fold", "epochs_done", "metric", "valid", "seconds"),
         "lr",
     ], "only the settings that differ (lr), not the trackers, which only watched"
     finished = frame.set_index("run").loc["a-finished"]
-    assert finished["valid_error"] == finished_run.valid_error and finished["lr"] == "0.002"
+    assert finished["valid"] == finished_run.valid_error and finished["lr"] == "0.002"
+    assert finished["metric"] == "error_rate" and pd.isna(frame.set_index("run").loc["b-resumable", "metric"])
     assert finished["seconds"] == pytest.approx(finished_run.train_seconds + finished_run.predict_seconds)
     assert finished["arch"] == "test_resnet" and finished["size"] == "32x32" and finished["fold"] == "-"
     assert frame.set_index("run").loc["c-dead", "epochs_done"] == 0
@@ -107,16 +109,17 @@ def test_a_folder_whose_writer_has_ended_is_dead_again(out):
 
 
 def test_sorting_by_a_column(out):
-    frame = runs_frame(listed_runs(out), sort="valid_error")
-    assert frame["run"].iloc[0] == "a-finished", "runs with an error first, the unfinished ones after"
+    frame = runs_frame(listed_runs(out), sort="valid")
+    assert frame["run"].iloc[0] == "a-finished", "runs with a score first, the unfinished ones after"
     assert list(runs_frame(listed_runs(out), sort="state")["state"])[:2] == ["dead", "dead"]
     with pytest.raises(PaddyError, match="cannot sort by 'colour': the columns are run, state"):
         runs_frame(listed_runs(out), sort="colour")
 
 
 def test_paddy_runs_and_clean_from_the_command_line(out, locked):
-    shown = CliRunner().invoke(app, ["runs", "--out", str(out), "--sort", "valid_error"])
+    shown = CliRunner().invoke(app, ["runs", "--out", str(out), "--sort", "valid"])
     assert shown.exit_code == 0, shown.output
+    assert "valid error_rate" in shown.stdout and " metric " not in shown.stdout, "one metric: it heads the scores"
     for name, state in [("a-finished", "finished"), ("c-dead", "dead"), ("f-being-written", "writing")]:
         assert name in shown.stdout and state in shown.stdout
     assert "6 run folders" in shown.stdout
@@ -166,3 +169,35 @@ def test_after_real_kills_clean_removes_only_the_run_killed_before_its_first_epo
     assert [run.path for run in remove_dead_runs(out)] == [dead]
     (kept,) = listed_runs(out)
     assert kept.state == RunState.resumable and kept.run.checkpoint_path.is_file()
+
+
+@pytest.fixture
+def scored(finished_run, tmp_path):
+    """Finished runs scored on two metrics, one of them higher-is-better, a run of a release that recorded no
+    metric (the error rate), and an unfinished run."""
+    out = tmp_path / "runs"
+    out.mkdir()
+    for name, metric, value in [("a", "accuracy", 0.7), ("b", "error_rate", 0.2), ("c", "accuracy", 0.9)]:
+        run = copy_of(finished_run.run, out, name)
+        write_json(
+            run.path / "result.json", {**read_json(run.path / "result.json"), "metric": metric, "valid_error": value}
+        )
+    old = copy_of(finished_run.run, out, "d-older-release")
+    result = read_json(old.path / "result.json")
+    write_json(old.path / "result.json", {**{k: v for k, v in result.items() if k != "metric"}, "valid_error": 0.1})
+    copy_of(finished_run.run, out, "e-unfinished", drop=["predictions.safetensors", "result.json"])
+    return out
+
+
+def test_sorting_by_valid_puts_the_best_first_whichever_way_its_metric_goes(scored):
+    frame = runs_frame(listed_runs(scored), sort="valid")
+    assert list(frame["run"]) == ["c", "a", "d-older-release", "b", "e-unfinished"], "accuracy high first, error low"
+    assert list(frame["metric"])[:4] == ["accuracy", "accuracy", "error_rate", "error_rate"]
+
+
+def test_runs_of_different_metrics_show_a_metric_column(scored):
+    shown = CliRunner().invoke(app, ["runs", "--out", str(scored)], terminal_width=300)
+    assert shown.exit_code == 0, shown.output
+    header = next(line for line in shown.stdout.splitlines() if " run " in line)
+    assert [cell.strip() for cell in header.strip("┃ ").split("┃")][6:8] == ["metric", "valid"]
+    assert "valid_error" not in shown.stdout

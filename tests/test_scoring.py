@@ -20,9 +20,10 @@ from paddy.scoring.decisions import (
     labels_on,
     quadratic_kappa,
 )
-from paddy.scoring.metrics import Scoring, binary_auc, greater_is_better, score
+from paddy.scoring.metrics import Scoring, binary_auc, score
 from paddy.settings.competition import MetricName as M
 from paddy.settings.competition import TargetKind as K
+from paddy.settings.competition import greater_is_better
 
 # single: argmax [0, 1, 2, 0] against [0, 2, 2, 1]: rows 0 and 2 right
 SINGLE = np.array([[0.7, 0.2, 0.1], [0.3, 0.5, 0.2], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])

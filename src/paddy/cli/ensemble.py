@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import pandas as pd
 import typer
 from rich.markup import escape
 
 from paddy.cli.options import DEFAULT_OUT, DataOption, OutDir
 from paddy.cli.output import err, out, reports_errors
-from paddy.cli.tables import cv_table, frame_table
+from paddy.cli.tables import cv_table, members_table
 from paddy.settings.config_file import load_config
 
 app = typer.Typer()
@@ -53,7 +52,7 @@ def ensemble(
     _, members, report = build_ensemble(
         outs, runs, parse_weights(weight or []), chosen, target, data, fit_weights=fit_weights
     )
-    out.print(frame_table(pd.DataFrame([m.describe() for m in members]), title=f"ensemble of {len(members)} members"))
+    out.print(members_table(members))
     if report.without_folds:
         out.print(NO_CROSS_VALIDATION)
     else:

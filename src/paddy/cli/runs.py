@@ -37,7 +37,7 @@ def show(
             else f"training, pictures and TTA took {result['seconds']:.1f} s"
         )
         score = f"[bold]{result['valid_error']:.4f}[/bold]{kept_words(result)}"
-        out.print(f"valid {result.get('metric', 'error_rate')} {score}; {timing}")
+        out.print(f"valid {result['metric']} {score}; {timing}")
     else:
         out.print("[yellow]unfinished[/yellow]: no predictions yet")
     for picture in summary.pictures:
@@ -49,7 +49,7 @@ def show(
 def runs(
     out_dir: OutDir = DEFAULT_OUT,
     sort: Annotated[
-        Optional[str], typer.Option(help="Sort by a column: valid_error, seconds, state, epochs_done, or a setting.")
+        Optional[str], typer.Option(help="Sort by a column: valid (best first), seconds, state, epochs_done, a setting")
     ] = None,
     clean: Annotated[
         bool,

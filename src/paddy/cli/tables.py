@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 import pandas as pd
 from rich.table import Table
@@ -36,17 +36,29 @@ STATE_STYLES = {"finished": "green", "resumable": "yellow", "writing": "cyan", "
 
 def runs_table(frame: pd.DataFrame, out_dir: str) -> Table:
     """`paddy runs`: one row per run folder, its state coloured, '-' where a value is missing (an unfinished
-    run has no error or time); the columns after `seconds` are the settings that differ between the runs."""
+    run has no score or time); the columns after `seconds` are the settings that differ between the runs. The
+    metric heads the score's column when every finished run shares it, else it has a column of its own."""
     table = Table(title=f"runs in {out_dir}", caption=f"{len(frame)} run folder{'s' * (len(frame) != 1)}")
-    for column in frame.columns:
-        numeric = column in ("epochs_done", "valid_error", "seconds")
-        table.add_column(str(column), justify="right" if numeric else "left", overflow="fold")
+    metrics = set(frame["metric"].dropna())
+    shown = [column for column in frame.columns if column != "metric" or len(metrics) > 1]
+    headers = {"valid": valid_header(metrics)}
+    for column in shown:
+        numeric = column in ("epochs_done", "valid", "seconds")
+        table.add_column(headers.get(column, column), justify="right" if numeric else "left", overflow="fold")
     for row in frame.to_dict("records"):
         cells = {**row, "state": f"[{STATE_STYLES[row['state']]}]{row['state']}[/]"}
-        cells["valid_error"] = missing_or(row["valid_error"], "{:.4f}".format)
+        cells["metric"] = missing_or(row["metric"], str)
+        cells["valid"] = missing_or(row["valid"], "{:.4f}".format)
         cells["seconds"] = missing_or(row["seconds"], duration_text)
-        table.add_row(*(str(cells[column]) for column in frame.columns))
+        table.add_row(*(str(cells[column]) for column in shown))
     return table
+
+
+def valid_header(metrics: Iterable[str | None]) -> str:
+    """A validation score's column, headed by the metric its rows share ("valid accuracy": a lower "valid_error"
+    misread a higher-is-better metric); "valid" when they share none."""
+    shared = {metric for metric in metrics if metric}
+    return f"valid {shared.pop()}" if len(shared) == 1 else "valid"
 
 
 def missing_or(value, show: Callable[[float], str]) -> str:
@@ -55,8 +67,9 @@ def missing_or(value, show: Callable[[float], str]) -> str:
 
 
 def run_table(outcomes) -> Table:
-    """One row per entry of a `paddy run`: what happened, validation error, accum, and the time its
-    training, pictures and TTA took (recorded, for a skipped entry; '-' where there is none)."""
+    """One row per entry of a `paddy run`: what happened, its validation score (headed by its metric), accum,
+    and the time its training, pictures and TTA took (recorded, for a skipped entry; '-' where there is none)."""
+    valid = valid_header(o.metric for o in outcomes)
     frame = pd.DataFrame(
         [
             {
@@ -65,7 +78,7 @@ def run_table(outcomes) -> Table:
                 "run": o.run.name,
                 "status": o.status,
                 "accum": "-" if o.accum is None else str(o.accum),
-                "valid_error": "-" if o.valid_error is None else f"{o.valid_error:.4f}",
+                valid: "-" if o.valid_error is None else f"{o.valid_error:.4f}",
                 "train+TTA": "-" if o.seconds is None else f"{o.seconds:.1f} s",
             }
             for o in outcomes
@@ -126,12 +139,14 @@ def probe_table(record) -> Table:
 
 
 def score_cells(scores, metric) -> dict[str, str]:
-    """The CV metric ("CV error" for the error rate) and log loss, or '-' where there is none."""
+    """The CV metric ("CV error" for the error rate) and log loss beside it (unless it is the metric), or '-'
+    where there is none."""
     header = "CV error" if metric == "error_rate" else f"CV {metric}"
-    if scores is None:
-        return {header: "-", "CV log loss": "-"}
-    log_loss = "-" if scores.log_loss is None else f"{scores.log_loss:.4f}"
-    return {header: f"{scores.value:.4f}", "CV log loss": log_loss}
+    cells = {header: "-" if scores is None else f"{scores.value:.4f}"}
+    if metric == "log_loss":
+        return cells
+    log_loss = None if scores is None else scores.log_loss
+    return {**cells, "CV log loss": "-" if log_loss is None else f"{log_loss:.4f}"}
 
 
 def lines_metric(lines) -> str:
@@ -150,7 +165,7 @@ def entries_cv_table(lines) -> Table:
                 "model": line.entry.describe(),
                 "folds": line.entry.folds,
                 **score_cells(line.scores, metric),
-                "mean fold valid_error": "-" if line.mean_valid_error is None else f"{line.mean_valid_error:.4f}",
+                f"mean fold {valid_header([metric])}": missing_or(line.mean_valid_error, "{:.4f}".format),
             }
             for line in lines
         ]
@@ -158,6 +173,13 @@ def entries_cv_table(lines) -> Table:
     table = frame_table(frame, title="cross-validation (out-of-fold TTA)")
     table.caption = "\n".join(f"#{line.index}: no CV score: {line.why}" for line in lines if line.why) or None
     return table
+
+
+def members_table(members) -> Table:
+    """An ensemble's members: what each trained, its validation score (headed by the metric) and weight."""
+    valid = valid_header(member.preds.meta.get("metric") for member in members)
+    frame = pd.DataFrame([member.describe() for member in members]).rename(columns={"valid_error": valid})
+    return frame_table(frame, title=f"ensemble of {len(members)} members")
 
 
 def cv_table(report) -> Table:

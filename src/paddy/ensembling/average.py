@@ -160,7 +160,8 @@ def average(members: list[Member]) -> Predictions:
 
 def member_name(runs: list[RunFolder]) -> str:
     """A run's name; an entry's fold runs go by their first."""
-    return runs[0].name + (f" +{len(runs) - 1} folds" if len(runs) > 1 else "")
+    others = len(runs) - 1
+    return runs[0].name + (f" +{others} fold{'s' * (others > 1)}" if others else "")
 
 
 def folds_mean(name: str, preds: list[Predictions]) -> Predictions:

@@ -59,6 +59,7 @@ class EntryOutcome:
     valid_error: float | None
     seconds: float | None
     accum: int | None
+    metric: str | None = None  # what valid_error scores
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,16 @@ def recorded_outcome(
 ) -> EntryOutcome:
     """The outcome of a finished run, from what its folder records (a run finished earlier: skipped)."""
     done = run.result() or {}
-    return EntryOutcome(
-        index, entry, run, status, done.get("valid_error"), done.get("seconds"), run.config().get("accum")
-    )
+    valid_error, seconds, accum = done.get("valid_error"), done.get("seconds"), run.config().get("accum")
+    return EntryOutcome(index, entry, run, status, valid_error, seconds, accum, done.get("metric"))
+
+
+def trained_outcome(
+    index: int, entry: ModelEntry, run: RunFolder, status: RunStatus, result: RunResult
+) -> EntryOutcome:
+    """The outcome of a run trained now, from its result."""
+    seconds = result.train_seconds + result.predict_seconds
+    return EntryOutcome(index, entry, run, status, result.valid_error, seconds, result.entry.accum, result.metric)
 
 
 def finished_run(runs: RunIndex, out: Path, data: CompetitionData, entry: ModelEntry) -> RunFolder | None:
@@ -196,10 +204,8 @@ def run_config(
             outcomes.append(EntryOutcome(index, entry, run, RunStatus.busy, None, None, None))
             continue
         free_memory()
-        seconds = result.train_seconds + result.predict_seconds
-        durations.append(seconds)
-        status = RunStatus.resumed if resume else RunStatus.trained
-        outcomes.append(EntryOutcome(index, entry, run, status, result.valid_error, seconds, result.entry.accum))
+        outcomes.append(trained_outcome(index, entry, run, RunStatus.resumed if resume else RunStatus.trained, result))
+        durations.append(outcomes[-1].seconds)
     return outcomes
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.runs.folder import CONFIG_FILE, RunBusy, RunFolder
+from paddy.settings.competition import greater_is_better
 from paddy.settings.entry import ModelEntry
 from paddy.settings.legacy import unrecorded_settings
 
@@ -30,7 +31,7 @@ SHOWN = ("arch", "size", "folds", "fold")  # settings with columns of their own
 NEVER_COMPARED = ("trackers",)  # what only watched a run, not what it trained
 
 
-COLUMNS = ("run", "state", "arch", "size", "fold", "epochs_done", "valid_error", "seconds")
+COLUMNS = ("run", "state", "arch", "size", "fold", "epochs_done", "metric", "valid", "seconds")
 
 
 class RunState(StrEnum):
@@ -106,8 +107,9 @@ def differing_settings(runs: list[ListedRun]) -> list[str]:
 
 
 def runs_frame(runs: list[ListedRun], sort: str | None = None) -> pd.DataFrame:
-    """One row per run: name, state, arch, size, fold, epochs_done, valid_error, seconds, then the settings that
-    differ between the runs; sorted by `sort` (any column; missing values last), else by name."""
+    """One row per run: name, state, arch, size, fold, epochs_done, the metric and its kept validation value,
+    seconds, then the settings that differ between the runs; sorted by `sort` (any column; missing values last;
+    `valid` best first), else by name."""
     rows = []
     differing = differing_settings(runs)
     for r in runs:
@@ -120,7 +122,8 @@ def runs_frame(runs: list[ListedRun], sort: str | None = None) -> pd.DataFrame:
                 "size": "x".join(map(str, r.settings.get("size") or [])),
                 "fold": fold,
                 "epochs_done": r.epochs,
-                "valid_error": r.result["valid_error"] if r.result else None,
+                "metric": r.result["metric"] if r.result else None,
+                "valid": r.result["valid_error"] if r.result else None,
                 "seconds": r.seconds,
                 **{name: setting_text(r.settings.get(name)) for name in differing},
             }
@@ -130,7 +133,18 @@ def runs_frame(runs: list[ListedRun], sort: str | None = None) -> pd.DataFrame:
         return frame
     if sort not in frame.columns:
         raise PaddyError(f"cannot sort by {sort!r}: the columns are {', '.join(frame.columns)}")
+    if sort == "valid":
+        return best_first(frame)
     return frame.sort_values(sort, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def best_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """The finished runs best first by their metric (the highest accuracy, the lowest error; runs of
+    different metrics apart), then the unfinished ones."""
+    sign = frame["metric"].map(lambda metric: -1.0 if metric and greater_is_better(metric) else 1.0)
+    ranked = frame.assign(_rank=frame["valid"] * sign)
+    ranked = ranked.sort_values(["metric", "_rank"], na_position="last", kind="stable")
+    return ranked.drop(columns="_rank").reset_index(drop=True)
 
 
 def setting_text(value: Any) -> str:

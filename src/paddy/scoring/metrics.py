@@ -22,17 +22,11 @@ import numpy as np
 
 from paddy.core.errors import PaddyError
 from paddy.scoring.decisions import Decisions, default_decisions, fit_decisions, grades, labels_on, quadratic_kappa
-from paddy.settings.competition import MetricName, TargetKind, metric_problem
+from paddy.settings.competition import MetricName, TargetKind, greater_is_better, metric_problem
 
 CLIP = 1e-15  # a confident wrong answer costs -log(1e-15), not infinity (Kaggle's and sklearn's old eps)
 PROBABILITY_KINDS = (TargetKind.single, TargetKind.binary, TargetKind.multi)
-LOWER_IS_BETTER = frozenset({MetricName.error_rate, MetricName.log_loss, MetricName.rmse})
 TOP = 5  # MAP@5
-
-
-def greater_is_better(metric: MetricName) -> bool:
-    """Whether a higher value of `metric` is a better score."""
-    return metric not in LOWER_IS_BETTER
 
 
 def checked(kind: TargetKind, outputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

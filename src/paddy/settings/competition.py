@@ -40,6 +40,15 @@ class MetricName(StrEnum):
     map5 = "map5"
 
 
+LOWER_IS_BETTER = frozenset({MetricName.error_rate, MetricName.log_loss, MetricName.rmse})
+
+
+def greater_is_better(metric: str) -> bool:
+    """Whether a higher value of a metric is a better score, by its name as epochs, runs and CV record it (a
+    two-target model's epoch metric `<column>_error` is an error rate)."""
+    return metric in set(MetricName) and MetricName(metric) not in LOWER_IS_BETTER
+
+
 METRICS_OF_KIND: dict[TargetKind, tuple[MetricName, ...]] = {
     # the first is the default: error_rate keeps the paddy competition's reports as they were
     TargetKind.single: (

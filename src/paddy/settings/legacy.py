@@ -40,6 +40,11 @@ BEHAVIOUR_OF_0_2 = {"opt": str(OptimizerChoice.fastai), "keep": str(Keep.last)}
 RESULT_BEFORE_KEEP = {"keep": str(Keep.last), "kept_epoch": None, "stopped_early": False}
 
 
+# What a result.json written before runs recorded their metric was scored on: every run then was the paddy
+# competition's, and its valid_error the error rate.
+RESULT_BEFORE_METRIC = {"metric": "error_rate"}
+
+
 # Recorded since paddy 0.3: the training set a run trains on (how many images, a digest of their ids, and one of
 # ids with labels; CompetitionData.training_identity). A run of an older release recorded none: None, which a
 # resume does not compare, so such a run still goes on.
@@ -72,7 +77,7 @@ def upgraded(kind: Recorded, recorded: dict[str, Any]) -> dict[str, Any]:
         return {**unrecorded_settings(), **dict.fromkeys(TRAINING_SET_SINCE_0_3), **recorded}  # as 0.2 did
     if kind is Recorded.result:  # paddy 0.1 recorded one total, "seconds", for training, pictures and TTA
         total = recorded.get("train_seconds", 0.0) + recorded.get("predict_seconds", 0.0)
-        return {"seconds": total, **RESULT_BEFORE_KEEP, **recorded}
+        return {"seconds": total, **RESULT_BEFORE_KEEP, **RESULT_BEFORE_METRIC, **recorded}
     weight = recorded.get("ensemble_weight", recorded.get("weight", 1.0))  # paddy 0.1 called it "weight"
     return {**recorded, "ensemble_weight": weight}
 

@@ -24,11 +24,11 @@ import torch
 from fastai.callback.tracker import TrackerCallback
 from fastai.vision.all import CancelFitException, Learner, Recorder
 
+from paddy.settings.competition import greater_is_better
 from paddy.settings.entry import Keep, ModelEntry
 from paddy.training.callbacks import callback_of
 from paddy.training.distributed import bare_model
 from paddy.training.ema import weight_average_of
-from paddy.training.targets import greater_is_better_epoch
 
 Weights = dict[str, torch.Tensor]
 
@@ -139,7 +139,7 @@ def best_epoch_tracker(entry: ModelEntry, metric: str, epoch_sizes: list[tuple[i
     """The run's tracker of its epoch metric `metric` (the learner's first), for a schedule training its
     epochs at `epoch_sizes` (growing, ending at the entry's size)."""
     compared_from = epoch_sizes.index(entry.size)
-    greater = greater_is_better_epoch(metric)
+    greater = greater_is_better(metric)
     return BestEpoch(metric, greater, entry.keep, entry.patience, compared_from, len(epoch_sizes))
 
 
