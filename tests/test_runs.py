@@ -13,7 +13,7 @@ from paddy.core.files import read_json, write_json
 from paddy.runs.folder import RunFolder, matched_settings, settings_key
 from paddy.runs.lookup import find_run, run_summary
 from paddy.settings.entry import Keep, OptimizerChoice
-from paddy.settings.legacy import SETTINGS_SINCE_0_2
+from paddy.settings.legacy import SETTINGS_SINCE_0_2, Recorded, upgraded
 
 PICTURES = ["confusion.png", "loss.png", "top_losses.png"]  # a single-label run's
 
@@ -46,6 +46,18 @@ def test_show_prints_settings_history_and_pictures(finished_run):
     assert result.exit_code == 0, result.output
     assert "test_resnet" in result.stdout and "history" in result.stdout and "valid error_rate" in result.stdout
     assert all(f"picture: {finished_run.run.path / name}" in result.stdout.replace("\n", "") for name in PICTURES)
+    rows = [[cell.strip() for cell in line.split("│")[1:3]] for line in result.stdout.splitlines() if "│" in line]
+    settings = dict(row for row in rows if len(row) == 2)
+    assert rows[0] == ["arch", "test_resnet"], "what the run trained first, the settings added since 0.2 after"
+    assert settings["size"] == "32x32" and settings["lr"] == "0.01" and settings["trackers"] == "-"
+    competition = "train_folder train_images, test_folder test_images, kind single, metric error_rate"
+    assert settings["competition"] == competition, "a table of settings: its given keys, not a dict's repr"
+    assert "None" not in result.stdout, "what a run left out is '-'"
+
+
+def test_the_settings_of_an_older_run_come_in_the_order_it_recorded_them():
+    upgraded_settings = upgraded(Recorded.settings, {"arch": "resnet18", "size": [64, 64]})
+    assert list(upgraded_settings)[:2] == ["arch", "size"] and set(SETTINGS_SINCE_0_2) <= set(upgraded_settings)
 
 
 def test_runs_of_paddy_0_2_still_match_in_the_same_folders(finished_run, tmp_path):

@@ -22,10 +22,11 @@ def show(
     out_dir: OutDir = DEFAULT_OUT,
 ) -> None:
     """Print a run's settings, history, validation error and where its pictures are."""
+    from paddy.runs.listing import setting_text
     from paddy.runs.lookup import find_run, run_summary
 
     summary = run_summary(find_run(run, out_dir))
-    settings = pd.DataFrame([{"setting": k, "value": v} for k, v in summary.config.items()])
+    settings = pd.DataFrame([{"setting": k, "value": setting_text(v)} for k, v in summary.config.items()])
     out.print(frame_table(settings, title=summary.run.name))
     if not summary.history.empty:
         out.print(frame_table(summary.history, title="history"))

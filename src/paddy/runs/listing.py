@@ -148,9 +148,13 @@ def best_first(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def setting_text(value: Any) -> str:
-    """A setting as the table shows it: sizes as HxW, lists joined."""
+    """A setting as the tables show it: sizes as HxW, lists joined, a table (the competition) as its given keys."""
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {setting_text(item)}" for key, item in value.items() if item is not None)
     if isinstance(value, list):
-        if value and all(isinstance(v, int) for v in value):
+        if not value:
+            return "-"
+        if all(isinstance(v, int) for v in value):
             return "x".join(map(str, value))
         return ",".join(setting_text(v) for v in value)
     return "-" if value is None else str(value)

@@ -74,7 +74,8 @@ def _unrecorded_settings() -> tuple[tuple[str, Any], ...]:
 def upgraded(kind: Recorded, recorded: dict[str, Any]) -> dict[str, Any]:
     """`recorded` (read from a run of any release) as this release records it."""
     if kind is Recorded.settings:
-        return {**unrecorded_settings(), **dict.fromkeys(TRAINING_SET_SINCE_0_3), **recorded}  # as 0.2 did
+        unrecorded = {**unrecorded_settings(), **dict.fromkeys(TRAINING_SET_SINCE_0_3)}  # as 0.2 did
+        return {**recorded, **{key: value for key, value in unrecorded.items() if key not in recorded}}
     if kind is Recorded.result:  # paddy 0.1 recorded one total, "seconds", for training, pictures and TTA
         total = recorded.get("train_seconds", 0.0) + recorded.get("predict_seconds", 0.0)
         return {"seconds": total, **RESULT_BEFORE_KEEP, **RESULT_BEFORE_METRIC, **recorded}
