@@ -43,7 +43,10 @@ def test_unknown_arch_suggests_close_timm_names():
     assert problem is not None and "convnext_small" in problem
     assert arch_problem("resnet18") is None
     assert arch_problem("convnext_small.fb_in22k") is None
-    assert "unknown pretrained tag" in arch_problem("convnext_small.no_such_tag")
+    assert "unknown pretrained tag; see timm.list_pretrained('convnext_small')" in arch_problem("convnext_small.q")
+    typo = arch_problem("convnext_small.in12k_ft")  # the tag is in12k_ft_in1k
+    assert typo.startswith("'convnext_small.in12k_ft' has an unknown pretrained tag; did you mean ")
+    assert "convnext_small.in12k_ft_in1k" in typo
 
 
 def test_accum_must_divide_bs():

@@ -23,12 +23,19 @@ def arch_problem(arch: str) -> str | None:
     import timm
 
     if timm.is_model(arch):
-        if "." not in arch or arch in timm.list_pretrained():
+        base, _, tag = arch.partition(".")
+        tags = [name.partition(".")[2] for name in timm.list_pretrained(f"{base}.*")]
+        if not tag or tag in tags:
             return None
-        return f"{arch!r} has an unknown pretrained tag; see timm.list_pretrained({arch.split('.')[0]!r} + '*')"
-    close = difflib.get_close_matches(arch, timm_names(), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
-    return f"unknown arch {arch!r}{hint}"
+        hint = close_names(tag, tags, f"timm.list_pretrained({base!r})", prefix=f"{base}.")
+        return f"{arch!r} has an unknown pretrained tag{hint}"
+    return f"unknown arch {arch!r}{close_names(arch, timm_names(), 'timm.list_models()')}"
+
+
+def close_names(name: str, names: list[str] | tuple[str, ...], listing: str, prefix: str = "") -> str:
+    """'; did you mean ...?' with the names closest to a typo (each after `prefix`), else where to look them up."""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(prefix + c for c in close)}?" if close else f"; see {listing}"
 
 
 def arch_problems(entry: ModelEntry) -> list[str]:
