@@ -30,7 +30,7 @@ def test_submission_follows_the_sample_order_and_header(sample_csv, tmp_path):
     assert list(written.columns) == ["image_id", "label"]
     assert list(written.image_id) == ["200002.jpg", "200001.jpg", "200003.jpg"]
     assert list(written.label) == ["hispa", "blast", "normal"]
-    assert made.rows == 3 and made.message == "paddy: resnet18 64x64 squish"
+    assert made.rows == 3 and made.message == "paddy: resnet18 64x64 squish | valid error_rate 0.1000"
 
 
 def test_missing_prediction_names_the_row(sample_csv, tmp_path):
@@ -60,6 +60,16 @@ def test_the_message_carries_the_ensembles_cv_score():
     cv = {"error": 0.05, "log_loss": 0.1234}
     ensemble = Predictions(np.eye(3, dtype=np.float32), ("a", "b", "c"), VOCAB, {"members": members, "cv": cv})
     assert default_message(ensemble) == "paddy: resnet18 64x64 squish | CV error 0.0500, log loss 0.1234"
+
+
+def test_one_runs_message_carries_its_validation_score_on_its_metric():
+    run = Predictions(
+        np.eye(3, dtype=np.float32), ("a", "b", "c"), VOCAB, {**preds().meta, "kind": "regression", "metric": "rmse"}
+    )
+    assert default_message(run) == "paddy: resnet18 64x64 squish | valid rmse 0.1000"
+    members = [{"arch": "resnet18", "size": "64x64", "item": "squish", "weight": 1.0}]
+    ensemble = Predictions(run.probs, run.image_ids, VOCAB, {"ensemble": True, "members": members, "valid_error": 0.2})
+    assert default_message(ensemble) == "paddy: resnet18 64x64 squish", "no CV: an ensemble's mean is no score"
 
 
 def test_log_appends_one_json_line_per_submission(tmp_path):

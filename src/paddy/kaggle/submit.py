@@ -23,6 +23,7 @@ from paddy.ensembling.average import ENSEMBLE_FILE, Member
 from paddy.kaggle.access import kaggle_api, submit_code, submit_csv
 from paddy.runs.lookup import find_run
 from paddy.runs.predictions import Predictions, load_predictions
+from paddy.scoring.recorded import recorded_scoring
 from paddy.settings.competition import MetricName, TargetKind, recorded_spec
 
 LOG_FILE = "log.jsonl"
@@ -111,13 +112,20 @@ def default_message(preds: Predictions) -> str:
     for member in member_rows(preds):
         weight = "" if member["weight"] == 1 else f" w{member['weight']:g}"
         parts.append(f"{member['arch']} {member['size']} {member['item']}{weight}")
-    return "paddy: " + "; ".join(parts) + cv_text(preds.meta.get("cv"))
+    return "paddy: " + "; ".join(parts) + score_text(preds.meta)
 
 
-def cv_text(cv: dict[str, Any] | None) -> str:
-    """The ensemble's CV score for the message: its metric, or the error and log loss older releases recorded."""
-    if not cv:
+def score_text(meta: dict[str, Any]) -> str:
+    """The score the message carries: the ensemble's CV, else one run's validation score on its metric."""
+    if meta.get("cv"):
+        return cv_text(meta["cv"])
+    if meta.get("ensemble") or meta.get("valid_error") is None:
         return ""
+    return f" | valid {recorded_scoring(meta).metric} {meta['valid_error']:.4f}"
+
+
+def cv_text(cv: dict[str, Any]) -> str:
+    """The ensemble's CV score for the message: its metric, or the error and log loss older releases recorded."""
     if "metric" in cv:
         return f" | CV {cv['metric']} {cv['value']:.4f}"
     return f" | CV error {cv['error']:.4f}, log loss {cv['log_loss']:.4f}"
