@@ -58,8 +58,9 @@ def print_epoch(row: dict[str, Any]) -> None:
 
 def kept_words(result: dict[str, Any]) -> str:
     """Which epoch a run kept, from result.json's keys (epochs numbered from 0, as history.csv's rows):
-    ' (best of 5 epochs: epoch 2, stopped early)', or '' for a run from before runs said so."""
-    if result.get("kept_epoch") is None:
+    ' (best of 5 epochs: epoch 2, stopped early)', or '' for a run of one epoch (nothing to choose from) or
+    from before runs said so."""
+    if result.get("kept_epoch") is None or result["epochs_run"] == 1:
         return ""
     stopped = ", stopped early" if result.get("stopped_early") else ""
     return f" ({result['keep']} of {result['epochs_run']} epochs: epoch {result['kept_epoch']}{stopped})"
