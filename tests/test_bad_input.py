@@ -490,7 +490,7 @@ CASES = [
     Case(
         "predict-no-finished-runs",
         lambda p: ["predict", "--images", str(p.data / "test_images"), "--out", str(p.tmp / "empty")],
-        "name the runs to predict with, or give --config",
+        "no finished runs in",
     ),
     # ensemble and submit: the data and the competition
     Case(

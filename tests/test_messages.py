@@ -105,7 +105,7 @@ def test_an_interrupted_paddy_run_numbers_entries_from_0_and_says_how_to_go_on(t
 
 def test_no_finished_runs_names_the_folder_and_the_command_first(tmp_path):
     line = error_line(paddy_says("ensemble", "--out", tmp_path / "empty"))
-    assert f"no finished runs in {tmp_path / 'empty'} to ensemble" in line
+    assert f"no finished runs in {tmp_path / 'empty'}: train some there first" in line
     assert f"paddy train --out {tmp_path / 'empty'}" in line
 
 

@@ -174,3 +174,15 @@ def test_predict_reports_its_progress_over_every_pass(finished_run, tiny_data, t
     assert {(what, of) for what, _, of in reports} == {(f"predicting with {finished_run.run.name}", total)}
     done = [done for _, done, _ in reports]
     assert done == sorted(done) and done[-1] == total and len(done) >= passes  # every batch of every pass
+
+
+def test_predict_without_runs_named_uses_every_finished_run_and_says_which(finished_run, tiny_data, tmp_path):
+    """As `paddy ensemble` does: it refused ('name the runs to predict with') where ensemble took them all."""
+    out = tmp_path / "runs"
+    shutil.copytree(finished_run.run.path, out / finished_run.run.name)
+    dest = tmp_path / "all.safetensors"
+    images = ["--images", str(tiny_data.root / "test_images")]
+    result = CliRunner().invoke(app, ["predict", *images, "--out", str(out), "--dest", str(dest), "--no-tta"])
+    preds = predicted(result, dest)
+    assert f"{len(tiny_data.test_images)} images predicted by {finished_run.run.name}: {dest}" in result.stdout
+    assert preds.meta["run"] == finished_run.run.name

@@ -67,7 +67,8 @@ def ensemble(
 def predict_images(
     images: Annotated[Path, typer.Option(help="Folder of images to predict (no training data needed).")],
     runs: Annotated[
-        Optional[list[str]], typer.Argument(help="Finished runs (folder names under --out, or paths); averaged.")
+        Optional[list[str]],
+        typer.Argument(help="Finished runs (folder names under --out, or paths), averaged. Default: all finished."),
     ] = None,
     config: Annotated[
         Optional[Path], typer.Option(help="Every entry's finished run of this config, with its ensemble weights.")
@@ -88,4 +89,7 @@ def predict_images(
 
     chosen = load_config(config) if config else None
     preds, written = predict(runs or [], images, out_dir, dest, tta, chosen, trained_on, replace_earlier=force)
-    out.print(f"{len(preds.image_ids)} images: {written} and {written.with_suffix('.csv')}")
+    meta = preds.meta  # an ensemble's members, one entry's fold runs, or one run
+    names = [m["run"] for m in meta["members"]] if "members" in meta else meta.get("runs") or [meta["run"]]
+    runs_used = ", ".join(names)
+    out.print(f"{len(preds.image_ids)} images predicted by {runs_used}: {written} and {written.with_suffix('.csv')}")

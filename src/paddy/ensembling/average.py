@@ -204,7 +204,7 @@ def choose_runs(out: Outs, runs: list[str] | None, config: EnsembleConfig | None
     if not folders:
         first, where = out_folders(out)[0], " or ".join(map(str, out_folders(out)))
         raise PaddyError(
-            f"no finished runs in {where} to ensemble: train some there first "
+            f"no finished runs in {where}: train some there first "
             f"(paddy train --out {first}, or paddy run CONFIG --out {first})"
         )
     return [(group, None) for group in fold_groups(folders)]

@@ -91,10 +91,9 @@ def predict_member(runs: list[RunFolder], images: list[Path], tta: bool, weight:
 def chosen_members(
     runs: list[str], out: Path, config: EnsembleConfig | None, images: list[Path], tta: bool, data: Path | None
 ) -> list[Member]:
-    """The runs named (weight 1 each; an entry's fold runs as one), or each config entry's finished
-    runs (trained on `data`) with its weight, found as `paddy ensemble` finds them, predicting `images`."""
-    if not runs and config is None:
-        raise PaddyError("name the runs to predict with, or give --config")
+    """The runs named (weight 1 each; an entry's fold runs as one), each config entry's finished runs
+    (trained on `data`) with its weight, or every finished run, found as `paddy ensemble` finds them,
+    predicting `images`."""
     return [predict_member(group, images, tta, weight) for group, weight in choose_runs(out, runs, config, data)]
 
 
