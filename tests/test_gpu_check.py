@@ -72,7 +72,9 @@ def test_cpu_only_check_writes_every_part_to_json_and_table(gpu_check, tmp_path)
     )
     assert [row["loop"] for row in parts["vs_plain_loop"]["rows"]] == ["paddy, adamw-foreach", "plain, foreach AdamW"]
     assert [row["case"] for row in parts["channels_last"]["rows"]] == ["default", "channels_last"]
-    assert sum(p["seconds"] for p in parts.values()) <= report["seconds"] + 0.1 <= time.monotonic() - started + 0.1
+    # seconds are rounded to 0.01: each part's, and the total's, may be up to 0.005 over what it measured
+    assert sum(p["seconds"] for p in parts.values()) <= report["seconds"] + 0.005 * (len(parts) + 1)
+    assert report["seconds"] <= time.monotonic() - started + 0.005
 
     table = (tmp_path / gpu_check.TABLE_FILE).read_text()
     for name, part in parts.items():
