@@ -4,6 +4,7 @@ is writing (its lock held), nor anything that is not a run folder."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -87,7 +88,11 @@ def test_every_run_folder_with_its_state(out, locked, finished_run):
     ], "only the settings that differ (lr), not the trackers, which only watched"
     finished = frame.set_index("run").loc["a-finished"]
     assert finished["valid"] == finished_run.valid_error and finished["lr"] == "0.002"
-    assert finished["metric"] == "error_rate" and pd.isna(frame.set_index("run").loc["b-resumable", "metric"])
+    assert finished["metric"] == "error_rate"
+    resumable, dead = frame.set_index("run").loc["b-resumable"], frame.set_index("run").loc["c-dead"]
+    best = finished_run.history.error_rate.min()
+    assert resumable["metric"] == "error_rate" and resumable["valid"] == pytest.approx(best), "its best epoch so far"
+    assert pd.isna(dead["metric"]) and pd.isna(dead["valid"]), "no epoch: no score"
     assert finished["seconds"] == pytest.approx(finished_run.train_seconds + finished_run.predict_seconds)
     assert finished["arch"] == "test_resnet" and finished["size"] == "32x32" and finished["fold"] == "-"
     assert frame.set_index("run").loc["c-dead", "epochs_done"] == 0
@@ -110,7 +115,7 @@ def test_a_folder_whose_writer_has_ended_is_dead_again(out):
 
 def test_sorting_by_a_column(out):
     frame = runs_frame(listed_runs(out), sort="valid")
-    assert frame["run"].iloc[0] == "a-finished", "runs with a score first, the unfinished ones after"
+    assert frame["run"].iloc[0] == "a-finished" and frame["run"].iloc[-1] == "c-dead", "runs without a score last"
     assert list(runs_frame(listed_runs(out), sort="state")["state"])[:2] == ["dead", "dead"]
     with pytest.raises(PaddyError, match="cannot sort by 'colour': the columns are run, state"):
         runs_frame(listed_runs(out), sort="colour")
@@ -120,6 +125,8 @@ def test_paddy_runs_and_clean_from_the_command_line(out, locked):
     shown = CliRunner().invoke(app, ["runs", "--out", str(out), "--sort", "valid"])
     assert shown.exit_code == 0, shown.output
     assert "valid error_rate" in shown.stdout and " metric " not in shown.stdout, "one metric: it heads the scores"
+    resumable = next(line for line in shown.stdout.splitlines() if "b-resumable" in line)
+    assert re.search(r"│ +\d\.\d{4}\* │", resumable) and "*: an unfinished run's best epoch so far" in shown.stdout
     for name, state in [("a-finished", "finished"), ("c-dead", "dead"), ("f-being-written", "writing")]:
         assert name in shown.stdout and state in shown.stdout
     assert "6 run folders" in shown.stdout
@@ -174,7 +181,7 @@ def test_after_real_kills_clean_removes_only_the_run_killed_before_its_first_epo
 @pytest.fixture
 def scored(finished_run, tmp_path):
     """Finished runs scored on two metrics, one of them higher-is-better, a run of a release that recorded no
-    metric (the error rate), and an unfinished run."""
+    metric (the error rate), and a run that has not finished an epoch yet."""
     out = tmp_path / "runs"
     out.mkdir()
     for name, metric, value in [("a", "accuracy", 0.7), ("b", "error_rate", 0.2), ("c", "accuracy", 0.9)]:
@@ -185,13 +192,13 @@ def scored(finished_run, tmp_path):
     old = copy_of(finished_run.run, out, "d-older-release")
     result = read_json(old.path / "result.json")
     write_json(old.path / "result.json", {**{k: v for k, v in result.items() if k != "metric"}, "valid_error": 0.1})
-    copy_of(finished_run.run, out, "e-unfinished", drop=["predictions.safetensors", "result.json"])
+    copy_of(finished_run.run, out, "e-no-epoch-yet", drop=["predictions.safetensors", "result.json", "history.csv"])
     return out
 
 
 def test_sorting_by_valid_puts_the_best_first_whichever_way_its_metric_goes(scored):
     frame = runs_frame(listed_runs(scored), sort="valid")
-    assert list(frame["run"]) == ["c", "a", "d-older-release", "b", "e-unfinished"], "accuracy high first, error low"
+    assert list(frame["run"]) == ["c", "a", "d-older-release", "b", "e-no-epoch-yet"], "accuracy high first, error low"
     assert list(frame["metric"])[:4] == ["accuracy", "accuracy", "error_rate", "error_rate"]
 
 

@@ -36,19 +36,23 @@ STATE_STYLES = {"finished": "green", "resumable": "yellow", "writing": "cyan", "
 
 def runs_table(frame: pd.DataFrame, out_dir: str) -> Table:
     """`paddy runs`: one row per run folder, its state coloured, '-' where a value is missing (an unfinished
-    run has no score or time); the columns after `seconds` are the settings that differ between the runs. The
-    metric heads the score's column when every finished run shares it, else it has a column of its own."""
-    table = Table(title=f"runs in {out_dir}", caption=f"{len(frame)} run folder{'s' * (len(frame) != 1)}")
+    run has no time, and its best epoch so far is marked); the columns after `seconds` are the settings that
+    differ between the runs. The metric heads the score's column when every run shares it, else it has a
+    column of its own."""
+    unfinished = (frame["state"] != "finished") & frame["valid"].notna()
+    so_far = "; *: an unfinished run's best epoch so far" if unfinished.any() else ""
+    caption = f"{len(frame)} run folder{'s' * (len(frame) != 1)}{so_far}"
+    table = Table(title=f"runs in {out_dir}", caption=caption)
     metrics = set(frame["metric"].dropna())
     shown = [column for column in frame.columns if column != "metric" or len(metrics) > 1]
     headers = {"valid": valid_header(metrics)}
     for column in shown:
         numeric = column in ("epochs_done", "valid", "seconds")
         table.add_column(headers.get(column, column), justify="right" if numeric else "left", overflow="fold")
-    for row in frame.to_dict("records"):
+    for row, mark in zip(frame.to_dict("records"), unfinished.map({True: "*", False: ""})):
         cells = {**row, "state": f"[{STATE_STYLES[row['state']]}]{row['state']}[/]"}
         cells["metric"] = missing_or(row["metric"], str)
-        cells["valid"] = missing_or(row["valid"], "{:.4f}".format)
+        cells["valid"] = missing_or(row["valid"], "{:.4f}".format) + mark
         cells["seconds"] = missing_or(row["seconds"], duration_text)
         table.add_row(*(str(cells[column]) for column in shown))
     return table

@@ -20,7 +20,6 @@ from paddy.core.errors import PaddyError
 from paddy.runs.folder import CONFIG_FILE, RunBusy, RunFolder
 from paddy.settings.competition import greater_is_better
 from paddy.settings.entry import ModelEntry
-from paddy.settings.legacy import unrecorded_settings
 
 LR_FIND_FILE = "lr_find.json"  # what `paddy lr-find` leaves in its folder: a result, never dead
 
@@ -73,6 +72,8 @@ class ListedRun:
     settings: dict[str, Any]  # every setting, those an older release did not record at what it did
     epochs: int  # history rows: epochs trained so far
     result: dict[str, Any] | None
+    metric: str | None = None  # what `valid` scores
+    valid: float | None = None  # the kept epoch's score; an unfinished run's best epoch so far
 
     @property
     def seconds(self) -> float | None:
@@ -90,14 +91,27 @@ def run_folders(out: Path) -> list[RunFolder]:
 
 
 def listed_runs(out: Path) -> list[ListedRun]:
-    """Every run folder under `out` with its state, settings, epochs and result."""
+    """Every run folder under `out` with its state, settings, epochs, result and score."""
     listed = []
     for run in run_folders(out):
-        state = state_of(run)
-        settings = {**unrecorded_settings(), **run.config()}
+        state, history = state_of(run), run.history()
         result = run.result() if state == RunState.finished else None
-        listed.append(ListedRun(run, state, settings, len(run.history()), result))
+        score = (result["metric"], result["valid_error"]) if result else best_so_far(history)
+        listed.append(ListedRun(run, state, run.config(), len(history), result, *score))
     return listed
+
+
+def best_so_far(history: pd.DataFrame) -> tuple[str | None, float | None]:
+    """An unfinished run's metric and its best epoch's value so far: the metric is history.csv's column after
+    valid_loss (fastai's Recorder writes the learner's metrics there, the competition's first); (None, None)
+    before its first epoch."""
+    columns = list(history.columns)
+    after_loss = columns[columns.index("valid_loss") + 1 :] if "valid_loss" in columns else []
+    metrics = [column for column in after_loss if column != "time"]
+    values = history[metrics[0]].dropna() if metrics else pd.Series(dtype=float)
+    if values.empty:
+        return None, None
+    return metrics[0], float(values.max() if greater_is_better(metrics[0]) else values.min())
 
 
 def differing_settings(runs: list[ListedRun]) -> list[str]:
@@ -122,8 +136,8 @@ def runs_frame(runs: list[ListedRun], sort: str | None = None) -> pd.DataFrame:
                 "size": "x".join(map(str, r.settings.get("size") or [])),
                 "fold": fold,
                 "epochs_done": r.epochs,
-                "metric": r.result["metric"] if r.result else None,
-                "valid": r.result["valid_error"] if r.result else None,
+                "metric": r.metric,
+                "valid": r.valid,
                 "seconds": r.seconds,
                 **{name: setting_text(r.settings.get(name)) for name in differing},
             }
