@@ -39,7 +39,7 @@ def test_test_order_is_by_name_not_by_creation(data_copy):
     "breakage, message",
     [
         (lambda root: shutil.rmtree(root / "train_images"), "has no training image folder .looked for train_images/"),
-        (lambda root: shutil.rmtree(root / "test_images"), "has no test_images/ folder"),
+        (lambda root: shutil.rmtree(root / "test_images"), "has no test image folder .looked for test_images/"),
         (lambda root: (root / "sample_submission.csv").unlink(), "has no sample_submission.csv"),
         (lambda root: [p.unlink() for p in (root / "test_images").iterdir()], "test_images has no images"),
         (

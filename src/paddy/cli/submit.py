@@ -51,7 +51,7 @@ def submit(
     if version is not None:
         raise PaddyError("--version goes with --kernel")
     made, preds = prepare_submission(out_dir, run, predictions, data, submissions, message)
-    out.print(f"wrote {made.path} ({made.rows} rows, checked against sample_submission.csv)")
+    out.print(f"wrote {made.path} ({made.rows} rows, checked against {made.sample.name})")
     if dry_run:
         out.print(f"dry run: not sent. Message would be: {made.message}")
         return

@@ -16,19 +16,8 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.data.demo import ensure_demo_dataset, is_demo_data
-from paddy.data.layout import (
-    LABEL_FILES,
-    TEST_FOLDERS,
-    Labelled,
-    Target,
-    files_of_ids,
-    folder_label_disagreement,
-    image_files,
-    image_folder,
-    labels_file,
-    read_labels,
-    visible,
-)
+from paddy.data.layout import Labelled, Target, files_of_ids, folder_label_disagreement, read_labels
+from paddy.data.locations import LABELS, SAMPLE, TEST, TRAIN, found_name, found_path, image_files, visible
 from paddy.data.submission_format import SampleFormat, infer_sample_format, read_sample
 from paddy.settings.competition import (
     METRICS_OF_KIND,
@@ -80,7 +69,7 @@ class CompetitionData:
 
     @property
     def sample_submission(self) -> Path:
-        return self.root / "sample_submission.csv"
+        return self.root / (self.spec.sample_file or SAMPLE.usual[0])
 
     @property
     def test_ids(self) -> list[str]:
@@ -117,7 +106,7 @@ class CompetitionData:
         return {
             "competition": spec.slug or "-",
             "target": f"{self.kind}, scored on {self.metric}",
-            "labels": labels if spec.labels_file else "class folders under train_images/",
+            "labels": labels if spec.labels_file else f"class folders under {self.train_dir.name}/",
             "training images": f"{len(self.train_images)} in {self.train_dir.name}/",
             "test images": f"{len(self.test_images)} in {spec.test_folder or 'test_images'}/",
             "classes": f"a number ({self.classes[0]})" if numbers else f"{len(self.classes)}",
@@ -156,10 +145,10 @@ def ids_fingerprint(ids: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
 
 
-def test_images_of(root: Path, sample: pd.DataFrame, folder: Path, shared: bool) -> list[Path]:
+def test_images_of(sample_csv: Path, sample: pd.DataFrame, folder: Path, shared: bool) -> list[Path]:
     """The test images, sorted: the sample's ids matched to `folder`'s files (with or without their
     extension). A folder of its own must hold exactly the images the sample lists."""
-    sample_csv, files = root / "sample_submission.csv", {p.name: p for p in image_files(folder)}
+    files = {p.name: p for p in image_files(folder)}
     if not files:
         raise PaddyError(f"{folder} has no images")
     ids = list(sample.iloc[:, 0])
@@ -173,9 +162,10 @@ def test_images_of(root: Path, sample: pd.DataFrame, folder: Path, shared: bool)
     return sorted(images)
 
 
-def class_folder_layout(root: Path, sample: pd.DataFrame) -> CompetitionData:
-    """The paddy competition's layout: one folder per class under train_images/, test_images/."""
-    train_dir, test_dir = root / "train_images", root / "test_images"
+def class_folder_layout(root: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> CompetitionData:
+    """The paddy competition's layout: one folder per class under train_images/ (or train/, ...), the test
+    images in test_images/ (or test/, ...)."""
+    train_dir, test_dir = found_path(root, spec.train_folder, TRAIN), found_path(root, spec.test_folder, TEST)
     class_dirs = sorted(p for p in train_dir.iterdir() if visible(p) and p.is_dir())
     train_images: list[Path] = []
     for class_dir in class_dirs:
@@ -185,16 +175,15 @@ def class_folder_layout(root: Path, sample: pd.DataFrame) -> CompetitionData:
         train_images += files
     if len(class_dirs) < 2:
         raise PaddyError(f"{train_dir} has only one class folder; a classifier needs at least two")
-    if not test_dir.is_dir():
-        raise PaddyError(f"{root} has no test_images/ folder")
     if problem := folder_label_disagreement(root, train_images):
         raise PaddyError(problem)
     return CompetitionData(
         root=root,
         classes=tuple(p.name for p in class_dirs),
         train_images=tuple(train_images),
-        test_images=tuple(test_images_of(root, sample, test_dir, shared=False)),
+        test_images=tuple(test_images_of(root / spec.sample_file, sample, test_dir, shared=False)),
         label_column=str(sample.columns[1]),
+        spec=class_folder_spec(spec, train_dir.name, test_dir.name),
     )
 
 
@@ -202,9 +191,9 @@ def csv_layout(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFram
     """Labels in a CSV next to flat image folders (paddy.data.layout), the test images the sample's."""
     labelled: Labelled = read_labels(root, csv, spec, sample)
     filled = labelled.spec
-    test_dir = image_folder(root, filled.test_folder, TEST_FOLDERS, "test")
+    test_dir = found_path(root, filled.test_folder, TEST)
     shared = test_dir == root / (filled.train_folder or "")
-    test_images = test_images_of(root, sample, test_dir, shared)
+    test_images = test_images_of(root / spec.sample_file, sample, test_dir, shared)
     names = [p.name for p in labelled.images]
     return CompetitionData(
         root=root,
@@ -219,26 +208,26 @@ def csv_layout(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFram
     )
 
 
-def has_class_folders(root: Path) -> bool:
-    """Whether train_images/ holds a folder per class (the paddy layout) rather than the images."""
-    train_dir = root / "train_images"
-    return train_dir.is_dir() and any(visible(p) and p.is_dir() for p in train_dir.iterdir())
+def has_class_folders(root: Path, spec: CompetitionSpec) -> bool:
+    """Whether the training image folder holds a folder per class (the paddy layout) rather than the images."""
+    train_dir = found_name(root, spec.train_folder, TRAIN)
+    return train_dir is not None and any(visible(p) and p.is_dir() for p in (root / train_dir).iterdir())
 
 
 LABELS_FILE_KEYS = ("id_column", "label_columns", "label_sep", "group_column", "fold_column")  # a CSV's columns
 
 
-def class_folder_spec(spec: CompetitionSpec) -> CompetitionSpec:
+def class_folder_spec(spec: CompetitionSpec, train_folder: str, test_folder: str) -> CompetitionSpec:
     """The description of a class-folder layout: one class per image, the folder its label."""
     if given := [key for key in LABELS_FILE_KEYS if getattr(spec, key) is not None]:
         raise PaddyError(
             f"{given[0]} names a column of a labels file, but the labels here are the class folders under "
-            "train_images/ (a labels file is read only when labels_file is given)"
+            f"{train_folder}/ (a labels file is read only when labels_file is given)"
         )
     kind = spec.kind or TargetKind.single
     if kind not in (TargetKind.single, TargetKind.binary):
-        raise PaddyError(f"class folders under train_images/ hold single-label classes, not a {kind} target")
-    return replace(spec, kind=kind, train_folder="train_images", test_folder="test_images")
+        raise PaddyError(f"class folders under {train_folder}/ hold single-label classes, not a {kind} target")
+    return replace(spec, kind=kind, train_folder=train_folder, test_folder=test_folder)
 
 
 def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> CompetitionData:
@@ -248,16 +237,23 @@ def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> Compe
         raise PaddyError(f"data folder not found: {root}")
     root = root.absolute()
     spec = known_competition(spec, root.name)
-    sample = read_sample(root / "sample_submission.csv")
-    csv = None if spec.labels_file is None and has_class_folders(root) else labels_file(root, spec)
-    if csv is None:
-        if not (root / "train_images").is_dir():
+    # a missing sample: read_sample's error, which looks one folder down for a --data given one folder too high
+    spec = replace(spec, sample_file=found_name(root, spec.sample_file, SAMPLE) or SAMPLE.usual[0])
+    sample = read_sample(root / spec.sample_file)
+    labels = (
+        None
+        if spec.labels_file is None and has_class_folders(root, spec)
+        else found_name(root, spec.labels_file, LABELS)
+    )
+    if labels is None:
+        if found_name(root, spec.train_folder, TRAIN) is None:
             raise PaddyError(
-                f"{root} has no labels file ({', '.join(LABEL_FILES)}) and no train_images/<label>/ class folders"
+                f"{root} has no labels file (looked for {LABELS.looked_for()}) and no class folders under a "
+                f"training image folder (looked for {TRAIN.looked_for()})"
             )
-        found = replace(class_folder_layout(root, sample), spec=class_folder_spec(spec))
+        found = class_folder_layout(root, spec, sample)
     else:
-        found = csv_layout(root, csv, spec, sample)
+        found = csv_layout(root, root / labels, spec, sample)
     if problem := metric_problem(found.kind, found.metric):
         raise PaddyError(f"{root}: {problem}")
     found = replace(found, spec=replace(found.spec, metric=found.metric))

@@ -1,9 +1,10 @@
 """Reading a competition whose labels are in a CSV: which files and columns hold what, inferred where the
 description leaves it out, and every training image's target, checked up front.
 
-Kaggle ships labels as train.csv, labels.csv or train_labels.csv next to a flat image folder (train/,
-train_images/, or one images/ for both), ids with or without the extension, and a label column, a
-space-separated label list, or one 0/1 column per class.
+Kaggle ships labels as train.csv, labels.csv or train_labels.csv (or a file named like them) next to a flat
+image folder (train/, train_images/, one images/ for both, or one named like them; paddy.data.locations),
+ids with or without the extension, and a label column, a space-separated label list, or one 0/1 column per
+class.
 """
 
 from __future__ import annotations
@@ -15,12 +16,9 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_csv
+from paddy.data.locations import LABELS, TRAIN, found_path, image_files
 from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-LABEL_FILES = ("train.csv", "labels.csv", "train_labels.csv")
-TRAIN_FOLDERS = ("train_images", "train", "images")
-TEST_FOLDERS = ("test_images", "test", "images")
 REGRESSION_MIN_VALUES = 21  # more distinct integers than this are a number to predict, not classes
 MIN_TRAINING_IMAGES = 2
 
@@ -37,43 +35,6 @@ class Labelled:
     spec: CompetitionSpec  # every key that applies filled in
     groups: tuple[str, ...] | None = None
     user_folds: tuple[int, ...] | None = None
-
-
-def visible(path: Path) -> bool:
-    """Hidden files and folders (`.ipynb_checkpoints`, macOS `._*` files, dotfiles) are not data."""
-    return not path.name.startswith(".")
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name for a stable order."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and visible(p) and p.is_file())
-
-
-def first_present(root: Path, given: str | None, candidates: tuple[str, ...], is_there) -> str | None:
-    """The given name, else the first candidate that exists under `root` (None: none does)."""
-    if given is not None:
-        return given
-    return next((name for name in candidates if is_there(root / name)), None)
-
-
-def labels_file(root: Path, spec: CompetitionSpec) -> Path | None:
-    """The labels CSV (the description's, else the first of LABEL_FILES present), or None."""
-    name = first_present(root, spec.labels_file, LABEL_FILES, Path.is_file)
-    if name is None:
-        return None
-    if not (root / name).is_file():
-        raise PaddyError(f"{root} has no labels file {name}")
-    return root / name
-
-
-def image_folder(root: Path, given: str | None, candidates: tuple[str, ...], what: str) -> Path:
-    """The training or test image folder: the description's, else the first of `candidates` present."""
-    name = first_present(root, given, candidates, Path.is_dir)
-    if name is None:
-        raise PaddyError(f"{root} has no {what} image folder (looked for {', '.join(f'{c}/' for c in candidates)})")
-    if not (root / name).is_dir():
-        raise PaddyError(f"{root} has no {what} image folder {name}/")
-    return root / name
 
 
 def files_of_ids(ids: list[str], files: dict[str, Path], extension: str | None, where: str) -> list[Path]:
@@ -212,7 +173,7 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
     kind = inferred_kind(table, columns, spec)
     sep = spec.label_sep or (" " if kind is TargetKind.multi and len(columns) == 1 else None)
     targets, vocab = targets_of(table, columns, kind, sep, csv)
-    folder = image_folder(root, spec.train_folder, TRAIN_FOLDERS, "training")
+    folder = found_path(root, spec.train_folder, TRAIN)
     files = {p.name: p for p in image_files(folder)}
     if not files:
         raise PaddyError(
@@ -238,19 +199,21 @@ def folder_label_disagreement(root: Path, train_images: list[Path]) -> str | Non
     """Why a labels file beside the class folders (the paddy competition's train.csv) contradicts them,
     or None: the folders are what trains, so a relabelled CSV must not be silently ignored. Rows of
     images not in the folders, and a file without a `label` column, are not compared."""
-    csv = next((root / name for name in LABEL_FILES if (root / name).is_file()), None)
+    csv = next((root / name for name in LABELS.usual if (root / name).is_file()), None)
     if csv is None:
         return None
     table = read_csv(csv, dtype=str)
     if "label" not in table.columns or len(table.columns) < 2:
         return None
-    folder_of = {p.name: p.parent.name for p in train_images} | {p.stem: p.parent.name for p in train_images}
+    folder_of = {p.name: p.parent for p in train_images} | {p.stem: p.parent for p in train_images}
     ids, labels = table.iloc[:, 0].astype(str), table["label"].astype(str).str.strip()
-    differ = [(i, folder_of[i], label) for i, label in zip(ids, labels) if i in folder_of and folder_of[i] != label]
+    differ = [
+        (i, folder_of[i], label) for i, label in zip(ids, labels) if i in folder_of and folder_of[i].name != label
+    ]
     if not differ:
         return None
     image_id, folder, label = differ[0]
     return (
         f"{csv} disagrees with the class folders for {len(differ)} images: {image_id} is in "
-        f"train_images/{folder}/ but labelled {label!r}; move the images or correct {csv.name}"
+        f"{folder.parent.name}/{folder.name}/ but labelled {label!r}; move the images or correct {csv.name}"
     )

@@ -27,7 +27,7 @@ from paddy.core.files import atomic_write_bytes, read_json, remove_stale_temp_fi
 from paddy.core.processes import die_with_parent
 from paddy.data.competition import CompetitionData, check_layout
 from paddy.data.images import bad_images_problem
-from paddy.data.layout import IMAGE_SUFFIXES
+from paddy.data.locations import IMAGE_SUFFIXES
 from paddy.settings.entry import BadImages
 
 MARKER = ".paddy-presize.json"

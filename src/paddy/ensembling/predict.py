@@ -16,7 +16,7 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
 from paddy.core.progress import report_progress
 from paddy.data.images import image_checks_path, unreadable_images
-from paddy.data.layout import image_files
+from paddy.data.locations import image_files
 from paddy.ensembling.average import (
     Member,
     average,

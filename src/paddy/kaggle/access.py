@@ -71,7 +71,7 @@ def competition_folder(competition: str, dest: Path, kaggle_input: Path = KAGGLE
     if on_kaggle.is_dir():
         return on_kaggle
     target = dest / competition
-    if (target / "sample_submission.csv").is_file():
+    if target.is_dir() and any(target.iterdir()):  # an earlier download: unzipped beside it, renamed into place
         return target
     api = kaggle_api()
     dest.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from slugify import slugify
 from paddy.core.errors import PaddyError
 from paddy.core.files import TEMP_SUFFIX, atomic_write_text, folder_written_whole, write_json
 from paddy.data.competition import competition_slug
+from paddy.data.locations import SAMPLE_GLOB
 from paddy.ensembling.average import choose_runs, config_data_root
 from paddy.kaggle.access import (
     KernelStatus,
@@ -131,6 +132,7 @@ def training_kernel(
     ref = kernel_ref(user, title)
     settings = {
         "mode": "train",
+        "sample_glob": SAMPLE_GLOB,
         "competition": competition,
         "config": source.read_text(),
         "config_name": source.name,
@@ -166,6 +168,7 @@ def inference_kernel(
     ref = kernel_ref(user, title)
     settings = {
         "mode": "inference",
+        "sample_glob": SAMPLE_GLOB,
         "competition": competition,
         "config": config_path.read_text() if config_path else "",
         "config_name": config_path.name if config_path else "",

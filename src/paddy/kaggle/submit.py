@@ -36,6 +36,7 @@ class Submission:
     path: Path
     message: str
     rows: int
+    sample: Path  # the sample submission it was checked against
     demo: bool = False  # made from paddy's demo data: never sent to a competition
 
 
@@ -136,7 +137,7 @@ def write_submission(preds: Predictions, sample_csv: Path, dest: Path, message: 
     submission = build_submission(preds, read_sample(sample_csv))
     atomic_write_text(dest, submission.to_csv(index=False))
     demo = bool(preds.meta.get("demo")) or is_demo_data(sample_csv.parent)
-    return Submission(dest, message or default_message(preds), len(submission), demo)
+    return Submission(dest, message or default_message(preds), len(submission), sample_csv, demo)
 
 
 def prepare_submission(

@@ -83,6 +83,7 @@ class CompetitionSpec:
     label_sep: str | None = None  # separator of a label list ("a b c"): multi-label
     train_folder: str | None = None  # e.g. train_images, train, images
     test_folder: str | None = None  # e.g. test_images, test, images
+    sample_file: str | None = None  # the sample submission: sample_submission.csv, or e.g. sampleSubmission.csv
     extension: str | None = None  # added to ids that have none (".jpg", ".png", ".tif")
     kind: TargetKind | None = None
     metric: MetricName | None = None

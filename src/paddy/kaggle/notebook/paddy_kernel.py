@@ -22,11 +22,11 @@ PADDY_WHEELS = "paddy_trainer-*.whl"
 
 
 def find_folder(root: Path, holds: str, name: str | None = None) -> Path:
-    """The first input folder (named `name`) with a file matching `holds`, at any depth and through
-    links: Kaggle has moved its mounts before."""
+    """The first input folder (named `name`) with a file whose lower-cased name matches `holds`, at any depth
+    and through links: Kaggle has moved its mounts before."""
     for folder, subfolders, files in os.walk(root, followlinks=True):
         subfolders.sort()
-        if (name is None or Path(folder).name == name) and fnmatch.filter(files, holds):
+        if (name is None or Path(folder).name == name) and fnmatch.filter([f.lower() for f in files], holds):
             return Path(folder)
     sys.exit(f"paddy kernel: nothing under {root} holds {holds} (is the dataset or competition attached?)")
 
@@ -120,7 +120,7 @@ def main() -> None:
     inputs, work = kaggle / "input", kaggle / "working"
     install_paddy(find_folder(inputs, PADDY_WHEELS))
     importlib.invalidate_caches()  # paddy was installed after this process started
-    data = find_folder(inputs, "sample_submission.csv", SETTINGS["competition"])
+    data = find_folder(inputs, SETTINGS["sample_glob"], SETTINGS["competition"])
     made = train(data, work) if SETTINGS["mode"] == "train" else predict(data, inputs, work)
     write_submission(made, data, work)
     print("paddy kernel: wrote", work / "submission.csv", flush=True)

@@ -1,0 +1,98 @@
+"""Where a competition's files are: its labels CSV, training and test image folders and sample submission,
+as the description names them or, where it leaves them out, as Kaggle names them: the usual names first
+(train.csv, train_images/, sample_submission.csv), else the one file or folder named like them (Planet's
+train_v2.csv, train-jpg/ and sample_submission_v2.csv, the older competitions' trainLabels.csv and
+sampleSubmission.csv). Two alike and none usual is a question only the user can answer, so it is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+from paddy.core.errors import PaddyError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def visible(path: Path) -> bool:
+    """Hidden files and folders (`.ipynb_checkpoints`, macOS `._*` files, dotfiles) are not data."""
+    return not path.name.startswith(".")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly inside `folder`, sorted by name for a stable order."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and visible(p) and p.is_file())
+
+
+@dataclass(frozen=True)
+class Place:
+    """One of a competition's files or folders: what it is, the [competition] key that names it, its usual
+    names (the first present wins) and whether another name is like them (given lower-cased)."""
+
+    what: str
+    key: str
+    usual: tuple[str, ...]
+    alike: Callable[[str], bool]
+    is_there: Callable[[Path], bool]
+
+    def looked_for(self) -> str:
+        """The names looked for, as an error says them."""
+        slash = "/" if self.is_there is Path.is_dir else ""
+        return f"{', '.join(name + slash for name in self.usual)}, or one named like them"
+
+
+def labels_like(name: str) -> bool:
+    return name.endswith(".csv") and (name.startswith("train") or "label" in name) and "sample" not in name
+
+
+SAMPLE_GLOB = "sample*submission*.csv"  # a lower-cased name like sample_submission.csv (the Kaggle notebook's too)
+
+
+def sample_like(name: str) -> bool:
+    return fnmatch(name, SAMPLE_GLOB)
+
+
+LABELS = Place("labels file", "labels_file", ("train.csv", "labels.csv", "train_labels.csv"), labels_like, Path.is_file)
+TRAIN = Place(
+    "training image folder",
+    "train_folder",
+    ("train_images", "train", "images"),
+    lambda name: name.startswith("train"),
+    Path.is_dir,
+)
+TEST = Place(
+    "test image folder",
+    "test_folder",
+    ("test_images", "test", "images"),
+    lambda name: name.startswith("test"),
+    Path.is_dir,
+)
+SAMPLE = Place("sample submission", "sample_file", ("sample_submission.csv",), sample_like, Path.is_file)
+
+
+def found_name(root: Path, given: str | None, place: Place) -> str | None:
+    """The name `given` (refused when it is not there), else the first usual name present, else the one name
+    like them; None when there is none."""
+    if given is not None:
+        if not place.is_there(root / given):
+            raise PaddyError(f"{root} has no {place.what} {given}")
+        return given
+    if usual := next((name for name in place.usual if place.is_there(root / name)), None):
+        return usual
+    alike = sorted(p.name for p in root.iterdir() if visible(p) and place.is_there(p) and place.alike(p.name.lower()))
+    if len(alike) > 1:
+        raise PaddyError(
+            f"{root} has {len(alike)} files or folders that could be its {place.what} ({', '.join(alike)}): "
+            f"name one with {place.key} in [competition]"
+        )
+    return alike[0] if alike else None
+
+
+def found_path(root: Path, given: str | None, place: Place) -> Path:
+    """The file or folder `found_name` finds; none is one error line naming what was looked for."""
+    if (name := found_name(root, given, place)) is None:
+        raise PaddyError(f"{root} has no {place.what} (looked for {place.looked_for()})")
+    return root / name
