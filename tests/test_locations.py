@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from paddy.cli.app import app
 from paddy.core.errors import PaddyError
 from paddy.data.competition import check_layout
-from paddy.data.locations import SAMPLE_GLOB
+from paddy.data.locations import LABELS, SAMPLE_GLOB
 from paddy.kaggle.kernels import script_text
 from paddy.settings.competition import CompetitionSpec, TargetKind
 
@@ -126,3 +126,12 @@ def test_the_kaggle_notebook_finds_the_data_by_a_sample_of_another_name(tmp_path
     exec(compile(script_text({**settings, "sample_glob": SAMPLE_GLOB}), "paddy_kernel.py", "exec"), script)
     data = planet(tmp_path / "input" / "planet", labels="trainLabels.csv", sample="sampleSubmission.csv")
     assert script["find_folder"](tmp_path / "input", script["SETTINGS"]["sample_glob"], "planet") == data
+
+
+@pytest.mark.parametrize(
+    "name, alike",
+    [("train_v2.csv", True), ("trainlabels.csv", True), ("image_labels.csv", True), ("test_labels.csv", False)]
+    + [("sample_submission_labels.csv", False), ("train_v2.txt", False), ("metadata.csv", False)],
+)
+def test_what_a_labels_file_is_named_like(name, alike):
+    assert LABELS.alike(name) is alike

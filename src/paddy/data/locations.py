@@ -45,7 +45,9 @@ class Place:
 
 
 def labels_like(name: str) -> bool:
-    return name.endswith(".csv") and (name.startswith("train") or "label" in name) and "sample" not in name
+    """train_v2.csv, trainLabels.csv, image_labels.csv; never a sample or a test set's file (test_labels.csv)."""
+    named = name.startswith("train") or "label" in name
+    return name.endswith(".csv") and named and "sample" not in name and not name.startswith("test")
 
 
 SAMPLE_GLOB = "sample*submission*.csv"  # a lower-cased name like sample_submission.csv (the Kaggle notebook's too)
@@ -56,20 +58,15 @@ def sample_like(name: str) -> bool:
 
 
 LABELS = Place("labels file", "labels_file", ("train.csv", "labels.csv", "train_labels.csv"), labels_like, Path.is_file)
-TRAIN = Place(
-    "training image folder",
-    "train_folder",
-    ("train_images", "train", "images"),
-    lambda name: name.startswith("train"),
-    Path.is_dir,
-)
-TEST = Place(
-    "test image folder",
-    "test_folder",
-    ("test_images", "test", "images"),
-    lambda name: name.startswith("test"),
-    Path.is_dir,
-)
+
+
+def image_folder(what: str, key: str, usual: tuple[str, ...], prefix: str) -> Place:
+    """An image folder: its usual names, else one whose name starts with `prefix` (train-jpg/)."""
+    return Place(what, key, usual, lambda name: name.startswith(prefix), Path.is_dir)
+
+
+TRAIN = image_folder("training image folder", "train_folder", ("train_images", "train", "images"), "train")
+TEST = image_folder("test image folder", "test_folder", ("test_images", "test", "images"), "test")
 SAMPLE = Place("sample submission", "sample_file", ("sample_submission.csv",), sample_like, Path.is_file)
 
 
