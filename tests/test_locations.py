@@ -135,3 +135,18 @@ def test_the_kaggle_notebook_finds_the_data_by_a_sample_of_another_name(tmp_path
 )
 def test_what_a_labels_file_is_named_like(name, alike):
     assert LABELS.alike(name) is alike
+
+
+def test_images_one_folder_down_are_named_in_the_error_and_read_once_named(tmp_path):
+    """aerial-cactus-identification unzips to train/train/*.jpg and test/test/*.jpg beside train.csv."""
+    root = tmp_path / "aerial-cactus-identification"
+    ids = [f"{k:03d}.jpg" for k in range(10)]
+    write_images(root / "train" / "train", ids, 0)
+    pd.DataFrame({"id": ids, "has_cactus": [k % 2 for k in range(10)]}).to_csv(root / "train.csv", index=False)
+    write_images(root / "test" / "test", ["a.jpg", "b.jpg"], 1)
+    pd.DataFrame({"id": ["a.jpg", "b.jpg"], "has_cactus": 0.5}).to_csv(root / "sample_submission.csv", index=False)
+    with pytest.raises(PaddyError, match=r"only one class folder; .* \(if a CSV labels the images in train/train/, "
+                       r"give train_folder = 'train/train'\)"):  # fmt: skip
+        check_layout(root)
+    found = check_layout(root, CompetitionSpec(train_folder="train/train", test_folder="test/test"))
+    assert found.kind is TargetKind.binary and len(found.train_images) == 10 and found.test_ids == ["a.jpg", "b.jpg"]

@@ -174,7 +174,9 @@ def class_folder_layout(root: Path, spec: CompetitionSpec, sample: pd.DataFrame)
             raise PaddyError(f"class folder {class_dir} has no images")
         train_images += files
     if len(class_dirs) < 2:
-        raise PaddyError(f"{train_dir} has only one class folder; a classifier needs at least two")
+        inside = f"{train_dir.name}/{class_dirs[0].name}" if class_dirs else ""  # aerial-cactus: train/train/*.jpg
+        hint = f" (if a CSV labels the images in {inside}/, give train_folder = {inside!r})" if inside else ""
+        raise PaddyError(f"{train_dir} has only one class folder; a classifier needs at least two{hint}")
     if problem := folder_label_disagreement(root, train_images):
         raise PaddyError(problem)
     return CompetitionData(
