@@ -50,7 +50,8 @@ def test_show_prints_settings_history_and_pictures(finished_run):
     settings = dict(row for row in rows if len(row) == 2)
     assert rows[0] == ["arch", "test_resnet"], "what the run trained first, the settings added since 0.2 after"
     assert settings["size"] == "32x32" and settings["lr"] == "0.01" and settings["trackers"] == "-"
-    competition = "train_folder train_images, test_folder test_images, kind single, metric error_rate"
+    competition = "train_folder train_images, test_folder test_images, sample_file sample_submission.csv, kind single"
+    competition += ", metric error_rate"
     assert settings["competition"] == competition, "a table of settings: its given keys, not a dict's repr"
     assert "None" not in result.stdout, "what a run left out is '-'"
 
