@@ -74,6 +74,17 @@ def test_mismatched_members_are_refused(other, message):
         average([Member("good", preds(A), 1.0), Member("odd", other, 1.0)])
 
 
+def test_runs_of_another_competitions_test_set_are_refused_naming_both_data_folders():
+    """Two competitions' runs under one --out said '4 classes, but the first member has 5'."""
+    first = preds(A, data="/d/cassava", test_ids_sha256="aaa")
+    other = preds([[0.5, 0.5], [0.5, 0.5]], vocab=("x", "y"), data="/d/seedlings", test_ids_sha256="bbb")
+    with pytest.raises(PaddyError, match="run odd predicted the test images of /d/seedlings, the first member those "
+                       "of /d/cassava: ensemble runs of one competition"):  # fmt: skip
+        average([Member("good", first, 1.0), Member("odd", other, 1.0)])
+    presized = preds(B, data="/d/cassava-256px", test_ids_sha256="aaa")
+    assert average([Member("good", first, 1.0), Member("copy", presized, 1.0)]).meta["data"] == "/d/cassava"
+
+
 def test_zero_total_weight_and_no_members():
     with pytest.raises(PaddyError, match="add up to 0"):
         average([Member("a", preds(A), 0.0)])

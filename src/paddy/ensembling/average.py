@@ -134,6 +134,18 @@ def aligned_probs(reference: Predictions, name: str, other: Predictions) -> np.n
     return reordered(other.probs, other.image_ids, other.vocab, reference.image_ids, reference.vocab)
 
 
+def check_same_test_set(reference: Predictions, member: Member) -> None:
+    """Refuse a member that predicted another test set (runs of two competitions under one --out) with the two
+    data folders, before its classes or ids say so less clearly. A presized copy's runs predict the same set."""
+    theirs, ours = member.preds.meta.get("test_ids_sha256"), reference.meta.get("test_ids_sha256")
+    if theirs and ours and theirs != ours:
+        raise PaddyError(
+            f"run {member.name} predicted the test images of {member.preds.meta.get('data')}, the first member those "
+            f"of {reference.meta.get('data')}: ensemble runs of one competition (name them with --run, or give each "
+            "competition its own --out)"
+        )
+
+
 def average(members: list[Member]) -> Predictions:
     """Weighted mean of the members' probabilities, aligned to the first member."""
     if not members:
@@ -147,6 +159,7 @@ def average(members: list[Member]) -> Predictions:
     reference = members[0].preds
     for member in members:
         check_probabilities(member.name, member.preds)
+        check_same_test_set(reference, member)
         if member.preds.kind != reference.kind:
             raise PaddyError(
                 f"run {member.name} predicts a {member.preds.kind} target, the first member a {reference.kind}"
