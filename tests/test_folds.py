@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -219,6 +220,11 @@ def test_an_entry_with_folds_trains_one_run_per_fold():
 
 def test_paddy_train_with_folds_prints_each_fold_and_the_cv_table(fold_runs):
     assert [f"fold{f}of3" in fold_runs.stdout for f in (1, 2, 3)] == [True] * 3
+    lines = fold_runs.stdout.splitlines()
+    starts = [next(i for i, line in enumerate(lines) if line.startswith(f"fold {f} of 3 (")) for f in (1, 2, 3)]
+    ends = [next(i for i, line in enumerate(lines) if f"fold{f}of3 accum=1: valid" in line) for f in (1, 2, 3)]
+    assert starts[0] < ends[0] < starts[1] < ends[1] < starts[2] < ends[2], "each fold announced, then its outcome"
+    assert re.fullmatch(r"fold 2 of 3 \(\d+s elapsed, about \d+s left\)", lines[starts[1]]), lines[starts[1]]
     error, log_loss = cv_by_hand(fold_runs.runs)
     table = fold_runs.stdout[fold_runs.stdout.index("cross-validation (out-of-fold TTA)") :]
     assert f"{error:.4f}" in table and f"{log_loss:.4f}" in table, "the printed CV is the hand computation"

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from paddy.core.errors import PaddyError
 from paddy.runs.probes import ProbeNeeded, ProbeRequest
+from paddy.settings.budget import duration_text
 
 
 def console(stderr: bool = False) -> Console:
@@ -125,6 +126,13 @@ def going_on_with(command: Callable[[], str | None]) -> Iterator[None]:
     except CheckpointNotSaved as e:
         go_on = command()
         raise PaddyError(f"{e}; free space" + (f", then go on with `{go_on}`" if go_on else "")) from None
+
+
+def progress_text(elapsed: float, remaining: float | None) -> str:
+    """'(12m elapsed, about 1h05m left)' for a line before each of several runs; nothing left to say before
+    the first has ended."""
+    left = f", about {duration_text(remaining)} left" if remaining is not None else ""
+    return f"({duration_text(elapsed)} elapsed{left})"
 
 
 @contextmanager

@@ -20,7 +20,16 @@ from paddy.cli.options import (
     competition_args,
     with_competition_options,
 )
-from paddy.cli.output import command_line, epoch_lines, err, going_on_with, out, reports_errors, reports_out_of_memory
+from paddy.cli.output import (
+    command_line,
+    epoch_lines,
+    err,
+    going_on_with,
+    out,
+    progress_text,
+    reports_errors,
+    reports_out_of_memory,
+)
 from paddy.cli.tables import description_table, entries_cv_table, run_table, time_plan_table
 from paddy.core.errors import PaddyError
 from paddy.settings.entry import BadImages
@@ -169,12 +178,11 @@ def runs_to_train(
 
 def announce_entry(progress) -> None:
     """`paddy run`'s line before each entry: which, and how long so far and still to go."""
-    remaining = f", about {progress.remaining:.0f} s left" if progress.remaining is not None else ""
     entry = progress.entry
     fold = f", fold {entry.fold} of {entry.folds}" if entry.fold is not None else ""
     out.print(
         f"[bold]entry {progress.index} of 0-{progress.total - 1}{fold}: {entry.describe()}[/bold] "
-        f"({progress.elapsed:.0f} s elapsed{remaining})"
+        f"{progress_text(progress.elapsed, progress.remaining)}"
     )
 
 

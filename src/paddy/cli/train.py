@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,6 +30,7 @@ from paddy.cli.output import (
     going_on_with,
     kept_words,
     out,
+    progress_text,
     reports_errors,
     reports_out_of_memory,
 )
@@ -59,6 +61,7 @@ def train(
     keep_checkpoint: KeepCheckpoint = False,
 ) -> None:
     """Train one model, predict the test set with TTA, and save everything in a run folder."""
+    from paddy.orchestration.config_runs import estimate_remaining
     from paddy.runs.lookup import find_run
     from paddy.training.distributed import launch_data_parallel
     from paddy.training.run import plan_runs, train
@@ -80,32 +83,42 @@ def train(
     launched = launch_data_parallel(plans, ["-m", "paddy", *sys.argv[1:]])
     if launched is not None:  # the run trained in `gpus` processes, which printed its outcome
         raise typer.Exit(launched)
-    results = []
+    results, started = [], time.monotonic()
     for number, plan in enumerate(plans):
+        if len(plans) > 1:  # k folds: where the entry stands before each, and each fold's outcome as it ends
+            seconds = [r.train_seconds + r.predict_seconds for r in results]
+            remaining = estimate_remaining(seconds, len(plans) - number)
+            elapsed = progress_text(time.monotonic() - started, remaining)
+            out.print(f"[bold]fold {plan.entry.fold} of {plan.entry.folds}[/bold] {elapsed}")
         with going_on_with(lambda: resume_command(plan, out_dir, keep_checkpoint, plans[number + 1 :])):
-            results.append(train(plan, on_epoch=epoch_lines(), keep_checkpoint=keep_checkpoint))
-    print_results([result for result in results if result is not None], model, out_dir)  # None: not the main process
-
-
-def print_results(results: list, model: ModelChoice, out_dir: Path) -> None:
-    """Each run's outcome and where its predictions are (whole, to copy), and the CV of a k-fold entry."""
-    if not results:
-        return
-    if results[0].entry.accum != model.entry.accum:
-        out.print(f"--accum auto: accum {results[0].entry.accum}, as probe-memory recorded under {out_dir}")
-    for result in results:
-        out.print(
-            f"{result.entry.describe()} accum={result.entry.accum}: "
-            f"valid {result.metric} [bold]{result.valid_error:.4f}[/bold]{kept_words(result.kept.to_json())}; "
-            f"training took {result.train_seconds:.1f} s, pictures and TTA {result.predict_seconds:.1f} s; "
-            f"predictions: {escape(str(result.predictions_path))}",
-            overflow="ignore",
-        )
+            result = train(plan, on_epoch=epoch_lines(), keep_checkpoint=keep_checkpoint)
+        if result is None:  # not the main process
+            continue
+        if not results and result.entry.accum != model.entry.accum:
+            out.print(f"--accum auto: accum {result.entry.accum}, as probe-memory recorded under {out_dir}")
+        results.append(result)
+        print_result(result)
     if len(results) > 1:
-        from paddy.ensembling.out_of_fold import entry_cv
+        print_cv(results)
 
-        runs, errors = [r.run for r in results], [r.valid_error for r in results]
-        out.print(entries_cv_table([entry_cv(0, results[0].entry, runs, errors)]))
+
+def print_result(result) -> None:
+    """A run's outcome and where its predictions are (whole, to copy)."""
+    out.print(
+        f"{result.entry.describe()} accum={result.entry.accum}: "
+        f"valid {result.metric} [bold]{result.valid_error:.4f}[/bold]{kept_words(result.kept.to_json())}; "
+        f"training took {result.train_seconds:.1f} s, pictures and TTA {result.predict_seconds:.1f} s; "
+        f"predictions: {escape(str(result.predictions_path))}",
+        overflow="ignore",
+    )
+
+
+def print_cv(results: list) -> None:
+    """The CV of a k-fold entry: every fold's out-of-fold predictions together."""
+    from paddy.ensembling.out_of_fold import entry_cv
+
+    runs, errors = [r.run for r in results], [r.valid_error for r in results]
+    out.print(entries_cv_table([entry_cv(0, results[0].entry, runs, errors)]))
 
 
 def resume_command(plan, out_dir: Path, keep_checkpoint: bool, later: list) -> str | None:
