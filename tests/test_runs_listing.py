@@ -208,3 +208,11 @@ def test_runs_of_different_metrics_show_a_metric_column(scored):
     header = next(line for line in shown.stdout.splitlines() if " run " in line)
     assert [cell.strip() for cell in header.strip("┃ ").split("┃")][6:8] == ["metric", "valid"]
     assert "valid_error" not in shown.stdout
+
+
+def test_runs_of_two_data_folders_show_which_each_trained_on(scored):
+    assert "data" not in runs_frame(listed_runs(scored)).columns, "one data folder: nothing to tell apart"
+    config = scored / "a" / "config.json"
+    write_json(config, {**read_json(config), "data": "/data/other-competition"})
+    frame = runs_frame(listed_runs(scored)).set_index("run")
+    assert frame.loc["a", "data"] == "/data/other-competition" and frame.loc["b", "data"] != "/data/other-competition"

@@ -115,8 +115,9 @@ def best_so_far(history: pd.DataFrame) -> tuple[str | None, float | None]:
 
 
 def differing_settings(runs: list[ListedRun]) -> list[str]:
-    """The settings whose values are not the same in every run (in ModelEntry's order)."""
-    names = [f.name for f in fields(ModelEntry) if f.name not in (*SHOWN, *NEVER_COMPARED)]
+    """The settings whose values are not the same in every run (in ModelEntry's order), then the data folder
+    (two competitions' runs under one --out)."""
+    names = [*(f.name for f in fields(ModelEntry) if f.name not in (*SHOWN, *NEVER_COMPARED)), "data"]
     return [n for n in names if len({repr(r.settings.get(n)) for r in runs}) > 1]
 
 
