@@ -87,6 +87,7 @@ class KaggleServer(ThreadingHTTPServer):
         self.output_files: dict[str, Path] = {}
         self.log = "paddy kernel: wrote /kaggle/working/submission.csv"
         self.version = 1
+        self.submissions: list[dict[str, Any]] = []  # what ListSubmissions answers, as Kaggle's JSON has them
 
     @property
     def url(self) -> str:
@@ -110,6 +111,9 @@ class KaggleServer(ThreadingHTTPServer):
 
     def answer_CreateSubmission(self, body):
         return {"message": "Successfully submitted to Paddy Doctor", "ref": 42}
+
+    def answer_ListSubmissions(self, body):
+        return {"submissions": self.submissions[: body.get("pageSize") or 20]}
 
     def answer_CreateCodeSubmission(self, body):
         return {"message": "Your code submission was queued", "ref": 43}

@@ -135,3 +135,68 @@ def test_submit_logs_what_kaggle_answered(credentials, kaggle_server, finished_r
     assert record["answer"] == "Successfully submitted to Paddy Doctor"
     assert record["message"].startswith("paddy: test_resnet 32x32 squish")
     assert json.loads(kaggle_server.requests[-1][3])["submissionDescription"] == record["message"]
+
+
+SCORED = [
+    {
+        "ref": 2,
+        "date": "2026-12-07T10:30:00.000Z",
+        "description": "paddy: resnet18 64x64 squish | CV accuracy 0.9123",
+        "fileName": "submission-20261207-103000.csv",
+        "publicScore": "0.91500",
+        "privateScore": "",
+        "status": "COMPLETE",
+    },
+    {"ref": 1, "date": "2026-12-06T09:00:00Z", "description": "by hand", "fileName": "s.csv", "status": "PENDING"},
+]
+
+
+def row_of(stdout: str, text: str) -> list[str]:
+    line = next(line for line in stdout.splitlines() if text in line)
+    return [cell.strip() for cell in line.strip("│ ").split("│")]
+
+
+def test_scores_show_kaggles_scores_beside_each_message_for_the_competition_last_submitted_to(
+    credentials, kaggle_server, tmp_path
+):
+    kaggle_server.submissions = SCORED
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    logged = [{"competition": "paddy-disease-classification"}, {"competition": "cassava-leaf-disease-classification"}]
+    (subs / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in logged))
+    command = ["kaggle", "scores", "--submissions", str(subs), "--most", "5"]
+    result = CliRunner().invoke(app, command, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    (asked,) = kaggle_server.calls("ListSubmissions")
+    assert asked["competitionName"] == "cassava-leaf-disease-classification" and asked["pageSize"] == 5
+    assert "your submissions to cassava-leaf-disease-classification" in result.stdout
+    assert row_of(result.stdout, "CV accuracy") == [
+        "2026-12-07 10:30",
+        "paddy: resnet18 64x64 squish | CV accuracy 0.9123",
+        "complete",
+        "0.91500",
+        "-",
+    ], "no private score until the competition ends"
+    assert row_of(result.stdout, "by hand")[2:] == ["pending", "-", "-"]
+
+
+def test_scores_of_a_competition_without_submissions_or_refused_are_one_line(credentials, kaggle_server, tmp_path):
+    command = ["kaggle", "scores", "--competition", "aptos2019-blindness-detection", "--submissions", str(tmp_path)]
+    empty = CliRunner().invoke(app, command)
+    assert empty.exit_code == 0 and empty.stdout.strip() == "no submissions to aptos2019-blindness-detection yet"
+    kaggle_server.forbidden = True
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "Kaggle refused the submissions of aptos2019-blindness-detection" in refused.stderr
+
+
+def test_scores_without_credentials_or_network_are_one_line(no_credentials, tmp_path):
+    result = CliRunner().invoke(app, ["kaggle", "scores", "--submissions", str(tmp_path)])
+    assert (
+        result.exit_code == 1 and "KAGGLE_USERNAME and KAGGLE_KEY" in result.stderr and "Traceback" not in result.output
+    )
+
+
+def test_scores_offline_are_one_line(credentials, tmp_path):
+    result = CliRunner().invoke(app, ["kaggle", "scores", "--submissions", str(tmp_path)])
+    assert result.exit_code == 1 and "cannot reach Kaggle" in result.stderr and "Traceback" not in result.output

@@ -1,4 +1,5 @@
-"""`paddy kaggle push/status/pull/pack-libs`: training and inference notebooks on Kaggle."""
+"""`paddy kaggle push/status/pull/pack-libs`: training and inference notebooks on Kaggle; `paddy kaggle scores`:
+your submissions' leaderboard scores."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import typer
 from paddy.cli.help import PaddyGroup
 from paddy.cli.options import DEFAULT_OUT, OptionalCompetition, OutDir
 from paddy.cli.output import err, out, reports_errors
-from paddy.cli.tables import frame_table
+from paddy.cli.tables import frame_table, leaderboard_table
 from paddy.core.errors import PaddyError
 from paddy.kaggle.kernels import KERNELS_FOLDER, LIBS_SLUG, KaggleGpu
 from paddy.kaggle.libs import KAGGLE_PYTHON
@@ -146,3 +147,22 @@ def kaggle_pack_libs(
     with out.status("building paddy's wheel, downloading the others, uploading them"):
         packed, uploaded = pack_and_upload_libs(dest, python_version)
     out.print(f"{len(packed.wheels)} wheels ({packed.size_mib:.0f} MiB) in {packed.folder}; {uploaded}")
+
+
+@app.command("scores")
+@reports_errors
+def kaggle_scores(
+    competition: OptionalCompetition = None,
+    submissions: Annotated[
+        Path, typer.Option(help="paddy submit's folder: its log names the competition when --competition does not.")
+    ] = Path("submissions"),
+    most: Annotated[int, typer.Option(help="How many of the latest submissions.", min=1, max=100)] = 20,
+) -> None:
+    """Your latest submissions' public and private scores, beside the CV each paddy message carries."""
+    from paddy.kaggle.submit import submission_scores
+
+    slug, entries = submission_scores(competition, submissions, most)
+    if not entries:
+        out.print(f"no submissions to {slug} yet")
+        return
+    out.print(leaderboard_table(entries, slug))

@@ -28,7 +28,9 @@ def submit(
         Optional[Path], typer.Option(help="Competition folder (default: the one the predictions were made from).")
     ] = None,
     competition: OptionalCompetition = None,
-    message: Annotated[Optional[str], typer.Option(help="Submission message (default: the members).")] = None,
+    message: Annotated[
+        Optional[str], typer.Option(help="Submission message (default: the members and their CV or validation score).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Write and check the CSV, but do not send it.")] = False,
     out_dir: OutDir = DEFAULT_OUT,
     submissions: Annotated[Path, typer.Option(help="Folder for submission CSVs and log.jsonl.")] = Path("submissions"),

@@ -225,3 +225,21 @@ def time_plan_table(planned, budget_s: float) -> Table:
         "/ images/s, plus validation and TTA at 3x that speed; speeds timed on a CPU are not a GPU's"
     )
     return table
+
+
+def leaderboard_table(entries, competition: str) -> Table:
+    """Your submissions newest first: when, the message (paddy's names the members and their CV), status and
+    the public and private scores ('-' while Kaggle scores them, or until the competition ends)."""
+    frame = pd.DataFrame(
+        [
+            {
+                "date": e.date,
+                "message": e.message,
+                "status": e.status,
+                "public": missing_or(e.public, "{:.5f}".format),
+                "private": missing_or(e.private, "{:.5f}".format),
+            }
+            for e in entries
+        ]
+    )
+    return frame_table(frame, title=f"your submissions to {competition}")

@@ -65,6 +65,50 @@ def submit_csv(csv: Path, message: str, competition: str) -> str:
     return response.message or "submitted"
 
 
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    """One of your submissions as Kaggle scored it (a score is None while pending, or when hidden)."""
+
+    date: str
+    file: str
+    message: str
+    status: str
+    public: float | None
+    private: float | None
+
+
+def score_of(text: str | None) -> float | None:
+    """Kaggle sends scores as text: '' or None while it scores (or the private one until the end)."""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def leaderboard_entries(competition: str, most: int = 50) -> list[LeaderboardEntry]:
+    """Your latest `most` submissions to `competition` with their public and private scores, newest first."""
+    api = kaggle_api()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            submissions = api.competition_submissions(competition, page_size=most) or []
+    except requests.HTTPError as e:
+        raise PaddyError(f"Kaggle refused the submissions of {competition} ({e}); accepted its rules?") from None
+    except NETWORK_ERRORS as e:
+        raise PaddyError(f"cannot reach Kaggle ({type(e).__name__})") from None
+    return [
+        LeaderboardEntry(
+            f"{s.date:%Y-%m-%d %H:%M}" if s.date else "-",
+            s.file_name or "-",
+            s.description or "",
+            s.status.name.lower(),
+            score_of(s.public_score),
+            score_of(s.private_score),
+        )
+        for s in submissions
+        if s is not None
+    ]
+
+
 def competition_folder(competition: str, dest: Path, kaggle_input: Path = KAGGLE_INPUT) -> Path:
     """The competition's data: Kaggle's input folder, a previous download, or a new download."""
     on_kaggle = kaggle_input / competition

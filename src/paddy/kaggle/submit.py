@@ -16,11 +16,11 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
-from paddy.data.competition import ids_fingerprint, resolve_data
+from paddy.data.competition import competition_slug, ids_fingerprint, resolve_data
 from paddy.data.demo import is_demo_data
 from paddy.data.submission_format import check_submission, format_submission, ids_way, infer_sample_format, read_sample
 from paddy.ensembling.average import ENSEMBLE_FILE, Member
-from paddy.kaggle.access import kaggle_api, submit_code, submit_csv
+from paddy.kaggle.access import LeaderboardEntry, kaggle_api, leaderboard_entries, submit_code, submit_csv
 from paddy.runs.lookup import find_run
 from paddy.runs.predictions import Predictions, load_predictions
 from paddy.scoring.recorded import recorded_scoring
@@ -186,3 +186,19 @@ def send_code_submission(
     answer = submit_code(kaggle_api(), kernel, kernel_version, competition, message)
     log_submission(folder / LOG_FILE, f"notebook {kernel}{version}", message, [], answer, competition)
     return answer
+
+
+def last_logged_competition(log: Path) -> str | None:
+    """The competition of the newest submission in the log, or None (no log yet, or a damaged last line)."""
+    lines = log.read_text().splitlines() if log.is_file() else []
+    try:
+        return json.loads(lines[-1]).get("competition") if lines else None
+    except ValueError:
+        return None
+
+
+def submission_scores(competition: str | None, submissions: Path, most: int) -> tuple[str, list[LeaderboardEntry]]:
+    """Your latest submissions with their leaderboard scores: to `competition`, else to the one paddy last
+    submitted to from `submissions`, else the paddy competition."""
+    slug = competition_slug(competition or last_logged_competition(submissions / LOG_FILE), None)
+    return slug, leaderboard_entries(slug, most)
