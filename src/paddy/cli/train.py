@@ -61,10 +61,9 @@ def train(
     keep_checkpoint: KeepCheckpoint = False,
 ) -> None:
     """Train one model, predict the test set with TTA, and save everything in a run folder."""
-    from paddy.orchestration.config_runs import estimate_remaining
     from paddy.runs.lookup import find_run
     from paddy.training.distributed import launch_data_parallel
-    from paddy.training.run import plan_runs, train
+    from paddy.training.run import plan_runs
 
     resumed = find_run(resume, out_dir) if resume is not None else None
     if resumed is not None and model.flags_given:
@@ -83,23 +82,32 @@ def train(
     launched = launch_data_parallel(plans, ["-m", "paddy", *sys.argv[1:]])
     if launched is not None:  # the run trained in `gpus` processes, which printed its outcome
         raise typer.Exit(launched)
+    results = train_each(plans, out_dir, keep_checkpoint)
+    if results and results[0].entry.accum != model.entry.accum:
+        out.print(f"--accum auto: accum {results[0].entry.accum}, as probe-memory recorded under {out_dir}")
+    if len(results) > 1:
+        print_cv(results)
+
+
+def train_each(plans: list, out_dir: Path, keep_checkpoint: bool) -> list:
+    """Train the runs one after the other, printing each outcome as it ends; with k folds, where the entry
+    stands before each fold (time so far and left)."""
+    from paddy.orchestration.config_runs import estimate_remaining
+    from paddy.training.run import train
+
     results, started = [], time.monotonic()
     for number, plan in enumerate(plans):
-        if len(plans) > 1:  # k folds: where the entry stands before each, and each fold's outcome as it ends
+        if len(plans) > 1:
             seconds = [r.train_seconds + r.predict_seconds for r in results]
             remaining = estimate_remaining(seconds, len(plans) - number)
             elapsed = progress_text(time.monotonic() - started, remaining)
             out.print(f"[bold]fold {plan.entry.fold} of {plan.entry.folds}[/bold] {elapsed}")
         with going_on_with(lambda: resume_command(plan, out_dir, keep_checkpoint, plans[number + 1 :])):
             result = train(plan, on_epoch=epoch_lines(), keep_checkpoint=keep_checkpoint)
-        if result is None:  # not the main process
-            continue
-        if not results and result.entry.accum != model.entry.accum:
-            out.print(f"--accum auto: accum {result.entry.accum}, as probe-memory recorded under {out_dir}")
-        results.append(result)
-        print_result(result)
-    if len(results) > 1:
-        print_cv(results)
+        if result is not None:  # None: not the main process
+            results.append(result)
+            print_result(result)
+    return results
 
 
 def print_result(result) -> None:
