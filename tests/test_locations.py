@@ -66,6 +66,7 @@ def test_class_folders_under_train_are_read_as_the_paddy_layout(tmp_path):
         "sample_submission.csv",
     )
     assert found.kind is TargetKind.single and found.description()["labels"] == "class folders under train/"
+    assert found.metric == "accuracy", "a competition paddy knows by its folder's name: micro F1 of one label each"
 
 
 def test_files_named_like_the_usual_ones_are_found_and_recorded(tmp_path):
@@ -150,3 +151,4 @@ def test_images_one_folder_down_are_named_in_the_error_and_read_once_named(tmp_p
         check_layout(root)
     found = check_layout(root, CompetitionSpec(train_folder="train/train", test_folder="test/test"))
     assert found.kind is TargetKind.binary and len(found.train_images) == 10 and found.test_ids == ["a.jpg", "b.jpg"]
+    assert found.metric == "roc_auc"

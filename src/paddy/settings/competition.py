@@ -157,6 +157,10 @@ KNOWN_COMPETITIONS: dict[str, tuple[TargetKind, MetricName]] = {
     "hotel-id-2021-fgvc8": (TargetKind.single, MetricName.map5),
     "herbarium-2022-fgvc9": (TargetKind.single, MetricName.f1_macro),
     "happy-whale-and-dolphin": (TargetKind.single, MetricName.map5),
+    "humpback-whale-identification": (TargetKind.single, MetricName.map5),
+    "plant-seedlings-classification": (TargetKind.single, MetricName.accuracy),  # micro F1 of one label each
+    "aerial-cactus-identification": (TargetKind.binary, MetricName.roc_auc),
+    "invasive-species-monitoring": (TargetKind.binary, MetricName.roc_auc),
 }
 
 
