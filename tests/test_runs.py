@@ -31,6 +31,9 @@ def test_unfinished_run_has_no_result(finished_run, tmp_path):
     copy = shutil.copytree(finished_run.run.path, tmp_path / "copy")
     (copy / "predictions.safetensors").unlink()
     assert run_summary(RunFolder(copy)).result is None
+    shown = CliRunner().invoke(app, ["show", str(copy)])
+    best = finished_run.history.error_rate.min()
+    assert f"unfinished: no predictions yet; best epoch so far: valid error_rate {best:.4f}" in shown.stdout
 
 
 def test_find_run_by_name_or_path(finished_run):

@@ -22,7 +22,7 @@ def show(
     out_dir: OutDir = DEFAULT_OUT,
 ) -> None:
     """Print a run's settings, history, validation error and where its pictures are."""
-    from paddy.runs.listing import setting_text
+    from paddy.runs.listing import best_so_far, setting_text
     from paddy.runs.lookup import find_run, run_summary
 
     summary = run_summary(find_run(run, out_dir))
@@ -40,7 +40,9 @@ def show(
         score = f"[bold]{result['valid_error']:.4f}[/bold]{kept_words(result)}"
         out.print(f"valid {result['metric']} {score}; {timing}")
     else:
-        out.print("[yellow]unfinished[/yellow]: no predictions yet")
+        metric, best = best_so_far(summary.history)
+        so_far = f"; best epoch so far: valid {metric} {best:.4f}" if metric else ""
+        out.print(f"[yellow]unfinished[/yellow]: no predictions yet{so_far}")
     for picture in summary.pictures:
         out.print(f"picture: {picture}")
 
