@@ -3,6 +3,7 @@ reproducing the run's own test predictions, and bad models or images are one err
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -15,7 +16,8 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from paddy.cli.app import app
-from paddy.runs.predictions import load_predictions
+from paddy.ensembling.predict import predictions_csv
+from paddy.runs.predictions import Predictions, load_predictions
 
 
 def predict(run, images, *flags):
@@ -186,3 +188,19 @@ def test_predict_without_runs_named_uses_every_finished_run_and_says_which(finis
     preds = predicted(result, dest)
     assert f"{len(tiny_data.test_images)} images predicted by {finished_run.run.name}: {dest}" in result.stdout
     assert preds.meta["run"] == finished_run.run.name
+
+
+def test_the_csv_says_what_a_submission_would_for_tags_and_grades():
+    """Tags over their fitted thresholds (the most probable where none is over), grades at the fitted cut-points."""
+    tags = Predictions(
+        np.array([[0.9, 0.2], [0.3, 0.4]], dtype=np.float32),
+        ("a.jpg", "b.jpg"),
+        ("rust", "scab"),
+        {"kind": "multi", "decisions": {"thresholds": [0.5, 0.1]}},
+    )
+    assert pd.read_csv(io.StringIO(predictions_csv(tags)))["labels"].tolist() == ["rust scab", "scab"]
+    numbers = np.array([[0.4], [1.7], [3.9]], dtype=np.float32)
+    cut = {"cutpoints": [0.5, 1.5, 2.5, 3.5], "grades": [0, 4]}
+    grades = Predictions(numbers, ("a", "b", "c"), ("diagnosis",), {"kind": "ordinal", "decisions": cut})
+    table = pd.read_csv(io.StringIO(predictions_csv(grades)))
+    assert list(table.columns) == ["image_id", "grade", "diagnosis"] and table["grade"].tolist() == [0, 2, 4]

@@ -17,6 +17,7 @@ from paddy.core.files import atomic_write_text
 from paddy.core.progress import report_progress
 from paddy.data.images import image_checks_path, unreadable_images
 from paddy.data.locations import image_files
+from paddy.data.submission_format import ordinal_grades, tag_lists
 from paddy.ensembling.average import (
     Member,
     average,
@@ -98,10 +99,16 @@ def chosen_members(
 
 
 def predictions_csv(preds: Predictions) -> str:
-    """image_id, the most probable label (of a classifier), then one column per class, tag or number."""
+    """image_id, what a submission would say (a classifier's most probable label, the tags over their fitted
+    thresholds, the grade the fitted cut-points give), then one column per class, tag or number."""
     table = pd.DataFrame(preds.probs, columns=list(preds.vocab))
+    decisions = preds.meta.get("decisions") or {}
     if preds.kind in ("single", "binary"):
         table.insert(0, "label", preds.labels())
+    elif preds.kind == "multi":
+        table.insert(0, "labels", tag_lists(preds.probs, preds.vocab, decisions.get("thresholds")))
+    elif preds.kind == "ordinal":
+        table.insert(0, "grade", ordinal_grades(preds.probs[:, 0], decisions))
     table.insert(0, "image_id", list(preds.image_ids))
     return table.to_csv(index=False)
 
