@@ -113,6 +113,7 @@ def test_train_and_submit_against_a_sample_of_another_name(tmp_path):
     made = CliRunner().invoke(app, sent)
     assert made.exit_code == 0, made.output
     assert "4 rows, checked against sample_submission_v2.csv" in made.stdout
+    assert "f2_samples" in trained.stdout and "| valid f2_samples" in made.stdout, "Planet is scored on F2"
     (csv,) = submissions.glob("submission-*.csv")
     submission = pd.read_csv(csv)
     assert list(submission.columns) == ["image_name", "tags"] and list(submission.image_name) == [

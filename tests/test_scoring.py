@@ -101,6 +101,25 @@ def test_f1_of_tags_with_default_and_given_thresholds_by_hand():
     np.testing.assert_array_equal(labels_on(MULTI, lower.thresholds), [[1, 1, 0], [1, 1, 1]])
 
 
+def test_f2_of_tags_by_hand():
+    """F2 = 5 tp / (5 tp + 4 fn + fp) per image (Planet, iMet): recall weighed four times precision."""
+    # at 0.5: row 0 {0} against {0, 1}: 5/(5+4); row 1 {0, 1} against {1, 2}: 5/(5+4+1)
+    assert score(M.f2_samples, K.multi, MULTI, MULTI_T) == pytest.approx((5 / 9 + 1 / 2) / 2)
+    # thresholds 0.5, 0.35, 0.25: row 0 exactly right: 1; row 1 {0, 1, 2} against {1, 2}: 10/(10+1)
+    lower = Decisions(thresholds=(0.5, 0.35, 0.25))
+    assert score(M.f2_samples, K.multi, MULTI, MULTI_T, lower) == pytest.approx((1 + 10 / 11) / 2)
+
+
+def test_f2_thresholds_are_fitted_for_recall():
+    probs = np.array([[0.9], [0.8], [0.5], [0.4], [0.3], [0.2]])
+    tags = np.array([[1], [1], [0], [0], [1], [0]])
+    # on above (0.5, 0.8]: tp 2, fn 1: F1 4/5 (the best F1), F2 10/14; above (0.2, 0.3]: tp 3, fp 2: F1 6/8,
+    # F2 15/17 (the best F2). The grid point of each range closest to 0.5: 0.55 and 0.3
+    assert fit_thresholds(probs, tags) == (0.55,) and fit_thresholds(probs, tags, beta=2.0) == (0.3,)
+    assert Scoring(M.f2_samples, K.multi).fitted(probs, tags).decisions.thresholds == (0.3,)
+    assert Scoring(M.f1_samples, K.multi).fitted(probs, tags).decisions.thresholds == (0.55,)
+
+
 def test_fitted_thresholds_raise_f1_on_the_rows_they_were_fitted_on():
     probs = np.array([[0.3, 0.9], [0.35, 0.8], [0.2, 0.1], [0.1, 0.2]])
     tags = np.array([[1, 1], [1, 1], [0, 0], [0, 0]])
@@ -182,7 +201,8 @@ def test_map5_by_hand():
 
 def test_which_metrics_are_better_higher():
     assert [greater_is_better(m) for m in (M.error_rate, M.log_loss, M.rmse)] == [False, False, False]
-    assert all(greater_is_better(m) for m in (M.accuracy, M.roc_auc, M.f1_macro, M.f1_samples, M.qwk, M.map5))
+    assert all(greater_is_better(m) for m in (M.accuracy, M.roc_auc, M.f1_macro, M.f1_samples, M.f2_samples, M.qwk))
+    assert greater_is_better(M.map5)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import torch
 
 from paddy.scoring.metrics import score
 from paddy.settings.competition import MetricName, TargetKind
-from paddy.training.targets import TwoTargetLoss, scored_metric, single_target, two_targets
+from paddy.training.targets import TwoTargetLoss, fastai_metric, scored_metric, single_target, two_targets
 
 OUT = torch.tensor([[2.0, 0.0, 1.0, 0.5, -0.5], [0.0, 3.0, 0.0, -1.0, 1.0]])
 DISEASE = torch.tensor([0, 2])
@@ -102,3 +102,13 @@ def test_an_epoch_metric_paddy_computes_is_the_scorings_on_the_activated_outputs
         value = accumulated.value
     activated = outputs if kind == "ordinal" else torch.softmax(outputs, dim=1)
     assert value == pytest.approx(score(MetricName(metric), TargetKind(kind), activated.numpy(), targets.numpy()))
+
+
+def test_the_f2_epoch_metric_is_fastais_fbeta_at_half_and_the_scorings():
+    probs = np.array([[0.9, 0.4, 0.1], [0.6, 0.7, 0.3]])
+    metric = fastai_metric(MetricName.f2_samples, TargetKind.multi)
+    assert metric.name == "f2_samples"
+    metric.reset()
+    logits = torch.tensor(np.log(probs / (1 - probs)), dtype=torch.float32)
+    metric.accumulate(SimpleNamespace(pred=logits, y=torch.tensor([[1, 1, 0], [0, 1, 1]]), to_detach=lambda t: t))
+    assert metric.value == pytest.approx((5 / 9 + 1 / 2) / 2)

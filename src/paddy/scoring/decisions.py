@@ -90,25 +90,27 @@ def default_decisions(kind: TargetKind, vocab_size: int, grade_range: tuple[int,
     return Decisions()
 
 
-def column_f1(on: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """F1 of each column of a 0/1 matrix against the truth (0 where a column has no positives at all, as
-    sklearn's f1_score with zero_division=0, which the metrics use)."""
+def column_fbeta(on: np.ndarray, truth: np.ndarray, beta: float = 1.0) -> np.ndarray:
+    """F-beta of each column of a 0/1 matrix against the truth: (1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp), F1
+    at beta 1 (0 where a column has no positives at all, as sklearn's fbeta_score with zero_division=0)."""
     tp = (on & truth).sum(axis=0)
-    wrong = (on != truth).sum(axis=0)
-    return np.divide(2 * tp, 2 * tp + wrong, out=np.zeros(on.shape[1]), where=(2 * tp + wrong) > 0)
+    fn, fp = (~on & truth).sum(axis=0), (on & ~truth).sum(axis=0)
+    weighted = (1 + beta**2) * tp
+    below = weighted + beta**2 * fn + fp
+    return np.divide(weighted, below, out=np.zeros(on.shape[1]), where=below > 0)
 
 
-def fit_thresholds(probs: np.ndarray, targets: np.ndarray) -> tuple[float, ...]:
-    """Per tag, the threshold of THRESHOLD_GRID that maximises that column's F1 (ties: the one closest to
-    0.5, the untuned default). Fit on held-out rows only (validation or out-of-fold): they score
-    optimistically on the rows they were fitted on."""
+def fit_thresholds(probs: np.ndarray, targets: np.ndarray, beta: float = 1.0) -> tuple[float, ...]:
+    """Per tag, the threshold of THRESHOLD_GRID that maximises that column's F-beta (F1; F2 weighs recall more,
+    so its thresholds are lower), ties going to the one closest to 0.5, the untuned default. Fit on held-out
+    rows only (validation or out-of-fold): they score optimistically on the rows they were fitted on."""
     probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets)
     if probs.ndim != 2 or probs.shape != targets.shape or len(probs) == 0 or not np.isin(targets, (0, 1)).all():
         raise PaddyError(f"cannot fit thresholds of probabilities {probs.shape} on 0/1 targets {targets.shape}")
     truth = targets.astype(bool)
-    f1 = np.stack([column_f1(probs >= t, truth) for t in THRESHOLD_GRID])  # thresholds x columns
+    scores = np.stack([column_fbeta(probs >= t, truth, beta) for t in THRESHOLD_GRID])  # thresholds x columns
     by_closeness = np.argsort([abs(t - 0.5) for t in THRESHOLD_GRID], kind="stable")
-    best = by_closeness[np.argmax(f1[by_closeness], axis=0)]  # the first maximum in closeness order
+    best = by_closeness[np.argmax(scores[by_closeness], axis=0)]  # the first maximum in closeness order
     return tuple(THRESHOLD_GRID[i] for i in best)
 
 
@@ -162,11 +164,12 @@ def fit_cutpoints(
     return tuple(cuts)
 
 
-def fit_decisions(kind: TargetKind, outputs: np.ndarray, targets: np.ndarray) -> Decisions | None:
+def fit_decisions(kind: TargetKind, outputs: np.ndarray, targets: np.ndarray, beta: float = 1.0) -> Decisions | None:
     """The decisions a `kind` needs, fitted on held-out `outputs` and their `targets` (as paddy.scoring takes
-    them): per-tag thresholds (multi), cut-points over the targets' grades (ordinal); None for other kinds."""
+    them): per-tag thresholds for F-`beta` (multi), cut-points over the targets' grades (ordinal); None for
+    other kinds."""
     if kind is TargetKind.multi:
-        return Decisions(thresholds=fit_thresholds(outputs, np.asarray(targets).astype(int)))
+        return Decisions(thresholds=fit_thresholds(outputs, np.asarray(targets).astype(int), beta))
     if kind is TargetKind.ordinal:
         truth = np.ravel(np.asarray(targets))
         grade_range = (int(truth.min()), int(truth.max()))

@@ -99,15 +99,25 @@ def _error_rate(kind, outputs, targets, decisions) -> float:
     return 1.0 - _accuracy(kind, outputs, targets, decisions)
 
 
-def _f1(average: str) -> Callable[..., float]:
-    """F1 of the submitted labels with sklearn's `average`; 0 where a class has neither truth nor guesses."""
+def _fbeta(average: str, beta: float = 1.0) -> Callable[..., float]:
+    """F-beta (F1, F2) of the submitted labels with sklearn's `average`; 0 where a class has neither truth nor
+    guesses."""
 
-    def f1(kind, outputs, targets, decisions) -> float:
-        from sklearn.metrics import f1_score
+    def fbeta(kind, outputs, targets, decisions) -> float:
+        from sklearn.metrics import fbeta_score
 
-        return float(f1_score(*_labels(kind, outputs, targets, decisions), average=average, zero_division=0.0))
+        labels = _labels(kind, outputs, targets, decisions)
+        return float(fbeta_score(*labels, beta=beta, average=average, zero_division=0.0))
 
-    return f1
+    return fbeta
+
+
+F_BETA = {MetricName.f2_samples: 2.0}  # the metrics whose thresholds are fitted for another beta than 1
+
+
+def thresholds_beta(metric: MetricName) -> float:
+    """The F-beta a multi-label metric's tag thresholds are fitted for: 2 for F2, else F1's 1."""
+    return F_BETA.get(metric, 1.0)
 
 
 def binary_auc(truth: np.ndarray, column: np.ndarray) -> float:
@@ -166,8 +176,9 @@ SCORERS: dict[MetricName, Callable[..., float]] = {
     MetricName.accuracy: _accuracy,
     MetricName.log_loss: _log_loss,
     MetricName.roc_auc: _roc_auc,
-    MetricName.f1_macro: _f1("macro"),
-    MetricName.f1_samples: _f1("samples"),
+    MetricName.f1_macro: _fbeta("macro"),
+    MetricName.f1_samples: _fbeta("samples"),
+    MetricName.f2_samples: _fbeta("samples", F_BETA[MetricName.f2_samples]),
     MetricName.qwk: _qwk,
     MetricName.rmse: _rmse,
     MetricName.map5: _map5,
@@ -211,5 +222,5 @@ class Scoring:
     def fitted(self, outputs: np.ndarray, targets: np.ndarray) -> Scoring:
         """This scoring with its decisions (thresholds, cut-points) fitted on `outputs`, where its kind needs
         any: held-out rows only (out-of-fold), as paddy.scoring.decisions says."""
-        decisions = fit_decisions(self.kind, *checked(self.kind, outputs, targets))
+        decisions = fit_decisions(self.kind, *checked(self.kind, outputs, targets), thresholds_beta(self.metric))
         return self if decisions is None else replace(self, decisions=decisions)

@@ -35,6 +35,7 @@ class MetricName(StrEnum):
     roc_auc = "roc_auc"
     f1_macro = "f1_macro"
     f1_samples = "f1_samples"
+    f2_samples = "f2_samples"  # recall weighed 4 times precision: Planet, iMet
     qwk = "qwk"
     rmse = "rmse"
     map5 = "map5"
@@ -66,7 +67,13 @@ METRICS_OF_KIND: dict[TargetKind, tuple[MetricName, ...]] = {
         MetricName.error_rate,
         MetricName.f1_macro,
     ),
-    TargetKind.multi: (MetricName.f1_samples, MetricName.roc_auc, MetricName.f1_macro, MetricName.log_loss),
+    TargetKind.multi: (
+        MetricName.f1_samples,
+        MetricName.f2_samples,
+        MetricName.roc_auc,
+        MetricName.f1_macro,
+        MetricName.log_loss,
+    ),
     TargetKind.regression: (MetricName.rmse,),
     TargetKind.ordinal: (MetricName.qwk, MetricName.rmse, MetricName.accuracy),
 }
@@ -161,6 +168,8 @@ KNOWN_COMPETITIONS: dict[str, tuple[TargetKind, MetricName]] = {
     "plant-seedlings-classification": (TargetKind.single, MetricName.accuracy),  # micro F1 of one label each
     "aerial-cactus-identification": (TargetKind.binary, MetricName.roc_auc),
     "invasive-species-monitoring": (TargetKind.binary, MetricName.roc_auc),
+    "planet-understanding-the-amazon-from-space": (TargetKind.multi, MetricName.f2_samples),
+    "imet-2019-fgvc6": (TargetKind.multi, MetricName.f2_samples),
 }
 
 
