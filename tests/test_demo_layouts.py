@@ -30,6 +30,7 @@ EXPECTED = {
     "plant-pathology-2021": (
         "train.csv", ["image", "labels"], "train_images", "test_images", ".jpg", ["image", "labels"],
     ),
+    "planet": ("train_v2.csv", ["image_name", "tags"], "train-jpg", "test-jpg", ".jpg", ["image_name", "tags"]),
     "histopathologic": ("train_labels.csv", ["id", "label"], "train", "test", ".tif", ["id", "label"]),
     "aptos": ("train.csv", ["id_code", "diagnosis"], "train_images", "test_images", ".png", ["id_code", "diagnosis"]),
     "petfinder": (
@@ -69,10 +70,11 @@ def test_every_layout_is_listed():
 def test_files_headers_and_counts(layouts, name):
     labels_file, columns, train, test, extension, sample_columns = EXPECTED[name]
     root = layouts[name]
-    files = [labels_file, "sample_submission.csv", train, test, DEMO_MARKER]  # the marker: never submitted
+    sample_file = "sample_submission_v2.csv" if name == "planet" else "sample_submission.csv"
+    files = [labels_file, sample_file, train, test, DEMO_MARKER]  # the marker: never submitted
     assert sorted(p.name for p in root.iterdir()) == sorted(files)
     table = pd.read_csv(root / labels_file, dtype={columns[0]: str})
-    sample = pd.read_csv(root / "sample_submission.csv", dtype={columns[0]: str})
+    sample = pd.read_csv(root / sample_file, dtype={columns[0]: str})
     assert list(table.columns) == columns and list(sample.columns) == sample_columns
     assert (len(table), len(sample)) == (60, 12)
     assert sorted(p.name for p in (root / train).iterdir()) == sorted(
@@ -99,12 +101,17 @@ def test_every_class_is_common_enough_for_five_folds(layouts, name):
         values = table["Pawpularity"]
         assert values.between(1, 100).all() and values.dtype.kind == "i" and values.nunique() > 30
         return
-    tags = [tag for text in labels for tag in text.split()] if name == "plant-pathology-2021" else labels
+    tagged = name in ("plant-pathology-2021", "planet")
+    tags = [tag for text in labels for tag in text.split()] if tagged else labels
     counts = pd.Series(tags).value_counts()
     assert counts.min() >= 5, counts.to_dict()
-    if name == "plant-pathology-2021":
-        assert set(counts.index) == {"healthy", "scab", "rust", "frog_eye_leaf_spot"}
-        assert any(len(text.split()) == 2 for text in labels), "some images have two tags"
+    if tagged:
+        every = (
+            {"healthy", "scab", "rust", "frog_eye_leaf_spot"}
+            if name != "planet"
+            else {"clear", "haze", "primary", "water"}
+        )
+        assert set(counts.index) == every and any(len(text.split()) == 2 for text in labels), "some have two tags"
     if name == "ranzcr":
         assert (table.iloc[:, 1:4].sum(axis=1) == 1).all(), "one-hot: exactly one 1 a row"
         assert table["PatientID"].nunique() == 20 and table.groupby("PatientID").size().eq(3).all()

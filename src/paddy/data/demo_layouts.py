@@ -20,6 +20,7 @@ from PIL import Image
 
 from paddy.core.errors import PaddyError
 from paddy.data.demo import mark_as_demo
+from paddy.data.locations import SAMPLE
 from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
 
 # distinct colours (RGB in 0..1), one per class of a single-label or one-hot layout (five at most)
@@ -32,6 +33,9 @@ TAG_TINTS = {
     "frog_eye_leaf_spot": (0.3, 0.3, 0.3),
 }
 TAG_SETS = ("healthy", "scab", "rust", "frog_eye_leaf_spot", "scab frog_eye_leaf_spot", "rust frog_eye_leaf_spot")
+# Planet's weather and land tags, likewise
+PLANET_TINTS = {"clear": (0.0, 0.0, 0.6), "haze": (0.6, 0.0, 0.0), "primary": (0.0, 0.6, 0.0), "water": (0.3, 0.3, 0.3)}
+PLANET_SETS = ("clear primary", "haze primary", "clear water", "primary", "clear", "haze water")
 BREEDS = ("affenpinscher", "afghan_hound", "african_hunting_dog", "airedale")
 PET_METADATA = ("Subject Focus", "Eyes", "Face", "Near")
 CATHETERS = ("ETT - Abnormal", "ETT - Borderline", "ETT - Normal")
@@ -80,10 +84,12 @@ def _grades(column: str, rng: np.random.Generator, n: int) -> Labels:
     return {column: grades.tolist()}, np.repeat(0.15 + 0.175 * grades[:, None], 3, axis=1)
 
 
-def _tags(column: str, rng: np.random.Generator, n: int) -> Labels:
+def _tags(
+    column: str, tints: dict[str, tuple[float, ...]], tag_sets: tuple[str, ...], rng: np.random.Generator, n: int
+) -> Labels:
     """Space-separated tags (some images have two), each tag tinting the image."""
-    sets = [TAG_SETS[i] for i in _balanced(rng, n, len(TAG_SETS))]
-    colours = [0.15 + sum(np.array(TAG_TINTS[tag]) for tag in tags.split()) for tags in sets]
+    sets = [tag_sets[i] for i in _balanced(rng, n, len(tag_sets))]
+    colours = [0.15 + sum(np.array(tints[tag]) for tag in tags.split()) for tags in sets]
     return {column: sets}, np.clip(colours, 0, 1)
 
 
@@ -122,7 +128,16 @@ LAYOUT_OF: dict[str, Layout] = {
         CompetitionSpec(slug="plant-pathology-2021-fgvc8", labels_file="train.csv", id_column="image",
                         label_columns=("labels",), label_sep=" ", train_folder=TRAIN, test_folder=TEST,
                         extension=".jpg", kind=TargetKind.multi, metric=MetricName.f1_samples),
-        partial(_hex_ids, digits=16, suffix=".jpg"), partial(_tags, "labels"), {"labels": "healthy"},
+        partial(_hex_ids, digits=16, suffix=".jpg"), partial(_tags, "labels", TAG_TINTS, TAG_SETS),
+        {"labels": "healthy"},
+    ),
+    "planet": Layout(  # files named otherwise: train_v2.csv, train-jpg/, test-jpg/, sample_submission_v2.csv
+        CompetitionSpec(slug="planet-understanding-the-amazon-from-space", labels_file="train_v2.csv",
+                        id_column="image_name", label_columns=("tags",), label_sep=" ", train_folder="train-jpg",
+                        test_folder="test-jpg", sample_file="sample_submission_v2.csv", extension=".jpg",
+                        kind=TargetKind.multi, metric=MetricName.f2_samples),
+        partial(_number_ids, prefix="image_"), partial(_tags, "tags", PLANET_TINTS, PLANET_SETS),
+        {"tags": "clear primary"},
     ),
     "histopathologic": Layout(
         CompetitionSpec(slug="histopathologic-cancer-detection", labels_file="train_labels.csv", id_column="id",
@@ -179,11 +194,16 @@ def write_layout(layout: Layout, root: Path, n_train: int, n_test: int, size: in
     root.mkdir(parents=True)
     pd.DataFrame({spec.id_column: ids, **columns}).to_csv(root / spec.labels_file, index=False)
     sample = {spec.id_column: test_ids, **{c: [v] * n_test for c, v in layout.sample.items()}}
-    pd.DataFrame(sample).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame(sample).to_csv(root / sample_name(spec), index=False)
     file_name = partial(_file_name, spec.extension)
     _save_images(rng, root / spec.train_folder, [file_name(i) for i in ids], colours, size)
     _save_images(rng, root / spec.test_folder, [file_name(i) for i in test_ids], layout.labels(rng, n_test)[1], size)
     return root
+
+
+def sample_name(spec: CompetitionSpec) -> str:
+    """The layout's sample submission file (sample_submission.csv unless it is named otherwise)."""
+    return spec.sample_file or SAMPLE.usual[0]
 
 
 def _file_name(extension: str, image_id: str) -> str:
@@ -197,7 +217,7 @@ def make_layout(name: str, root: Path, n_train: int = 60, n_test: int = 12, size
     if name not in LAYOUT_OF:
         raise PaddyError(f"no demo competition {name!r} (there are: {', '.join(LAYOUTS)})")
     layout = LAYOUT_OF[name]
-    if (root / "sample_submission.csv").is_file():
+    if (root / sample_name(layout.spec)).is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root.parent))
