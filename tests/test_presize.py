@@ -18,6 +18,7 @@ from paddy.core.errors import PaddyError
 from paddy.core.processes import die_with_parent
 from paddy.data.competition import check_layout
 from paddy.data.demo import write_demo_dataset
+from paddy.data.demo_layouts import make_layout
 from paddy.data.presize import presize_dataset
 from paddy.settings.entry import BadImages
 
@@ -258,3 +259,16 @@ def test_a_worker_whose_parent_died_before_it_asked_to_die_with_it_exits_at_once
     worker.start()
     worker.join(5)
     assert worker.exitcode == -signal.SIGTERM
+
+
+def test_a_copy_of_a_competition_paddy_knows_is_still_that_competition(tmp_path):
+    """Kaggle names a download after its competition, which gives its metric and slug; a copy is named as its
+    user likes ('small'), so the copy records the competition: F2 and Planet's slug, not F1 and paddy's."""
+    source = make_layout("planet", tmp_path / "planet-understanding-the-amazon-from-space", n_train=30, size=24)
+    presize_dataset(source, tmp_path / "small", longest=16, workers=0)
+    copy = check_layout(tmp_path / "small")
+    assert copy.spec.slug == "planet-understanding-the-amazon-from-space" and copy.metric == "f2_samples"
+    assert copy.spec.sample_file == "sample_submission_v2.csv"
+    presize_dataset(source, tmp_path / "small", longest=16, workers=0)  # a re-run: the same presize, resumed
+    with pytest.raises(PaddyError, match="holds a presize with longest 16"):
+        presize_dataset(source, tmp_path / "small", longest=20, workers=0)

@@ -16,8 +16,18 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.data.demo import ensure_demo_dataset, is_demo_data
-from paddy.data.layout import Labelled, Target, files_of_ids, folder_label_disagreement, read_labels
-from paddy.data.locations import LABELS, SAMPLE, TEST, TRAIN, found_name, found_path, image_files, visible
+from paddy.data.layout import Labelled, Target, class_folder_spec, files_of_ids, folder_label_disagreement, read_labels
+from paddy.data.locations import (
+    LABELS,
+    SAMPLE,
+    TEST,
+    TRAIN,
+    copied_competition,
+    found_name,
+    found_path,
+    image_files,
+    visible,
+)
 from paddy.data.submission_format import SampleFormat, infer_sample_format, read_sample
 from paddy.settings.competition import (
     METRICS_OF_KIND,
@@ -216,29 +226,13 @@ def has_class_folders(root: Path, spec: CompetitionSpec) -> bool:
     return train_dir is not None and any(visible(p) and p.is_dir() for p in (root / train_dir).iterdir())
 
 
-LABELS_FILE_KEYS = ("id_column", "label_columns", "label_sep", "group_column", "fold_column")  # a CSV's columns
-
-
-def class_folder_spec(spec: CompetitionSpec, train_folder: str, test_folder: str) -> CompetitionSpec:
-    """The description of a class-folder layout: one class per image, the folder its label."""
-    if given := [key for key in LABELS_FILE_KEYS if getattr(spec, key) is not None]:
-        raise PaddyError(
-            f"{given[0]} names a column of a labels file, but the labels here are the class folders under "
-            f"{train_folder}/ (a labels file is read only when labels_file is given)"
-        )
-    kind = spec.kind or TargetKind.single
-    if kind not in (TargetKind.single, TargetKind.binary):
-        raise PaddyError(f"class folders under {train_folder}/ hold single-label classes, not a {kind} target")
-    return replace(spec, kind=kind, train_folder=train_folder, test_folder=test_folder)
-
-
 def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> CompetitionData:
     """Validate the competition folder against the description, inferring what it leaves out; raise one
     clear line naming the file, the column and an example of what is wrong."""
     if not root.is_dir():
         raise PaddyError(f"data folder not found: {root}")
     root = root.absolute()
-    spec = known_competition(spec, root.name)
+    spec = known_competition(spec, copied_competition(root) or root.name)  # a presized copy: its source's
     # a missing sample: read_sample's error, which looks one folder down for a --data given one folder too high
     spec = replace(spec, sample_file=found_name(root, spec.sample_file, SAMPLE) or SAMPLE.usual[0])
     sample = read_sample(root / spec.sample_file)

@@ -1,5 +1,6 @@
 """Reading a competition whose labels are in a CSV: which files and columns hold what, inferred where the
-description leaves it out, and every training image's target, checked up front.
+description leaves it out, and every training image's target, checked up front; and what a description of
+the class-folder layout may say.
 
 Kaggle ships labels as train.csv, labels.csv or train_labels.csv (or a file named like them) next to a flat
 image folder (train/, train_images/, one images/ for both, or one named like them; paddy.data.locations),
@@ -217,3 +218,19 @@ def folder_label_disagreement(root: Path, train_images: list[Path]) -> str | Non
         f"{csv} disagrees with the class folders for {len(differ)} images: {image_id} is in "
         f"{folder.parent.name}/{folder.name}/ but labelled {label!r}; move the images or correct {csv.name}"
     )
+
+
+LABELS_FILE_KEYS = ("id_column", "label_columns", "label_sep", "group_column", "fold_column")  # a CSV's columns
+
+
+def class_folder_spec(spec: CompetitionSpec, train_folder: str, test_folder: str) -> CompetitionSpec:
+    """The description of a class-folder layout: one class per image, the folder its label."""
+    if given := [key for key in LABELS_FILE_KEYS if getattr(spec, key) is not None]:
+        raise PaddyError(
+            f"{given[0]} names a column of a labels file, but the labels here are the class folders under "
+            f"{train_folder}/ (a labels file is read only when labels_file is given)"
+        )
+    kind = spec.kind or TargetKind.single
+    if kind not in (TargetKind.single, TargetKind.binary):
+        raise PaddyError(f"class folders under {train_folder}/ hold single-label classes, not a {kind} target")
+    return replace(spec, kind=kind, train_folder=train_folder, test_folder=test_folder)

@@ -13,6 +13,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from paddy.core.errors import PaddyError
+from paddy.core.files import read_json
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -93,3 +94,13 @@ def found_path(root: Path, given: str | None, place: Place) -> Path:
     if (name := found_name(root, given, place)) is None:
         raise PaddyError(f"{root} has no {place.what} (looked for {place.looked_for()})")
     return root / name
+
+
+PRESIZE_MARKER = ".paddy-presize.json"  # in a `paddy presize` copy: its settings and the competition it copies
+
+
+def copied_competition(root: Path) -> str | None:
+    """The competition a presized copy was made from (Kaggle names a download after it; a copy is named as
+    its user likes), or None for a folder that is no copy, or a copy of an older release that did not say."""
+    marker = root / PRESIZE_MARKER
+    return read_json(marker).get("competition") if marker.is_file() else None

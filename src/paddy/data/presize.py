@@ -27,10 +27,10 @@ from paddy.core.files import atomic_write_bytes, read_json, remove_stale_temp_fi
 from paddy.core.processes import die_with_parent
 from paddy.data.competition import CompetitionData, check_layout
 from paddy.data.images import bad_images_problem
-from paddy.data.locations import IMAGE_SUFFIXES
+from paddy.data.locations import IMAGE_SUFFIXES, PRESIZE_MARKER
 from paddy.settings.entry import BadImages
 
-MARKER = ".paddy-presize.json"
+MARKER = PRESIZE_MARKER
 MAX_QUALITY = 95  # Pillow: above 95 JPEG files grow with no visible gain
 RESIZED, COPIED, UNREADABLE = "resized", "copied", "unreadable"
 
@@ -67,13 +67,13 @@ def check_presize_args(src: Path, dest: Path, longest: int, quality: int, worker
     return data
 
 
-def claim_dest(dest: Path, settings: dict[str, int]) -> None:
-    """Mark `dest` as a presize with these settings; refuse a folder written otherwise,
-    so a resumed run never mixes two sizes or overwrites someone's files."""
+def claim_dest(dest: Path, settings: dict[str, int], competition: str | None) -> None:
+    """Mark `dest` as a presize with these settings and the competition it copies (its name is the user's);
+    refuse a folder written otherwise, so a resumed run never mixes two sizes or overwrites someone's files."""
     marker = dest / MARKER
     if marker.is_file():
         found = read_json(marker)
-        if found != settings:
+        if {key: found.get(key) for key in settings} != settings:
             raise PaddyError(
                 f"{dest} holds a presize with longest {found.get('longest')} and quality {found.get('quality')}; "
                 "use another destination or delete it"
@@ -81,7 +81,7 @@ def claim_dest(dest: Path, settings: dict[str, int]) -> None:
         return
     if dest.is_dir() and any(dest.iterdir()):
         raise PaddyError(f"{dest} is not empty and is not a paddy presize; choose a new folder")
-    write_json(marker, settings)
+    write_json(marker, {**settings, "competition": competition})
 
 
 def shrunk_image(src: Path, longest: int, quality: int) -> bytes | None:
@@ -153,7 +153,7 @@ def presize_dataset(
     re-run tries it again); skipped training images are copied unchanged, for `train --bad-images skip`.
     """
     data = check_presize_args(src, dest, longest, quality, workers)
-    claim_dest(dest, {"longest": longest, "quality": quality})
+    claim_dest(dest, {"longest": longest, "quality": quality}, data.spec.slug)
     stale_removed = remove_stale_temp_files(dest)
     jobs, skipped = pending_jobs(src, dest)
     total = skipped + len(jobs)
