@@ -463,20 +463,22 @@ def test_the_group_column_keeps_each_patient_in_one_fold(tmp_path):
 
 
 @pytest.mark.slow
-def test_multi_label_thresholds_are_fitted_on_the_validation_rows_only(layouts, tmp_path, monkeypatch):
+@pytest.mark.parametrize("metric, beta", [("f1_samples", 1.0), ("f2_samples", 2.0)])
+def test_multi_label_thresholds_are_fitted_on_the_validation_rows_only(layouts, tmp_path, monkeypatch, metric, beta):
     import paddy.scoring.decisions
 
-    seen: list[int] = []
+    seen: list[tuple[int, float]] = []
     real = paddy.scoring.decisions.fit_thresholds
 
-    def spy(probs, targets):
-        seen.append(len(probs))
-        return real(probs, targets)
+    def spy(probs, targets, beta=1.0):
+        seen.append((len(probs), beta))
+        return real(probs, targets, beta)
 
     monkeypatch.setattr(paddy.scoring.decisions, "fit_thresholds", spy)
     root = folder(layouts, "plant-pathology-2021")
-    result = CliRunner().invoke(app, ["train", "--data", str(root), "--out", str(tmp_path / "runs"), *TINY_FLAGS])
+    command = ["train", "--data", str(root), "--out", str(tmp_path / "runs"), "--metric", metric, *TINY_FLAGS]
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
-    assert seen == [8]  # valid_pct 0.2 of the 40 training images, never the 32 it trained on
+    assert seen == [(8, beta)]  # valid_pct 0.2 of the 40 training images, never the 32 it trained on; for F-beta
     (preds,) = (tmp_path / "runs").glob("*/predictions.safetensors")
     assert len(load_predictions(preds).meta["decisions"]["thresholds"]) == 4
