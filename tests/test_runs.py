@@ -57,6 +57,10 @@ def test_show_prints_settings_history_and_pictures(finished_run):
     competition += ", metric error_rate"
     assert settings["competition"] == competition, "a table of settings: its given keys, not a dict's repr"
     assert "None" not in result.stdout, "what a run left out is '-'"
+    history = result.stdout[result.stdout.index("history") :]
+    marked = [line.rstrip().endswith("│ *    │") for line in history.splitlines() if line.startswith("│")]
+    assert marked == [row == finished_run.kept.epoch for row in range(len(finished_run.history))], "the kept epoch"
+    assert "*: the epoch whose weights were kept" in history
 
 
 def test_the_settings_of_an_older_run_come_in_the_order_it_recorded_them():

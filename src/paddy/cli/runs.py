@@ -29,7 +29,7 @@ def show(
     settings = pd.DataFrame([{"setting": k, "value": setting_text(v)} for k, v in summary.config.items()])
     out.print(frame_table(settings, title=summary.run.name))
     if not summary.history.empty:
-        out.print(frame_table(summary.history, title="history"))
+        out.print(history_table(summary.history, summary.result))
     if summary.result:
         result = summary.result
         timing = (
@@ -45,6 +45,15 @@ def show(
         out.print(f"[yellow]unfinished[/yellow]: no predictions yet{so_far}")
     for picture in summary.pictures:
         out.print(f"picture: {picture}")
+
+
+def history_table(history: pd.DataFrame, result: dict | None):
+    """The epochs, the one whose weights the run kept (saved and predicted with) marked."""
+    kept = None if result is None else len(history) - 1 if result["kept_epoch"] is None else result["kept_epoch"]
+    marks = ["*" if row == kept else "" for row in range(len(history))]
+    table = frame_table(history.assign(kept=marks), title="history")
+    table.caption = "*: the epoch whose weights were kept" if kept is not None else None
+    return table
 
 
 @app.command()
