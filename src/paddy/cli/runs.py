@@ -48,8 +48,9 @@ def show(
 
 
 def history_table(history: pd.DataFrame, result: dict | None):
-    """The epochs, the one whose weights the run kept (saved and predicted with) marked."""
-    kept = None if result is None else len(history) - 1 if result["kept_epoch"] is None else result["kept_epoch"]
+    """The epochs, the one whose weights the run kept (saved and predicted with) marked; none for an unfinished
+    run, or one from before runs said which."""
+    kept = (result or {}).get("kept_epoch")
     marks = ["*" if row == kept else "" for row in range(len(history))]
     table = frame_table(history.assign(kept=marks), title="history")
     table.caption = "*: the epoch whose weights were kept" if kept is not None else None

@@ -26,6 +26,7 @@ from paddy.data.locations import (
     found_name,
     found_path,
     image_files,
+    sample_name,
     visible,
 )
 from paddy.data.submission_format import SampleFormat, infer_sample_format, read_sample
@@ -79,7 +80,7 @@ class CompetitionData:
 
     @property
     def sample_submission(self) -> Path:
-        return self.root / (self.spec.sample_file or SAMPLE.usual[0])
+        return self.root / sample_name(self.spec.sample_file)
 
     @property
     def test_ids(self) -> list[str]:
@@ -234,7 +235,7 @@ def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> Compe
     root = root.absolute()
     spec = known_competition(spec, copied_competition(root) or root.name)  # a presized copy: its source's
     # a missing sample: read_sample's error, which looks one folder down for a --data given one folder too high
-    spec = replace(spec, sample_file=found_name(root, spec.sample_file, SAMPLE) or SAMPLE.usual[0])
+    spec = replace(spec, sample_file=sample_name(found_name(root, spec.sample_file, SAMPLE)))
     sample = read_sample(root / spec.sample_file)
     labels = (
         None

@@ -20,7 +20,7 @@ from PIL import Image
 
 from paddy.core.errors import PaddyError
 from paddy.data.demo import mark_as_demo
-from paddy.data.locations import SAMPLE
+from paddy.data.locations import sample_name
 from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
 
 # distinct colours (RGB in 0..1), one per class of a single-label or one-hot layout (five at most)
@@ -194,16 +194,11 @@ def write_layout(layout: Layout, root: Path, n_train: int, n_test: int, size: in
     root.mkdir(parents=True)
     pd.DataFrame({spec.id_column: ids, **columns}).to_csv(root / spec.labels_file, index=False)
     sample = {spec.id_column: test_ids, **{c: [v] * n_test for c, v in layout.sample.items()}}
-    pd.DataFrame(sample).to_csv(root / sample_name(spec), index=False)
+    pd.DataFrame(sample).to_csv(root / sample_name(spec.sample_file), index=False)
     file_name = partial(_file_name, spec.extension)
     _save_images(rng, root / spec.train_folder, [file_name(i) for i in ids], colours, size)
     _save_images(rng, root / spec.test_folder, [file_name(i) for i in test_ids], layout.labels(rng, n_test)[1], size)
     return root
-
-
-def sample_name(spec: CompetitionSpec) -> str:
-    """The layout's sample submission file (sample_submission.csv unless it is named otherwise)."""
-    return spec.sample_file or SAMPLE.usual[0]
 
 
 def _file_name(extension: str, image_id: str) -> str:
@@ -217,7 +212,7 @@ def make_layout(name: str, root: Path, n_train: int = 60, n_test: int = 12, size
     if name not in LAYOUT_OF:
         raise PaddyError(f"no demo competition {name!r} (there are: {', '.join(LAYOUTS)})")
     layout = LAYOUT_OF[name]
-    if (root / sample_name(layout.spec)).is_file():
+    if (root / sample_name(layout.spec.sample_file)).is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root.parent))

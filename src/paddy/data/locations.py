@@ -71,6 +71,11 @@ TEST = image_folder("test image folder", "test_folder", ("test_images", "test", 
 SAMPLE = Place("sample submission", "sample_file", ("sample_submission.csv",), sample_like, Path.is_file)
 
 
+def sample_name(sample_file: str | None) -> str:
+    """The sample submission's file name: the description's, else the usual sample_submission.csv."""
+    return sample_file or SAMPLE.usual[0]
+
+
 def found_name(root: Path, given: str | None, place: Place) -> str | None:
     """The name `given` (refused when it is not there), else the first usual name present, else the one name
     like them; None when there is none."""
