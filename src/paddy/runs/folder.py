@@ -32,6 +32,13 @@ CONFIG_FILE = "config.json"
 
 
 HISTORY_FILE = "history.csv"
+HISTORY_NOT_METRICS = ("fit", "size", "epoch", "train_loss", "valid_loss", "time")  # its other columns
+
+
+def metric_columns(history: pd.DataFrame) -> list[str]:
+    """history.csv's epoch metrics, in the learner's order: the first is the competition's metric (or a
+    two-target model's error of its label)."""
+    return [column for column in history.columns if column not in HISTORY_NOT_METRICS]
 
 
 RESULT_FILE = "result.json"

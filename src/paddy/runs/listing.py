@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from paddy.core.errors import PaddyError
-from paddy.runs.folder import CONFIG_FILE, RunBusy, RunFolder
+from paddy.runs.folder import CONFIG_FILE, RunBusy, RunFolder, metric_columns
 from paddy.settings.competition import greater_is_better
 from paddy.settings.entry import ModelEntry
 
@@ -102,12 +102,9 @@ def listed_runs(out: Path) -> list[ListedRun]:
 
 
 def best_so_far(history: pd.DataFrame) -> tuple[str | None, float | None]:
-    """An unfinished run's metric and its best epoch's value so far: the metric is history.csv's column after
-    valid_loss (fastai's Recorder writes the learner's metrics there, the competition's first); (None, None)
-    before its first epoch."""
-    columns = list(history.columns)
-    after_loss = columns[columns.index("valid_loss") + 1 :] if "valid_loss" in columns else []
-    metrics = [column for column in after_loss if column != "time"]
+    """An unfinished run's metric (history.csv's first) and its best epoch's value so far; (None, None) before
+    its first epoch."""
+    metrics = metric_columns(history)
     values = history[metrics[0]].dropna() if metrics else pd.Series(dtype=float)
     if values.empty:
         return None, None

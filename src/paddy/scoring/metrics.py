@@ -115,8 +115,9 @@ def _fbeta(average: str, beta: float = 1.0) -> Callable[..., float]:
 F_BETA = {MetricName.f2_samples: 2.0}  # the metrics whose thresholds are fitted for another beta than 1
 
 
-def thresholds_beta(metric: MetricName) -> float:
-    """The F-beta a multi-label metric's tag thresholds are fitted for: 2 for F2, else F1's 1."""
+def f_beta(metric: MetricName) -> float:
+    """The beta of an F-beta metric (2 for F2, else F1's 1): what its score weighs and its tag thresholds are
+    fitted for."""
     return F_BETA.get(metric, 1.0)
 
 
@@ -178,7 +179,7 @@ SCORERS: dict[MetricName, Callable[..., float]] = {
     MetricName.roc_auc: _roc_auc,
     MetricName.f1_macro: _fbeta("macro"),
     MetricName.f1_samples: _fbeta("samples"),
-    MetricName.f2_samples: _fbeta("samples", F_BETA[MetricName.f2_samples]),
+    MetricName.f2_samples: _fbeta("samples", f_beta(MetricName.f2_samples)),
     MetricName.qwk: _qwk,
     MetricName.rmse: _rmse,
     MetricName.map5: _map5,
@@ -222,5 +223,5 @@ class Scoring:
     def fitted(self, outputs: np.ndarray, targets: np.ndarray) -> Scoring:
         """This scoring with its decisions (thresholds, cut-points) fitted on `outputs`, where its kind needs
         any: held-out rows only (out-of-fold), as paddy.scoring.decisions says."""
-        decisions = fit_decisions(self.kind, *checked(self.kind, outputs, targets), thresholds_beta(self.metric))
+        decisions = fit_decisions(self.kind, *checked(self.kind, outputs, targets), f_beta(self.metric))
         return self if decisions is None else replace(self, decisions=decisions)

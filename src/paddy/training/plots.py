@@ -20,8 +20,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay, f1_score, roc_auc_score  # noqa: E402
 
 from paddy.core.files import atomic_write_bytes  # noqa: E402
-
-NOT_METRICS = ("fit", "size", "epoch", "train_loss", "valid_loss", "time")  # history.csv's other columns
+from paddy.runs.folder import metric_columns  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:
@@ -62,7 +61,7 @@ def loss_figure(history: pd.DataFrame, steps: pd.DataFrame, title: str) -> plt.F
         lr.legend(fontsize="small")
     loss.plot(epochs, history["train_loss"], marker="o", label="train (epoch)")
     loss.plot(epochs, history["valid_loss"], marker="o", label="valid (epoch)")
-    for column in [c for c in history.columns if c not in NOT_METRICS]:
+    for column in metric_columns(history):
         metric.plot(epochs, history[column], marker="o", label=column)
     loss.set(ylabel="loss", title=title)
     metric.set(ylabel="metric")

@@ -24,7 +24,7 @@ from paddy.runs.folder import RunFolder, new_run_folder, refuse_finished
 from paddy.runs.predictions import Predictions, save_predictions
 from paddy.runs.probes import resolve_auto_accum
 from paddy.scoring.decisions import fit_decisions
-from paddy.scoring.metrics import thresholds_beta
+from paddy.scoring.metrics import f_beta
 from paddy.settings.checks import apply_overrides
 from paddy.settings.competition import recorded_spec
 from paddy.settings.entry import ENTRY_FIELDS, BadImages, ModelEntry
@@ -188,7 +188,7 @@ def finish_run(
     `train`)."""
     entry, data, seed = plan.entry, plan.data, plan.training.seed
     valid = validation_outputs(learn, reuse=not kept.before_last)  # the last pass validated other weights
-    decisions = fit_decisions(data.kind, *valid, thresholds_beta(data.metric))  # on the validation rows, held out
+    decisions = fit_decisions(data.kind, *valid, f_beta(data.metric))  # on the validation rows, held out
     if pictures:
         save_run_plots(learn, folder, data.classes, data.kind, valid, valid_error, decisions)
     save_model(learn, folder.model_path, card_for(learn, entry, plan.training.step_bs, data, seed))

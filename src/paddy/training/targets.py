@@ -26,6 +26,7 @@ from fastai.vision.all import (
     rmse,
 )
 
+from paddy.scoring.metrics import f_beta
 from paddy.settings.competition import MetricName, TargetKind
 
 
@@ -122,7 +123,7 @@ def fastai_metric(metric: MetricName, kind: TargetKind):
         MetricName.roc_auc: RocAucMulti() if multi else RocAucBinary() if kind is TargetKind.binary else RocAuc(),
         MetricName.f1_macro: F1ScoreMulti(average="macro") if multi else None if numbers else F1Score(average="macro"),
         MetricName.f1_samples: F1ScoreMulti(average="samples") if multi else None,
-        MetricName.f2_samples: FBetaMulti(beta=2, average="samples") if multi else None,
+        MetricName.f2_samples: FBetaMulti(beta=f_beta(metric), average="samples") if multi else None,
     }.get(metric)
     if ours is None:
         return scored_metric(metric, kind)
