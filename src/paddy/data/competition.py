@@ -221,10 +221,9 @@ def csv_layout(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFram
     )
 
 
-def has_class_folders(root: Path, spec: CompetitionSpec) -> bool:
+def has_class_folders(train_dir: Path) -> bool:
     """Whether the training image folder holds a folder per class (the paddy layout) rather than the images."""
-    train_dir = found_name(root, spec.train_folder, TRAIN)
-    return train_dir is not None and any(visible(p) and p.is_dir() for p in (root / train_dir).iterdir())
+    return any(visible(p) and p.is_dir() for p in train_dir.iterdir())
 
 
 def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> CompetitionData:
@@ -237,18 +236,15 @@ def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> Compe
     # a missing sample: read_sample's error, which looks one folder down for a --data given one folder too high
     spec = replace(spec, sample_file=sample_name(found_name(root, spec.sample_file, SAMPLE)))
     sample = read_sample(root / spec.sample_file)
-    labels = (
-        None
-        if spec.labels_file is None and has_class_folders(root, spec)
-        else found_name(root, spec.labels_file, LABELS)
-    )
-    if labels is None:
-        if found_name(root, spec.train_folder, TRAIN) is None:
+    train = None if spec.labels_file else found_name(root, spec.train_folder, TRAIN)  # a given file: its images
+    labels = None if train and has_class_folders(root / train) else found_name(root, spec.labels_file, LABELS)
+    if labels is None:  # no labels file was given: class folders, under the training image folder found
+        if train is None:
             raise PaddyError(
                 f"{root} has no labels file (looked for {LABELS.looked_for()}) and no class folders under a "
                 f"training image folder (looked for {TRAIN.looked_for()})"
             )
-        found = class_folder_layout(root, spec, sample)
+        found = class_folder_layout(root, replace(spec, train_folder=train), sample)
     else:
         found = csv_layout(root, root / labels, spec, sample)
     if problem := metric_problem(found.kind, found.metric):
