@@ -253,6 +253,10 @@ COMPETITION_OPTIONS: dict[str, Any] = {
     "label_column": Annotated[
         Optional[list[str]], typer.Option(help="Label column, or one per class for one-hot labels (repeat the flag).")
     ],
+    "label_pattern": Annotated[
+        Optional[str],
+        typer.Option(help="Labels in the training file names: a regex whose group is the label (e.g. '^(\\w+)\\.')."),
+    ],
     "group_column": Annotated[
         Optional[str], typer.Option(help="Column whose groups no fold splits (e.g. patient_id).")
     ],

@@ -1,8 +1,9 @@
 """Finding and checking competition data, and the built-in demo dataset.
 
-Two layouts: the paddy competition's class folders (`train_images/<label>/*.jpg`, `test_images/*.jpg`,
-`sample_submission.csv`), and labels in a CSV next to flat image folders (paddy.data.layout). Everything
-is checked up front so a long run never dies an hour in on a missing folder or a corrupt JPEG.
+The labels are in one of three places: the paddy competition's class folders (`train_images/<label>/*.jpg`,
+beside `test_images/*.jpg` and `sample_submission.csv`), a CSV next to flat image folders (paddy.data.layout),
+or the training file names (paddy.data.name_labels). Everything is checked up front so a long run never
+dies an hour in on a missing folder or a corrupt JPEG.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.data.demo import ensure_demo_dataset, is_demo_data
-from paddy.data.layout import Labelled, Target, class_folder_spec, files_of_ids, folder_label_disagreement, read_labels
+from paddy.data.layout import Labelled, Target, class_folder_labelled, files_of_ids, read_labels
 from paddy.data.locations import (
     LABELS,
     SAMPLE,
@@ -29,6 +30,7 @@ from paddy.data.locations import (
     sample_name,
     visible,
 )
+from paddy.data.name_labels import name_labelled
 from paddy.data.submission_format import SampleFormat, infer_sample_format, read_sample
 from paddy.settings.competition import (
     METRICS_OF_KIND,
@@ -59,7 +61,7 @@ class CompetitionData:
     is_demo: bool = False
     label_column: str = "label"  # the sample submission's value column
     images_checked: bool = False  # every image was decoded once (see without_bad_images)
-    # by training image file name (a subset of train_images keeps them right); empty: the class folder
+    # by training image file name (a subset of train_images keeps them right)
     targets: Mapping[str, Target] = field(default_factory=dict)
     spec: CompetitionSpec = CompetitionSpec(kind=TargetKind.single, metric=MetricName.error_rate)
     groups: Mapping[str, str] | None = None
@@ -100,7 +102,7 @@ class CompetitionData:
 
     def target_of(self) -> Mapping[str, Target]:
         """Each training image's target by file name (the class folder in the paddy layout)."""
-        return self.targets or {p.name: p.parent.name for p in self.train_images}
+        return self.targets
 
     def label_texts(self, images: Sequence[Path] | None = None) -> list[str]:
         """Each training image's target as text (tags space-joined), in the order of `images` (all training
@@ -112,12 +114,11 @@ class CompetitionData:
     def description(self) -> dict[str, str]:
         """What the data was read as (given or inferred), for the short table commands show before training."""
         spec, fmt = self.spec, self.sample_format
-        labels = f"{spec.labels_file}: {spec.id_column} -> {', '.join(spec.label_columns or ())}"
         numbers = self.kind in (TargetKind.regression, TargetKind.ordinal)
         return {
             "competition": spec.slug or "-",
             "target": f"{self.kind}, scored on {self.metric}",
-            "labels": labels if spec.labels_file else f"class folders under {self.train_dir.name}/",
+            "labels": self.labels_text(),
             "training images": f"{len(self.train_images)} in {self.train_dir.name}/",
             "test images": f"{len(self.test_images)} in {spec.test_folder or 'test_images'}/",
             "classes": f"a number ({self.classes[0]})" if numbers else f"{len(self.classes)}",
@@ -125,6 +126,16 @@ class CompetitionData:
             if fmt
             else "label",
         }
+
+    def labels_text(self) -> str:
+        """Where the labels were read from, as the description table says it."""
+        spec = self.spec
+        if spec.labels_file:
+            return f"{spec.labels_file}: {spec.id_column} -> {', '.join(spec.label_columns or ())}"
+        if spec.label_pattern:
+            first = self.train_images[0].name
+            return f"file names in {spec.train_folder}/ by {spec.label_pattern} ({first}: {self.targets[first]})"
+        return f"class folders under {self.train_dir.name}/"
 
     def identity(self) -> dict[str, Any]:
         """What predictions record about their data, so submit can refuse another dataset's sample and
@@ -173,36 +184,9 @@ def test_images_of(sample_csv: Path, sample: pd.DataFrame, folder: Path, shared:
     return sorted(images)
 
 
-def class_folder_layout(root: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> CompetitionData:
-    """The paddy competition's layout: one folder per class under train_images/ (or train/, ...), the test
-    images in test_images/ (or test/, ...)."""
-    train_dir, test_dir = found_path(root, spec.train_folder, TRAIN), found_path(root, spec.test_folder, TEST)
-    class_dirs = sorted(p for p in train_dir.iterdir() if visible(p) and p.is_dir())
-    train_images: list[Path] = []
-    for class_dir in class_dirs:
-        files = image_files(class_dir)
-        if not files:
-            raise PaddyError(f"class folder {class_dir} has no images")
-        train_images += files
-    if len(class_dirs) < 2:
-        inside = f"{train_dir.name}/{class_dirs[0].name}" if class_dirs else ""  # aerial-cactus: train/train/*.jpg
-        hint = f" (if a CSV labels the images in {inside}/, give train_folder = {inside!r})" if inside else ""
-        raise PaddyError(f"{train_dir} has only one class folder; a classifier needs at least two{hint}")
-    if problem := folder_label_disagreement(root, train_images):
-        raise PaddyError(problem)
-    return CompetitionData(
-        root=root,
-        classes=tuple(p.name for p in class_dirs),
-        train_images=tuple(train_images),
-        test_images=tuple(test_images_of(root / spec.sample_file, sample, test_dir, shared=False)),
-        label_column=str(sample.columns[1]),
-        spec=class_folder_spec(spec, train_dir.name, test_dir.name),
-    )
-
-
-def csv_layout(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> CompetitionData:
-    """Labels in a CSV next to flat image folders (paddy.data.layout), the test images the sample's."""
-    labelled: Labelled = read_labels(root, csv, spec, sample)
+def labelled_layout(root: Path, labelled: Labelled, spec: CompetitionSpec, sample: pd.DataFrame) -> CompetitionData:
+    """Training images with their targets (from a labels file, class folders or their names) and the test
+    images: those of the sample, in a test folder."""
     filled = labelled.spec
     test_dir = found_path(root, filled.test_folder, TEST)
     shared = test_dir == root / (filled.train_folder or "")
@@ -226,6 +210,32 @@ def has_class_folders(train_dir: Path) -> bool:
     return any(visible(p) and p.is_dir() for p in train_dir.iterdir())
 
 
+def training_layout(root: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> CompetitionData:
+    """The training images and their labels where they are: a labels file (given, or found where there are no
+    class folders), the class folders, or the images' names (label_pattern given, or names that read as
+    classes)."""
+    if spec.labels_file and spec.label_pattern:
+        raise PaddyError("labels_file and label_pattern both say where the labels are: give one of them")
+    train = None if spec.labels_file else found_name(root, spec.train_folder, TRAIN)  # a given file: its images
+    class_folders = train is not None and not spec.label_pattern and has_class_folders(root / train)
+    labels = None if class_folders or spec.label_pattern else found_name(root, spec.labels_file, LABELS)
+    if labels is not None:
+        return labelled_layout(root, read_labels(root, root / labels, spec, sample), spec, sample)
+    if train is None:
+        raise PaddyError(
+            f"{root} has no labels file (looked for {LABELS.looked_for()}) and no class folders under a "
+            f"training image folder (looked for {TRAIN.looked_for()})"
+        )
+    if class_folders:
+        return labelled_layout(root, class_folder_labelled(root, train, spec), spec, sample)
+    if named := name_labelled(root, train, spec):
+        return labelled_layout(root, named, spec, sample)
+    raise PaddyError(
+        f"{root} has no labels file (looked for {LABELS.looked_for()}), no class folders under {train}/ and no "
+        f"labels in its file names like cat.0.jpg (give label_pattern in [competition] for others)"
+    )
+
+
 def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> CompetitionData:
     """Validate the competition folder against the description, inferring what it leaves out; raise one
     clear line naming the file, the column and an example of what is wrong."""
@@ -236,17 +246,7 @@ def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> Compe
     # a missing sample: read_sample's error, which looks one folder down for a --data given one folder too high
     spec = replace(spec, sample_file=sample_name(found_name(root, spec.sample_file, SAMPLE)))
     sample = read_sample(root / spec.sample_file)
-    train = None if spec.labels_file else found_name(root, spec.train_folder, TRAIN)  # a given file: its images
-    labels = None if train and has_class_folders(root / train) else found_name(root, spec.labels_file, LABELS)
-    if labels is None:  # no labels file was given: class folders, under the training image folder found
-        if train is None:
-            raise PaddyError(
-                f"{root} has no labels file (looked for {LABELS.looked_for()}) and no class folders under a "
-                f"training image folder (looked for {TRAIN.looked_for()})"
-            )
-        found = class_folder_layout(root, replace(spec, train_folder=train), sample)
-    else:
-        found = csv_layout(root, root / labels, spec, sample)
+    found = training_layout(root, spec, sample)
     if problem := metric_problem(found.kind, found.metric):
         raise PaddyError(f"{root}: {problem}")
     found = replace(found, spec=replace(found.spec, metric=found.metric))

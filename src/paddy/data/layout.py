@@ -1,6 +1,6 @@
 """Reading a competition whose labels are in a CSV: which files and columns hold what, inferred where the
-description leaves it out, and every training image's target, checked up front; and what a description of
-the class-folder layout may say.
+description leaves it out, and every training image's target, checked up front; and the class-folder
+layout, with what a description of labels in the file system (folders, names) may say.
 
 Kaggle ships labels as train.csv, labels.csv or train_labels.csv (or a file named like them) next to a flat
 image folder (train/, train_images/, one images/ for both, or one named like them; paddy.data.locations),
@@ -17,7 +17,7 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_csv
-from paddy.data.locations import LABELS, TRAIN, found_path, image_files
+from paddy.data.locations import LABELS, TRAIN, found_path, image_files, visible
 from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
 
 REGRESSION_MIN_VALUES = 21  # more distinct integers than this are a number to predict, not classes
@@ -223,14 +223,35 @@ def folder_label_disagreement(root: Path, train_images: list[Path]) -> str | Non
 LABELS_FILE_KEYS = ("id_column", "label_columns", "label_sep", "group_column", "fold_column")  # a CSV's columns
 
 
-def class_folder_spec(spec: CompetitionSpec, train_folder: str, test_folder: str) -> CompetitionSpec:
-    """The description of a class-folder layout: one class per image, the folder its label."""
+def classes_spec(spec: CompetitionSpec, where: str) -> CompetitionSpec:
+    """The description of labels that are class names in the file system (`where`: the class folders under
+    train/, the file names in train/): one class per image, and no labels file's columns."""
     if given := [key for key in LABELS_FILE_KEYS if getattr(spec, key) is not None]:
         raise PaddyError(
-            f"{given[0]} names a column of a labels file, but the labels here are the class folders under "
-            f"{train_folder}/ (a labels file is read only when labels_file is given)"
+            f"{given[0]} names a column of a labels file, but the labels here are {where} "
+            "(a labels file is read only when labels_file is given)"
         )
     kind = spec.kind or TargetKind.single
     if kind not in (TargetKind.single, TargetKind.binary):
-        raise PaddyError(f"class folders under {train_folder}/ hold single-label classes, not a {kind} target")
-    return replace(spec, kind=kind, train_folder=train_folder, test_folder=test_folder)
+        raise PaddyError(f"{where} hold single-label classes, not a {kind} target")
+    return replace(spec, kind=kind)
+
+
+def class_folder_labelled(root: Path, train_folder: str, spec: CompetitionSpec) -> Labelled:
+    """The paddy competition's layout: one folder per class under train_images/ (or train/, ...)."""
+    train_dir = root / train_folder
+    class_dirs = sorted(p for p in train_dir.iterdir() if visible(p) and p.is_dir())
+    images: list[Path] = []
+    for class_dir in class_dirs:
+        if not (files := image_files(class_dir)):
+            raise PaddyError(f"class folder {class_dir} has no images")
+        images += files
+    if len(class_dirs) < 2:
+        inside = f"{train_folder}/{class_dirs[0].name}" if class_dirs else ""  # aerial-cactus: train/train/*.jpg
+        hint = f" (if a CSV labels the images in {inside}/, give train_folder = {inside!r})" if inside else ""
+        raise PaddyError(f"{train_dir} has only one class folder; a classifier needs at least two{hint}")
+    if problem := folder_label_disagreement(root, images):
+        raise PaddyError(problem)
+    filled = replace(classes_spec(spec, f"the class folders under {train_folder}/"), train_folder=train_folder)
+    classes = tuple(p.name for p in class_dirs)
+    return Labelled(tuple(images), tuple(p.parent.name for p in images), classes, filled)

@@ -84,10 +84,11 @@ class CompetitionSpec:
     """The `[competition]` table of a config (and its flags); None: inferred from the files."""
 
     slug: str | None = None  # the Kaggle competition (paddy-disease-classification when nothing says)
-    labels_file: str | None = None  # e.g. train.csv, labels.csv, train_labels.csv; none: class folders
+    labels_file: str | None = None  # e.g. train.csv, labels.csv, train_labels.csv; none: class folders or names
     id_column: str | None = None  # the labels file's image id column
     label_columns: tuple[str, ...] | None = None  # one label column, or one 0/1 column per class (one-hot)
     label_sep: str | None = None  # separator of a label list ("a b c"): multi-label
+    label_pattern: str | None = None  # a regex whose group is the label in a training file name (cat.0.jpg)
     train_folder: str | None = None  # e.g. train_images, train, images
     test_folder: str | None = None  # e.g. test_images, test, images
     sample_file: str | None = None  # the sample submission: sample_submission.csv, or e.g. sampleSubmission.csv
@@ -168,6 +169,7 @@ KNOWN_COMPETITIONS: dict[str, tuple[TargetKind, MetricName]] = {
     "plant-seedlings-classification": (TargetKind.single, MetricName.accuracy),  # micro F1 of one label each
     "aerial-cactus-identification": (TargetKind.binary, MetricName.roc_auc),
     "invasive-species-monitoring": (TargetKind.binary, MetricName.roc_auc),
+    "dogs-vs-cats-redux-kernels-edition": (TargetKind.binary, MetricName.log_loss),  # P(dog), labels in names
     "planet-understanding-the-amazon-from-space": (TargetKind.multi, MetricName.f2_samples),
     "imet-2019-fgvc6": (TargetKind.multi, MetricName.f2_samples),
 }
