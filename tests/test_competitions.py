@@ -364,11 +364,11 @@ def test_fit_weights_on_the_competitions_metric_and_decisions_fitted_on_the_ense
 @pytest.mark.slow
 def test_predict_with_the_saved_models_gives_the_runs_own_predictions(folded):
     (run, *_), _ = folded.entries()
-    test_folder = folded.data / check_layout(folded.data, layout_spec(folded.name)).spec.test_folder
-    args = ["predict", run.name, "--images", str(test_folder), "--out", str(folded.out)]
+    (test_folder,) = check_layout(folded.data, layout_spec(folded.name)).spec.test_folder
+    args = ["predict", run.name, "--images", str(folded.data / test_folder), "--out", str(folded.out)]
     predicted = CliRunner().invoke(app, args)
     assert predicted.exit_code == 0, predicted.output
-    again = load_predictions(folded.out / f"predictions-{test_folder.name}.safetensors")
+    again = load_predictions(folded.out / f"predictions-{test_folder}.safetensors")
     own = load_predictions(run.predictions_path)
     assert np.allclose(again.probs, own.probs, atol=1e-5) and again.image_ids == own.image_ids
     assert again.meta.get("decisions") == own.meta.get("decisions")  # cut as the run's own were
@@ -389,7 +389,7 @@ def test_the_inference_notebook_script_submits_what_the_ensemble_submits(folded,
     kernel, chosen = inference_kernel([], folded.config, None, [folded.out], "alice", None, KaggleGpu.t4x2, None)
     slug = str(layout_spec(folded.name).slug)
     assert kernel.settings["competition"] == slug and kernel.metadata["competition_sources"] == [slug]
-    assert kernel.settings["test_folder"] == check_layout(folded.data, layout_spec(folded.name)).spec.test_folder
+    assert kernel.settings["test_folders"] == list(check_layout(folded.data, layout_spec(folded.name)).spec.test_folder)
     kaggle = tmp_path / "kaggle"
     (kaggle / "input" / "paddy-libs").mkdir(parents=True)
     (kaggle / "input" / "paddy-libs" / "paddy_trainer-0.0.0-py3-none-any.whl").touch()

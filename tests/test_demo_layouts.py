@@ -20,26 +20,31 @@ from paddy.orchestration.selection import choose_model
 from paddy.settings.entry import DEMO_PRESET, ModelEntry
 from paddy.training.plan import check_against_data
 
-# name: labels file, its columns, train folder, test folder, extension, sample submission's columns
+# name: labels file, its columns, train folder, test folders, extension, sample submission's columns
 EXPECTED = {
-    "cassava": ("train.csv", ["image_id", "label"], "train_images", "test_images", ".jpg", ["image_id", "label"]),
+    "cassava": ("train.csv", ["image_id", "label"], "train_images", ("test_images",), ".jpg", ["image_id", "label"]),
     "dog-breed": (
-        "labels.csv", ["id", "breed"], "train", "test", ".jpg",
+        "labels.csv", ["id", "breed"], "train", ("test",), ".jpg",
         ["id", "affenpinscher", "afghan_hound", "african_hunting_dog", "airedale"],
     ),
     "plant-pathology-2021": (
-        "train.csv", ["image", "labels"], "train_images", "test_images", ".jpg", ["image", "labels"],
+        "train.csv", ["image", "labels"], "train_images", ("test_images",), ".jpg", ["image", "labels"],
     ),
-    "planet": ("train_v2.csv", ["image_name", "tags"], "train-jpg", "test-jpg", ".jpg", ["image_name", "tags"]),
-    "histopathologic": ("train_labels.csv", ["id", "label"], "train", "test", ".tif", ["id", "label"]),
-    "aptos": ("train.csv", ["id_code", "diagnosis"], "train_images", "test_images", ".png", ["id_code", "diagnosis"]),
+    "planet": (
+        "train_v2.csv", ["image_name", "tags"], "train-jpg", ("test-jpg", "test-jpg-additional"), ".jpg",
+        ["image_name", "tags"],
+    ),
+    "histopathologic": ("train_labels.csv", ["id", "label"], "train", ("test",), ".tif", ["id", "label"]),
+    "aptos": (
+        "train.csv", ["id_code", "diagnosis"], "train_images", ("test_images",), ".png", ["id_code", "diagnosis"],
+    ),
     "petfinder": (
-        "train.csv", ["Id", "Subject Focus", "Eyes", "Face", "Near", "Pawpularity"], "train", "test", ".jpg",
+        "train.csv", ["Id", "Subject Focus", "Eyes", "Face", "Near", "Pawpularity"], "train", ("test",), ".jpg",
         ["Id", "Pawpularity"],
     ),
     "ranzcr": (
         "train.csv", ["StudyInstanceUID", "ETT - Abnormal", "ETT - Borderline", "ETT - Normal", "PatientID"],
-        "train", "test", ".jpg", ["StudyInstanceUID", "ETT - Abnormal", "ETT - Borderline", "ETT - Normal"],
+        "train", ("test",), ".jpg", ["StudyInstanceUID", "ETT - Abnormal", "ETT - Borderline", "ETT - Normal"],
     ),
 }  # fmt: skip
 
@@ -71,7 +76,7 @@ def test_files_headers_and_counts(layouts, name):
     labels_file, columns, train, test, extension, sample_columns = EXPECTED[name]
     root = layouts[name]
     sample_file = "sample_submission_v2.csv" if name == "planet" else "sample_submission.csv"
-    files = [labels_file, sample_file, train, test, DEMO_MARKER]  # the marker: never submitted
+    files = [labels_file, sample_file, train, *test, DEMO_MARKER]  # the marker: never submitted
     assert sorted(p.name for p in root.iterdir()) == sorted(files)
     table = pd.read_csv(root / labels_file, dtype={columns[0]: str})
     sample = pd.read_csv(root / sample_file, dtype={columns[0]: str})
@@ -80,9 +85,10 @@ def test_files_headers_and_counts(layouts, name):
     assert sorted(p.name for p in (root / train).iterdir()) == sorted(
         file_name(i, extension) for i in table[columns[0]]
     )
-    assert sorted(p.name for p in (root / test).iterdir()) == sorted(
+    assert sorted(p.name for folder in test for p in (root / folder).iterdir()) == sorted(
         file_name(i, extension) for i in sample[columns[0]]
     )
+    assert all(len(list((root / folder).iterdir())) == 12 // len(test) for folder in test), "Planet: split in two"
     assert table[columns[0]].is_unique and not set(table[columns[0]]) & set(sample[columns[0]])
     with_extension = name in ("cassava", "plant-pathology-2021")
     assert all(i.endswith(extension) == with_extension for i in table[columns[0]]), "ids as the real CSVs write them"

@@ -366,7 +366,7 @@ def test_predict_with_an_entrys_fold_runs_averages_them(fold_runs, tmp_path):
 
     names = [run.name for run in fold_runs.runs]
     images = fold_runs.data.root / "test_images"
-    preds, _ = predict(names, images, fold_runs.out, tmp_path / "p.safetensors")
+    preds, _ = predict(names, [images], fold_runs.out, tmp_path / "p.safetensors")
     folds = [load_predictions(run.predictions_path).probs for run in fold_runs.runs]
     np.testing.assert_allclose(preds.probs, np.mean(folds, axis=0), rtol=0, atol=1e-5)
     assert preds.meta["runs"] == names

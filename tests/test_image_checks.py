@@ -101,11 +101,11 @@ def test_predict_reuses_the_record_and_catches_a_new_test_image(data_copy, tmp_p
     out = tmp_path / "runs"
     checked(data_copy, out)
     decoded.clear()
-    images = images_to_predict(data_copy / "test_images", out)
+    images = images_to_predict([data_copy / "test_images"], out)
     assert decoded == [] and len(images) == len(check_layout(data_copy).test_images)
     (data_copy / "test_images" / "299999.jpg").write_bytes(NOT_A_JPEG)
     with pytest.raises(PaddyError, match="299999.jpg"):
-        images_to_predict(data_copy / "test_images", out)
+        images_to_predict([data_copy / "test_images"], out)
     assert decoded == [data_copy / "test_images" / "299999.jpg"]
 
 

@@ -17,8 +17,10 @@ from paddy.cli.app import app
 from paddy.core.errors import PaddyError
 from paddy.data.competition import check_layout
 from paddy.data.locations import LABELS, SAMPLE_GLOB
-from paddy.kaggle.kernels import script_text
-from paddy.settings.competition import CompetitionSpec, TargetKind
+from paddy.ensembling.predict import images_to_predict
+from paddy.kaggle.kernels import KaggleGpu, inference_kernel, script_text, stage_models
+from paddy.runs.predictions import load_predictions
+from paddy.settings.competition import CompetitionSpec, TargetKind, overridden
 
 SEEDLINGS = ("Black-grass", "Common Chickweed", "Loose Silky-bent")
 TAGS = ("agriculture", "clear", "primary", "water")
@@ -41,15 +43,20 @@ def plant_seedlings(root: Path) -> Path:
     return root
 
 
-def planet(root: Path, labels="train_v2.csv", sample="sample_submission_v2.csv", folders=("train-jpg", "test-jpg")):
-    """Space-separated tags in train_v2.csv (ids without .jpg), train-jpg/, test-jpg/, sample_submission_v2.csv."""
+def planet(
+    root: Path, labels="train_v2.csv", sample="sample_submission_v2.csv", folders=("train-jpg", "test-jpg"), more=0
+):
+    """Space-separated tags in train_v2.csv (ids without .jpg), train-jpg/, test-jpg/, sample_submission_v2.csv;
+    with `more`, as many more test images (file_0.jpg, ...) in test-jpg-additional/, listed by the sample too."""
     ids = [f"train_{k}" for k in range(12)]
     write_images(root / folders[0], [f"{i}.jpg" for i in ids], 0)
     tags = [" ".join(TAGS[k % 4 : k % 4 + 2]) for k in range(12)]
     pd.DataFrame({"image_name": ids, "tags": tags}).to_csv(root / labels, index=False)
-    tests = [f"test_{k}" for k in range(4)]
+    tests, additional = [f"test_{k}" for k in range(4)], [f"file_{k}" for k in range(more)]
     write_images(root / folders[1], [f"{i}.jpg" for i in tests], 1)
-    pd.DataFrame({"image_name": tests, "tags": "clear"}).to_csv(root / sample, index=False)
+    if more:
+        write_images(root / "test-jpg-additional", [f"{i}.jpg" for i in additional], 2)
+    pd.DataFrame({"image_name": tests + additional, "tags": "clear"}).to_csv(root / sample, index=False)
     return root
 
 
@@ -62,7 +69,7 @@ def test_class_folders_under_train_are_read_as_the_paddy_layout(tmp_path):
     )
     assert (found.spec.train_folder, found.spec.test_folder, found.spec.sample_file) == (
         "train",
-        "test",
+        ("test",),
         "sample_submission.csv",
     )
     assert found.kind is TargetKind.single and found.description()["labels"] == "class folders under train/"
@@ -72,7 +79,7 @@ def test_class_folders_under_train_are_read_as_the_paddy_layout(tmp_path):
 def test_files_named_like_the_usual_ones_are_found_and_recorded(tmp_path):
     found = check_layout(planet(tmp_path / "planet-understanding-the-amazon-from-space"))
     spec = found.spec
-    assert (spec.labels_file, spec.train_folder, spec.test_folder) == ("train_v2.csv", "train-jpg", "test-jpg")
+    assert (spec.labels_file, spec.train_folder, spec.test_folder) == ("train_v2.csv", "train-jpg", ("test-jpg",))
     assert spec.sample_file == "sample_submission_v2.csv" and found.sample_submission == found.root / spec.sample_file
     assert found.kind is TargetKind.multi and found.classes == TAGS and len(found.train_images) == 12
     older = check_layout(planet(tmp_path / "older", labels="trainLabels.csv", sample="sampleSubmission.csv"))
@@ -150,6 +157,93 @@ def test_images_one_folder_down_are_named_in_the_error_and_read_once_named(tmp_p
     with pytest.raises(PaddyError, match=r"only one class folder; .* \(if a CSV labels the images in train/train/, "
                        r"give train_folder = 'train/train'\)"):  # fmt: skip
         check_layout(root)
-    found = check_layout(root, CompetitionSpec(train_folder="train/train", test_folder="test/test"))
+    found = check_layout(root, CompetitionSpec(train_folder="train/train", test_folder=("test/test",)))
     assert found.kind is TargetKind.binary and len(found.train_images) == 10 and found.test_ids == ["a.jpg", "b.jpg"]
     assert found.metric == "roc_auc"
+    assert check_layout(root, found.spec).test_ids == found.test_ids, "as recorded (was test/, which holds test/)"
+
+
+PLANET = "planet-understanding-the-amazon-from-space"
+SPLIT = ["test_0.jpg", "test_1.jpg", "test_2.jpg", "test_3.jpg", "file_0.jpg", "file_1.jpg"]
+
+
+def test_a_test_set_split_over_two_folders_is_read_whole(tmp_path):
+    """Planet's test-jpg/ and test-jpg-additional/, one sample listing both: read as one test set."""
+    found = check_layout(planet(tmp_path / PLANET, more=2))
+    assert found.spec.test_folder == ("test-jpg", "test-jpg-additional") and found.test_ids == SPLIT
+    assert found.description()["test images"] == "6 in test-jpg/, test-jpg-additional/"
+    assert check_layout(found.root, found.spec).test_images == found.test_images, "as recorded"
+    with pytest.raises(PaddyError, match=r"does not match test-jpg/: 2 of 6 ids match no image \(e\.g\. 'file_0'\)"):
+        check_layout(found.root, CompetitionSpec(test_folder=("test-jpg",)))
+
+
+def test_the_training_folder_named_picks_the_test_folders_named_like_it(tmp_path):
+    """The real download has the .tif copies too (train-tif-v2/, test-tif-v2/): the one question is which
+    training folder, and the test folders follow its name."""
+    root = planet(tmp_path / PLANET, more=2)
+    shutil.copytree(root / "train-jpg", root / "train-tif-v2")
+    write_images(root / "test-tif-v2", [name.replace(".jpg", ".tif") for name in SPLIT], 3)
+    with pytest.raises(PaddyError, match=r"could be its training image folder \(train-jpg, train-tif-v2\)"):
+        check_layout(root)
+    jpg = check_layout(root, CompetitionSpec(train_folder="train-jpg"))
+    assert jpg.spec.test_folder == ("test-jpg", "test-jpg-additional") and jpg.test_ids == SPLIT
+    tif = check_layout(root, CompetitionSpec(train_folder="train-tif-v2"))
+    assert tif.spec.test_folder == ("test-tif-v2",) and len(tif.test_ids) == 6
+    (root / "train-tif-v2").rename(root / "train")
+    with pytest.raises(PaddyError, match=r"3 files or folders that could be its test image folder \(test-jpg, "
+                       r"test-jpg-additional, test-tif-v2\): name one with test_folder in \[competition\] \(or a "
+                       r"list of them, where the test set is split over several\)"):  # fmt: skip
+        check_layout(root)
+
+
+@pytest.mark.parametrize(
+    "given, parsed",
+    [("test", ("test",)), (["test-jpg", "test-jpg-additional"], ("test-jpg", "test-jpg-additional"))]
+    + [(3, "test_folder: 3 is not a folder name or a list of them"), ([], "test_folder: \\[\\] is not a folder")],
+)
+def test_test_folder_is_one_name_or_a_list_of_them(given, parsed):
+    if isinstance(parsed, tuple):
+        assert overridden(CompetitionSpec(), {"test_folder": given}, "c.toml").test_folder == parsed
+    else:
+        with pytest.raises(PaddyError, match=parsed):
+            overridden(CompetitionSpec(), {"test_folder": given}, "c.toml")
+
+
+def test_an_image_in_two_test_folders_is_refused(tmp_path):
+    root = planet(tmp_path / PLANET, more=2)
+    shutil.copy(root / "test-jpg" / "test_0.jpg", root / "test-jpg-additional")
+    with pytest.raises(PaddyError, match="the test folders test-jpg/ and test-jpg-additional/ both hold test_0.jpg"):
+        check_layout(root)
+    with pytest.raises(PaddyError, match="test_0.jpg is in more than one images folder"):
+        images_to_predict([root / "test-jpg", root / "test-jpg-additional"], tmp_path / "runs")
+
+
+def test_a_split_test_set_is_trained_submitted_predicted_and_sent_to_kaggle_whole(tmp_path):
+    """train + submit write all six rows; `paddy predict --images A --images B` and the Kaggle inference
+    notebook (its predict step, in this process) give the run's own predictions."""
+    root, out, runner = planet(tmp_path / PLANET, more=2), tmp_path / "runs", CliRunner()
+    flags = ["--arch", "test_resnet", "--size", "16", "--bs", "4", "--epochs", "1", "--no-pretrained"]
+    assert (trained := runner.invoke(app, ["train", "--data", str(root), "--out", str(out), *flags])).exit_code == 0, (
+        trained.output
+    )
+    (run,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    sent = runner.invoke(app, ["submit", "--run", run.name, "--out", str(out), "--dry-run", "--submissions", str(out)])
+    assert sent.exit_code == 0, sent.output
+    (csv,) = out.glob("submission-*.csv")
+    assert list(pd.read_csv(csv).image_name) == [name.removesuffix(".jpg") for name in SPLIT], "the sample order"
+    own = load_predictions(run / "predictions.safetensors")
+    images = ["--images", str(root / "test-jpg"), "--images", str(root / "test-jpg-additional")]
+    predicted = runner.invoke(app, ["predict", run.name, *images, "--out", str(out)])
+    assert predicted.exit_code == 0, predicted.output
+    again = load_predictions(out / "predictions-test-jpg+test-jpg-additional.safetensors")
+    assert sorted(again.image_ids) == sorted(own.image_ids) == sorted(SPLIT)
+    order = [again.image_ids.index(i) for i in own.image_ids]
+    np.testing.assert_allclose(again.probs[order], own.probs, atol=1e-5)
+    kernel, chosen = inference_kernel([run.name], None, None, [out], "alice", None, KaggleGpu.t4x2, None)
+    assert kernel.settings["test_folders"] == ["test-jpg", "test-jpg-additional"]
+    script: dict = {}
+    exec(compile(script_text(kernel.settings), "paddy_kernel.py", "exec"), script)
+    stage_models(chosen, tmp_path / "input" / "models")
+    (tmp_path / "work").mkdir()
+    notebook = load_predictions(script["predict"](root, tmp_path / "input", tmp_path / "work"))
+    assert notebook.image_ids == again.image_ids and np.allclose(notebook.probs, again.probs, atol=1e-6)

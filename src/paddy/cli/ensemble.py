@@ -65,7 +65,10 @@ def ensemble(
 @app.command("predict")
 @reports_errors
 def predict_images(
-    images: Annotated[Path, typer.Option(help="Folder of images to predict (no training data needed).")],
+    images: Annotated[
+        list[Path],
+        typer.Option(help="Folder of images to predict (no training data needed); repeat it for a split test set."),
+    ],
     runs: Annotated[
         Optional[list[str]],
         typer.Argument(help="Finished runs (folder names under --out, or paths), averaged. Default: all finished."),

@@ -21,13 +21,12 @@ from paddy.data.layout import Labelled, Target, class_folder_labelled, files_of_
 from paddy.data.locations import (
     LABELS,
     SAMPLE,
-    TEST,
     TRAIN,
     copied_competition,
     found_name,
-    found_path,
     image_files,
     sample_name,
+    test_folders,
     visible,
 )
 from paddy.data.name_labels import name_labelled
@@ -120,7 +119,7 @@ class CompetitionData:
             "target": f"{self.kind}, scored on {self.metric}",
             "labels": self.labels_text(),
             "training images": f"{len(self.train_images)} in {self.train_dir.name}/",
-            "test images": f"{len(self.test_images)} in {spec.test_folder or 'test_images'}/",
+            "test images": f"{len(self.test_images)} in {', '.join(f'{f}/' for f in spec.test_folder or ())}",
             "classes": f"a number ({self.classes[0]})" if numbers else f"{len(self.classes)}",
             "submission": f"{fmt.shape}, ids {'with' if fmt.ids_with_extension else 'without'} the extension"
             if fmt
@@ -167,18 +166,23 @@ def ids_fingerprint(ids: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
 
 
-def test_images_of(sample_csv: Path, sample: pd.DataFrame, folder: Path, shared: bool) -> list[Path]:
-    """The test images, sorted: the sample's ids matched to `folder`'s files (with or without their
-    extension). A folder of its own must hold exactly the images the sample lists."""
-    files = {p.name: p for p in image_files(folder)}
-    if not files:
-        raise PaddyError(f"{folder} has no images")
-    ids = list(sample.iloc[:, 0])
-    images = files_of_ids(ids, files, None, f"{sample_csv} does not match {folder.name}/")
+def test_images_of(sample_csv: Path, sample: pd.DataFrame, folders: list[Path], shared: bool) -> list[Path]:
+    """The test images, sorted: the sample's ids matched to the files of `folders` (with or without their
+    extension). Folders of their own must hold exactly the images the sample lists, each name once."""
+    where = ", ".join(f"{folder.name}/" for folder in folders)
+    files: dict[str, Path] = {}
+    for folder in folders:
+        if not (found := image_files(folder)):
+            raise PaddyError(f"{folder} has no images")
+        if twice := next((p for p in found if p.name in files), None):
+            other = files[twice.name].parent.name
+            raise PaddyError(f"the test folders {other}/ and {folder.name}/ both hold {twice.name}: which is tested?")
+        files |= {p.name: p for p in found}
+    images = files_of_ids(list(sample.iloc[:, 0]), files, None, f"{sample_csv} does not match {where}")
     not_listed = sorted(set(files.values()) - set(images)) if not shared else []
     if not_listed:
         raise PaddyError(
-            f"{sample_csv} does not match {folder.name}/: {len(not_listed)} test images it does not list "
+            f"{sample_csv} does not match {where}: {len(not_listed)} test images it does not list "
             f"(e.g. {not_listed[0].name})"
         )
     return sorted(images)
@@ -188,9 +192,9 @@ def labelled_layout(root: Path, labelled: Labelled, spec: CompetitionSpec, sampl
     """Training images with their targets (from a labels file, class folders or their names) and the test
     images: those of the sample, in a test folder."""
     filled = labelled.spec
-    test_dir = found_path(root, filled.test_folder, TEST)
-    shared = test_dir == root / (filled.train_folder or "")
-    test_images = test_images_of(root / spec.sample_file, sample, test_dir, shared)
+    folders = test_folders(root, filled.test_folder, filled.train_folder)
+    shared = filled.train_folder in folders
+    test_images = test_images_of(root / spec.sample_file, sample, [root / folder for folder in folders], shared)
     names = [p.name for p in labelled.images]
     return CompetitionData(
         root=root,
@@ -199,7 +203,7 @@ def labelled_layout(root: Path, labelled: Labelled, spec: CompetitionSpec, sampl
         test_images=tuple(test_images),
         label_column=str(sample.columns[1]),
         targets=dict(zip(names, labelled.targets)),
-        spec=replace(filled, test_folder=test_dir.name),
+        spec=replace(filled, test_folder=folders),
         groups=dict(zip(names, labelled.groups)) if labelled.groups else None,
         user_folds=dict(zip(names, labelled.user_folds)) if labelled.user_folds else None,
     )

@@ -109,7 +109,7 @@ def _one_hot(rng: np.random.Generator, n: int) -> Labels:
     return {**columns, "PatientID": [patients[i // 3] for i in rng.permutation(n)]}, PALETTE[index]
 
 
-TRAIN, TEST = "train_images", "test_images"  # the folders of most layouts; the others' are train/ and test/
+TRAIN, TEST = "train_images", ("test_images",)  # the folders of most layouts; the others' are train/ and test/
 # fmt: off
 LAYOUT_OF: dict[str, Layout] = {
     "cassava": Layout(
@@ -120,7 +120,7 @@ LAYOUT_OF: dict[str, Layout] = {
     ),
     "dog-breed": Layout(
         CompetitionSpec(slug="dog-breed-identification", labels_file="labels.csv", id_column="id",
-                        label_columns=("breed",), train_folder="train", test_folder="test", extension=".jpg",
+                        label_columns=("breed",), train_folder="train", test_folder=("test",), extension=".jpg",
                         kind=TargetKind.single, metric=MetricName.log_loss),
         partial(_hex_ids, digits=32), partial(_classes, "breed", BREEDS), dict.fromkeys(BREEDS, 1 / len(BREEDS)),
     ),
@@ -131,17 +131,17 @@ LAYOUT_OF: dict[str, Layout] = {
         partial(_hex_ids, digits=16, suffix=".jpg"), partial(_tags, "labels", TAG_TINTS, TAG_SETS),
         {"labels": "healthy"},
     ),
-    "planet": Layout(  # files named otherwise: train_v2.csv, train-jpg/, test-jpg/, sample_submission_v2.csv
+    "planet": Layout(  # files named otherwise (train_v2.csv, train-jpg/, sample_submission_v2.csv), two test folders
         CompetitionSpec(slug="planet-understanding-the-amazon-from-space", labels_file="train_v2.csv",
                         id_column="image_name", label_columns=("tags",), label_sep=" ", train_folder="train-jpg",
-                        test_folder="test-jpg", sample_file="sample_submission_v2.csv", extension=".jpg",
-                        kind=TargetKind.multi, metric=MetricName.f2_samples),
+                        test_folder=("test-jpg", "test-jpg-additional"), sample_file="sample_submission_v2.csv",
+                        extension=".jpg", kind=TargetKind.multi, metric=MetricName.f2_samples),
         partial(_number_ids, prefix="image_"), partial(_tags, "tags", PLANET_TINTS, PLANET_SETS),
         {"tags": "clear primary"},
     ),
     "histopathologic": Layout(
         CompetitionSpec(slug="histopathologic-cancer-detection", labels_file="train_labels.csv", id_column="id",
-                        label_columns=("label",), train_folder="train", test_folder="test", extension=".tif",
+                        label_columns=("label",), train_folder="train", test_folder=("test",), extension=".tif",
                         kind=TargetKind.binary, metric=MetricName.roc_auc),
         partial(_hex_ids, digits=40), partial(_classes, "label", (0, 1)), {"label": 0},
     ),
@@ -153,14 +153,14 @@ LAYOUT_OF: dict[str, Layout] = {
     ),
     "petfinder": Layout(
         CompetitionSpec(slug="petfinder-pawpularity-score", labels_file="train.csv", id_column="Id",
-                        label_columns=("Pawpularity",), train_folder="train", test_folder="test", extension=".jpg",
+                        label_columns=("Pawpularity",), train_folder="train", test_folder=("test",), extension=".jpg",
                         kind=TargetKind.regression, metric=MetricName.rmse),
         partial(_hex_ids, digits=32), _pawpularity, {"Pawpularity": 50},
     ),
     "ranzcr": Layout(  # one-hot classes, and patients whose studies folds keep together
         CompetitionSpec(slug="ranzcr-clip-catheter-line-classification", labels_file="train.csv",
                         id_column="StudyInstanceUID", label_columns=CATHETERS, train_folder="train",
-                        test_folder="test", extension=".jpg", kind=TargetKind.single, metric=MetricName.roc_auc,
+                        test_folder=("test",), extension=".jpg", kind=TargetKind.single, metric=MetricName.roc_auc,
                         group_column="PatientID"),
         partial(_number_ids, prefix="1.2.826.0.1.3680043.8.498."), _one_hot, dict.fromkeys(CATHETERS, 0),
     ),
@@ -197,7 +197,9 @@ def write_layout(layout: Layout, root: Path, n_train: int, n_test: int, size: in
     pd.DataFrame(sample).to_csv(root / sample_name(spec.sample_file), index=False)
     file_name = partial(_file_name, spec.extension)
     _save_images(rng, root / spec.train_folder, [file_name(i) for i in ids], colours, size)
-    _save_images(rng, root / spec.test_folder, [file_name(i) for i in test_ids], layout.labels(rng, n_test)[1], size)
+    test_colours = layout.labels(rng, n_test)[1]
+    for folder, part in zip(spec.test_folder, np.array_split(np.arange(n_test), len(spec.test_folder))):  # Planet: 2
+        _save_images(rng, root / folder, [file_name(test_ids[i]) for i in part], test_colours[part], size)
     return root
 
 

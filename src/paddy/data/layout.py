@@ -190,7 +190,7 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
         labels_file=csv.name,
         label_columns=columns,
         label_sep=sep,
-        train_folder=folder.name,
+        train_folder=folder.relative_to(root).as_posix(),  # a nested one as given: train/train
         kind=kind,
     )
     return Labelled(tuple(images), targets, vocab, filled, groups, user_folds(table, spec.fold_column, csv))

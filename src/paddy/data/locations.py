@@ -38,6 +38,7 @@ class Place:
     usual: tuple[str, ...]
     alike: Callable[[str], bool]
     is_there: Callable[[Path], bool]
+    several: bool = False  # the key may list several (a test set split over folders)
 
     def looked_for(self) -> str:
         """The names looked for, as an error says them."""
@@ -61,13 +62,13 @@ def sample_like(name: str) -> bool:
 LABELS = Place("labels file", "labels_file", ("train.csv", "labels.csv", "train_labels.csv"), labels_like, Path.is_file)
 
 
-def image_folder(what: str, key: str, usual: tuple[str, ...], prefix: str) -> Place:
+def image_folder(what: str, key: str, usual: tuple[str, ...], prefix: str, several: bool = False) -> Place:
     """An image folder: its usual names, else one whose name starts with `prefix` (train-jpg/)."""
-    return Place(what, key, usual, lambda name: name.startswith(prefix), Path.is_dir)
+    return Place(what, key, usual, lambda name: name.startswith(prefix), Path.is_dir, several)
 
 
 TRAIN = image_folder("training image folder", "train_folder", ("train_images", "train", "images"), "train")
-TEST = image_folder("test image folder", "test_folder", ("test_images", "test", "images"), "test")
+TEST = image_folder("test image folder", "test_folder", ("test_images", "test", "images"), "test", several=True)
 SAMPLE = Place("sample submission", "sample_file", ("sample_submission.csv",), sample_like, Path.is_file)
 
 
@@ -85,13 +86,19 @@ def found_name(root: Path, given: str | None, place: Place) -> str | None:
         return given
     if usual := next((name for name in place.usual if place.is_there(root / name)), None):
         return usual
-    alike = sorted(p.name for p in root.iterdir() if visible(p) and place.is_there(p) and place.alike(p.name.lower()))
+    alike = alike_names(root, place)
     if len(alike) > 1:
+        several = " (or a list of them, where the test set is split over several)" if place.several else ""
         raise PaddyError(
             f"{root} has {len(alike)} files or folders that could be its {place.what} ({', '.join(alike)}): "
-            f"name one with {place.key} in [competition]"
+            f"name one with {place.key} in [competition]{several}"
         )
     return alike[0] if alike else None
+
+
+def alike_names(root: Path, place: Place) -> list[str]:
+    """The names in `root` like the usual names of `place`, sorted."""
+    return sorted(p.name for p in root.iterdir() if visible(p) and place.is_there(p) and place.alike(p.name.lower()))
 
 
 def found_path(root: Path, given: str | None, place: Place) -> Path:
@@ -99,6 +106,20 @@ def found_path(root: Path, given: str | None, place: Place) -> Path:
     if (name := found_name(root, given, place)) is None:
         raise PaddyError(f"{root} has no {place.what} (looked for {place.looked_for()})")
     return root / name
+
+
+def test_folders(root: Path, given: tuple[str, ...] | None, train_folder: str | None) -> tuple[str, ...]:
+    """The test image folders: those given, else the one found_name finds, else, where several are alike, those
+    named after the training folder (Planet's train-jpg/: test-jpg/ and test-jpg-additional/, not test-tif-v2/)."""
+    if given:
+        return tuple(found_name(root, name, TEST) or name for name in given)  # each refused when not there
+    try:
+        return (found_path(root, None, TEST).name,)
+    except PaddyError:  # none, or several alike
+        suffix = train_folder.removeprefix("train") if train_folder and train_folder.startswith("train") else ""
+        if named_after := [name for name in alike_names(root, TEST) if suffix and name.startswith(f"test{suffix}")]:
+            return tuple(named_after)
+        raise
 
 
 PRESIZE_MARKER = ".paddy-presize.json"  # in a `paddy presize` copy: its settings and the competition it copies

@@ -6,6 +6,7 @@ Written in paddy's predictions format (so ensemble and submit take it) and as a 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,19 @@ from paddy.training.predicting import TTA_PASSES, tta_predictions
 from paddy.training.saved_model import load_model, rebuild_learner
 
 
-def images_to_predict(folder: Path, out: Path) -> list[Path]:
-    """The images of `folder` in name order, every one readable; those checked before with the same
-    `out` are not decoded again (an `out` that does not exist is not made just for that record)."""
-    if not folder.is_dir():
-        raise PaddyError(f"images folder not found: {folder}")
-    images = image_files(folder)
-    if not images:
-        raise PaddyError(f"{folder} has no images")
+def images_to_predict(folders: list[Path], out: Path) -> list[Path]:
+    """The images of `folders` (a test set may be split over several), each folder's in name order, every one
+    readable and no name twice (names are the ids); those checked before with the same `out` are not
+    decoded again (an `out` that does not exist is not made just for that record)."""
+    images: list[Path] = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise PaddyError(f"images folder not found: {folder}")
+        if not (found := image_files(folder)):
+            raise PaddyError(f"{folder} has no images")
+        images += found
+    if twice := next((name for name, count in Counter(p.name for p in images).items() if count > 1), None):
+        raise PaddyError(f"{twice} is in more than one images folder: an image's name is its id")
     if bad := unreadable_images(images, image_checks_path(out) if out.is_dir() else None):
         raise PaddyError(f"image cannot be read: {bad[0]} ({len(bad)} in all)")
     return images
@@ -113,14 +119,14 @@ def predictions_csv(preds: Predictions) -> str:
     return table.to_csv(index=False)
 
 
-def default_destination(out: Path, images_dir: Path) -> Path:
-    """`<out>/predictions-<images folder>.safetensors`, beside the runs that made it."""
-    return out / f"predictions-{images_dir.name}.safetensors"
+def default_destination(out: Path, images_dirs: list[Path]) -> Path:
+    """`<out>/predictions-<images folder>.safetensors` (folders joined by +), beside the runs that made it."""
+    return out / f"predictions-{'+'.join(folder.name for folder in images_dirs)}.safetensors"
 
 
 def predict(
     runs: list[str],
-    images_dir: Path,
+    images_dirs: list[Path],
     out: Path,
     dest: Path | None = None,
     tta: bool = True,
@@ -128,14 +134,15 @@ def predict(
     data: Path | None = None,
     replace_earlier: bool = False,
 ) -> tuple[Predictions, Path]:
-    """Predict `images_dir` with the runs under `out` (averaged with their weights when several) and
-    write `dest` (predictions format) and `dest` with a .csv suffix; nothing is written on any problem.
+    """Predict the images of `images_dirs` with the runs under `out` (averaged with their weights when
+    several) and write `dest` (predictions format) and `dest` with a .csv suffix; nothing is written on any
+    problem.
     With a config, `data` (default: the config's) picks the runs trained on it. Earlier predictions at
     `dest` are refused before anything is predicted, unless `replace_earlier`."""
-    dest = dest or default_destination(out, images_dir)
+    dest = dest or default_destination(out, images_dirs)
     if not replace_earlier and (earlier := [p for p in (dest, dest.with_suffix(".csv")) if p.exists()]):
         raise PaddyError(f"{earlier[0]} holds earlier predictions: give another --dest, or --force to replace them")
-    images = images_to_predict(images_dir, out)
+    images = images_to_predict(images_dirs, out)
     members = chosen_members(runs, out, config, images, tta, data)
     preds = members[0].preds if len(members) == 1 else average(members)
     preds = with_decisions(preds, scored_members(members, fit=False)[1])  # fitted on their OOF, if they have any

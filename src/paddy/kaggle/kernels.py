@@ -36,6 +36,7 @@ from paddy.kaggle.access import (
 )
 from paddy.kaggle.libs import KAGGLE_PYTHON, PackedLibs, pack_libs
 from paddy.runs.folder import CHECKPOINT_FILE, RunFolder
+from paddy.settings.competition import recorded_spec
 from paddy.settings.config_file import EnsembleConfig, load_config
 from paddy.training.archs import trainable_problems
 
@@ -175,7 +176,7 @@ def inference_kernel(
         "gpu_pool": False,
         "runs": [] if config else [run.name for run in chosen],
         "trained_on": str(config_data_root(config, data)) if config else None,
-        "test_folder": described.get("test_folder") or "test_images",
+        "test_folders": list(recorded_spec(described).test_folder or ("test_images",)),
     }
     datasets = [libs_ref(user), models_ref(ref)]
     return Kernel(ref, kernel_metadata(ref, title, gpu, False, datasets, competition), settings), chosen

@@ -90,7 +90,7 @@ class CompetitionSpec:
     label_sep: str | None = None  # separator of a label list ("a b c"): multi-label
     label_pattern: str | None = None  # a regex whose group is the label in a training file name (cat.0.jpg)
     train_folder: str | None = None  # e.g. train_images, train, images
-    test_folder: str | None = None  # e.g. test_images, test, images
+    test_folder: tuple[str, ...] | None = None  # e.g. test_images; several: Planet's test-jpg, test-jpg-additional
     sample_file: str | None = None  # the sample submission: sample_submission.csv, or e.g. sampleSubmission.csv
     extension: str | None = None  # added to ids that have none (".jpg", ".png", ".tif")
     kind: TargetKind | None = None
@@ -101,13 +101,15 @@ class CompetitionSpec:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists, choices as their names)."""
         d = asdict(self)
-        d["label_columns"] = list(self.label_columns) if self.label_columns else None
+        for key in LIST_KEYS:
+            d[key] = list(getattr(self, key)) if getattr(self, key) else None
         d["kind"] = str(self.kind) if self.kind else None
         d["metric"] = str(self.metric) if self.metric else None
         return d
 
 
 SPEC_FIELDS = tuple(f.name for f in fields(CompetitionSpec))
+LIST_KEYS = {"label_columns": "column name", "test_folder": "folder name"}  # one name, or a list of them
 
 
 def metric_problem(kind: TargetKind, metric: MetricName) -> str | None:
@@ -126,12 +128,12 @@ def spec_problems(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     for key, value in raw.items():
         if key not in SPEC_FIELDS:
             problems.append(f"unknown key {key!r} (known: {', '.join(SPEC_FIELDS)})")
-        elif key == "label_columns":
-            columns = [value] if isinstance(value, str) else value
-            if not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns):
-                problems.append(f"label_columns: {value!r} is not a column name or a list of them")
+        elif key in LIST_KEYS:
+            names = [value] if isinstance(value, str) else value
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+                problems.append(f"{key}: {value!r} is not a {LIST_KEYS[key]} or a list of them")
             else:
-                parsed[key] = tuple(columns)
+                parsed[key] = tuple(names)
         elif not isinstance(value, str) or not value:
             problems.append(f"{key}: {value!r} is not text")
         elif key in ("kind", "metric"):

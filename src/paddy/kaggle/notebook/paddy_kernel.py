@@ -94,11 +94,11 @@ def predict(data: Path, inputs: Path, work: Path) -> Path:
         config.write_text(SETTINGS["config"])
         selection = ["--config", config, "--data", SETTINGS["trained_on"]]
     predictions = work / "predictions.safetensors"
+    images = [arg for folder in SETTINGS["test_folders"] for arg in ("--images", data / folder)]  # Planet: two
     paddy(
         "predict",
         *selection,
-        "--images",
-        data / SETTINGS.get("test_folder", "test_images"),
+        *images,
         "--out",
         models,
         "--dest",
