@@ -146,21 +146,60 @@ def test_what_a_labels_file_is_named_like(name, alike):
     assert LABELS.alike(name) is alike
 
 
-def test_images_one_folder_down_are_named_in_the_error_and_read_once_named(tmp_path):
-    """aerial-cactus-identification unzips to train/train/*.jpg and test/test/*.jpg beside train.csv."""
+def test_images_one_folder_down_are_found_below_the_usual_folders(tmp_path):
+    """aerial-cactus-identification unzips to train/train/*.jpg and test/test/*.jpg beside train.csv: train/ has
+    one subfolder, but train.csv labels its images with the sample's has_cactus, so that is the labels file (it
+    was "only one class folder"); a nested folder given is recorded as given (it was recorded as its last part)."""
     root = tmp_path / "aerial-cactus-identification"
     ids = [f"{k:03d}.jpg" for k in range(10)]
     write_images(root / "train" / "train", ids, 0)
     pd.DataFrame({"id": ids, "has_cactus": [k % 2 for k in range(10)]}).to_csv(root / "train.csv", index=False)
     write_images(root / "test" / "test", ["a.jpg", "b.jpg"], 1)
     pd.DataFrame({"id": ["a.jpg", "b.jpg"], "has_cactus": 0.5}).to_csv(root / "sample_submission.csv", index=False)
+    found = check_layout(root)
+    assert found.kind is TargetKind.binary and len(found.train_images) == 10 and found.test_ids == ["a.jpg", "b.jpg"]
+    assert (found.metric, found.spec.labels_file, found.spec.train_folder) == ("roc_auc", "train.csv", "train")
+    nested = check_layout(root, CompetitionSpec(train_folder="train/train", test_folder=("test/test",)))
+    assert nested.spec.test_folder == ("test/test",) and check_layout(root, nested.spec).test_ids == found.test_ids
+    (root / "train.csv").unlink()
     with pytest.raises(PaddyError, match=r"only one class folder; .* \(if a CSV labels the images in train/train/, "
                        r"give train_folder = 'train/train'\)"):  # fmt: skip
         check_layout(root)
-    found = check_layout(root, CompetitionSpec(train_folder="train/train", test_folder=("test/test",)))
-    assert found.kind is TargetKind.binary and len(found.train_images) == 10 and found.test_ids == ["a.jpg", "b.jpg"]
-    assert found.metric == "roc_auc"
-    assert check_layout(root, found.spec).test_ids == found.test_ids, "as recorded (was test/, which holds test/)"
+
+
+HOTELS = {"0": ("1000", "1001"), "1": ("1010", "1011"), "2": ("1020", "1021")}  # chain: its hotels
+
+
+def hotel_id(root: Path) -> Path:
+    """hotel-id-2021-fgvc8: train_images/<chain>/<image>, train.csv image,chain,hotel_id,timestamp, a sample of
+    image,hotel_id (five hotels a row, MAP@5)."""
+    rows = []
+    for chain, hotels in HOTELS.items():
+        names = [f"{hotel}{k:03d}.jpg" for hotel in hotels for k in range(4)]
+        write_images(root / "train_images" / chain, names, int(chain))
+        rows += [(name, chain, name[:4], "2018-01-01 00:00:00") for name in names]
+    pd.DataFrame(rows, columns=["image", "chain", "hotel_id", "timestamp"]).to_csv(root / "train.csv", index=False)
+    write_images(root / "test_images", ["t0.jpg", "t1.jpg", "t2.jpg"], 9)
+    sample = pd.DataFrame({"image": ["t0.jpg", "t1.jpg", "t2.jpg"], "hotel_id": "36363 53586 18807 64314 60181"})
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+def test_subfolders_that_only_group_a_labels_files_images_are_not_its_classes(tmp_path):
+    """hotel-id's chain folders: paddy trained on the 3 chains (exit 0, a submission of chains for hotels)."""
+    found = check_layout(hotel_id(tmp_path / "hotel-id-2021-fgvc8"))
+    assert found.classes == tuple(hotel for hotels in HOTELS.values() for hotel in hotels), "the hotels, not chains"
+    assert found.target_of()["1011002.jpg"] == "1011" and len(found.train_images) == 24
+    assert (found.spec.labels_file, found.spec.label_columns, found.spec.train_folder) == (
+        "train.csv",
+        ("hotel_id",),
+        "train_images",
+    )
+    assert found.metric == "map5" and found.description()["labels"] == "train.csv: image -> hotel_id"
+    assert check_layout(found.root, found.spec).target_of() == found.target_of(), "as recorded"
+    shutil.copy(found.root / "train_images" / "0" / "1000000.jpg", found.root / "train_images" / "1")
+    with pytest.raises(PaddyError, match=r"train_images holds 1000000.jpg twice \(0/ and 1/\)"):
+        check_layout(found.root)
 
 
 PLANET = "planet-understanding-the-amazon-from-space"
@@ -247,3 +286,18 @@ def test_a_split_test_set_is_trained_submitted_predicted_and_sent_to_kaggle_whol
     (tmp_path / "work").mkdir()
     notebook = load_predictions(script["predict"](root, tmp_path / "input", tmp_path / "work"))
     assert notebook.image_ids == again.image_ids and np.allclose(notebook.probs, again.probs, atol=1e-6)
+
+
+def test_hotel_id_trains_and_submits_five_hotels_an_image(tmp_path):
+    root, out, runner = hotel_id(tmp_path / "hotel-id-2021-fgvc8"), tmp_path / "runs", CliRunner()
+    flags = ["--arch", "test_resnet", "--size", "16", "--bs", "4", "--epochs", "1", "--no-pretrained"]
+    trained = runner.invoke(app, ["train", "--data", str(root), "--out", str(out), *flags])
+    assert trained.exit_code == 0, trained.output
+    (run,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    sent = runner.invoke(app, ["submit", "--run", run.name, "--out", str(out), "--dry-run", "--submissions", str(out)])
+    assert sent.exit_code == 0, sent.output
+    (csv,) = out.glob("submission-*.csv")
+    submission = pd.read_csv(csv, dtype=str)
+    hotels = {hotel for pair in HOTELS.values() for hotel in pair}
+    assert list(submission.image) == ["t0.jpg", "t1.jpg", "t2.jpg"]
+    assert all(len(set(row.split())) == 5 and set(row.split()) <= hotels for row in submission.hotel_id)

@@ -24,7 +24,7 @@ from paddy.data.locations import (
     TRAIN,
     copied_competition,
     found_name,
-    image_files,
+    image_files_below,
     sample_name,
     test_folders,
     visible,
@@ -172,7 +172,7 @@ def test_images_of(sample_csv: Path, sample: pd.DataFrame, folders: list[Path], 
     where = ", ".join(f"{folder.name}/" for folder in folders)
     files: dict[str, Path] = {}
     for folder in folders:
-        if not (found := image_files(folder)):
+        if not (found := image_files_below(folder)):  # aerial-cactus: test/test/*.jpg
             raise PaddyError(f"{folder} has no images")
         if twice := next((p for p in found if p.name in files), None):
             other = files[twice.name].parent.name
@@ -215,14 +215,15 @@ def has_class_folders(train_dir: Path) -> bool:
 
 
 def training_layout(root: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> CompetitionData:
-    """The training images and their labels where they are: a labels file (given, or found where there are no
-    class folders), the class folders, or the images' names (label_pattern given, or names that read as
-    classes)."""
+    """The training images and their labels where they are: the class folders (or a labels file whose images
+    they only hold), a labels file (given, or found), or the images' names (label_pattern given, or names that
+    read as classes)."""
     if spec.labels_file and spec.label_pattern:
         raise PaddyError("labels_file and label_pattern both say where the labels are: give one of them")
     train = None if spec.labels_file else found_name(root, spec.train_folder, TRAIN)  # a given file: its images
-    class_folders = train is not None and not spec.label_pattern and has_class_folders(root / train)
-    labels = None if class_folders or spec.label_pattern else found_name(root, spec.labels_file, LABELS)
+    if train is not None and not spec.label_pattern and has_class_folders(root / train):
+        return labelled_layout(root, class_folder_labelled(root, train, spec, sample), spec, sample)
+    labels = None if spec.label_pattern else found_name(root, spec.labels_file, LABELS)
     if labels is not None:
         return labelled_layout(root, read_labels(root, root / labels, spec, sample), spec, sample)
     if train is None:
@@ -230,8 +231,6 @@ def training_layout(root: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> 
             f"{root} has no labels file (looked for {LABELS.looked_for()}) and no class folders under a "
             f"training image folder (looked for {TRAIN.looked_for()})"
         )
-    if class_folders:
-        return labelled_layout(root, class_folder_labelled(root, train, spec), spec, sample)
     if named := name_labelled(root, train, spec):
         return labelled_layout(root, named, spec, sample)
     raise PaddyError(

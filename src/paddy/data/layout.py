@@ -17,7 +17,7 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_csv
-from paddy.data.locations import LABELS, TRAIN, found_path, image_files, visible
+from paddy.data.locations import LABELS, TRAIN, found_path, image_files, image_files_below, usual_name, visible
 from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
 
 REGRESSION_MIN_VALUES = 21  # more distinct integers than this are a number to predict, not classes
@@ -48,6 +48,18 @@ def files_of_ids(ids: list[str], files: dict[str, Path], extension: str | None, 
     if missing:
         raise PaddyError(f"{where}: {len(missing)} of {len(ids)} ids match no image (e.g. {missing[0]!r})")
     return [path for path in found if path is not None]
+
+
+def images_by_name(folder: Path) -> dict[str, Path]:
+    """The images in `folder` and below by file name (a labels file's ids), each name once."""
+    files: dict[str, Path] = {}
+    for path in image_files_below(folder):
+        if path.name in files:
+            raise PaddyError(
+                f"{folder} holds {path.name} twice ({files[path.name].parent.name}/ and {path.parent.name}/)"
+            )
+        files[path.name] = path
+    return files
 
 
 def column_values(table: pd.DataFrame, column: str, csv: Path) -> pd.Series:
@@ -175,7 +187,7 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
     sep = spec.label_sep or (" " if kind is TargetKind.multi and len(columns) == 1 else None)
     targets, vocab = targets_of(table, columns, kind, sep, csv)
     folder = found_path(root, spec.train_folder, TRAIN)
-    files = {p.name: p for p in image_files(folder)}
+    files = images_by_name(folder)
     if not files:
         raise PaddyError(
             f"{folder} has no images (expected {folder.name}/<label>/ class folders or the images {csv.name} lists)"
@@ -196,27 +208,28 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
     return Labelled(tuple(images), targets, vocab, filled, groups, user_folds(table, spec.fold_column, csv))
 
 
-def folder_label_disagreement(root: Path, train_images: list[Path]) -> str | None:
-    """Why a labels file beside the class folders (the paddy competition's train.csv) contradicts them,
-    or None: the folders are what trains, so a relabelled CSV must not be silently ignored. Rows of
-    images not in the folders, and a file without a `label` column, are not compared."""
-    csv = next((root / name for name in LABELS.usual if (root / name).is_file()), None)
-    if csv is None:
+def grouping_labels_file(root: Path, train_dir: Path, sample: pd.DataFrame) -> Path | None:
+    """The labels file to read when the training folder's subfolders are not its classes but only hold its
+    images: the column the sample asks for names no image's folder (hotel-id's hotel_id beside
+    train_images/<chain>/, aerial-cactus' has_cactus beside train/train/). None where the subfolders are the
+    classes: no such file or column, or it agrees with them (the paddy competition's train.csv). One that
+    agrees with some and contradicts others is refused: the folders are what trains, so a relabelled CSV must
+    not be silently ignored."""
+    name, column = usual_name(root, LABELS), str(sample.columns[-1])  # only usual: no new question for folders
+    table = read_csv(root / name, dtype=str) if name else pd.DataFrame()
+    if column not in table.columns or len(table.columns) < 2 or len(sample.columns) != 2:
         return None
-    table = read_csv(csv, dtype=str)
-    if "label" not in table.columns or len(table.columns) < 2:
-        return None
-    folder_of = {p.name: p.parent for p in train_images} | {p.stem: p.parent for p in train_images}
-    ids, labels = table.iloc[:, 0].astype(str), table["label"].astype(str).str.strip()
-    differ = [
-        (i, folder_of[i], label) for i, label in zip(ids, labels) if i in folder_of and folder_of[i].name != label
-    ]
-    if not differ:
-        return None
+    images = image_files_below(train_dir)
+    folder_of = {p.name: p.parent for p in images} | {p.stem: p.parent for p in images}
+    ids, labels = table.iloc[:, 0].astype(str), table[column].astype(str).str.strip()
+    listed = [(i, folder_of[i], label) for i, label in zip(ids, labels) if i in folder_of]
+    differ = [(image_id, folder, label) for image_id, folder, label in listed if folder.name != label]
+    if not differ or len(differ) == len(listed):
+        return root / name if differ else None
     image_id, folder, label = differ[0]
-    return (
-        f"{csv} disagrees with the class folders for {len(differ)} images: {image_id} is in "
-        f"{folder.parent.name}/{folder.name}/ but labelled {label!r}; move the images or correct {csv.name}"
+    raise PaddyError(
+        f"{root / name} disagrees with the class folders for {len(differ)} images: {image_id} is in "
+        f"{folder.parent.name}/{folder.name}/ but labelled {label!r}; move the images or correct {name}"
     )
 
 
@@ -237,9 +250,12 @@ def classes_spec(spec: CompetitionSpec, where: str) -> CompetitionSpec:
     return replace(spec, kind=kind)
 
 
-def class_folder_labelled(root: Path, train_folder: str, spec: CompetitionSpec) -> Labelled:
-    """The paddy competition's layout: one folder per class under train_images/ (or train/, ...)."""
+def class_folder_labelled(root: Path, train_folder: str, spec: CompetitionSpec, sample: pd.DataFrame) -> Labelled:
+    """The paddy competition's layout: one folder per class under train_images/ (or train/, ...); or, where the
+    subfolders only hold the images of a labels file (grouping_labels_file), that file's labels."""
     train_dir = root / train_folder
+    if grouped := grouping_labels_file(root, train_dir, sample):
+        return read_labels(root, grouped, replace(spec, train_folder=train_folder), sample)
     class_dirs = sorted(p for p in train_dir.iterdir() if visible(p) and p.is_dir())
     images: list[Path] = []
     for class_dir in class_dirs:
@@ -250,8 +266,6 @@ def class_folder_labelled(root: Path, train_folder: str, spec: CompetitionSpec) 
         inside = f"{train_folder}/{class_dirs[0].name}" if class_dirs else ""  # aerial-cactus: train/train/*.jpg
         hint = f" (if a CSV labels the images in {inside}/, give train_folder = {inside!r})" if inside else ""
         raise PaddyError(f"{train_dir} has only one class folder; a classifier needs at least two{hint}")
-    if problem := folder_label_disagreement(root, images):
-        raise PaddyError(problem)
     filled = replace(classes_spec(spec, f"the class folders under {train_folder}/"), train_folder=train_folder)
     classes = tuple(p.name for p in class_dirs)
     return Labelled(tuple(images), tuple(p.parent.name for p in images), classes, filled)

@@ -28,6 +28,13 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and visible(p) and p.is_file())
 
 
+def image_files_below(folder: Path) -> list[Path]:
+    """Image files in `folder` and its subfolders (hotel-id's train_images/<chain>/), sorted by path; nothing
+    hidden, nor inside a hidden folder."""
+    found = (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in found if all(visible(Path(part)) for part in p.relative_to(folder).parts))
+
+
 @dataclass(frozen=True)
 class Place:
     """One of a competition's files or folders: what it is, the [competition] key that names it, its usual
@@ -84,7 +91,7 @@ def found_name(root: Path, given: str | None, place: Place) -> str | None:
         if not place.is_there(root / given):
             raise PaddyError(f"{root} has no {place.what} {given}")
         return given
-    if usual := next((name for name in place.usual if place.is_there(root / name)), None):
+    if usual := usual_name(root, place):
         return usual
     alike = alike_names(root, place)
     if len(alike) > 1:
@@ -94,6 +101,11 @@ def found_name(root: Path, given: str | None, place: Place) -> str | None:
             f"name one with {place.key} in [competition]{several}"
         )
     return alike[0] if alike else None
+
+
+def usual_name(root: Path, place: Place) -> str | None:
+    """The first of the usual names of `place` that is in `root`."""
+    return next((name for name in place.usual if place.is_there(root / name)), None)
 
 
 def alike_names(root: Path, place: Place) -> list[str]:
