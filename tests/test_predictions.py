@@ -53,3 +53,16 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
         save_predictions(Predictions(np.ones((1, 1), np.float32), ("x",), ("y",)), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["p.safetensors"]
+
+
+@pytest.mark.parametrize(
+    "meta, runs",
+    [
+        ({"run": "r1"}, ["r1"]),
+        ({"run": "f0", "runs": ["f0", "f1", "f2"]}, ["f0", "f1", "f2"]),  # an entry's fold runs, averaged
+        ({"members": [{"run": "a", "weight": 2.0}, {"run": "b", "weight": 1.0}], "run": None}, ["a", "b"]),
+    ],
+)
+def test_the_runs_predictions_came_from(meta, runs):
+    """What `paddy predict` names: an ensemble's members, an entry's fold runs, or the one run."""
+    assert Predictions(sample_predictions().probs, ("b.jpg", "a.jpg"), ("x", "y", "z"), meta).run_names() == runs

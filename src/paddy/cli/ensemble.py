@@ -92,7 +92,5 @@ def predict_images(
 
     chosen = load_config(config) if config else None
     preds, written = predict(runs or [], images, out_dir, dest, tta, chosen, trained_on, replace_earlier=force)
-    meta = preds.meta  # an ensemble's members, one entry's fold runs, or one run
-    names = [m["run"] for m in meta["members"]] if "members" in meta else meta.get("runs") or [meta["run"]]
-    runs_used = ", ".join(names)
+    runs_used = ", ".join(preds.run_names())
     out.print(f"{len(preds.image_ids)} images predicted by {runs_used}: {written} and {written.with_suffix('.csv')}")

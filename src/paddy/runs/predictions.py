@@ -45,6 +45,12 @@ class Predictions:
         """The target kind these predict (files of releases before 0.3 predicted single-label classes)."""
         return str(self.meta.get("kind", "single"))
 
+    def run_names(self) -> list[str]:
+        """The runs these came from: an ensemble's members, an entry's fold runs, or the one run."""
+        if members := self.meta.get("members"):
+            return [str(member["run"]) for member in members]
+        return [str(run) for run in self.meta.get("runs") or [self.meta.get("run")]]
+
     def output_problem(self) -> str | None:
         """Why these cannot be the outputs of their target kind, or None: class probabilities are softmax rows,
         tag probabilities lie in [0, 1], numbers are finite."""
