@@ -104,7 +104,7 @@ def test_nothing_like_a_labels_file_or_class_folders_says_what_was_looked_for(tm
     root = planet(tmp_path / "planet", labels="notes.csv", folders=("pictures", "test-jpg"))
     with pytest.raises(PaddyError, match=r"has no labels file \(looked for train.csv, labels.csv, train_labels.csv, or "
                        r"one named like them\) and no class folders under a training image folder \(looked for "
-                       r"train_images/, train/, images/, or one named like them\)"):  # fmt: skip
+                       r"train_images/, train/, images/, one named like them, or one folder down\)"):  # fmt: skip
         check_layout(root)
 
 
@@ -301,3 +301,34 @@ def test_hotel_id_trains_and_submits_five_hotels_an_image(tmp_path):
     hotels = {hotel for pair in HOTELS.values() for hotel in pair}
     assert list(submission.image) == ["t0.jpg", "t1.jpg", "t2.jpg"]
     assert all(len(set(row.split())) == 5 and set(row.split()) <= hotels for row in submission.hotel_id)
+
+
+def state_farm(root: Path) -> Path:
+    """state-farm-distracted-driver-detection: imgs/train/c0..c2/, imgs/test/, driver_imgs_list.csv (each
+    image's driver), a sample of img and one probability column per class."""
+    rows = []
+    for c in range(3):
+        names = [f"img_{c}{k:02d}.jpg" for k in range(8)]
+        write_images(root / "imgs" / "train" / f"c{c}", names, c)
+        rows += [(f"p{k % 4:03d}", f"c{c}", name) for k, name in enumerate(names)]
+    pd.DataFrame(rows, columns=["subject", "classname", "img"]).to_csv(root / "driver_imgs_list.csv", index=False)
+    write_images(root / "imgs" / "test", [f"img_{k}.jpg" for k in range(4)], 9)
+    sample = pd.DataFrame({"img": [f"img_{k}.jpg" for k in range(4)], **dict.fromkeys(["c0", "c1", "c2"], 0.33)})
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+def test_image_folders_one_folder_down_are_found(tmp_path):
+    """state-farm keeps its images in imgs/train/ and imgs/test/: "no class folders under a training image
+    folder" before. Its drivers are a group only when named (a labels file's column, read from below)."""
+    found = check_layout(state_farm(tmp_path / "state-farm-distracted-driver-detection"))
+    assert (found.spec.train_folder, found.spec.test_folder) == ("imgs/train", ("imgs/test",))
+    assert found.classes == ("c0", "c1", "c2") and len(found.train_images) == 24 and found.metric == "log_loss"
+    assert found.description()["training images"] == "24 in imgs/train/"
+    assert found.description()["labels"] == "class folders under imgs/train/" and found.groups is None
+    spec = CompetitionSpec(labels_file="driver_imgs_list.csv", id_column="img", group_column="subject")
+    grouped = check_layout(found.root, overridden(spec, {"label_columns": "classname"}, "config"))
+    assert grouped.spec.train_folder == "imgs/train" and grouped.groups["img_105.jpg"] == "p001"
+    shutil.copytree(found.root / "imgs", found.root / "more")
+    with pytest.raises(PaddyError, match="no class folders under a training image folder"):
+        check_layout(found.root)

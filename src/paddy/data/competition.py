@@ -118,7 +118,7 @@ class CompetitionData:
             "competition": spec.slug or "-",
             "target": f"{self.kind}, scored on {self.metric}",
             "labels": self.labels_text(),
-            "training images": f"{len(self.train_images)} in {self.train_dir.name}/",
+            "training images": f"{len(self.train_images)} in {spec.train_folder}/",
             "test images": f"{len(self.test_images)} in {', '.join(f'{f}/' for f in spec.test_folder or ())}",
             "classes": f"a number ({self.classes[0]})" if numbers else f"{len(self.classes)}",
             "submission": f"{fmt.shape}, ids {'with' if fmt.ids_with_extension else 'without'} the extension"
@@ -134,7 +134,7 @@ class CompetitionData:
         if spec.label_pattern:
             first = self.train_images[0].name
             return f"file names in {spec.train_folder}/ by {spec.label_pattern} ({first}: {self.targets[first]})"
-        return f"class folders under {self.train_dir.name}/"
+        return f"class folders under {spec.train_folder}/"
 
     def identity(self) -> dict[str, Any]:
         """What predictions record about their data, so submit can refuse another dataset's sample and

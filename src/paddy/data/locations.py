@@ -49,8 +49,9 @@ class Place:
 
     def looked_for(self) -> str:
         """The names looked for, as an error says them."""
-        slash = "/" if self.is_there is Path.is_dir else ""
-        return f"{', '.join(name + slash for name in self.usual)}, or one named like them"
+        if self.is_there is Path.is_dir:
+            return f"{', '.join(name + '/' for name in self.usual)}, one named like them, or one folder down"
+        return f"{', '.join(self.usual)}, or one named like them"
 
 
 def labels_like(name: str) -> bool:
@@ -100,7 +101,17 @@ def found_name(root: Path, given: str | None, place: Place) -> str | None:
             f"{root} has {len(alike)} files or folders that could be its {place.what} ({', '.join(alike)}): "
             f"name one with {place.key} in [competition]{several}"
         )
-    return alike[0] if alike else None
+    return alike[0] if alike else one_folder_down(root, place)
+
+
+def one_folder_down(root: Path, place: Place) -> str | None:
+    """An image folder under a usual name one folder down (state-farm's imgs/train/ and imgs/test/), where
+    exactly one subfolder holds one; never a file (the sample and labels are beside the folders)."""
+    if place.is_there is not Path.is_dir:
+        return None
+    below = [sub for sub in sorted(root.iterdir()) if visible(sub) and sub.is_dir()]
+    found = [f"{sub.name}/{name}" for sub in below if (name := usual_name(sub, place))]
+    return found[0] if len(found) == 1 else None
 
 
 def usual_name(root: Path, place: Place) -> str | None:
@@ -126,7 +137,7 @@ def test_folders(root: Path, given: tuple[str, ...] | None, train_folder: str | 
     if given:
         return tuple(found_name(root, name, TEST) or name for name in given)  # each refused when not there
     try:
-        return (found_path(root, None, TEST).name,)
+        return (found_path(root, None, TEST).relative_to(root).as_posix(),)
     except PaddyError:  # none, or several alike
         suffix = train_folder.removeprefix("train") if train_folder and train_folder.startswith("train") else ""
         if named_after := [name for name in alike_names(root, TEST) if suffix and name.startswith(f"test{suffix}")]:

@@ -172,6 +172,7 @@ KNOWN_COMPETITIONS: dict[str, tuple[TargetKind, MetricName]] = {
     "aerial-cactus-identification": (TargetKind.binary, MetricName.roc_auc),
     "invasive-species-monitoring": (TargetKind.binary, MetricName.roc_auc),
     "dogs-vs-cats-redux-kernels-edition": (TargetKind.binary, MetricName.log_loss),  # P(dog), labels in names
+    "state-farm-distracted-driver-detection": (TargetKind.single, MetricName.log_loss),  # imgs/train/c0..c9/
     "planet-understanding-the-amazon-from-space": (TargetKind.multi, MetricName.f2_samples),
     "imet-2019-fgvc6": (TargetKind.multi, MetricName.f2_samples),
 }
