@@ -332,3 +332,26 @@ def test_image_folders_one_folder_down_are_found(tmp_path):
     shutil.copytree(found.root / "imgs", found.root / "more")
     with pytest.raises(PaddyError, match="no class folders under a training image folder"):
         check_layout(found.root)
+
+
+def test_a_usual_folder_without_images_gives_way_to_the_images_one_folder_down(tmp_path):
+    """siim-isic-melanoma-classification: train/ and test/ hold DICOM files, the JPEGs are in jpeg/train/ and
+    jpeg/test/ ("train has no images" before, unless both folders were named)."""
+    root = tmp_path / "siim-isic-melanoma-classification"
+    ids, tests = [f"ISIC_{k:07d}" for k in range(12)], [f"ISIC_{k:07d}" for k in range(100, 104)]
+    for folder, names in (("train", ids), ("test", tests)):
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            (root / folder / f"{name}.dcm").write_bytes(b"DICM")
+        write_images(root / "jpeg" / folder, [f"{name}.jpg" for name in names], 0)
+    table = pd.DataFrame({"image_name": ids, "patient_id": [f"IP_{k % 4}" for k in range(12)], "target": [0, 1] * 6})
+    table.to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"image_name": tests, "patient_id": "IP_9"}).to_csv(root / "test.csv", index=False)
+    pd.DataFrame({"image_name": tests, "target": 0}).to_csv(root / "sample_submission.csv", index=False)
+    found = check_layout(root)
+    assert (found.spec.train_folder, found.spec.test_folder) == ("jpeg/train", ("jpeg/test",))
+    assert (found.kind, found.metric, len(found.train_images)) == (TargetKind.binary, "roc_auc", 12)
+    assert found.test_ids == [f"{name}.jpg" for name in tests] and found.spec.labels_file == "train.csv"
+    shutil.rmtree(root / "jpeg" / "test")
+    with pytest.raises(PaddyError, match="test has no images"):
+        check_layout(root)

@@ -44,12 +44,19 @@ class Place:
     key: str
     usual: tuple[str, ...]
     alike: Callable[[str], bool]
-    is_there: Callable[[Path], bool]
+    folder: bool  # an image folder, else a file
     several: bool = False  # the key may list several (a test set split over folders)
+
+    def is_there(self, path: Path) -> bool:
+        """Whether `path` can be this place: a file, or a folder with images in it or below (siim-isic's train/
+        holds only DICOM files; its JPEGs are in jpeg/train/)."""
+        if self.folder:
+            return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*"))
+        return path.is_file()
 
     def looked_for(self) -> str:
         """The names looked for, as an error says them."""
-        if self.is_there is Path.is_dir:
+        if self.folder:
             return f"{', '.join(name + '/' for name in self.usual)}, one named like them, or one folder down"
         return f"{', '.join(self.usual)}, or one named like them"
 
@@ -67,17 +74,17 @@ def sample_like(name: str) -> bool:
     return fnmatch(name, SAMPLE_GLOB)
 
 
-LABELS = Place("labels file", "labels_file", ("train.csv", "labels.csv", "train_labels.csv"), labels_like, Path.is_file)
+LABELS = Place("labels file", "labels_file", ("train.csv", "labels.csv", "train_labels.csv"), labels_like, False)
 
 
 def image_folder(what: str, key: str, usual: tuple[str, ...], prefix: str, several: bool = False) -> Place:
     """An image folder: its usual names, else one whose name starts with `prefix` (train-jpg/)."""
-    return Place(what, key, usual, lambda name: name.startswith(prefix), Path.is_dir, several)
+    return Place(what, key, usual, lambda name: name.startswith(prefix), True, several)
 
 
 TRAIN = image_folder("training image folder", "train_folder", ("train_images", "train", "images"), "train")
 TEST = image_folder("test image folder", "test_folder", ("test_images", "test", "images"), "test", several=True)
-SAMPLE = Place("sample submission", "sample_file", ("sample_submission.csv",), sample_like, Path.is_file)
+SAMPLE = Place("sample submission", "sample_file", ("sample_submission.csv",), sample_like, False)
 
 
 def sample_name(sample_file: str | None) -> str:
@@ -89,7 +96,7 @@ def found_name(root: Path, given: str | None, place: Place) -> str | None:
     """The name `given` (refused when it is not there), else the first usual name present, else the one name
     like them; None when there is none."""
     if given is not None:
-        if not place.is_there(root / given):
+        if not ((root / given).is_dir() if place.folder else (root / given).is_file()):
             raise PaddyError(f"{root} has no {place.what} {given}")
         return given
     if usual := usual_name(root, place):
@@ -101,17 +108,22 @@ def found_name(root: Path, given: str | None, place: Place) -> str | None:
             f"{root} has {len(alike)} files or folders that could be its {place.what} ({', '.join(alike)}): "
             f"name one with {place.key} in [competition]{several}"
         )
-    return alike[0] if alike else one_folder_down(root, place)
+    return alike[0] if alike else one_folder_down(root, place) or usual_folder_without_images(root, place)
 
 
 def one_folder_down(root: Path, place: Place) -> str | None:
     """An image folder under a usual name one folder down (state-farm's imgs/train/ and imgs/test/), where
     exactly one subfolder holds one; never a file (the sample and labels are beside the folders)."""
-    if place.is_there is not Path.is_dir:
+    if not place.folder:
         return None
     below = [sub for sub in sorted(root.iterdir()) if visible(sub) and sub.is_dir()]
     found = [f"{sub.name}/{name}" for sub in below if (name := usual_name(sub, place))]
     return found[0] if len(found) == 1 else None
+
+
+def usual_folder_without_images(root: Path, place: Place) -> str | None:
+    """A usual image folder with no images, taken last, so that the error says so (test_images has no images)."""
+    return next((name for name in place.usual if place.folder and (root / name).is_dir()), None)
 
 
 def usual_name(root: Path, place: Place) -> str | None:
