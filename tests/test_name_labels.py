@@ -58,7 +58,7 @@ def test_dogs_vs_cats_is_read_as_the_competition_scores_it(tmp_path):
     assert found.test_ids == [f"{k}.jpg" for k in range(1, 5)]
     assert (found.spec.labels_file, found.spec.label_pattern, found.spec.train_folder) == (None, NAME_PATTERN, "train")
     assert found.description()["labels"] == f"file names in train/ by {NAME_PATTERN} (cat.0.jpg: cat)"
-    assert found.sample_format.shape == "positive_probability", "label is P(dog), the second class"
+    assert found.description()["submission"] == "positive_probability of dog, ids without the extension", "P(dog)"
     again = check_layout(found.root, found.spec)  # what later commands do with the recorded description
     assert again.target_of() == found.target_of() and again.spec == found.spec
 

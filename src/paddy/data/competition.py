@@ -30,7 +30,7 @@ from paddy.data.locations import (
     visible,
 )
 from paddy.data.name_labels import name_labelled
-from paddy.data.submission_format import SampleFormat, infer_sample_format, read_sample
+from paddy.data.submission_format import SampleFormat, SampleShape, infer_sample_format, read_sample
 from paddy.settings.competition import (
     METRICS_OF_KIND,
     PADDY_COMPETITION,
@@ -112,7 +112,7 @@ class CompetitionData:
 
     def description(self) -> dict[str, str]:
         """What the data was read as (given or inferred), for the short table commands show before training."""
-        spec, fmt = self.spec, self.sample_format
+        spec = self.spec
         numbers = self.kind in (TargetKind.regression, TargetKind.ordinal)
         return {
             "competition": spec.slug or "-",
@@ -121,10 +121,16 @@ class CompetitionData:
             "training images": f"{len(self.train_images)} in {spec.train_folder}/",
             "test images": f"{len(self.test_images)} in {', '.join(f'{f}/' for f in spec.test_folder or ())}",
             "classes": f"a number ({self.classes[0]})" if numbers else f"{len(self.classes)}",
-            "submission": f"{fmt.shape}, ids {'with' if fmt.ids_with_extension else 'without'} the extension"
-            if fmt
-            else "label",
+            "submission": self.submission_text(),
         }
+
+    def submission_text(self) -> str:
+        """What the submission holds, as the description table says it (a binary one: which class's probability)."""
+        fmt = self.sample_format
+        if fmt is None:
+            return "label"
+        positive = f" of {self.classes[-1]}" if fmt.shape is SampleShape.positive_probability else ""
+        return f"{fmt.shape}{positive}, ids {'with' if fmt.ids_with_extension else 'without'} the extension"
 
     def labels_text(self) -> str:
         """Where the labels were read from, as the description table says it."""
