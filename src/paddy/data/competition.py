@@ -24,7 +24,7 @@ from paddy.data.locations import (
     TRAIN,
     copied_competition,
     found_name,
-    image_files_below,
+    images_by_name,
     sample_name,
     test_folders,
     visible,
@@ -176,14 +176,7 @@ def test_images_of(sample_csv: Path, sample: pd.DataFrame, folders: list[Path], 
     """The test images, sorted: the sample's ids matched to the files of `folders` (with or without their
     extension). Folders of their own must hold exactly the images the sample lists, each name once."""
     where = ", ".join(f"{folder.name}/" for folder in folders)
-    files: dict[str, Path] = {}
-    for folder in folders:
-        if not (found := image_files_below(folder)):  # aerial-cactus: test/test/*.jpg
-            raise PaddyError(f"{folder} has no images")
-        if twice := next((p for p in found if p.name in files), None):
-            other = files[twice.name].parent.name
-            raise PaddyError(f"the test folders {other}/ and {folder.name}/ both hold {twice.name}: which is tested?")
-        files |= {p.name: p for p in found}
+    files = images_by_name(folders)  # aerial-cactus: test/test/*.jpg, below test/
     images = files_of_ids(list(sample.iloc[:, 0]), files, None, f"{sample_csv} does not match {where}")
     not_listed = sorted(set(files.values()) - set(images)) if not shared else []
     if not_listed:

@@ -17,7 +17,17 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_csv
-from paddy.data.locations import LABELS, TRAIN, found_path, image_files, image_files_below, usual_name, visible
+from paddy.data.locations import (
+    LABELS,
+    TRAIN,
+    found_path,
+    holds_images,
+    image_files,
+    image_files_below,
+    images_by_name,
+    usual_name,
+    visible,
+)
 from paddy.settings.competition import CompetitionSpec, MetricName, TargetKind
 
 REGRESSION_MIN_VALUES = 21  # more distinct integers than this are a number to predict, not classes
@@ -48,18 +58,6 @@ def files_of_ids(ids: list[str], files: dict[str, Path], extension: str | None, 
     if missing:
         raise PaddyError(f"{where}: {len(missing)} of {len(ids)} ids match no image (e.g. {missing[0]!r})")
     return [path for path in found if path is not None]
-
-
-def images_by_name(folder: Path) -> dict[str, Path]:
-    """The images in `folder` and below by file name (a labels file's ids), each name once."""
-    files: dict[str, Path] = {}
-    for path in image_files_below(folder):
-        if path.name in files:
-            raise PaddyError(
-                f"{folder} holds {path.name} twice ({files[path.name].parent.name}/ and {path.parent.name}/)"
-            )
-        files[path.name] = path
-    return files
 
 
 def column_values(table: pd.DataFrame, column: str, csv: Path) -> pd.Series:
@@ -187,11 +185,11 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
     sep = spec.label_sep or (" " if kind is TargetKind.multi and len(columns) == 1 else None)
     targets, vocab = targets_of(table, columns, kind, sep, csv)
     folder = found_path(root, spec.train_folder, TRAIN)
-    files = images_by_name(folder)
-    if not files:
+    if not holds_images(folder):
         raise PaddyError(
             f"{folder} has no images (expected {folder.name}/<label>/ class folders or the images {csv.name} lists)"
         )
+    files = images_by_name([folder])
     images = files_of_ids(ids, files, spec.extension, f"{csv.name} column {id_column!r} against {folder.name}/")
     distinct = len(set(targets)) if kind in (TargetKind.regression, TargetKind.ordinal) else len(vocab)
     if len(images) < MIN_TRAINING_IMAGES or distinct < 2:

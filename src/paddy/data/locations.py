@@ -35,6 +35,24 @@ def image_files_below(folder: Path) -> list[Path]:
     return sorted(p for p in found if all(visible(Path(part)) for part in p.relative_to(folder).parts))
 
 
+def holds_images(folder: Path) -> bool:
+    """Whether `folder` is a folder with an image in it or below (found at the first)."""
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
+
+
+def images_by_name(folders: list[Path]) -> dict[str, Path]:
+    """The images in `folders` and below by file name, which is an image's id: one name in two places is
+    refused. A folder without images is refused too, naming it."""
+    files: dict[str, Path] = {}
+    for folder in folders:
+        if not holds_images(folder):
+            raise PaddyError(f"{folder} has no images")
+        for path in image_files_below(folder):
+            if (first := files.setdefault(path.name, path)) != path:
+                raise PaddyError(f"{path.name} is in {first.parent}/ and {path.parent}/: an image's name is its id")
+    return files
+
+
 @dataclass(frozen=True)
 class Place:
     """One of a competition's files or folders: what it is, the [competition] key that names it, its usual
@@ -50,9 +68,7 @@ class Place:
     def is_there(self, path: Path) -> bool:
         """Whether `path` can be this place: a file, or a folder with images in it or below (siim-isic's train/
         holds only DICOM files; its JPEGs are in jpeg/train/)."""
-        if self.folder:
-            return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*"))
-        return path.is_file()
+        return holds_images(path) if self.folder else path.is_file()
 
     def looked_for(self) -> str:
         """The names looked for, as an error says them."""

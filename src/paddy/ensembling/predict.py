@@ -6,7 +6,6 @@ Written in paddy's predictions format (so ensemble and submit take it) and as a 
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
 from paddy.core.progress import report_progress
 from paddy.data.images import image_checks_path, unreadable_images
-from paddy.data.locations import image_files
+from paddy.data.locations import images_by_name
 from paddy.data.submission_format import ordinal_grades, tag_lists
 from paddy.ensembling.average import (
     Member,
@@ -36,18 +35,12 @@ from paddy.training.saved_model import load_model, rebuild_learner
 
 
 def images_to_predict(folders: list[Path], out: Path) -> list[Path]:
-    """The images of `folders` (a test set may be split over several), each folder's in name order, every one
+    """The images in and below `folders` (a test set may be split over several), in path order, every one
     readable and no name twice (names are the ids); those checked before with the same `out` are not
     decoded again (an `out` that does not exist is not made just for that record)."""
-    images: list[Path] = []
-    for folder in folders:
-        if not folder.is_dir():
-            raise PaddyError(f"images folder not found: {folder}")
-        if not (found := image_files(folder)):
-            raise PaddyError(f"{folder} has no images")
-        images += found
-    if twice := next((name for name, count in Counter(p.name for p in images).items() if count > 1), None):
-        raise PaddyError(f"{twice} is in more than one images folder: an image's name is its id")
+    if missing := next((folder for folder in folders if not folder.is_dir()), None):
+        raise PaddyError(f"images folder not found: {missing}")
+    images = sorted(images_by_name(folders).values())
     if bad := unreadable_images(images, image_checks_path(out) if out.is_dir() else None):
         raise PaddyError(f"image cannot be read: {bad[0]} ({len(bad)} in all)")
     return images
