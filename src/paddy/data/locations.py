@@ -7,7 +7,7 @@ sampleSubmission.csv). Two alike and none usual is a question only the user can 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -28,16 +28,23 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and visible(p) and p.is_file())
 
 
-def image_files_below(folder: Path) -> list[Path]:
-    """Image files in `folder` and its subfolders (hotel-id's train_images/<chain>/), sorted by path; nothing
+def images_below(folder: Path) -> Iterator[Path]:
+    """Image files in `folder` and its subfolders (hotel-id's train_images/<chain>/) as they are found; nothing
     hidden, nor inside a hidden folder."""
-    found = (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    return sorted(p for p in found if all(visible(Path(part)) for part in p.relative_to(folder).parts))
+    for path in folder.rglob("*"):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            if all(visible(Path(part)) for part in path.relative_to(folder).parts):
+                yield path
+
+
+def image_files_below(folder: Path) -> list[Path]:
+    """`images_below`, sorted by path."""
+    return sorted(images_below(folder))
 
 
 def holds_images(folder: Path) -> bool:
-    """Whether `folder` is a folder with an image in it or below (found at the first)."""
-    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
+    """Whether `folder` is a folder with an image in it or below (stops at the first)."""
+    return folder.is_dir() and next(images_below(folder), None) is not None
 
 
 def images_by_name(folders: list[Path]) -> dict[str, Path]:
@@ -149,7 +156,7 @@ def usual_name(root: Path, place: Place) -> str | None:
 
 def alike_names(root: Path, place: Place) -> list[str]:
     """The names in `root` like the usual names of `place`, sorted."""
-    return sorted(p.name for p in root.iterdir() if visible(p) and place.is_there(p) and place.alike(p.name.lower()))
+    return sorted(p.name for p in root.iterdir() if visible(p) and place.alike(p.name.lower()) and place.is_there(p))
 
 
 def found_path(root: Path, given: str | None, place: Place) -> Path:
