@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 import paddy.training.run
 from paddy.cli.app import app
+from paddy.cli.output import ordinal
 from paddy.core.errors import PaddyError
 from paddy.ensembling.predict import predict_run
 from paddy.runs.folder import RunFolder
@@ -277,7 +278,7 @@ def test_paddy_train_keep_and_patience_flags(tiny_data_root, tmp_path, monkeypat
     run = only_run(tmp_path)
     epochs = len(run.history())
     assert run.config()["keep"] == "last" and run.config()["patience"] == 1 and epochs < 5
-    assert f"(last of {epochs} epochs: epoch {epochs - 1}, stopped early)" in result.stdout
+    assert f"(last of {epochs} epochs: the {ordinal(epochs)}, stopped early)" in result.stdout
 
 
 def test_the_metric_direction_decides_the_best(tiny_data, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import paddy
 from paddy.cli.app import app
-from paddy.cli.output import console, kept_words
+from paddy.cli.output import console, kept_words, ordinal
 from paddy.data.competition import check_layout, resolve_data
 from paddy.data.demo_layouts import make_layout
 from paddy.runs.predictions import Predictions, load_predictions, save_predictions
@@ -302,7 +302,10 @@ def test_every_command_draws_what_the_library_reports(monkeypatch):
 
 def test_which_epoch_a_run_kept_is_said_only_where_there_was_a_choice():
     kept = {"keep": "best", "kept_epoch": 2, "epochs_run": 5, "stopped_early": True}
-    assert kept_words(kept) == " (best of 5 epochs: epoch 2, stopped early)"
+    assert kept_words(kept) == " (best of 5 epochs: the 3rd, stopped early)", "history's 3rd row"
     one_epoch = {**kept, "kept_epoch": 0, "epochs_run": 1, "stopped_early": False}
-    assert kept_words(one_epoch) == "", "not (best of 1 epochs: epoch 0)"
+    assert kept_words(one_epoch) == "", "not (best of 1 epochs: the 1st)"
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th",
+    ]  # fmt: skip
     assert kept_words({"keep": "last", "kept_epoch": None, "epochs_run": 3}) == "", "a run from before runs said so"

@@ -58,13 +58,20 @@ def print_epoch(row: dict[str, Any]) -> None:
 
 
 def kept_words(result: dict[str, Any]) -> str:
-    """Which epoch a run kept, from result.json's keys (epochs numbered from 0, as history.csv's rows):
-    ' (best of 5 epochs: epoch 2, stopped early)', or '' for a run of one epoch (nothing to choose from) or
-    from before runs said so."""
+    """Which epoch a run kept, from result.json's keys (kept_epoch counts history.csv's rows from 0):
+    ' (best of 5 epochs: the 3rd, stopped early)', or '' for a run of one epoch (nothing to choose from) or
+    from before runs said so. An ordinal, since history's epoch column starts again with each fit (fine-tuning's
+    frozen epoch, progressive resizing), where "epoch 0" could be two rows."""
     if result.get("kept_epoch") is None or result["epochs_run"] == 1:
         return ""
     stopped = ", stopped early" if result.get("stopped_early") else ""
-    return f" ({result['keep']} of {result['epochs_run']} epochs: epoch {result['kept_epoch']}{stopped})"
+    return f" ({result['keep']} of {result['epochs_run']} epochs: the {ordinal(result['kept_epoch'] + 1)}{stopped})"
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def epoch_lines() -> Callable[[dict[str, Any]], None] | None:
