@@ -20,6 +20,7 @@ from paddy.data.competition import check_layout
 from paddy.data.demo import write_demo_dataset
 from paddy.data.demo_layouts import make_layout
 from paddy.data.presize import presize_dataset
+from paddy.settings.competition import CompetitionSpec
 from paddy.settings.entry import BadImages
 
 LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="workers die with their parent on Linux only")
@@ -272,3 +273,45 @@ def test_a_copy_of_a_competition_paddy_knows_is_still_that_competition(tmp_path)
     presize_dataset(source, tmp_path / "small", longest=16, workers=0)  # a re-run: the same presize, resumed
     with pytest.raises(PaddyError, match="holds a presize with longest 16"):
         presize_dataset(source, tmp_path / "small", longest=20, workers=0)
+
+
+def test_a_copy_holds_only_what_is_read_and_is_read_as_its_source(tmp_path):
+    """Real downloads hold what paddy never reads: siim-isic's DICOM train/ and TFRecords beside jpeg/train/,
+    Planet's .tif copies beside train-jpg/. A presize copied them all (100 GB of DICOM to shrink 33k JPEGs);
+    it copies the images read, and the copy is read as its source was, without the description again."""
+    source = make_layout("planet", tmp_path / "planet-understanding-the-amazon-from-space", n_train=30, size=24)
+    shutil.copytree(source / "train-jpg", source / "train-tif-v2")
+    (source / "tfrecords").mkdir()
+    (source / "tfrecords" / "train00.tfrec").write_bytes(b"\0" * 100)
+    (source / "planet.zip").write_bytes(b"PK")
+    with pytest.raises(PaddyError, match="could be its training image folder"):
+        presize_dataset(source, tmp_path / "refused", longest=16, workers=0)
+    spec = CompetitionSpec(train_folder="train-jpg")
+    report = presize_dataset(source, tmp_path / "small", longest=16, workers=0, spec=spec)
+    copied = sorted(str(p.relative_to(tmp_path / "small")) for p in (tmp_path / "small").rglob("*") if p.is_file())
+    assert not [name for name in copied if name.startswith(("train-tif", "tfrecords", "planet.zip"))], copied
+    assert report.resized + report.copied == 30 + 12 + 3, "the images read, train_v2.csv, the sample, PADDY_DEMO.txt"
+    original, copy = check_layout(source, spec), check_layout(tmp_path / "small")
+    assert copy.spec == original.spec and copy.test_ids == original.test_ids
+    assert copy.target_of() == original.target_of()
+
+
+def test_a_copy_an_older_release_made_is_still_its_competition(tmp_path):
+    """Before the copy recorded how its source was read, it recorded the competition alone."""
+    source = make_layout("aptos", tmp_path / "aptos2019-blindness-detection", n_train=20, size=24)
+    presize_dataset(source, tmp_path / "small", longest=16, workers=0)
+    marker = tmp_path / "small" / ".paddy-presize.json"
+    marker.write_text('{"longest": 16, "quality": 90, "competition": "aptos2019-blindness-detection"}')
+    copy = check_layout(tmp_path / "small")
+    assert copy.spec.slug == "aptos2019-blindness-detection" and copy.metric == "qwk"
+
+
+def test_the_cli_presizes_what_a_config_describes(tmp_path):
+    source = make_layout("planet", tmp_path / "planet-understanding-the-amazon-from-space", n_train=30, size=24)
+    shutil.copytree(source / "train-jpg", source / "train-tif-v2")
+    config = tmp_path / "planet.toml"
+    config.write_text(f'data = "{source}"\n[competition]\ntrain_folder = "train-jpg"\n[[models]]\narch = "resnet18"\n')
+    dest = tmp_path / "small"
+    result = run_paddy("presize", str(dest), "--config", str(config), "--longest", "16", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert not (dest / "train-tif-v2").exists() and check_layout(dest).spec.train_folder == "train-jpg"

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import pandas as pd
 import typer
 
-from paddy.cli.options import BadImagesOption, DataOption
+from paddy.cli.options import BadImagesOption, DataOption, with_competition_options
 from paddy.cli.output import err, out, progress_bar, reports_errors
 from paddy.cli.tables import description_table, frame_table
-from paddy.data.competition import COMPETITION, CompetitionData, check_layout, resolve_data
+from paddy.data.competition import COMPETITION, CompetitionData, check_layout
 from paddy.data.demo_layouts import LAYOUTS
+from paddy.orchestration.selection import data_described
 from paddy.settings.competition import CompetitionSpec
 from paddy.settings.entry import BadImages
 
@@ -55,9 +56,14 @@ def demo(
 
 @app.command()
 @reports_errors
+@with_competition_options
 def presize(
     dest: Annotated[Path, typer.Argument(help="Folder for the resized copy (created; re-running resumes).")],
+    competition: dict[str, Any],
     data: DataOption = None,
+    config: Annotated[
+        Optional[Path], typer.Option(help="Config whose data and [competition] say what to copy (flags over it).")
+    ] = None,
     longest: Annotated[int, typer.Option(help="Longest side in pixels; smaller images are copied as they are.")] = 256,
     quality: Annotated[int, typer.Option(help="JPEG quality, 1 to 95.")] = 90,
     workers: Annotated[
@@ -65,12 +71,16 @@ def presize(
     ] = None,
     bad_images: BadImagesOption = BadImages.fail,
 ) -> None:
-    """Write a resized copy of the competition images (same layout), so decoding stops starving training."""
+    """Write a resized copy of the competition images (same layout, only what is read: no DICOM or TFRecord
+    folders), so decoding stops starving training; the copy is read as its source was."""
     from paddy.data.presize import presize_dataset
 
-    source = resolve_data(data).root
+    found = data_described(data, config, competition)
+    source = found.root
     with progress_bar("presize", err) as update:
-        report = presize_dataset(source, dest, longest, quality, workers, on_progress=update, bad_images=bad_images)
+        report = presize_dataset(
+            source, dest, longest, quality, workers, on_progress=update, bad_images=bad_images, spec=found.spec
+        )
     counts = pd.DataFrame([{"resized": report.resized, "copied": report.copied, "already done": report.skipped}])
     out.print(frame_table(counts, title=f"{source} -> {dest} (longest {longest} px)"))
     if report.stale_removed:

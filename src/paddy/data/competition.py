@@ -22,7 +22,7 @@ from paddy.data.locations import (
     LABELS,
     SAMPLE,
     TRAIN,
-    copied_competition,
+    copied_description,
     found_name,
     images_by_name,
     sample_name,
@@ -37,6 +37,7 @@ from paddy.settings.competition import (
     CompetitionSpec,
     MetricName,
     TargetKind,
+    given_over,
     known_competition,
     metric_problem,
 )
@@ -244,7 +245,7 @@ def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> Compe
     if not root.is_dir():
         raise PaddyError(f"data folder not found: {root}")
     root = root.absolute()
-    spec = known_competition(spec, copied_competition(root) or root.name)  # a presized copy: its source's
+    spec = known_competition(given_over(copied_description(root), spec), root.name)  # a presized copy: as its source
     # a missing sample: read_sample's error, which looks one folder down for a --data given one folder too high
     spec = replace(spec, sample_file=sample_name(found_name(root, spec.sample_file, SAMPLE)))
     sample = read_sample(root / spec.sample_file)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_json
+from paddy.settings.competition import CompetitionSpec, recorded_spec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -180,11 +181,15 @@ def test_folders(root: Path, given: tuple[str, ...] | None, train_folder: str | 
         raise
 
 
-PRESIZE_MARKER = ".paddy-presize.json"  # in a `paddy presize` copy: its settings and the competition it copies
+PRESIZE_MARKER = ".paddy-presize.json"  # in a `paddy presize` copy: its settings and how its source was read
 
 
-def copied_competition(root: Path) -> str | None:
-    """The competition a presized copy was made from (Kaggle names a download after it; a copy is named as
-    its user likes), or None for a folder that is no copy, or a copy of an older release that did not say."""
+def copied_description(root: Path) -> CompetitionSpec:
+    """How a presized copy's source was read, so the copy (named as its user likes, holding only what that
+    reading needs) is read alike: the description recorded, the competition alone where an older release
+    recorded only that; nothing for a folder that is no copy."""
     marker = root / PRESIZE_MARKER
-    return read_json(marker).get("competition") if marker.is_file() else None
+    recorded = read_json(marker) if marker.is_file() else {}
+    if description := recorded.get("description"):
+        return recorded_spec(description)
+    return CompetitionSpec(slug=recorded.get("competition"))

@@ -28,16 +28,18 @@ from paddy.core.processes import die_with_parent
 from paddy.data.competition import CompetitionData, check_layout
 from paddy.data.images import bad_images_problem
 from paddy.data.locations import IMAGE_SUFFIXES, PRESIZE_MARKER
+from paddy.settings.competition import CompetitionSpec
 from paddy.settings.entry import BadImages
 
 MARKER = PRESIZE_MARKER
 MAX_QUALITY = 95  # Pillow: above 95 JPEG files grow with no visible gain
 RESIZED, COPIED, UNREADABLE = "resized", "copied", "unreadable"
+OWN_FILES = {".csv", ".json", ".txt"}  # a data folder's own small files: labels, sample, metadata, paddy's marker
 
 
 @dataclass(frozen=True)
 class PresizeReport:
-    """What a presize did; resized + copied + skipped is every file of the source."""
+    """What a presize did; resized + copied + skipped is every file the copy needs (files_read)."""
 
     dest: Path
     resized: int  # images written smaller
@@ -51,15 +53,17 @@ class PresizeReport:
         return self.resized + self.copied + self.skipped
 
 
-def check_presize_args(src: Path, dest: Path, longest: int, quality: int, workers: int | None) -> CompetitionData:
-    """Refuse settings that cannot give a usable copy, before touching any file; the source's layout."""
+def check_presize_args(
+    src: Path, dest: Path, longest: int, quality: int, workers: int | None, spec: CompetitionSpec
+) -> CompetitionData:
+    """Refuse settings that cannot give a usable copy, before touching any file; the source as `spec` reads it."""
     if longest <= 0:
         raise PaddyError(f"longest side must be a positive number of pixels, not {longest}")
     if not 1 <= quality <= MAX_QUALITY:
         raise PaddyError(f"JPEG quality must be between 1 and {MAX_QUALITY}, not {quality}")
     if workers is not None and workers < 0:
         raise PaddyError(f"workers must be 0 (this process) or more, not {workers}")
-    data = check_layout(src)
+    data = check_layout(src, spec)
     if dest.resolve().is_relative_to(src.resolve()):
         raise PaddyError(f"destination {dest} is inside the source {src}; choose a folder outside it")
     if dest.exists() and not dest.is_dir():
@@ -67,8 +71,8 @@ def check_presize_args(src: Path, dest: Path, longest: int, quality: int, worker
     return data
 
 
-def claim_dest(dest: Path, settings: dict[str, int], competition: str | None) -> None:
-    """Mark `dest` as a presize with these settings and the competition it copies (its name is the user's);
+def claim_dest(dest: Path, settings: dict[str, int], description: CompetitionSpec) -> None:
+    """Mark `dest` as a presize with these settings and how its source was read (locations.copied_description);
     refuse a folder written otherwise, so a resumed run never mixes two sizes or overwrites someone's files."""
     marker = dest / MARKER
     if marker.is_file():
@@ -81,7 +85,7 @@ def claim_dest(dest: Path, settings: dict[str, int], competition: str | None) ->
         return
     if dest.is_dir() and any(dest.iterdir()):
         raise PaddyError(f"{dest} is not empty and is not a paddy presize; choose a new folder")
-    write_json(marker, {**settings, "competition": competition})
+    write_json(marker, {**settings, "competition": description.slug, "description": description.to_json()})
 
 
 def shrunk_image(src: Path, longest: int, quality: int) -> bytes | None:
@@ -110,9 +114,16 @@ def presize_file(job: tuple[Path, Path], longest: int, quality: int) -> str:
     return COPIED if data is None else RESIZED
 
 
-def pending_jobs(src: Path, dest: Path) -> tuple[list[tuple[Path, Path]], int]:
+def files_read(data: CompetitionData) -> list[Path]:
+    """What a copy needs to be read as its source: the training and test images, and the data folder's own
+    small files (labels, sample, metadata); never the rest (siim-isic's DICOM train/, Planet's .tif copies,
+    TFRecords, zips), which would be copied for nothing."""
+    own = [p for p in data.root.iterdir() if p.is_file() and p.suffix.lower() in OWN_FILES and p.name != MARKER]
+    return sorted({*data.train_images, *data.test_images, *own})
+
+
+def pending_jobs(files: list[Path], src: Path, dest: Path) -> tuple[list[tuple[Path, Path]], int]:
     """(source, destination) of every file not yet copied, and how many are done already."""
-    files = sorted(p for p in src.rglob("*") if p.is_file() and p.name != MARKER)
     jobs = [(p, dest / p.relative_to(src)) for p in files]
     todo = [job for job in jobs if not job[1].exists()]
     return todo, len(jobs) - len(todo)
@@ -142,20 +153,23 @@ def presize_dataset(
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     bad_images: BadImages = BadImages.fail,
+    spec: CompetitionSpec = CompetitionSpec(),
 ) -> PresizeReport:
-    """Copy the competition folder `src` to `dest` with images shrunk to `longest` px on their longest side.
+    """Copy the competition folder `src`, as `spec` reads it, to `dest` with images shrunk to `longest` px on
+    their longest side.
 
-    Same layout and file names; images are never enlarged; other files (train.csv,
-    sample_submission.csv) are copied. Files already in `dest` are skipped, so re-running
-    resumes; temp files a killed run left are deleted first. `on_progress(done, total)` follows
-    the files; workers default to every core. Unreadable images follow train's rule (bad_images_problem):
-    a test image, or with `bad_images` fail any image, is refused naming it and left out of the copy (a
-    re-run tries it again); skipped training images are copied unchanged, for `train --bad-images skip`.
+    Same layout and file names, only what is read (files_read); images are never enlarged; the folder's own
+    small files (train.csv, sample_submission.csv) are copied. The copy records how its source was read.
+    Files already in `dest` are skipped, so re-running resumes; temp files a killed run left are deleted
+    first. `on_progress(done, total)` follows the files; workers default to every core. Unreadable images
+    follow train's rule (bad_images_problem): a test image, or with `bad_images` fail any image, is refused
+    naming it and left out of the copy (a re-run tries it again); skipped training images are copied
+    unchanged, for `train --bad-images skip`.
     """
-    data = check_presize_args(src, dest, longest, quality, workers)
-    claim_dest(dest, {"longest": longest, "quality": quality}, data.spec.slug)
+    data = check_presize_args(src, dest, longest, quality, workers, spec)
+    claim_dest(dest, {"longest": longest, "quality": quality}, data.spec)
     stale_removed = remove_stale_temp_files(dest)
-    jobs, skipped = pending_jobs(src, dest)
+    jobs, skipped = pending_jobs(files_read(data), data.root, dest)
     total = skipped + len(jobs)
     counts: Counter[str] = Counter()
     if on_progress:

@@ -96,6 +96,13 @@ def choose_config(
     return ConfigChoice(ensemble, found, chosen_budget(budget, ensemble.budget))
 
 
+def data_described(data: Path | None, config: Path | None, competition: dict[str, Any] | None) -> CompetitionData:
+    """The checked data a command reads (the flag's, else the config's, Kaggle's or the demo) as the config's
+    [competition] table and the competition flags describe it."""
+    ensemble = load_config(config) if config else None
+    return resolve_data(data or (ensemble.data if ensemble else None), described(ensemble, competition))
+
+
 def described(ensemble: EnsembleConfig | None, competition: dict[str, Any] | None) -> CompetitionSpec:
     """The competition description: the config's [competition] table with the given keys (flags) over it."""
     base = ensemble.competition if ensemble else CompetitionSpec()

@@ -188,6 +188,11 @@ def known_competition(spec: CompetitionSpec, folder_name: str) -> CompetitionSpe
     return replace(spec, slug=slug, kind=spec.kind or kind, metric=spec.metric or metric)
 
 
+def given_over(base: CompetitionSpec, given: CompetitionSpec) -> CompetitionSpec:
+    """`base` with each key that `given` gives in its place."""
+    return replace(base, **{key: getattr(given, key) for key in SPEC_FIELDS if getattr(given, key) is not None})
+
+
 def overridden(spec: CompetitionSpec, raw: dict[str, Any], where: str) -> CompetitionSpec:
     """`spec` with the keys of `raw` (a `[competition]` table, or flags) over it, every problem in one line
     (a metric that does not fit the kind among them)."""
