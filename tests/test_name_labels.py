@@ -118,3 +118,30 @@ def test_a_labels_file_and_class_folders_still_come_before_names(tmp_path):
     found = check_layout(root)
     assert found.spec.labels_file == "train.csv" and found.target_of()["cat.0.jpg"] == "0", "the CSV's labels"
     assert found.spec.label_pattern is None
+
+
+def test_the_positive_class_is_the_second_in_order_unless_the_description_names_it(tmp_path):
+    """A binary submission gives the last class's probability: dog of cat/dog, 1 of 0/1; a competition that
+    wants the other (a FAKE of REAL/FAKE) names it, and the model's outputs, scores and submission follow."""
+    root, out, runner = dogs_vs_cats(tmp_path / DOGS_VS_CATS), tmp_path / "runs", CliRunner()
+    found = check_layout(root, CompetitionSpec(positive_class="cat"))
+    assert found.classes == ("dog", "cat") and found.description()["submission"].startswith(
+        "positive_probability of cat"
+    )
+    config = tmp_path / "cats.toml"
+    config.write_text('[competition]\npositive_class = "cat"\n[[models]]\narch = "test_resnet"\nsize = 16\nbs = 4\n'
+                      'epochs = 1\npretrained = false\n')  # fmt: skip
+    trained = runner.invoke(app, ["run", str(config), "--data", str(root), "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    (preds_path,) = out.glob("*/predictions.safetensors")
+    preds = load_predictions(preds_path)
+    assert preds.vocab == ("dog", "cat") and preds.meta["competition"]["positive_class"] == "cat"
+    sent = runner.invoke(app, ["submit", "--predictions", str(preds_path), "--dry-run", "--submissions", str(out)])
+    assert sent.exit_code == 0, sent.output
+    (csv,) = out.glob("submission-*.csv")
+    cat = preds.probs[[preds.image_ids.index(f"{k}.jpg") for k in range(1, 5)], 1]
+    np.testing.assert_allclose(pd.read_csv(csv).label, cat, atol=1e-6)
+    with pytest.raises(PaddyError, match=r"positive_class 'bird' is not one of the classes \(cat, dog\)"):
+        check_layout(root, CompetitionSpec(positive_class="bird"))
+    with pytest.raises(PaddyError, match="positive_class 'cat' is for a binary target, not a single one"):
+        check_layout(root, CompetitionSpec(positive_class="cat", kind=TargetKind.single))

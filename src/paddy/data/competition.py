@@ -17,7 +17,7 @@ import pandas as pd
 
 from paddy.core.errors import PaddyError
 from paddy.data.demo import ensure_demo_dataset, is_demo_data
-from paddy.data.layout import Labelled, Target, class_folder_labelled, files_of_ids, read_labels
+from paddy.data.layout import Labelled, Target, class_folder_labelled, files_of_ids, positive_last, read_labels
 from paddy.data.locations import (
     LABELS,
     SAMPLE,
@@ -198,7 +198,7 @@ def labelled_layout(root: Path, labelled: Labelled, spec: CompetitionSpec, sampl
     names = [p.name for p in labelled.images]
     return CompetitionData(
         root=root,
-        classes=labelled.vocab,
+        classes=positive_last(labelled.vocab, filled),
         train_images=labelled.images,
         test_images=tuple(test_images),
         label_column=str(sample.columns[1]),

@@ -242,7 +242,7 @@ def classes_spec(spec: CompetitionSpec, where: str) -> CompetitionSpec:
             f"{given[0]} names a column of a labels file, but the labels here are {where} "
             "(a labels file is read only when labels_file is given)"
         )
-    kind = spec.kind or TargetKind.single
+    kind = spec.kind or (TargetKind.binary if spec.positive_class else TargetKind.single)
     if kind not in (TargetKind.single, TargetKind.binary):
         raise PaddyError(f"{where} hold single-label classes, not a {kind} target")
     return replace(spec, kind=kind)
@@ -267,3 +267,16 @@ def class_folder_labelled(root: Path, train_folder: str, spec: CompetitionSpec, 
     filled = replace(classes_spec(spec, f"the class folders under {train_folder}/"), train_folder=train_folder)
     classes = tuple(p.name for p in class_dirs)
     return Labelled(tuple(images), tuple(p.parent.name for p in images), classes, filled)
+
+
+def positive_last(vocab: tuple[str, ...], spec: CompetitionSpec) -> tuple[str, ...]:
+    """The classes in the order the model's outputs take, the positive class last: a binary target is scored
+    and submitted on the last class's probability. The description's positive_class (a FAKE of REAL/FAKE),
+    else the second in order (1 of 0/1, dog of cat/dog)."""
+    if spec.positive_class is None:
+        return vocab
+    if spec.kind is not TargetKind.binary:
+        raise PaddyError(f"positive_class {spec.positive_class!r} is for a binary target, not a {spec.kind} one")
+    if spec.positive_class not in vocab:
+        raise PaddyError(f"positive_class {spec.positive_class!r} is not one of the classes ({', '.join(vocab)})")
+    return (*(name for name in vocab if name != spec.positive_class), spec.positive_class)

@@ -95,6 +95,7 @@ class CompetitionSpec:
     extension: str | None = None  # added to ids that have none (".jpg", ".png", ".tif")
     kind: TargetKind | None = None
     metric: MetricName | None = None
+    positive_class: str | None = None  # binary: whose probability is submitted (default: the second in order)
     group_column: str | None = None  # folds never split a group (e.g. patient_id)
     fold_column: str | None = None  # the user's own folds (1..K, or 0..K-1) in the labels file
 
