@@ -10,6 +10,7 @@ class.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from paddy.data.locations import (
     found_path,
     holds_images,
     image_files,
-    image_files_below,
+    image_names_below,
     images_by_name,
     usual_name,
     visible,
@@ -217,17 +218,18 @@ def grouping_labels_file(root: Path, train_dir: Path, sample: pd.DataFrame) -> P
     table = read_csv(root / name, dtype=str) if name else pd.DataFrame()
     if column not in table.columns or len(table.columns) < 2 or len(sample.columns) != 2:
         return None
-    images = image_files_below(train_dir)
-    folder_of = {p.name: p.parent for p in images} | {p.stem: p.parent for p in images}
+    folder_of: dict[str, str] = {}  # by name and by name without extension (text: 20k Paths take 0.3 s)
+    for parent, file in image_names_below(train_dir):
+        folder_of[file] = folder_of[os.path.splitext(file)[0]] = parent
     ids, labels = table.iloc[:, 0].astype(str), table[column].astype(str).str.strip()
     listed = [(i, folder_of[i], label) for i, label in zip(ids, labels) if i in folder_of]
-    differ = [(image_id, folder, label) for image_id, folder, label in listed if folder.name != label]
+    differ = [(image_id, folder, label) for image_id, folder, label in listed if os.path.basename(folder) != label]
     if not differ or len(differ) == len(listed):
         return root / name if differ else None
     image_id, folder, label = differ[0]
     raise PaddyError(
         f"{root / name} disagrees with the class folders for {len(differ)} images: {image_id} is in "
-        f"{folder.parent.name}/{folder.name}/ but labelled {label!r}; move the images or correct {name}"
+        f"{Path(folder).parent.name}/{Path(folder).name}/ but labelled {label!r}; move the images or correct {name}"
     )
 
 

@@ -7,6 +7,7 @@ sampleSubmission.csv). Two alike and none usual is a question only the user can 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -24,23 +25,36 @@ def visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
+def is_image_name(name: str) -> bool:
+    """A visible file name with an image's extension."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
 def image_files(folder: Path) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name for a stable order."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and visible(p) and p.is_file())
+    """Image files directly inside `folder`, sorted by name for a stable order. (os.scandir: a directory entry
+    knows whether it is a file without a stat per image, a third of the time on 20k images.)"""
+    with os.scandir(folder) as entries:
+        names = sorted(entry.name for entry in entries if is_image_name(entry.name) and entry.is_file())
+    return [folder / name for name in names]
+
+
+def image_names_below(folder: Path) -> Iterator[tuple[str, str]]:
+    """(the folder it is in, its name) of each image file in `folder` and its subfolders (hotel-id's
+    train_images/<chain>/) as they are found; nothing hidden, nor inside a hidden folder. Text, not Paths:
+    making a Path is most of the time of a listing."""
+    for parent, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]  # not walked into
+        yield from ((parent, name) for name in names if is_image_name(name))
 
 
 def images_below(folder: Path) -> Iterator[Path]:
-    """Image files in `folder` and its subfolders (hotel-id's train_images/<chain>/) as they are found; nothing
-    hidden, nor inside a hidden folder."""
-    for path in folder.rglob("*"):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            if all(visible(Path(part)) for part in path.relative_to(folder).parts):
-                yield path
+    """`image_names_below` as Paths."""
+    return (Path(parent, name) for parent, name in image_names_below(folder))
 
 
 def image_files_below(folder: Path) -> list[Path]:
-    """`images_below`, sorted by path."""
-    return sorted(images_below(folder))
+    """`images_below`, sorted by path (as Path orders them: by their parts)."""
+    return sorted(images_below(folder), key=lambda path: path.parts)
 
 
 def holds_images(folder: Path) -> bool:
