@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from test_cli import assert_one_line_error, run_paddy
 from typer.testing import CliRunner
 
 from paddy.cli.app import app
@@ -356,3 +357,22 @@ def test_a_usual_folder_without_images_gives_way_to_the_images_one_folder_down(t
     shutil.rmtree(root / "jpeg" / "test")
     with pytest.raises(PaddyError, match="test has no images"):
         check_layout(root)
+
+
+def test_several_numbers_to_predict_are_one_error_line_not_a_traceback(tmp_path):
+    """planttraits2024 asks for six traits at once; named as label columns they were a ValueError traceback
+    (int() of '2.48') from reading them as one-hot columns."""
+    root = tmp_path / "planttraits2024"
+    ids = [str(1000 + k) for k in range(12)]
+    write_images(root / "train_images", [f"{i}.jpeg" for i in ids], 0)
+    traits = {"X4_mean": np.linspace(0.1, 3.0, 12), "X11_mean": np.linspace(1.5, 20.0, 12)}
+    pd.DataFrame({"id": ids, **traits}).to_csv(root / "train.csv", index=False)
+    write_images(root / "test_images", ["2000.jpeg"], 1)
+    pd.DataFrame({"id": ["2000"], "X4": [0.5], "X11": [1.0]}).to_csv(root / "sample_submission.csv", index=False)
+    flags = ["--label-column", "X4_mean", "--label-column", "X11_mean"]
+    assert_one_line_error(
+        run_paddy("train", "--data", str(root), *flags),
+        "the one-hot columns X4_mean, X11_mean must hold only 0 and 1; paddy predicts one number, not 2",
+    )
+    with pytest.raises(PaddyError, match=r"the sample submission asks for 2 numbers an image \(X4, X11\); paddy"):
+        check_layout(root, CompetitionSpec(label_columns=("X4_mean",)))  # was "class columns are not the classes"

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from paddy.core.errors import PaddyError
@@ -112,13 +113,24 @@ def is_number_text(values: pd.Series) -> bool:
     return non_numbers(values, integers=False).empty
 
 
-def inferred_kind(table: pd.DataFrame, columns: tuple[str, ...], spec: CompetitionSpec) -> TargetKind:
+def one_hot_rows(table: pd.DataFrame, columns: tuple[str, ...], csv: Path) -> np.ndarray:
+    """Several label columns as rows of 0/1 integers, refused in one line unless every value is 0 or 1
+    (several numbers to predict at once, as planttraits' six traits, are not a target paddy trains)."""
+    values = table[list(columns)]
+    if not values.isin([0, 1, "0", "1"]).all().all():
+        numbers = all(is_number_text(values[column].astype(str)) for column in columns)
+        several = f"; paddy predicts one number, not {len(columns)}: give one as label_columns" if numbers else ""
+        raise PaddyError(f"{csv}: the one-hot columns {', '.join(columns)} must hold only 0 and 1{several}")
+    return values.astype(int).to_numpy()
+
+
+def inferred_kind(table: pd.DataFrame, columns: tuple[str, ...], spec: CompetitionSpec, csv: Path) -> TargetKind:
     """The target kind the labels show: one-hot rows with other than one 1 or label lists are multi-label,
     two values binary, many numbers (or a regression/ordinal metric) a number, else single-label."""
     if spec.kind is not None:
         return spec.kind
     if len(columns) > 1:
-        return TargetKind.single if (table[list(columns)].astype(int).sum(axis=1) == 1).all() else TargetKind.multi
+        return TargetKind.single if (one_hot_rows(table, columns, csv).sum(axis=1) == 1).all() else TargetKind.multi
     values = table[columns[0]].astype(str)
     if spec.label_sep is not None or values.str.contains(" ").any():
         return TargetKind.multi
@@ -142,10 +154,7 @@ def class_order(values: list[str]) -> tuple[str, ...]:
 def targets_of(table: pd.DataFrame, columns: tuple[str, ...], kind: TargetKind, sep: str | None, csv: Path):
     """Each row's target and the vocabulary: class names, tags, or the one column predicted as a number."""
     if len(columns) > 1:
-        onehot = table[list(columns)]
-        if not onehot.isin([0, 1, "0", "1"]).all().all():
-            raise PaddyError(f"{csv}: the one-hot columns {', '.join(columns)} must hold only 0 and 1")
-        rows = onehot.astype(int).to_numpy()
+        rows = one_hot_rows(table, columns, csv)
         if kind is TargetKind.multi:
             return tuple(tuple(c for c, on in zip(columns, row) if on) for row in rows), columns
         return tuple(columns[int(row.argmax())] for row in rows), columns
@@ -182,7 +191,7 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
         raise PaddyError(f"{csv} column {id_column!r} lists {repeated!r} more than once")
     spec = replace(spec, id_column=id_column)
     columns = label_columns(table, spec, sample, csv)
-    kind = inferred_kind(table, columns, spec)
+    kind = inferred_kind(table, columns, spec, csv)
     sep = spec.label_sep or (" " if kind is TargetKind.multi and len(columns) == 1 else None)
     targets, vocab = targets_of(table, columns, kind, sep, csv)
     folder = found_path(root, spec.train_folder, TRAIN)

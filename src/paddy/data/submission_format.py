@@ -115,6 +115,11 @@ LABEL_METRICS = (MetricName.accuracy, MetricName.error_rate, MetricName.f1_macro
 
 def value_shape(value_columns: tuple[str, ...], kind: TargetKind, metric: MetricName | None) -> SampleShape:
     """What one value column holds, for this kind of target and metric."""
+    if len(value_columns) > 1 and kind in (TargetKind.regression, TargetKind.ordinal):
+        raise PaddyError(
+            f"the sample submission asks for {len(value_columns)} numbers an image ({', '.join(value_columns)}); "
+            "paddy predicts one"
+        )
     if len(value_columns) > 1:
         return SampleShape.class_probabilities
     if kind == TargetKind.binary:
