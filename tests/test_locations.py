@@ -376,3 +376,31 @@ def test_several_numbers_to_predict_are_one_error_line_not_a_traceback(tmp_path)
     )
     with pytest.raises(PaddyError, match=r"the sample submission asks for 2 numbers an image \(X4, X11\); paddy"):
         check_layout(root, CompetitionSpec(label_columns=("X4_mean",)))  # was "class columns are not the classes"
+
+
+def flat(root: Path) -> Path:
+    """train/ and test/ beside train.csv (id,label) and a sample (id,label)."""
+    ids = [f"a{k}.jpg" for k in range(8)]
+    write_images(root / "train", ids, 0)
+    pd.DataFrame({"id": ids, "label": ["x", "y"] * 4}).to_csv(root / "train.csv", index=False)
+    write_images(root / "test", ["t0.jpg", "t1.jpg"], 1)
+    pd.DataFrame({"id": ["t0.jpg", "t1.jpg"], "label": "x"}).to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+@pytest.mark.parametrize(
+    "breakage, error",
+    [
+        (lambda r: (r / "sample_submission.csv").write_text("id,label\nt0.jpg,x\nt0.jpg,x\nt1.jpg,x\n"),
+         "sample_submission.csv lists 't0.jpg' more than once"),  # was two test images of one file
+        (lambda r: (r / "train.csv").write_text("id\na0.jpg\na1.jpg\n"),
+         r"train.csv has one column \('id'\): no label beside the image id"),  # was "(columns: )"
+        (lambda r: (r / "train.csv").write_text("id;label\na0.jpg;x\na1.jpg;y\n"),
+         r"train.csv has one column \('id;label'\)"),
+    ],
+)  # fmt: skip
+def test_what_a_file_gets_wrong_is_named(tmp_path, breakage, error):
+    root = flat(tmp_path / "comp")
+    breakage(root)
+    with pytest.raises(PaddyError, match=error):
+        check_layout(root)

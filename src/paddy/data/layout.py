@@ -90,6 +90,8 @@ def label_columns(table: pd.DataFrame, spec: CompetitionSpec, sample: pd.DataFra
     others = [c for c in table.columns if c not in (spec.id_column, spec.group_column, spec.fold_column)]
     if len(others) == 1:
         return (others[0],)
+    if len(table.columns) == 1:  # the id alone, or a CSV separated by semicolons or tabs, read as one column
+        raise PaddyError(f"{csv} has one column ({table.columns[0]!r}): no label beside the image id")
     raise PaddyError(
         f"cannot tell which column of {csv} is the label (columns: {', '.join(others)}); "
         "name it with label_columns in [competition]"
