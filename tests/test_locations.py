@@ -404,3 +404,11 @@ def test_what_a_file_gets_wrong_is_named(tmp_path, breakage, error):
     breakage(root)
     with pytest.raises(PaddyError, match=error):
         check_layout(root)
+
+
+def test_a_binary_target_of_three_classes_is_refused(tmp_path):
+    """kind = "binary" on three class folders trained and scored the second class against the other two."""
+    root = plant_seedlings(tmp_path / "seedlings")
+    for spec in (CompetitionSpec(kind=TargetKind.binary), CompetitionSpec(positive_class="Black-grass")):
+        with pytest.raises(PaddyError, match=r"a binary target has two classes, not 3 \(Black-grass, Common "):
+            check_layout(root, spec)

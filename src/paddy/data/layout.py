@@ -285,7 +285,11 @@ def class_folder_labelled(root: Path, train_folder: str, spec: CompetitionSpec, 
 def positive_last(vocab: tuple[str, ...], spec: CompetitionSpec) -> tuple[str, ...]:
     """The classes in the order the model's outputs take, the positive class last: a binary target is scored
     and submitted on the last class's probability. The description's positive_class (a FAKE of REAL/FAKE),
-    else the second in order (1 of 0/1, dog of cat/dog)."""
+    else the second in order (1 of 0/1, dog of cat/dog). A binary target of other than two classes is refused
+    (it scored its second class against the rest)."""
+    if spec.kind is TargetKind.binary and len(vocab) != 2:
+        shown = ", ".join(vocab[:4]) + (", ..." if len(vocab) > 4 else "")
+        raise PaddyError(f"a binary target has two classes, not {len(vocab)} ({shown}): give kind = \"single\"")
     if spec.positive_class is None:
         return vocab
     if spec.kind is not TargetKind.binary:
