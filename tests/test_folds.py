@@ -370,3 +370,14 @@ def test_predict_with_an_entrys_fold_runs_averages_them(fold_runs, tmp_path):
     folds = [load_predictions(run.predictions_path).probs for run in fold_runs.runs]
     np.testing.assert_allclose(preds.probs, np.mean(folds, axis=0), rtol=0, atol=1e-5)
     assert preds.meta["runs"] == names
+
+
+def test_fitting_the_weights_of_one_member_is_said_to_change_nothing(fold_runs):
+    """One entry's fold runs, --fit-weights: four ensemble lines of the same score and the warning 'fitting
+    overfits here' before; now its one line and why nothing was fitted."""
+    from paddy.ensembling.out_of_fold import cv_report
+
+    report = cv_report(["entry 0"], [fold_runs.runs], (1.0,), fit=True)
+    assert report.one_member and report.fitted is None and len(report.ensemble) == 1 and report.scored
+    assert report.fitting_does_not_help() == "one member: there are no weights to fit; its own is the ensemble"
+    assert not cv_report(["entry 0"], [fold_runs.runs], (1.0,)).one_member, "nothing was asked to be fitted"

@@ -289,7 +289,7 @@ def positive_last(vocab: tuple[str, ...], spec: CompetitionSpec) -> tuple[str, .
     (it scored its second class against the rest)."""
     if spec.kind is TargetKind.binary and len(vocab) != 2:
         shown = ", ".join(vocab[:4]) + (", ..." if len(vocab) > 4 else "")
-        raise PaddyError(f"a binary target has two classes, not {len(vocab)} ({shown}): give kind = \"single\"")
+        raise PaddyError(f'a binary target has two classes, not {len(vocab)} ({shown}): give kind = "single"')
     if spec.positive_class is None:
         return vocab
     if spec.kind is not TargetKind.binary:

@@ -228,7 +228,7 @@ def scored_members(members: list[Member], fit: bool, scoring: Scoring | None = N
     fitted on their out-of-fold predictions (refused where there are none to fit on)."""
     names = [m.name for m in members]
     report = cv_report(names, [list(m.runs) for m in members], tuple(m.weight for m in members), fit, scoring)
-    if not fit:
+    if not fit or report.one_member:
         return members, report
     if report.fitted is None:
         raise PaddyError(

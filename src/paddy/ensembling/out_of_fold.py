@@ -1,9 +1,9 @@
 """Out-of-fold (OOF) predictions: an entry's fold runs put together, and an ensemble's CV score.
 
-Each fold's run saves TTA probabilities of the images its fold held out (`oof.safetensors`,
-with their labels). An entry's OOF is its folds' files together: every training image exactly
-once. Members are scored together only when they were trained on the same folds, known from
-the folds file's digest every run records; otherwise the report says why there is no CV score.
+Each fold's run saves TTA probabilities of the images its fold held out (`oof.safetensors`, with their
+labels). An entry's OOF is its folds' files together: every training image exactly once. Members are
+scored together only when they were trained on the same folds, known from the folds file's digest every
+run records; otherwise the report says why there is no CV score.
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ class CvReport:
     # what its submission applies; None where its kind needs none or there is no OOF to fit them on
     decisions: Decisions | None = None
     without_folds: bool = False  # no member was trained with folds: there is nothing to cross-validate
+    one_member: bool = False  # weights were asked to be fitted for a single member: there are none to fit
 
     @property
     def scored(self) -> bool:
@@ -178,7 +179,9 @@ class CvReport:
     def fitting_does_not_help(self) -> str | None:
         """Why the fitted weights should not be trusted: their fold-out score on what they were fitted on
         (log loss for the step metrics, else the metric) is no better than the given weights' (fitting
-        overfits the out-of-fold rows), or None."""
+        overfits the out-of-fold rows), or None. One member has no weights to fit."""
+        if self.one_member:
+            return "one member: there are no weights to fit; its own is the ensemble"
         if not self.fitted:
             return None
         given, honest = self.ensemble[0].scores, self.ensemble[-1].scores
@@ -189,10 +192,8 @@ class CvReport:
             sign = -1.0 if self.scoring.greater_is_better else 1.0
         if sign * ours < sign * theirs:
             return None
-        return (
-            f"fitted weights score {name} {ours:.4f} fold-out against {theirs:.4f} for the given "
-            "weights: fitting overfits here; consider ensembling without --fit-weights"
-        )
+        overfits = "fitting overfits here; consider the given weights instead"
+        return f"fitted weights score {name} {ours:.4f} fold-out against {theirs:.4f} for the given weights: {overfits}"
 
     def saved_ensemble(self) -> dict[str, Any] | None:
         """The CV score of the ensemble as saved, for its metadata and submission message: with fitted
@@ -260,8 +261,9 @@ def cv_report(
         return CvReport(members, [CvLine("ensemble", None, weights, why=str(e))], scoring=scoring)
     mean = weighted_mean(aligned, np.array(weights))
     given = CvLine("ensemble, given weights", scores(mean, first.targets, scoring), weights)
-    if not fit:
-        return CvReport(members, [given], scoring=scoring, decisions=scoring.fitted(mean, first.targets).decisions)
+    if not fit or len(aligned) == 1:
+        decisions = scoring.fitted(mean, first.targets).decisions
+        return CvReport(members, [given], scoring=scoring, decisions=decisions, one_member=fit)
     lines, fitted = fitted_lines(first, aligned, scoring)
     saved = weighted_mean(aligned, np.array(fitted))
     return CvReport(members, [given, *lines], fitted, scoring, scoring.fitted(saved, first.targets).decisions)
