@@ -412,3 +412,17 @@ def test_a_binary_target_of_three_classes_is_refused(tmp_path):
     for spec in (CompetitionSpec(kind=TargetKind.binary), CompetitionSpec(positive_class="Black-grass")):
         with pytest.raises(PaddyError, match=r"a binary target has two classes, not 3 \(Black-grass, Common "):
             check_layout(root, spec)
+
+
+def test_the_folders_can_be_named_by_flags(tmp_path):
+    """Planet's real download asks which training folder (train-jpg/ or train-tif-v2/); a flag answers it,
+    without a config written for that alone, and a split test set is the flag repeated."""
+    root = planet(tmp_path / PLANET, more=2)
+    shutil.copytree(root / "train-jpg", root / "train-tif-v2")
+    flags = ["--arch", "test_resnet", "--size", "16", "--bs", "4", "--epochs", "1", "--one-cycle", "--no-pretrained"]
+    out = str(tmp_path / "runs")
+    assert_one_line_error(run_paddy("train", "--data", str(root), "--out", out, *flags), "name one with train_folder")
+    tests = ["--test-folder", "test-jpg", "--test-folder", "test-jpg-additional"]
+    trained = run_paddy("train", "--data", str(root), "--out", out, "--train-folder", "train-jpg", *tests, *flags)
+    assert trained.exit_code == 0, trained.output
+    assert "12 in train-jpg/" in trained.stdout and "6 in test-jpg/, test-jpg-additional/" in trained.stdout

@@ -260,6 +260,12 @@ COMPETITION_OPTIONS: dict[str, Any] = {
     "group_column": Annotated[
         Optional[str], typer.Option(help="Column whose groups no fold splits (e.g. patient_id).")
     ],
+    "train_folder": Annotated[
+        Optional[str], typer.Option(help="Training image folder in the data folder (default: found, e.g. train/).")
+    ],
+    "test_folder": Annotated[
+        Optional[list[str]], typer.Option(help="Test image folder (default: found); repeat it for a split test set.")
+    ],
     "fold_column": Annotated[Optional[str], typer.Option(help="Column holding your own folds.")],
 }
 COMPETITION_OPTIONS = panelled(COMPETITION_OPTIONS, DATA)
