@@ -20,14 +20,19 @@ from paddy.settings.competition import CompetitionSpec, recorded_spec
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def visible(path: Path) -> bool:
+def hidden(name: str) -> bool:
     """Hidden files and folders (`.ipynb_checkpoints`, macOS `._*` files, dotfiles) are not data."""
-    return not path.name.startswith(".")
+    return name.startswith(".")
+
+
+def visible(path: Path) -> bool:
+    """`path` is not hidden."""
+    return not hidden(path.name)
 
 
 def is_image_name(name: str) -> bool:
     """A visible file name with an image's extension."""
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+    return not hidden(name) and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -43,7 +48,7 @@ def image_names_below(folder: Path) -> Iterator[tuple[str, str]]:
     train_images/<chain>/) as they are found; nothing hidden, nor inside a hidden folder. Text, not Paths:
     making a Path is most of the time of a listing."""
     for parent, folders, names in os.walk(folder):
-        folders[:] = [name for name in folders if not name.startswith(".")]  # not walked into
+        folders[:] = [name for name in folders if not hidden(name)]  # not walked into
         yield from ((parent, name) for name in names if is_image_name(name))
 
 
