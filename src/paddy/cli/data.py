@@ -16,6 +16,7 @@ from paddy.data.competition import COMPETITION, CompetitionData, check_layout
 from paddy.data.demo_layouts import LAYOUTS
 from paddy.orchestration.selection import data_described
 from paddy.settings.competition import CompetitionSpec
+from paddy.settings.config_file import load_config
 from paddy.settings.entry import BadImages
 
 DemoLayout = StrEnum("DemoLayout", {name.replace("-", "_"): name for name in LAYOUTS})  # typer's choices
@@ -75,7 +76,7 @@ def presize(
     folders), so decoding stops starving training; the copy is read as its source was."""
     from paddy.data.presize import presize_dataset
 
-    found = data_described(data, config, competition)
+    found = data_described(data, load_config(config) if config else None, competition)
     source = found.root
     with progress_bar("presize", err) as update:
         report = presize_dataset(

@@ -47,8 +47,7 @@ def choose_model(
     With `whole_config`, a config without `entry` gives all its entries (an ensemble). The
     budget is the flag's, else the config's, else a Kaggle GPU's."""
     ensemble = load_config(config, check=trainable_problems) if config else None
-    spec = described(ensemble, competition)
-    found = resolve_data(data or (ensemble.data if ensemble else None), spec)
+    found = data_described(data, ensemble, competition)
     note = None
     if ensemble and whole_config and entry is None:
         bases = ensemble.models
@@ -92,14 +91,15 @@ def choose_config(
 ) -> ConfigChoice:
     """The config, its data (the flag's, else the config's, Kaggle's or the demo) and budget (likewise)."""
     ensemble = load_config(config, check=trainable_problems)
-    found = resolve_data(data or ensemble.data, described(ensemble, competition))
+    found = data_described(data, ensemble, competition)
     return ConfigChoice(ensemble, found, chosen_budget(budget, ensemble.budget))
 
 
-def data_described(data: Path | None, config: Path | None, competition: dict[str, Any] | None) -> CompetitionData:
+def data_described(
+    data: Path | None, ensemble: EnsembleConfig | None, competition: dict[str, Any] | None
+) -> CompetitionData:
     """The checked data a command reads (the flag's, else the config's, Kaggle's or the demo) as the config's
     [competition] table and the competition flags describe it."""
-    ensemble = load_config(config) if config else None
     return resolve_data(data or (ensemble.data if ensemble else None), described(ensemble, competition))
 
 
