@@ -178,9 +178,10 @@ def test_images_of(sample_csv: Path, sample: pd.DataFrame, folders: list[Path], 
     extension). Folders of their own must hold exactly the images the sample lists, each name once."""
     where = ", ".join(f"{folder.name}/" for folder in folders)
     files = images_by_name(folders)  # aerial-cactus: test/test/*.jpg, below test/
-    if (repeated := sample.iloc[:, 0].astype(str)).duplicated().any():
-        raise PaddyError(f"{sample_csv} lists {repeated[repeated.duplicated()].iloc[0]!r} more than once")
-    images = files_of_ids(list(sample.iloc[:, 0]), files, None, f"{sample_csv} does not match {where}")
+    ids = sample.iloc[:, 0]  # text: read_sample reads every column as it is written
+    if ids.duplicated().any():
+        raise PaddyError(f"{sample_csv} lists {ids[ids.duplicated()].iloc[0]!r} more than once")
+    images = files_of_ids(list(ids), files, None, f"{sample_csv} does not match {where}")
     not_listed = sorted(set(files.values()) - set(images)) if not shared else []
     if not_listed:
         raise PaddyError(
