@@ -213,18 +213,20 @@ def ordinal_preds(meta):
 
 def test_build_submission_reads_the_kind_and_decisions_the_predictions_record(tmp_path):
     sample = sample_of("id_code,diagnosis\nx2,0\nx1,0\n", tmp_path)
-    made = build_submission(ordinal_preds({"decisions": {"cutpoints": [0.1, 3.8], "grades": [1, 3]}}), sample)
+    made = build_submission(ordinal_preds({"decisions": {"cutpoints": [0.1, 3.8], "grades": [1, 3]}}), sample, None)
     assert made.to_csv(index=False) == "id_code,diagnosis\nx2,2\nx1,2\n"
     with pytest.raises(PaddyError, match="unknown target kind 'ranking'"):
-        build_submission(ordinal_preds({"kind": "ranking"}), sample)
+        build_submission(ordinal_preds({"kind": "ranking"}), sample, None)
 
 
 def test_sample_for_accepts_a_sample_whose_ids_lack_the_extension(tmp_path, monkeypatch):
     sample_csv = tmp_path / "sample_submission.csv"
-    monkeypatch.setattr(submit, "resolve_data", lambda data, spec: SimpleNamespace(sample_submission=sample_csv))
+    monkeypatch.setattr(
+        submit, "resolve_data", lambda data, spec: SimpleNamespace(sample_submission=sample_csv, sample_id_files=None)
+    )
     sample_csv.write_text("id_code,diagnosis\nx2,0\nx1,0\n")
     preds = ordinal_preds({"data": str(tmp_path)})
-    assert sample_for(preds, None, tmp_path / "p.safetensors") == sample_csv
+    assert sample_for(preds, None, tmp_path / "p.safetensors") == (sample_csv, None)
     sample_csv.write_text("id_code,diagnosis\nx2,0\nx3,0\n")
     with pytest.raises(PaddyError, match="lists other test images"):
         sample_for(preds, None, tmp_path / "p.safetensors")

@@ -245,7 +245,10 @@ COMPETITION_OPTIONS: dict[str, Any] = {
     ],
     "labels_file": Annotated[
         Optional[str],
-        typer.Option(help="Labels CSV in the data folder (default: train.csv, labels.csv, train_labels.csv)."),
+        typer.Option(
+            help="Labels CSV in the data folder (default: train.csv, labels.csv, train_labels.csv), or COCO-style "
+            "metadata JSON (default: train_metadata.json, train/metadata.json, ...)."
+        ),
     ],
     "id_column": Annotated[
         Optional[str], typer.Option(help="Image id column of the labels file (default: its first).")
@@ -265,6 +268,10 @@ COMPETITION_OPTIONS: dict[str, Any] = {
     ],
     "test_folder": Annotated[
         Optional[list[str]], typer.Option(help="Test image folder (default: found); repeat it for a split test set.")
+    ],
+    "test_metadata": Annotated[
+        Optional[str],
+        typer.Option(help="JSON listing the test images by the sample's ids (default: found: test_metadata.json)."),
     ],
     "fold_column": Annotated[Optional[str], typer.Option(help="Column holding your own folds.")],
 }

@@ -16,21 +16,22 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from paddy.core.errors import PaddyError
+from paddy.data.coco_metadata import metadata_labelled, test_id_files, train_metadata
 from paddy.data.demo import ensure_demo_dataset, is_demo_data
-from paddy.data.layout import Labelled, Target, class_folder_labelled, files_of_ids, positive_last, read_labels
+from paddy.data.layout import Labelled, Target, class_folder_labelled, positive_last, read_labels
 from paddy.data.locations import (
     LABELS,
     SAMPLE,
     TRAIN,
     copied_description,
     found_name,
-    images_by_name,
     sample_name,
     test_folders,
     visible,
 )
 from paddy.data.name_labels import name_labelled
-from paddy.data.submission_format import SampleFormat, SampleShape, infer_sample_format, read_sample
+from paddy.data.submission_format import SampleFormat, SampleShape, infer_sample_format, named_sample, read_sample
+from paddy.data.test_set import id_files_of, sample_ids, test_images_of
 from paddy.settings.competition import (
     METRICS_OF_KIND,
     PADDY_COMPETITION,
@@ -67,6 +68,7 @@ class CompetitionData:
     groups: Mapping[str, str] | None = None
     user_folds: Mapping[str, int] | None = None
     sample_format: SampleFormat | None = None  # None: the paddy layout's (an id column and a label column)
+    sample_id_files: Mapping[str, str] | None = None  # each sample id's test file, where test metadata gives it
 
     @property
     def kind(self) -> TargetKind:
@@ -120,7 +122,8 @@ class CompetitionData:
             "target": f"{self.kind}, scored on {self.metric}",
             "labels": self.labels_text(),
             "training images": f"{len(self.train_images)} in {spec.train_folder}/",
-            "test images": f"{len(self.test_images)} in {', '.join(f'{f}/' for f in spec.test_folder or ())}",
+            "test images": f"{len(self.test_images)} in {', '.join(f'{f}/' for f in spec.test_folder or ())}"
+            + (f", ids from {spec.test_metadata}" if spec.test_metadata else ""),
             "classes": f"a number ({self.classes[0]})" if numbers else f"{len(self.classes)}",
             "submission": self.submission_text(),
         }
@@ -136,6 +139,8 @@ class CompetitionData:
     def labels_text(self) -> str:
         """Where the labels were read from, as the description table says it."""
         spec = self.spec
+        if spec.labels_file and spec.id_column is None:  # metadata: its images' annotations
+            return f"{spec.labels_file}: each image's {', '.join(spec.label_columns or ())}"
         if spec.labels_file:
             return f"{spec.labels_file}: {spec.id_column} -> {', '.join(spec.label_columns or ())}"
         if spec.label_pattern:
@@ -173,31 +178,17 @@ def ids_fingerprint(ids: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
 
 
-def test_images_of(sample_csv: Path, sample: pd.DataFrame, folders: list[Path], shared: bool) -> list[Path]:
-    """The test images, sorted: the sample's ids matched to the files of `folders` (with or without their
-    extension). Folders of their own must hold exactly the images the sample lists, each name once."""
-    where = ", ".join(f"{folder.name}/" for folder in folders)
-    files = images_by_name(folders)  # aerial-cactus: test/test/*.jpg, below test/
-    ids = sample.iloc[:, 0]  # text: read_sample reads every column as it is written
-    if ids.duplicated().any():
-        raise PaddyError(f"{sample_csv} lists {ids[ids.duplicated()].iloc[0]!r} more than once")
-    images = files_of_ids(list(ids), files, None, f"{sample_csv} does not match {where}")
-    not_listed = sorted(set(files.values()) - set(images)) if not shared else []
-    if not_listed:
-        raise PaddyError(
-            f"{sample_csv} does not match {where}: {len(not_listed)} test images it does not list "
-            f"(e.g. {not_listed[0].name})"
-        )
-    return sorted(images)
-
-
 def labelled_layout(root: Path, labelled: Labelled, spec: CompetitionSpec, sample: pd.DataFrame) -> CompetitionData:
     """Training images with their targets (from a labels file, class folders or their names) and the test
     images: those of the sample, in a test folder."""
-    filled = labelled.spec
+    filled, sample_csv = labelled.spec, root / spec.sample_file
     folders = test_folders(root, filled.test_folder, filled.train_folder)
     shared = filled.train_folder in folders
-    test_images = test_images_of(root / spec.sample_file, sample, [root / folder for folder in folders], shared)
+    listed = test_id_files(root, filled)
+    ids = sample_ids(sample_csv, sample)
+    id_files = id_files_of(sample_csv, ids, listed, given=filled.test_metadata is not None)
+    names = [id_files[i] for i in ids] if id_files else ids
+    test_images = test_images_of(sample_csv, names, [root / folder for folder in folders], shared)
     names = [p.name for p in labelled.images]
     return CompetitionData(
         root=root,
@@ -206,7 +197,8 @@ def labelled_layout(root: Path, labelled: Labelled, spec: CompetitionSpec, sampl
         test_images=tuple(test_images),
         label_column=str(sample.columns[1]),
         targets=dict(zip(names, labelled.targets)),
-        spec=replace(filled, test_folder=folders),
+        spec=replace(filled, test_folder=folders, test_metadata=listed[0] if listed and id_files else None),
+        sample_id_files=id_files,
         groups=dict(zip(names, labelled.groups)) if labelled.groups else None,
         user_folds=dict(zip(names, labelled.user_folds)) if labelled.user_folds else None,
     )
@@ -223,6 +215,8 @@ def training_layout(root: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> 
     read as classes)."""
     if spec.labels_file and spec.label_pattern:
         raise PaddyError("labels_file and label_pattern both say where the labels are: give one of them")
+    if metadata := train_metadata(root, spec):  # before folders: its subfolders only hold the images
+        return labelled_layout(root, metadata_labelled(root, metadata, spec), spec, sample)
     train = None if spec.labels_file else found_name(root, spec.train_folder, TRAIN)  # a given file: its images
     if train is not None and not spec.label_pattern and has_class_folders(root / train):
         return labelled_layout(root, class_folder_labelled(root, train, spec, sample), spec, sample)
@@ -256,8 +250,9 @@ def check_layout(root: Path, spec: CompetitionSpec = CompetitionSpec()) -> Compe
     if problem := metric_problem(found.kind, found.metric):
         raise PaddyError(f"{root}: {problem}")
     found = replace(found, spec=replace(found.spec, metric=found.metric))
+    named = named_sample(sample, found.sample_id_files)
     return replace(
-        found, sample_format=infer_sample_format(sample, found.kind, found.classes, found.test_ids, found.metric)
+        found, sample_format=infer_sample_format(named, found.kind, found.classes, found.test_ids, found.metric)
     )
 
 

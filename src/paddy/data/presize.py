@@ -119,7 +119,8 @@ def files_read(data: CompetitionData) -> list[Path]:
     small files (labels, sample, metadata); never the rest (siim-isic's DICOM train/, Planet's .tif copies,
     TFRecords, zips), which would be copied for nothing."""
     own = [p for p in data.root.iterdir() if p.is_file() and p.suffix.lower() in OWN_FILES and p.name != MARKER]
-    return sorted({*data.train_images, *data.test_images, *own})
+    metadata = [data.root / name for name in (data.spec.labels_file, data.spec.test_metadata) if name]  # train/...
+    return sorted({*data.train_images, *data.test_images, *own, *metadata})
 
 
 def pending_jobs(files: list[Path], src: Path, dest: Path) -> tuple[list[tuple[Path, Path]], int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,14 @@ def read_sample(sample_csv: Path) -> pd.DataFrame:
             f"not {list(sample.columns)}"
         )
     return sample
+
+
+def named_sample(sample: pd.DataFrame, id_files: Mapping[str, str] | None) -> pd.DataFrame:
+    """The sample with each id replaced by its test file's name, where test metadata gives the files other names
+    than the ids (herbarium 2022's Id 0 is test-000000.jpg): what the predictions' image ids join on."""
+    if not id_files:
+        return sample
+    return sample.assign(**{str(sample.columns[0]): [id_files[str(i)] for i in sample.iloc[:, 0]]})
 
 
 def ids_way(sample_ids: list[str], test_files: list[str]) -> bool | None:

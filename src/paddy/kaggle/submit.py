@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
@@ -18,7 +18,14 @@ from paddy.core.errors import PaddyError
 from paddy.core.files import atomic_write_text
 from paddy.data.competition import competition_slug, ids_fingerprint, resolve_data
 from paddy.data.demo import is_demo_data
-from paddy.data.submission_format import check_submission, format_submission, ids_way, infer_sample_format, read_sample
+from paddy.data.submission_format import (
+    check_submission,
+    format_submission,
+    ids_way,
+    infer_sample_format,
+    named_sample,
+    read_sample,
+)
 from paddy.ensembling.average import ENSEMBLE_FILE, Member
 from paddy.kaggle.access import LeaderboardEntry, kaggle_api, leaderboard_entries, submit_code, submit_csv
 from paddy.runs.lookup import find_run
@@ -55,13 +62,15 @@ def recorded_metric(preds: Predictions) -> MetricName | None:
     return MetricName(metric) if metric in MetricName.__members__ else None
 
 
-def build_submission(preds: Predictions, sample: pd.DataFrame) -> pd.DataFrame:
+def build_submission(preds: Predictions, sample: pd.DataFrame, id_files: Mapping[str, str] | None) -> pd.DataFrame:
     """The sample's rows, in its order and under its header, with each image's values in the sample's own
-    format (a class, probabilities, a number, a list of labels), checked before anyone writes them."""
-    kind = recorded_kind(preds)
-    fmt = infer_sample_format(sample, kind, preds.vocab, list(preds.image_ids), recorded_metric(preds))
+    format (a class, probabilities, a number, a list of labels), checked before anyone writes them. The ids
+    join on the test files' names (`id_files`' where test metadata names them)."""
+    kind, named = recorded_kind(preds), named_sample(sample, id_files)
+    fmt = infer_sample_format(named, kind, preds.vocab, list(preds.image_ids), recorded_metric(preds))
     decisions = preds.meta.get("decisions")
-    submission = format_submission(sample, fmt, preds.image_ids, preds.probs, preds.vocab, kind, decisions)
+    submission = format_submission(named, fmt, preds.image_ids, preds.probs, preds.vocab, kind, decisions)
+    submission[fmt.id_column] = sample[fmt.id_column].to_numpy()  # the sample's own ids again
     check_submission(submission, sample, fmt, preds.vocab)
     return submission
 
@@ -80,21 +89,22 @@ def predictions_source(out: Path, run: str | None, predictions: Path | None) -> 
     return predictions or out / ENSEMBLE_FILE
 
 
-def sample_for(preds: Predictions, data: Path | None, source: Path) -> Path:
+def sample_for(preds: Predictions, data: Path | None, source: Path) -> tuple[Path, Mapping[str, str] | None]:
     """The sample submission of the data the predictions were made from (or of `data`), refused if
-    it lists other test images: a submission checked against another dataset's sample means nothing."""
+    it lists other test images: a submission checked against another dataset's sample means nothing; and
+    each id's test file, where the data's test metadata names them."""
     recorded = preds.meta.get("data")
     if data is None and recorded is None:
         raise PaddyError(f"{source} does not record its data (made before paddy 0.2): pass --data")
     found = resolve_data(data or Path(recorded), recorded_spec(preds.meta.get("competition")))
-    sample_ids = list(read_sample(found.sample_submission).iloc[:, 0])
+    sample_ids = list(named_sample(read_sample(found.sample_submission), found.sample_id_files).iloc[:, 0])
     fingerprint = preds.meta.get("test_ids_sha256", ids_fingerprint(preds.image_ids))
     if ids_way(sample_ids, list(preds.image_ids)) is None or fingerprint != ids_fingerprint(preds.image_ids):
         raise PaddyError(
             f"{found.sample_submission} lists other test images than {source} was predicted on "
             f"(data {recorded}); pass the --data the predictions were made from"
         )
-    return found.sample_submission
+    return found.sample_submission, found.sample_id_files
 
 
 def submission_path(folder: Path) -> Path:
@@ -132,9 +142,11 @@ def cv_text(cv: dict[str, Any]) -> str:
     return f" | CV error {cv['error']:.4f}, log loss {cv['log_loss']:.4f}"
 
 
-def write_submission(preds: Predictions, sample_csv: Path, dest: Path, message: str | None) -> Submission:
+def write_submission(
+    preds: Predictions, sample_csv: Path, dest: Path, message: str | None, id_files: Mapping[str, str] | None = None
+) -> Submission:
     """Build, check and atomically write the submission CSV: the sample's ids in its order, values for each."""
-    submission = build_submission(preds, read_sample(sample_csv))
+    submission = build_submission(preds, read_sample(sample_csv), id_files)
     atomic_write_text(dest, submission.to_csv(index=False))
     demo = bool(preds.meta.get("demo")) or is_demo_data(sample_csv.parent)
     return Submission(dest, message or default_message(preds), len(submission), sample_csv, demo)
@@ -146,7 +158,8 @@ def prepare_submission(
     """The checked submission CSV of the ensemble (or a run, or a file) under `folder`, and its predictions."""
     source = predictions_source(out, run, predictions)
     preds = load_predictions(source)
-    return write_submission(preds, sample_for(preds, data, source), submission_path(folder), message), preds
+    sample_csv, id_files = sample_for(preds, data, source)
+    return write_submission(preds, sample_csv, submission_path(folder), message, id_files), preds
 
 
 def log_submission(log: Path, sent: str, message: str, members: list[Any], answer: str, competition: str) -> Path:

@@ -84,13 +84,14 @@ class CompetitionSpec:
     """The `[competition]` table of a config (and its flags); None: inferred from the files."""
 
     slug: str | None = None  # the Kaggle competition (paddy-disease-classification when nothing says)
-    labels_file: str | None = None  # e.g. train.csv, labels.csv, train_labels.csv; none: class folders or names
+    labels_file: str | None = None  # train.csv, labels.csv, ...; or COCO-style metadata; none: folders, names
     id_column: str | None = None  # the labels file's image id column
     label_columns: tuple[str, ...] | None = None  # one label column, or one 0/1 column per class (one-hot)
     label_sep: str | None = None  # separator of a label list ("a b c"): multi-label
     label_pattern: str | None = None  # a regex whose group is the label in a training file name (cat.0.jpg)
     train_folder: str | None = None  # e.g. train_images, train, images
     test_folder: tuple[str, ...] | None = None  # e.g. test_images; several: Planet's test-jpg, test-jpg-additional
+    test_metadata: str | None = None  # a JSON listing the test images by the sample's ids (test_metadata.json)
     sample_file: str | None = None  # the sample submission: sample_submission.csv, or e.g. sampleSubmission.csv
     extension: str | None = None  # added to ids that have none (".jpg", ".png", ".tif")
     kind: TargetKind | None = None
@@ -166,7 +167,9 @@ KNOWN_COMPETITIONS: dict[str, tuple[TargetKind, MetricName]] = {
     "ranzcr-clip-catheter-line-classification": (TargetKind.multi, MetricName.roc_auc),
     "petfinder-pawpularity-score": (TargetKind.regression, MetricName.rmse),
     "hotel-id-2021-fgvc8": (TargetKind.single, MetricName.map5),
-    "herbarium-2022-fgvc9": (TargetKind.single, MetricName.f1_macro),
+    "herbarium-2021-fgvc8": (TargetKind.single, MetricName.f1_macro),  # COCO-style train/metadata.json
+    "herbarium-2022-fgvc9": (TargetKind.single, MetricName.f1_macro),  # train_metadata.json, test_metadata.json
+    "iwildcam-2020-fgvc7": (TargetKind.single, MetricName.accuracy),  # iwildcam2020_train_annotations.json
     "happy-whale-and-dolphin": (TargetKind.single, MetricName.map5),
     "humpback-whale-identification": (TargetKind.single, MetricName.map5),
     "plant-seedlings-classification": (TargetKind.single, MetricName.accuracy),  # micro F1 of one label each
