@@ -23,6 +23,7 @@ from paddy.core.decisions import grades, labels_on
 from paddy.scoring.decisions import Decisions
 from paddy.settings.competition import TargetKind
 from paddy.training.plots import (
+    DRAWN_CLASSES_UP_TO,
     LARGEST_PANEL,
     WRITTEN_CELLS_UP_TO,
     confusion_figure,
@@ -311,3 +312,24 @@ def test_a_confusion_picture_of_many_classes_colours_its_cells_on_a_bounded_figu
     assert save_figure(fig, tmp_path / "confusion.png").stat().st_size > 0
     few = confusion_figure(actual % 25, actual % 25, vocab[:25], "run")
     assert len(few.axes[0].texts) == 25 * 25 == WRITTEN_CELLS_UP_TO**2
+
+
+def test_a_confusion_picture_of_thousands_of_classes_draws_those_with_the_most_mistakes(tmp_path):
+    """herbarium's 15,501 classes: 3,000 took 42 s and 1.3 GB, and no one can read them. Only the
+    DRAWN_CLASSES_UP_TO classes with the most mistakes are drawn; a row's share is of all its class's images."""
+    n = 2000  # classes 1..299 have two mistakes each (c0 and c300 one): c1..c120 are drawn
+    actual = np.arange(n).repeat(2)  # two validation images a class, each predicted right ...
+    predicted = actual.copy()
+    predicted[1:600:2] = (actual[1:600:2] + 1) % n  # ... but the second of classes 0..299 taken for the next class
+    fig = confusion_figure(actual, predicted, [f"c{i}" for i in range(n)], "run")
+    counts, shares = fig.axes
+    names = [t.get_text() for t in counts.get_yticklabels()]
+    assert len(names) == DRAWN_CLASSES_UP_TO and names == [f"c{i}" for i in range(1, DRAWN_CLASSES_UP_TO + 1)]
+    assert fig._suptitle.get_text() == f"run\nthe {DRAWN_CLASSES_UP_TO} of {n} classes with the most mistakes"
+    drawn = counts.images[0].get_array()
+    assert drawn.shape == (DRAWN_CLASSES_UP_TO, DRAWN_CLASSES_UP_TO)
+    assert drawn[4, 4] == 1 and drawn[4, 5] == 1 and drawn[4].sum() == 2  # c5: one right, one taken for c6
+    np.testing.assert_allclose(shares.images[0].get_array()[4, [4, 5]], [0.5, 0.5])
+    last = DRAWN_CLASSES_UP_TO - 1  # c120 is mistaken for c121, which is not drawn: its share still of 2 images
+    assert drawn[last].sum() == 1 and shares.images[0].get_array()[last].sum() == pytest.approx(0.5)
+    assert save_figure(fig, tmp_path / "confusion.png").stat().st_size > 0

@@ -15,9 +15,9 @@ from typing import Any
 
 from paddy.core.errors import PaddyError
 from paddy.core.files import read_json
-from paddy.data.layout import LABELS_FILE_KEYS, Labelled, class_order, files_of_ids
+from paddy.data.layout import Labelled, class_order, classes_spec, files_of_ids
 from paddy.data.locations import LABELS, TRAIN, found_path, images_by_name, usual_name, visible
-from paddy.settings.competition import CompetitionSpec, TargetKind
+from paddy.settings.competition import CompetitionSpec
 
 CATEGORY = "category_id"  # the annotation key a class is read from, unless label_columns names another
 JSON = ".json"
@@ -98,8 +98,13 @@ def image_id(record: dict[str, Any], where: str) -> str:
 
 
 def file_names(metadata: Metadata, where: str) -> dict[str, str]:
-    """Each image id's file name (without the folders file_name puts it in)."""
-    return {image_id(r, where): PurePosixPath(str(r["file_name"])).name for r in metadata.images}
+    """Each image id's file name (without the folders file_name puts it in); an id listed twice is refused."""
+    names = {image_id(r, where): PurePosixPath(str(r["file_name"])).name for r in metadata.images}
+    if len(names) != len(metadata.images):
+        seen: set[str] = set()
+        twice = next(i for r in metadata.images if (i := image_id(r, where)) in seen or seen.add(i))
+        raise PaddyError(f"{where} lists image {twice} more than once")
+    return names
 
 
 def annotated(metadata: Metadata, label: str, where: str) -> dict[str, str]:
@@ -119,15 +124,9 @@ def annotated(metadata: Metadata, label: str, where: str) -> dict[str, str]:
 def metadata_spec(spec: CompetitionSpec, where: str) -> CompetitionSpec:
     """The description of labels in metadata: one class per image, no CSV columns (label_columns may name the
     annotation key, group_column an image key, e.g. iWildCam's location)."""
-    csv_keys = [key for key in LABELS_FILE_KEYS if key not in ("label_columns", "group_column")]
-    if given := [key for key in csv_keys if getattr(spec, key) is not None]:
-        raise PaddyError(f"{given[0]} names a column of a labels CSV, but the labels here are in {where}")
     if spec.label_columns and len(spec.label_columns) > 1:
         raise PaddyError(f"label_columns names one annotation key of {where}, not {len(spec.label_columns)}")
-    kind = spec.kind or (TargetKind.binary if spec.positive_class else TargetKind.single)
-    if kind not in (TargetKind.single, TargetKind.binary):
-        raise PaddyError(f"{where} holds single-label classes, not a {kind} target")
-    return replace(spec, kind=kind)
+    return classes_spec(spec, f"the annotations of {where}", keys=("label_columns", "group_column"))
 
 
 def image_groups(metadata: Metadata, ids: list[str], key: str, where: str) -> tuple[str, ...]:

@@ -247,10 +247,11 @@ def grouping_labels_file(root: Path, train_dir: Path, sample: pd.DataFrame) -> P
 LABELS_FILE_KEYS = ("id_column", "label_columns", "label_sep", "group_column", "fold_column")  # a CSV's columns
 
 
-def classes_spec(spec: CompetitionSpec, where: str) -> CompetitionSpec:
-    """The description of labels that are class names in the file system (`where`: the class folders under
-    train/, the file names in train/): one class per image, and no labels file's columns."""
-    if given := [key for key in LABELS_FILE_KEYS if getattr(spec, key) is not None]:
+def classes_spec(spec: CompetitionSpec, where: str, keys: tuple[str, ...] = ()) -> CompetitionSpec:
+    """The description of labels that are class names in the file system or metadata (`where`: the class
+    folders under train/, the file names in train/, train_metadata.json): one class per image, and no labels
+    file's columns (but `keys`, which name something else there)."""
+    if given := [key for key in LABELS_FILE_KEYS if key not in keys and getattr(spec, key) is not None]:
         raise PaddyError(
             f"{given[0]} names a column of a labels file, but the labels here are {where} "
             "(a labels file is read only when labels_file is given)"

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay, f1_score, roc_auc_score  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay, confusion_matrix, f1_score, roc_auc_score  # noqa: E402
 
 from paddy.core.files import atomic_write_bytes  # noqa: E402
 from paddy.runs.folder import metric_columns  # noqa: E402
@@ -81,6 +81,26 @@ def loss_figure(history: pd.DataFrame, steps: pd.DataFrame, title: str) -> plt.F
 
 WRITTEN_CELLS_UP_TO = 25  # classes; beyond, the colours alone (120 dog breeds: 28,800 numbers took a minute)
 LARGEST_PANEL = 18.0  # inches a side: 120 classes at 0.6 in each made a 14,400-pixel-wide PNG
+PANELS = ("counts", "share of row")
+DRAWN_CLASSES_UP_TO = 120  # beyond (herbarium's 15,501): those with the most mistakes (3,000 classes took 42 s, 1.3 GB)
+
+
+def drawn_classes(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """The classes a confusion matrix draws, in vocab order: all of them, else the DRAWN_CLASSES_UP_TO with the
+    most validation mistakes, as the truth or as the prediction (ties: the first in vocab order)."""
+    if n_classes <= DRAWN_CLASSES_UP_TO:
+        return np.arange(n_classes)
+    wrong = actual != predicted
+    mistakes = np.bincount(actual[wrong], minlength=n_classes) + np.bincount(predicted[wrong], minlength=n_classes)
+    return np.sort(np.argsort(-mistakes, kind="stable")[:DRAWN_CLASSES_UP_TO])
+
+
+def confusion_counts(actual: np.ndarray, predicted: np.ndarray, drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The drawn classes' confusion counts, and each row as a share of all its true class's images (of every
+    prediction, drawn or not, so a share means the same whichever classes are drawn; 0 for an empty row)."""
+    counts = confusion_matrix(actual, predicted, labels=drawn)
+    totals = np.bincount(actual, minlength=int(drawn.max()) + 1)[drawn][:, None]
+    return counts, np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
 
 
 def confusion_figure(actual: np.ndarray, predicted: np.ndarray, vocab: list[str], title: str) -> plt.Figure:
@@ -88,17 +108,14 @@ def confusion_figure(actual: np.ndarray, predicted: np.ndarray, vocab: list[str]
     class (a small class's mistakes show as clearly as a big one's). sklearn's display writes each cell in
     the light or dark end of the colour map, whichever contrasts with the cell; with more classes than
     WRITTEN_CELLS_UP_TO the cells are only coloured, and the class names smaller, on panels of at most
-    LARGEST_PANEL inches."""
-    side = min(LARGEST_PANEL, max(5, len(vocab) * 0.6))
-    written = len(vocab) <= WRITTEN_CELLS_UP_TO
+    LARGEST_PANEL inches; with more than DRAWN_CLASSES_UP_TO, only the classes with the most mistakes."""
+    drawn = drawn_classes(actual, predicted, len(vocab))
+    names = [vocab[i] for i in drawn]
+    side = min(LARGEST_PANEL, max(5, len(names) * 0.6))
+    written = len(names) <= WRITTEN_CELLS_UP_TO
     fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side))
-    for ax, normalize, values, name in ((axes[0], None, "d", "counts"), (axes[1], "true", ".0%", "share of row")):
-        ConfusionMatrixDisplay.from_predictions(
-            actual,
-            predicted,
-            labels=list(range(len(vocab))),
-            display_labels=vocab,
-            normalize=normalize,
+    for ax, matrix, values, name in zip(axes, confusion_counts(actual, predicted, drawn), ("d", ".0%"), PANELS):
+        ConfusionMatrixDisplay(matrix, display_labels=names).plot(
             values_format=values,
             cmap="Blues",
             ax=ax,
@@ -108,9 +125,10 @@ def confusion_figure(actual: np.ndarray, predicted: np.ndarray, vocab: list[str]
         )
         ax.set_title(name)
         if not written:
-            ax.tick_params(labelsize=min(10.0, max(3.0, 0.6 * 72 * side / len(vocab))))  # points: fits its row
+            ax.tick_params(labelsize=min(10.0, max(3.0, 0.6 * 72 * side / len(names))))  # points: fits its row
     axes[1].set(yticklabels=[], ylabel="")  # the same rows as beside it
-    fig.suptitle(title)
+    shown = f"\nthe {len(names)} of {len(vocab)} classes with the most mistakes" if len(names) < len(vocab) else ""
+    fig.suptitle(title + shown)
     fig.tight_layout()  # the panels' titles clear of a title of three lines
     return fig
 
