@@ -81,6 +81,40 @@ def iwildcam(root: Path) -> Path:
     return root
 
 
+def inaturalist_2019(root: Path) -> Path:
+    """train2019.json and val2019.json for train_val2019/<kingdom>/<category>/<md5>.jpg, test2019.json for
+    test2019/<md5>.jpg, kaggle_sample_submission.csv id,predicted with the test images' COCO ids."""
+    images, notes, val = [], [], []
+    for c, kingdom in ((400, "Plants"), (7, "Insects")):
+        names = [f"{c:03d}{k}aa.jpg" for k in range(4)]
+        write_images(root / "train_val2019" / kingdom / str(c), names, c)
+        files = [f"train_val2019/{kingdom}/{c}/{n}" for n in names]
+        images += [{"id": c * 10 + k, "file_name": f} for k, f in enumerate(files[:3])]
+        notes += [{"id": c * 10 + k, "image_id": c * 10 + k, "category_id": c} for k in range(3)]
+        val += [{"id": c * 10 + 3, "file_name": files[3]}]  # in val2019.json only: not trained on
+    write_json(root / "train2019.json", {"images": images, "annotations": notes, "categories": [], "licenses": []})
+    write_json(root / "val2019.json", {"images": val, "annotations": [], "categories": []})
+    write_images(root / "test2019", ["f00d.jpg", "beef.jpg"], 3)
+    write_json(
+        root / "test2019.json",
+        {"images": [{"id": 90, "file_name": "test2019/f00d.jpg"}, {"id": 91, "file_name": "test2019/beef.jpg"}]},
+    )
+    pd.DataFrame({"id": [91, 90], "predicted": 0}).to_csv(root / "kaggle_sample_submission.csv", index=False)
+    return root
+
+
+def test_inaturalist_2019_trains_on_train2019_json_only(tmp_path):
+    found = check_layout(inaturalist_2019(tmp_path / "inaturalist-2019-fgvc6"))
+    assert found.classes == ("7", "400") and len(found.train_images) == 6 and "4003aa.jpg" not in found.target_of()
+    assert (found.spec.labels_file, found.spec.train_folder, found.spec.test_folder) == (
+        "train2019.json",
+        "train_val2019",
+        ("test2019",),
+    )
+    assert (found.spec.sample_file, found.metric) == ("kaggle_sample_submission.csv", MetricName.error_rate)
+    assert found.sample_id_files == {"91": "beef.jpg", "90": "f00d.jpg"}
+
+
 def test_herbarium_2022_is_read_from_its_metadata_with_the_samples_ids_mapped_to_files(tmp_path):
     found = check_layout(herbarium_2022(tmp_path / HERBARIUM_22))
     assert found.classes == ("3", "12", "15504") and len(found.train_images) == 9
@@ -97,7 +131,7 @@ def test_herbarium_2022_is_read_from_its_metadata_with_the_samples_ids_mapped_to
     assert (spec.test_metadata, spec.test_folder) == ("test_metadata.json", ("test_images",))
     assert found.description()["labels"] == "train_metadata.json: each image's category_id"
     assert found.description()["test images"] == "5 in test_images/, ids from test_metadata.json"
-    assert found.description()["submission"] == "label, ids with the extension"  # Id 0 named test-000000.jpg
+    assert found.description()["submission"] == "label, the ids of test_metadata.json"  # Id 0: test-000000.jpg
     again = check_layout(found.root, spec)  # what later commands do with the recorded description
     assert again.target_of() == found.target_of() and again.spec == spec and again.test_ids == found.test_ids
 

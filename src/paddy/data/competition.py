@@ -134,6 +134,8 @@ class CompetitionData:
         if fmt is None:
             return "label"
         positive = f" of {self.classes[-1]}" if fmt.shape is SampleShape.positive_probability else ""
+        if self.sample_id_files:  # the sample's ids named files through test metadata
+            return f"{fmt.shape}{positive}, the ids of {self.spec.test_metadata}"
         return f"{fmt.shape}{positive}, ids {'with' if fmt.ids_with_extension else 'without'} the extension"
 
     def labels_text(self) -> str:

@@ -110,7 +110,7 @@ def labels_like(name: str) -> bool:
     return name.endswith(".csv") and named and "sample" not in name and not name.startswith("test")
 
 
-SAMPLE_GLOB = "sample*submission*.csv"  # a lower-cased name like sample_submission.csv (the Kaggle notebook's too)
+SAMPLE_GLOB = "*sample*submission*.csv"  # lower-cased, like sample_submission.csv, kaggle_sample_submission.csv
 
 
 def sample_like(name: str) -> bool:
