@@ -20,11 +20,12 @@ from fastai.vision.all import (
 from torch import nn
 
 import paddy.training.learner
+import paddy.training.plan
 from paddy.core.errors import PaddyError
 from paddy.runs.predictions import load_predictions
 from paddy.settings.entry import BadImages
 from paddy.training.learner import RefuseNonFiniteLoss, build_dataloaders, build_learner, make_learner
-from paddy.training.plan import accumulation, plan_training, resolve_precision
+from paddy.training.plan import accumulation, check_against_data, plan_training, resolve_precision
 from paddy.training.run import loaders_at_sizes, plan_run
 from paddy.training.schedule import training_phases
 
@@ -264,6 +265,22 @@ def test_a_batch_larger_than_the_training_split_is_refused_before_anything_is_wr
     """48 training images (60 less 20%): bs 64 would make zero optimizer steps and still 'finish'."""
     with pytest.raises(PaddyError, match="bs 64 is larger than the 48 training images.*no optimizer step"):
         trained(tiny_entry(bs=64), tiny_data, tmp_path, num_workers=0)
+    assert not list(tmp_path.iterdir())
+
+
+def test_test_probabilities_larger_than_the_memory_are_refused_before_anything_is_written(tiny_data, tmp_path):
+    """herbarium 2022's 210k test images x 15,501 classes are 13 GB of float32 probabilities, twice that while
+    TTA gathers them: a run on a smaller machine would die after its last epoch. Refused up front."""
+    n, classes = len(tiny_data.test_images), len(tiny_data.classes)
+    needed = 2 * n * classes * 4  # two float32 copies of every test image's every class
+    check_against_data(tiny_data, tiny_entry(), memory=needed)  # just fits
+    with pytest.raises(PaddyError, match=f"the test set's probabilities \\({n} images x {classes} classes"):
+        check_against_data(tiny_data, tiny_entry(), memory=needed - 1)
+    available = types.SimpleNamespace(available=needed - 1)
+    with pytest.MonkeyPatch.context() as patch:  # what a run asks psutil
+        patch.setattr(paddy.training.plan.psutil, "virtual_memory", lambda: available)
+        with pytest.raises(PaddyError, match="GiB of memory available: predict on a machine with more"):
+            trained(tiny_entry(), tiny_data, tmp_path, num_workers=0)
     assert not list(tmp_path.iterdir())
 
 
