@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from paddy.cli.app import app
 from paddy.core.processes import collect_rarely
 from paddy.data.competition import CompetitionData, check_layout
 from paddy.data.demo import write_demo_dataset
@@ -16,6 +18,22 @@ from paddy.settings.checks import apply_overrides
 from paddy.settings.entry import BadImages, ModelEntry
 
 collect_rarely()  # as the paddy command does: the tests' runs collect their garbage as users' runs do
+
+TINY_CLI = ["--arch", "test_resnet", "--size", "16", "--bs", "4", "--epochs", "1", "--no-pretrained"]
+
+
+def train_and_submit(root: Path, out: Path, *flags: str) -> tuple[Path, str, Path]:
+    """`paddy train --data root` then `paddy submit --dry-run` of its run, through the CLI, each asserted to exit
+    0: the run folder, what training printed, and the submission CSV (written into `out`)."""
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "--data", str(root), "--out", str(out), *flags])
+    assert trained.exit_code == 0, trained.output
+    (run,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    sent = runner.invoke(app, ["submit", "--run", run.name, "--out", str(out), "--dry-run", "--submissions", str(out)])
+    assert sent.exit_code == 0, sent.output
+    (csv,) = out.glob("submission-*.csv")
+    return run, trained.stdout, csv
+
 
 TINY = {"arch": "test_resnet", "size": (32, 32), "bs": 8, "epochs": 1, "pretrained": False, "seed": 0}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import train_and_submit
 from test_locations import write_images
 from typer.testing import CliRunner
 
@@ -143,15 +144,9 @@ def test_label_columns_names_another_annotation_key(tmp_path):
 
 
 def test_train_and_submit_herbarium_2022_each_id_gets_its_files_class(tmp_path):
-    root, out, runner = herbarium_2022(tmp_path / HERBARIUM_22), tmp_path / "runs", CliRunner()
-    trained = runner.invoke(app, ["train", "--data", str(root), "--out", str(out), *FLAGS])
-    assert trained.exit_code == 0, trained.output
-    assert "train_metadata.json" in trained.stdout and "f1_macro" in trained.stdout
-    (run,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    run, printed, csv = train_and_submit(herbarium_2022(tmp_path / HERBARIUM_22), tmp_path / "runs", *FLAGS)
+    assert "train_metadata.json" in printed and "f1_macro" in printed
     assert json.loads((run / "config.json").read_text())["competition"]["test_metadata"] == "test_metadata.json"
-    sent = runner.invoke(app, ["submit", "--run", run.name, "--out", str(out), "--dry-run", "--submissions", str(out)])
-    assert sent.exit_code == 0, sent.output
-    (csv,) = out.glob("submission-*.csv")
     submission, preds = pd.read_csv(csv, dtype=str), load_predictions(run / "predictions.safetensors")
     assert list(submission.columns) == ["Id", "Predicted"] and list(submission.Id) == [str(k) for k in range(5)]
     rows = [preds.image_ids.index(f"test-{k:06d}.jpg") for k in range(5)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_CLI, train_and_submit
 from PIL import Image
 from test_cli import assert_one_line_error, run_paddy
 from typer.testing import CliRunner
@@ -263,14 +264,7 @@ def test_a_split_test_set_is_trained_submitted_predicted_and_sent_to_kaggle_whol
     """train + submit write all six rows; `paddy predict --images A --images B` and the Kaggle inference
     notebook (its predict step, in this process) give the run's own predictions."""
     root, out, runner = planet(tmp_path / PLANET, more=2), tmp_path / "runs", CliRunner()
-    flags = ["--arch", "test_resnet", "--size", "16", "--bs", "4", "--epochs", "1", "--no-pretrained"]
-    assert (trained := runner.invoke(app, ["train", "--data", str(root), "--out", str(out), *flags])).exit_code == 0, (
-        trained.output
-    )
-    (run,) = [p for p in out.iterdir() if not p.name.startswith(".")]
-    sent = runner.invoke(app, ["submit", "--run", run.name, "--out", str(out), "--dry-run", "--submissions", str(out)])
-    assert sent.exit_code == 0, sent.output
-    (csv,) = out.glob("submission-*.csv")
+    run, _, csv = train_and_submit(root, out, *TINY_CLI)
     assert list(pd.read_csv(csv).image_name) == [name.removesuffix(".jpg") for name in SPLIT], "the sample order"
     own = load_predictions(run / "predictions.safetensors")
     images = ["--images", str(root / "test-jpg"), "--images", str(root / "test-jpg-additional")]
@@ -291,14 +285,7 @@ def test_a_split_test_set_is_trained_submitted_predicted_and_sent_to_kaggle_whol
 
 
 def test_hotel_id_trains_and_submits_five_hotels_an_image(tmp_path):
-    root, out, runner = hotel_id(tmp_path / "hotel-id-2021-fgvc8"), tmp_path / "runs", CliRunner()
-    flags = ["--arch", "test_resnet", "--size", "16", "--bs", "4", "--epochs", "1", "--no-pretrained"]
-    trained = runner.invoke(app, ["train", "--data", str(root), "--out", str(out), *flags])
-    assert trained.exit_code == 0, trained.output
-    (run,) = [p for p in out.iterdir() if not p.name.startswith(".")]
-    sent = runner.invoke(app, ["submit", "--run", run.name, "--out", str(out), "--dry-run", "--submissions", str(out)])
-    assert sent.exit_code == 0, sent.output
-    (csv,) = out.glob("submission-*.csv")
+    _, _, csv = train_and_submit(hotel_id(tmp_path / "hotel-id-2021-fgvc8"), tmp_path / "runs", *TINY_CLI)
     submission = pd.read_csv(csv, dtype=str)
     hotels = {hotel for pair in HOTELS.values() for hotel in pair}
     assert list(submission.image) == ["t0.jpg", "t1.jpg", "t2.jpg"]

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import train_and_submit
 from test_locations import write_images
 from typer.testing import CliRunner
 
@@ -64,15 +65,9 @@ def test_dogs_vs_cats_is_read_as_the_competition_scores_it(tmp_path):
 
 
 def test_train_and_submit_dogs_vs_cats_the_probability_of_a_dog(tmp_path):
-    root, out, runner = dogs_vs_cats(tmp_path / DOGS_VS_CATS), tmp_path / "runs", CliRunner()
-    trained = runner.invoke(app, ["train", "--data", str(root), "--out", str(out), *FLAGS])
-    assert trained.exit_code == 0, trained.output
-    assert "file names in train/" in trained.stdout and "log_loss" in trained.stdout
-    (run,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    run, printed, csv = train_and_submit(dogs_vs_cats(tmp_path / DOGS_VS_CATS), tmp_path / "runs", *FLAGS)
+    assert "file names in train/" in printed and "log_loss" in printed
     assert json.loads((run / "config.json").read_text())["competition"]["label_pattern"] == NAME_PATTERN
-    sent = runner.invoke(app, ["submit", "--run", run.name, "--out", str(out), "--dry-run", "--submissions", str(out)])
-    assert sent.exit_code == 0, sent.output
-    (csv,) = out.glob("submission-*.csv")
     submission, preds = pd.read_csv(csv), load_predictions(run / "predictions.safetensors")
     assert list(submission.columns) == ["id", "label"] and list(submission.id) == [1, 2, 3, 4]
     dog = preds.probs[[preds.image_ids.index(f"{k}.jpg") for k in range(1, 5)], preds.vocab.index("dog")]

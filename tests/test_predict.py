@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import types
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+import paddy.training.plan
 from paddy.cli.app import app
 from paddy.ensembling.predict import predictions_csv
 from paddy.runs.predictions import Predictions, load_predictions
@@ -38,6 +40,17 @@ def test_predict_reproduces_the_runs_own_tta_predictions(finished_run, tiny_data
     table = pd.read_csv(dest.with_suffix(".csv"))
     assert list(table.columns) == ["image_id", "label", *saved.vocab]
     assert list(table.label) == saved.labels()
+
+
+def test_predict_refuses_probabilities_larger_than_the_memory_before_loading_a_model(finished_run, tiny_data, tmp_path):
+    """As training does: one line, exit 1, nothing written (not an out-of-memory kill after the last pass)."""
+    n, classes = len(tiny_data.test_images), len(tiny_data.classes)
+    small = types.SimpleNamespace(available=2 * n * classes * 4 - 1)  # one byte short of two float32 copies
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(paddy.training.plan.psutil, "virtual_memory", lambda: small)
+        result = predict(finished_run.run, tiny_data.root / "test_images", "--dest", str(tmp_path / "p.safetensors"))
+    assert result.exit_code == 1 and f"the probabilities of {n} images x {classes} classes" in result.output
+    assert not list(tmp_path.glob("p.*"))
 
 
 def test_without_tta_each_image_is_predicted_alone(finished_run, tiny_data, tmp_path):

@@ -274,7 +274,7 @@ def test_test_probabilities_larger_than_the_memory_are_refused_before_anything_i
     n, classes = len(tiny_data.test_images), len(tiny_data.classes)
     needed = 2 * n * classes * 4  # two float32 copies of every test image's every class
     check_against_data(tiny_data, tiny_entry(), memory=needed)  # just fits
-    with pytest.raises(PaddyError, match=f"the test set's probabilities \\({n} images x {classes} classes"):
+    with pytest.raises(PaddyError, match=f"the probabilities of {n} images x {classes} classes \\(float32\\)"):
         check_against_data(tiny_data, tiny_entry(), memory=needed - 1)
     available = types.SimpleNamespace(available=needed - 1)
     with pytest.MonkeyPatch.context() as patch:  # what a run asks psutil

@@ -189,8 +189,8 @@ def labelled_layout(root: Path, labelled: Labelled, spec: CompetitionSpec, sampl
     listed = test_id_files(root, filled)
     ids = sample_ids(sample_csv, sample)
     id_files = id_files_of(sample_csv, ids, listed, given=filled.test_metadata is not None)
-    names = [id_files[i] for i in ids] if id_files else ids
-    test_images = test_images_of(sample_csv, names, [root / folder for folder in folders], shared)
+    test_names = [id_files[i] for i in ids] if id_files else ids
+    test_images = test_images_of(sample_csv, test_names, [root / folder for folder in folders], shared)
     names = [p.name for p in labelled.images]
     return CompetitionData(
         root=root,

@@ -30,6 +30,7 @@ from paddy.ensembling.average import (
 from paddy.runs.folder import RunFolder
 from paddy.runs.predictions import Predictions, load_predictions, save_predictions
 from paddy.settings.config_file import EnsembleConfig
+from paddy.training.plan import check_probabilities_fit
 from paddy.training.predicting import TTA_PASSES, tta_predictions
 from paddy.training.saved_model import load_model, rebuild_learner
 
@@ -61,6 +62,7 @@ def predict_run(run: RunFolder, images: list[Path], tta: bool) -> Predictions:
     """One run's probabilities for `images`: with `tta`, seeded as training's TTA was, so the run's
     own test predictions come out again."""
     card, state = load_model(run.model_path)
+    check_probabilities_fit(len(images), len(card.vocab))
     learn = rebuild_learner(card, state, images, run.model_path)
     meta = {"run": run.name, "arch": card.arch, "size": card.size, "item": card.item, "tta": tta, "kind": card.kind}
     meta |= scored_as(run)

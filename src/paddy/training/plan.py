@@ -19,7 +19,6 @@ from paddy.core.errors import PaddyError
 from paddy.data.competition import CompetitionData, training_split_size
 from paddy.data.folds import Folds
 from paddy.data.training_set import extra_labels
-from paddy.settings.competition import TargetKind
 from paddy.settings.entry import AUTO, ModelEntry, Precision, accum_problem
 from paddy.training.archs import check_trainable
 
@@ -50,22 +49,18 @@ PROBABILITY_BYTES = 4  # float32, as predictions keep them
 GATHERED_COPIES = 2  # TTA's chunks and the array joined from them are held at once
 
 
-def predictions_bytes(data: CompetitionData) -> int:
-    """The memory the test set's probabilities take: every class's, for every test image."""
-    outputs = 1 if data.kind in (TargetKind.regression, TargetKind.ordinal) else len(data.classes)
-    return len(data.test_images) * outputs * PROBABILITY_BYTES
-
-
-def check_predictions_fit(data: CompetitionData, available: int) -> None:
-    """Refuse, before hours of training, a test set whose probabilities this machine cannot hold while TTA
-    gathers them (herbarium 2022: 210k images x 15,501 classes are 13 GB, twice that gathered): the run would
-    die after its last epoch, its predictions unwritten."""
-    if (needed := GATHERED_COPIES * predictions_bytes(data)) > available:
+def check_probabilities_fit(n_images: int, n_outputs: int, memory: int | None = None) -> None:
+    """Refuse, before hours of work, predictions this machine cannot hold while TTA gathers them: every
+    output (class) of every image, herbarium 2022's 210k test images x 15,501 classes are 13 GB, twice that
+    gathered; a run would die after its last epoch, its predictions unwritten. `memory`: the bytes available
+    (default: psutil's, now)."""
+    available = psutil.virtual_memory().available if memory is None else memory
+    if (needed := GATHERED_COPIES * n_images * n_outputs * PROBABILITY_BYTES) > available:
         gib = 2**30
         raise PaddyError(
-            f"the test set's probabilities ({len(data.test_images):,} images x {len(data.classes):,} classes, "
-            f"float32) take {needed / gib:.1f} GiB while TTA gathers them, and this machine has "
-            f"{available / gib:.1f} GiB of memory available: predict on a machine with more"
+            f"the probabilities of {n_images:,} images x {n_outputs:,} classes (float32) take {needed / gib:.1f} GiB "
+            f"while TTA gathers them, and this machine has {available / gib:.1f} GiB of memory available: "
+            "predict on a machine with more"
         )
 
 
@@ -75,7 +70,7 @@ def check_against_data(
     """Refuse an entry the data cannot train: a second target missing from train.csv, a training split
     smaller than one effective batch (no optimizer step would run, yet the run would 'finish'), or test
     predictions larger than the `memory` available (default: psutil's, now)."""
-    check_predictions_fit(data, psutil.virtual_memory().available if memory is None else memory)
+    check_probabilities_fit(len(data.test_images), len(data.classes), memory)  # a number: its one column
     if entry.multi_target:
         extra_labels(data, entry.multi_target)
     if folds is not None and entry.fold is not None:
