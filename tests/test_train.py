@@ -22,6 +22,7 @@ from torch import nn
 import paddy.training.learner
 import paddy.training.plan
 from paddy.core.errors import PaddyError
+from paddy.data.folds import folds_for
 from paddy.runs.predictions import load_predictions
 from paddy.settings.entry import BadImages
 from paddy.training.learner import RefuseNonFiniteLoss, build_dataloaders, build_learner, make_learner
@@ -282,6 +283,16 @@ def test_test_probabilities_larger_than_the_memory_are_refused_before_anything_i
         with pytest.raises(PaddyError, match="GiB of memory available: predict on a machine with more"):
             trained(tiny_entry(), tiny_data, tmp_path, num_workers=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_held_out_fold_larger_than_the_test_set_is_what_must_fit(tiny_data, tmp_path):
+    """A fold run also predicts its held-out fold with TTA (out-of-fold): half of 60 images against 20 test ones."""
+    folds = folds_for(tmp_path, tiny_data, 2, seed=0)
+    entry, n, classes = tiny_entry(folds=2, fold=1), len(folds.held_out(1)), len(tiny_data.classes)
+    assert n > len(tiny_data.test_images)
+    check_against_data(tiny_data, entry, folds, memory=2 * n * classes * 4)
+    with pytest.raises(PaddyError, match=f"the probabilities of {n} images x {classes} classes"):
+        check_against_data(tiny_data, entry, folds, memory=2 * n * classes * 4 - 1)
 
 
 def test_a_nan_loss_stops_training_and_leaves_no_finished_run(tiny_data, tmp_path, monkeypatch):

@@ -203,12 +203,18 @@ def _drawn(inputs: FoldInput, k: int, seed: int) -> np.ndarray:
     return _folds_of_splits(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, strata), n)
 
 
+NAMED_UP_TO = 5  # classes warned about a line each; more (hotel-id's thousands of rare hotels) are one line
+
+
 def coverage_warnings(inputs: FoldInput, fold: np.ndarray, k: int) -> list[str]:
     """A line for each class (or tag, or grade) that is not held out in every fold: the folds whose
-    validation set lacks it cannot score it, so their scores are not comparable with the others'."""
+    validation set lacks it cannot score it, so their scores are not comparable with the others'. More than
+    NAMED_UP_TO are one line, with the first as an example."""
     if inputs.kind is TargetKind.regression:
         return []
-    noun = {TargetKind.multi: "tag", TargetKind.ordinal: "grade"}.get(inputs.kind, "class")
+    noun, nouns = {TargetKind.multi: ("tag", "tags"), TargetKind.ordinal: ("grade", "grades")}.get(
+        inputs.kind, ("class", "classes")
+    )
     members: dict[str, list[int]] = defaultdict(list)
     for i, text in enumerate(inputs.label_texts):
         for name in text.split() if inputs.kind is TargetKind.multi else [text]:
@@ -218,6 +224,8 @@ def coverage_warnings(inputs: FoldInput, fold: np.ndarray, k: int) -> list[str]:
         if (held := len(set(fold[index].tolist()))) < k:
             count = f"has only {len(index)} images" if len(index) < k else f"has {len(index)} images"
             lines.append(f"{noun} {name} {count}: it is held out in {held} of {k} folds")
+    if len(lines) > NAMED_UP_TO:
+        return [f"{len(lines)} {nouns} are not held out in all {k} folds (e.g. {lines[0]})"]
     return lines
 
 

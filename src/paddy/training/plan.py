@@ -68,13 +68,14 @@ def check_against_data(
     data: CompetitionData, entry: ModelEntry, folds: Folds | None = None, memory: int | None = None
 ) -> None:
     """Refuse an entry the data cannot train: a second target missing from train.csv, a training split
-    smaller than one effective batch (no optimizer step would run, yet the run would 'finish'), or test
-    predictions larger than the `memory` available (default: psutil's, now)."""
-    check_probabilities_fit(len(data.test_images), len(data.classes), memory)  # a number: its one column
+    smaller than one effective batch (no optimizer step would run, yet the run would 'finish'), or test (or
+    out-of-fold) predictions larger than the `memory` available (default: psutil's, now)."""
     if entry.multi_target:
         extra_labels(data, entry.multi_target)
-    if folds is not None and entry.fold is not None:
-        n_train, held_out = len(data.train_images) - len(folds.held_out(entry.fold)), f"fold {entry.fold}"
+    n_oof = len(folds.held_out(entry.fold)) if folds is not None and entry.fold is not None else 0
+    check_probabilities_fit(max(len(data.test_images), n_oof), len(data.classes), memory)  # a number: one column
+    if n_oof:
+        n_train, held_out = len(data.train_images) - n_oof, f"fold {entry.fold}"
     else:
         n_train, held_out = training_split_size(len(data.train_images), entry.valid_pct), f"valid_pct {entry.valid_pct}"
     if n_train < entry.bs:
