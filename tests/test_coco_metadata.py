@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from paddy.cli.app import app
 from paddy.core.errors import PaddyError
+from paddy.core.progress import reporting_to
 from paddy.data.competition import check_layout
 from paddy.data.presize import presize_dataset
 from paddy.runs.predictions import load_predictions
@@ -274,3 +275,18 @@ def test_test_metadata_found_about_other_images_is_not_read(tmp_path):
     assert found.spec.test_metadata is None and check_layout(root, found.spec).test_ids == found.test_ids
     with pytest.raises(PaddyError, match="2 of 2 ids are not in test/metadata.json"):
         check_layout(root, CompetitionSpec(test_metadata="test/metadata.json"))
+
+
+def test_reading_metadata_reports_its_progress_in_mib_and_no_json_is_one_line(tmp_path):
+    root = herbarium_2022(tmp_path / HERBARIUM_22)
+    padded = json.loads((root / "train_metadata.json").read_text()) | {"padding": "x" * (20 * 2**20)}  # 20 MiB
+    write_json(root / "train_metadata.json", padded)
+    reports: list[tuple[str, int, int]] = []
+    with reporting_to(lambda what, done, total: reports.append((what, done, total))):
+        found = check_layout(root)
+    assert len(found.train_images) == 9
+    read = [r for r in reports if r[0] == "reading train_metadata.json (MiB)"]
+    assert [done for _, done, _ in read] == [8, 16, 21] and {total for _, _, total in read} == {21}
+    (root / "train_metadata.json").write_text('{"images": [')
+    with pytest.raises(PaddyError, match="train_metadata.json is no JSON: Expecting value"):
+        check_layout(root)

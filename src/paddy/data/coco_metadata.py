@@ -8,13 +8,14 @@ name below its folder, wherever file_name puts it (herbarium's train_images/155/
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from paddy.core.errors import PaddyError
-from paddy.core.files import read_json
+from paddy.core.progress import report_progress
 from paddy.data.layout import Labelled, class_order, classes_spec, files_of_ids
 from paddy.data.locations import LABELS, TRAIN, found_path, images_by_name, usual_name, visible
 from paddy.settings.competition import CompetitionSpec
@@ -22,6 +23,7 @@ from paddy.settings.competition import CompetitionSpec
 CATEGORY = "category_id"  # the annotation key a class is read from, unless label_columns names another
 JSON = ".json"
 IMAGE_KEYS = ("id", "image_id")  # COCO's, herbarium 2022's
+MIB, CHUNK_MIB = 2**20, 8
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,24 @@ def image_records(content: Any) -> list[dict[str, Any]] | None:
     return images
 
 
+def read_large_json(path: Path) -> Any:
+    """A JSON file of the competition, read CHUNK_MIB at a time with its progress reported (herbarium 2022's
+    train_metadata.json is 667 MB); one that is no JSON is one line naming it."""
+    what, total = f"reading {path.name} (MiB)", -(-path.stat().st_size // MIB)
+    data = bytearray()
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_MIB * MIB):
+            data += chunk
+            report_progress(what, -(-len(data) // MIB), total)
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PaddyError(f"{path} is no JSON: {error}") from None
+
+
 def read_metadata(root: Path, name: str, training: bool) -> Metadata | None:
     """The metadata file `name` of the data folder; None where it is none (training metadata: no annotations)."""
-    content = read_json(root / name)
+    content = read_large_json(root / name)
     images = image_records(content)
     annotations = content.get("annotations") if isinstance(content, dict) else None
     if images is None or (training and not isinstance(annotations, list)):
