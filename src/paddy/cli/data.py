@@ -14,7 +14,7 @@ from paddy.cli.output import err, out, progress_bar, reports_errors
 from paddy.cli.tables import description_table, frame_table
 from paddy.data.competition import COMPETITION, CompetitionData, check_layout
 from paddy.data.demo_layouts import LAYOUTS
-from paddy.orchestration.selection import data_described
+from paddy.orchestration.selection import data_source
 from paddy.settings.competition import CompetitionSpec
 from paddy.settings.config_file import load_config
 from paddy.settings.entry import BadImages
@@ -76,14 +76,14 @@ def presize(
     folders), so decoding stops starving training; the copy is read as its source was."""
     from paddy.data.presize import presize_dataset
 
-    found = data_described(data, load_config(config) if config else None, competition)
-    source = found.root
+    source, spec = data_source(data, load_config(config) if config else None, competition)
     with progress_bar("presize", err) as update:
-        report = presize_dataset(
-            source, dest, longest, quality, workers, on_progress=update, bad_images=bad_images, spec=found.spec
-        )
-    counts = pd.DataFrame([{"resized": report.resized, "copied": report.copied, "already done": report.skipped}])
-    out.print(frame_table(counts, title=f"{source} -> {dest} (longest {longest} px)"))
+        report = presize_dataset(source, dest, longest, quality, workers, update, bad_images, spec)
+    side = report.pixels_side
+    made = "written from pixels" if side else "resized"
+    counts = pd.DataFrame([{made: report.resized, "copied": report.copied, "already done": report.skipped}])
+    shown = f"{side}x{side} px images" if side else f"longest {longest} px"
+    out.print(frame_table(counts, title=f"{source} -> {dest} ({shown})"))
     if report.stale_removed:
         out.print(f"removed {report.stale_removed} half-written temp files an interrupted presize left")
     if report.unreadable:
@@ -91,4 +91,7 @@ def presize(
             f"[yellow]{report.unreadable} unreadable training images[/yellow] copied as they are: "
             f"train on the copy with --bad-images skip"
         )
+    if side:
+        out.print(f"train on it: paddy train --data {dest} (images of {side}x{side} px: give --size to suit the model)")
+        return
     out.print(f"train on it: paddy train --data {dest} --item-size {longest} (a larger --item-size only upsamples)")

@@ -30,6 +30,7 @@ from paddy.data.locations import (
     visible,
 )
 from paddy.data.name_labels import name_labelled
+from paddy.data.pixel_images import pixel_tables
 from paddy.data.submission_format import SampleFormat, SampleShape, infer_sample_format, named_sample, read_sample
 from paddy.data.test_set import id_files_of, sample_ids, test_images_of
 from paddy.settings.competition import (
@@ -220,6 +221,8 @@ def training_layout(root: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> 
     if metadata := train_metadata(root, spec):  # before folders: its subfolders only hold the images
         return labelled_layout(root, metadata_labelled(root, metadata, spec), spec, sample)
     train = None if spec.labels_file else found_name(root, spec.train_folder, TRAIN)  # a given file: its images
+    if train is None and (pixels := pixel_tables(root)):  # digit-recognizer: images as pixel columns
+        raise PaddyError(pixels.problem())
     if train is not None and not spec.label_pattern and has_class_folders(root / train):
         return labelled_layout(root, class_folder_labelled(root, train, spec, sample), spec, sample)
     labels = None if spec.label_pattern else found_name(root, spec.labels_file, LABELS)
@@ -282,9 +285,15 @@ def resolve_data(
 ) -> CompetitionData:
     """The checked competition data: --data, else Kaggle's input folder of the description's competition
     (the paddy competition's when it names none), else the demo."""
-    if data is not None:
-        return check_layout(data.expanduser(), spec)
-    on_kaggle = kaggle_input / (spec.slug or COMPETITION)
-    if on_kaggle.is_dir():
-        return check_layout(on_kaggle, spec)
+    if (folder := data_folder(data, spec, kaggle_input)) is not None:
+        return check_layout(folder, spec)
     return replace(check_layout(ensure_demo_dataset(), spec), is_demo=True)
+
+
+def data_folder(data: Path | None, spec: CompetitionSpec, kaggle_input: Path = KAGGLE_INPUT) -> Path | None:
+    """The competition folder a command reads, unchecked: --data, else Kaggle's input folder of the
+    description's competition; None: the demo."""
+    if data is not None:
+        return data.expanduser()
+    on_kaggle = kaggle_input / (spec.slug or COMPETITION)
+    return on_kaggle if on_kaggle.is_dir() else None

@@ -27,8 +27,10 @@ from paddy.core.files import atomic_write_bytes, read_json, remove_stale_temp_fi
 from paddy.core.processes import die_with_parent
 from paddy.data.competition import CompetitionData, check_layout
 from paddy.data.images import bad_images_problem
-from paddy.data.locations import IMAGE_SUFFIXES, PRESIZE_MARKER
-from paddy.settings.competition import CompetitionSpec
+from paddy.data.locations import IMAGE_SUFFIXES, PRESIZE_MARKER, SAMPLE, found_name, sample_name
+from paddy.data.pixel_images import PixelTables, image_files, pixel_tables, write_pixel_images
+from paddy.data.submission_format import read_sample
+from paddy.settings.competition import CompetitionSpec, known_competition
 from paddy.settings.entry import BadImages
 
 MARKER = PRESIZE_MARKER
@@ -47,6 +49,7 @@ class PresizeReport:
     skipped: int  # already in dest from an earlier, interrupted run
     unreadable: int  # training images PIL cannot decode, copied unchanged (`bad_images` skip) for train to skip
     stale_removed: int  # temp files a killed earlier run left half-written, deleted before resuming
+    pixels_side: int | None = None  # images written from pixel CSVs (resized: how many), this many px a side
 
     @property
     def total(self) -> int:
@@ -57,18 +60,28 @@ def check_presize_args(
     src: Path, dest: Path, longest: int, quality: int, workers: int | None, spec: CompetitionSpec
 ) -> CompetitionData:
     """Refuse settings that cannot give a usable copy, before touching any file; the source as `spec` reads it."""
+    check_settings(longest, quality, workers)
+    data = check_layout(src, spec)
+    check_dest(src, dest)
+    return data
+
+
+def check_settings(longest: int, quality: int, workers: int | None) -> None:
+    """Refuse a size, quality or number of workers that cannot give a usable copy."""
     if longest <= 0:
         raise PaddyError(f"longest side must be a positive number of pixels, not {longest}")
     if not 1 <= quality <= MAX_QUALITY:
         raise PaddyError(f"JPEG quality must be between 1 and {MAX_QUALITY}, not {quality}")
     if workers is not None and workers < 0:
         raise PaddyError(f"workers must be 0 (this process) or more, not {workers}")
-    data = check_layout(src, spec)
+
+
+def check_dest(src: Path, dest: Path) -> None:
+    """Refuse a destination inside the source (the copy would be read as data) or that is a file."""
     if dest.resolve().is_relative_to(src.resolve()):
         raise PaddyError(f"destination {dest} is inside the source {src}; choose a folder outside it")
     if dest.exists() and not dest.is_dir():
         raise PaddyError(f"destination {dest} is a file, not a folder")
-    return data
 
 
 def claim_dest(dest: Path, settings: dict[str, int], description: CompetitionSpec) -> None:
@@ -146,6 +159,25 @@ def run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[tuple[Path, Path]], 
         yield from pool.map(work, jobs, chunksize=16)
 
 
+def presize_pixels(
+    src: Path,
+    dest: Path,
+    tables: PixelTables,
+    settings: dict[str, int],
+    on_progress: Callable[[int, int], None] | None,
+    spec: CompetitionSpec,
+) -> PresizeReport:
+    """The images of pixel CSVs written as PNG files (paddy.data.pixel_images) in a copy marked and described
+    as a presize: the copy is read as the competition (its kind and metric) with class folders."""
+    check_dest(src, dest)
+    sample_csv = src / sample_name(found_name(src, spec.sample_file, SAMPLE))
+    files = image_files(src, tables, list(read_sample(sample_csv).iloc[:, 0]))  # every row checked first
+    claim_dest(dest, settings, known_competition(spec, src.absolute().name))
+    stale_removed = remove_stale_temp_files(dest)
+    written, skipped = write_pixel_images(files, tables.side, sample_csv, dest, on_progress)
+    return PresizeReport(dest, written, 1, skipped, unreadable=0, stale_removed=stale_removed, pixels_side=tables.side)
+
+
 def presize_dataset(
     src: Path,
     dest: Path,
@@ -167,6 +199,9 @@ def presize_dataset(
     naming it and left out of the copy (a re-run tries it again); skipped training images are copied
     unchanged, for `train --bad-images skip`.
     """
+    if (tables := pixel_tables(src)) is not None:  # digit-recognizer: no image files to resize, pixels to write
+        check_settings(longest, quality, workers)
+        return presize_pixels(src, dest, tables, {"longest": longest, "quality": quality}, on_progress, spec)
     data = check_presize_args(src, dest, longest, quality, workers, spec)
     claim_dest(dest, {"longest": longest, "quality": quality}, data.spec)
     stale_removed = remove_stale_temp_files(dest)

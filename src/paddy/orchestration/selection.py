@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paddy.data.competition import CompetitionData, resolve_data
+from paddy.data.competition import CompetitionData, data_folder, resolve_data
+from paddy.data.demo import ensure_demo_dataset
 from paddy.settings.budget import chosen_budget
 from paddy.settings.checks import apply_overrides
 from paddy.settings.competition import CompetitionSpec, overridden
@@ -101,6 +102,15 @@ def data_described(
     """The checked data a command reads (the flag's, else the config's, Kaggle's or the demo) as the config's
     [competition] table and the competition flags describe it."""
     return resolve_data(data or (ensemble.data if ensemble else None), described(ensemble, competition))
+
+
+def data_source(
+    data: Path | None, ensemble: EnsembleConfig | None, competition: dict[str, Any] | None
+) -> tuple[Path, CompetitionSpec]:
+    """The data folder a command reads (as data_described finds it) and its description, unchecked: for a
+    command that checks the folder as it reads it (presize, which also takes pixel CSVs no check reads)."""
+    spec = described(ensemble, competition)
+    return data_folder(data or (ensemble.data if ensemble else None), spec) or ensure_demo_dataset(), spec
 
 
 def described(ensemble: EnsembleConfig | None, competition: dict[str, Any] | None) -> CompetitionSpec:

@@ -171,6 +171,8 @@ KNOWN_COMPETITIONS: dict[str, tuple[TargetKind, MetricName]] = {
     "herbarium-2022-fgvc9": (TargetKind.single, MetricName.f1_macro),  # train_metadata.json, test_metadata.json
     "iwildcam-2020-fgvc7": (TargetKind.single, MetricName.accuracy),  # iwildcam2020_train_annotations.json
     "inaturalist-2019-fgvc6": (TargetKind.single, MetricName.error_rate),  # top-1 error; train2019.json
+    "digit-recognizer": (TargetKind.single, MetricName.accuracy),  # pixels in train.csv: presize writes PNGs
+    "Kannada-MNIST": (TargetKind.single, MetricName.accuracy),  # likewise, with test.csv's id column
     "happy-whale-and-dolphin": (TargetKind.single, MetricName.map5),
     "humpback-whale-identification": (TargetKind.single, MetricName.map5),
     "plant-seedlings-classification": (TargetKind.single, MetricName.accuracy),  # micro F1 of one label each
