@@ -56,16 +56,6 @@ class PresizeReport:
         return self.resized + self.copied + self.skipped
 
 
-def check_presize_args(
-    src: Path, dest: Path, longest: int, quality: int, workers: int | None, spec: CompetitionSpec
-) -> CompetitionData:
-    """Refuse settings that cannot give a usable copy, before touching any file; the source as `spec` reads it."""
-    check_settings(longest, quality, workers)
-    data = check_layout(src, spec)
-    check_dest(src, dest)
-    return data
-
-
 def check_settings(longest: int, quality: int, workers: int | None) -> None:
     """Refuse a size, quality or number of workers that cannot give a usable copy."""
     if longest <= 0:
@@ -159,6 +149,26 @@ def run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[tuple[Path, Path]], 
         yield from pool.map(work, jobs, chunksize=16)
 
 
+def run_counted(
+    jobs: list[tuple[Path, Path]],
+    work: Callable[[tuple[Path, Path]], str],
+    workers: int,
+    skipped: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[Counter[str], list[tuple[Path, Path]]]:
+    """Run the jobs (run_jobs), following them with `on_progress` after the `skipped` already done: how many
+    had each outcome, and the jobs whose image was unreadable."""
+    total, counts, unreadable = skipped + len(jobs), Counter[str](), []
+    if on_progress:
+        on_progress(skipped, total)
+    for done, (job, outcome) in enumerate(zip(jobs, run_jobs(jobs, work, workers)), skipped + 1):
+        counts[outcome] += 1
+        unreadable += [job] if outcome == UNREADABLE else []
+        if on_progress:
+            on_progress(done, total)
+    return counts, unreadable
+
+
 def presize_pixels(
     src: Path,
     dest: Path,
@@ -199,25 +209,17 @@ def presize_dataset(
     naming it and left out of the copy (a re-run tries it again); skipped training images are copied
     unchanged, for `train --bad-images skip`.
     """
+    check_settings(longest, quality, workers)  # before touching any file
+    settings = {"longest": longest, "quality": quality}
     if (tables := pixel_tables(src)) is not None:  # digit-recognizer: no image files to resize, pixels to write
-        check_settings(longest, quality, workers)
-        return presize_pixels(src, dest, tables, {"longest": longest, "quality": quality}, on_progress, spec)
-    data = check_presize_args(src, dest, longest, quality, workers, spec)
-    claim_dest(dest, {"longest": longest, "quality": quality}, data.spec)
+        return presize_pixels(src, dest, tables, settings, on_progress, spec)
+    data = check_layout(src, spec)
+    check_dest(src, dest)
+    claim_dest(dest, settings, data.spec)
     stale_removed = remove_stale_temp_files(dest)
     jobs, skipped = pending_jobs(files_read(data), data.root, dest)
-    total = skipped + len(jobs)
-    counts: Counter[str] = Counter()
-    if on_progress:
-        on_progress(skipped, total)
     work = partial(presize_file, longest=longest, quality=quality)
-    unreadable = []
-    outcomes = run_jobs(jobs, work, num_cpus() if workers is None else workers)
-    for done, (job, outcome) in enumerate(zip(jobs, outcomes), skipped + 1):
-        counts[outcome] += 1
-        unreadable += [job] if outcome == UNREADABLE else []
-        if on_progress:
-            on_progress(done, total)
+    counts, unreadable = run_counted(jobs, work, num_cpus() if workers is None else workers, skipped, on_progress)
     if problem := bad_images_problem(data, {image.absolute() for image, _ in unreadable}, bad_images):
         raise PaddyError(f"{problem} (not copied to {dest})")
     for image, copy in unreadable:
