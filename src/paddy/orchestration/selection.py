@@ -101,7 +101,12 @@ def data_described(
 ) -> CompetitionData:
     """The checked data a command reads (the flag's, else the config's, Kaggle's or the demo) as the config's
     [competition] table and the competition flags describe it."""
-    return resolve_data(data or (ensemble.data if ensemble else None), described(ensemble, competition))
+    return resolve_data(given_data(data, ensemble), described(ensemble, competition))
+
+
+def given_data(data: Path | None, ensemble: EnsembleConfig | None) -> Path | None:
+    """The data folder the flag gives, else the config's; None: Kaggle's or the demo."""
+    return data or (ensemble.data if ensemble else None)
 
 
 def data_source(
@@ -110,7 +115,7 @@ def data_source(
     """The data folder a command reads (as data_described finds it) and its description, unchecked: for a
     command that checks the folder as it reads it (presize, which also takes pixel CSVs no check reads)."""
     spec = described(ensemble, competition)
-    return data_folder(data or (ensemble.data if ensemble else None), spec) or ensure_demo_dataset(), spec
+    return data_folder(given_data(data, ensemble), spec) or ensure_demo_dataset(), spec
 
 
 def described(ensemble: EnsembleConfig | None, competition: dict[str, Any] | None) -> CompetitionSpec:

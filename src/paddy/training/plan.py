@@ -73,7 +73,7 @@ def check_against_data(
     if entry.multi_target:
         extra_labels(data, entry.multi_target)
     n_oof = len(folds.held_out(entry.fold)) if folds is not None and entry.fold is not None else 0
-    check_probabilities_fit(max(len(data.test_images), n_oof), len(data.classes), memory)  # a number: one column
+    check_probabilities_fit(max(len(data.test_images), n_oof), len(data.classes), memory)  # a number's: 1 output
     if n_oof:
         n_train, held_out = len(data.train_images) - n_oof, f"fold {entry.fold}"
     else:
