@@ -413,3 +413,19 @@ def test_the_folders_can_be_named_by_flags(tmp_path):
     trained = run_paddy("train", "--data", str(root), "--out", out, "--train-folder", "train-jpg", *tests, *flags)
     assert trained.exit_code == 0, trained.output
     assert "12 in train-jpg/" in trained.stdout and "6 in test-jpg/, test-jpg-additional/" in trained.stdout
+
+
+def test_iwildcam_2019_a_csv_whose_first_column_is_no_id_says_which_key_names_it(tmp_path):
+    """iwildcam-2019-fgvc6's train.csv starts with category_id, then file_name, id, location, ...: its first column,
+    taken as the id, repeats; the error says so and which key names the id. Given, the CSV trains."""
+    root = tmp_path / "iwildcam-2019-fgvc6"
+    ids = [f"c{k}" for k in range(8)]
+    write_images(root / "train_images", [f"{i}.jpg" for i in ids], 0)
+    write_images(root / "test_images", ["t1.jpg", "t2.jpg"], 1)
+    table = {"category_id": [0, 19] * 4, "file_name": [f"{i}.jpg" for i in ids], "id": ids, "location": [3] * 8}
+    pd.DataFrame(table).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"Id": ["t1", "t2"], "Predicted": 0}).to_csv(root / "sample_submission.csv", index=False)
+    with pytest.raises(PaddyError, match="lists '0' more than once .its first column, taken as the image id: name"):
+        check_layout(root)
+    found = check_layout(root, CompetitionSpec(id_column="id", label_columns=("category_id",)))
+    assert found.classes == ("0", "19") and found.target_of()["c1.jpg"] == "19"

@@ -190,7 +190,8 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
     ids = list(column_values(table, id_column, csv).astype(str))
     if len(set(ids)) != len(ids):
         repeated = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
-        raise PaddyError(f"{csv} column {id_column!r} lists {repeated!r} more than once")
+        hint = "" if spec.id_column else " (its first column, taken as the image id: name another with id_column)"
+        raise PaddyError(f"{csv} column {id_column!r} lists {repeated!r} more than once{hint}")
     spec = replace(spec, id_column=id_column)
     columns = label_columns(table, spec, sample, csv)
     kind = inferred_kind(table, columns, spec, csv)
