@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 from paddy.cli.app import app
 from paddy.core.errors import PaddyError
 from paddy.data.competition import check_layout
+from paddy.data.locations import SAMPLE_GLOB
 from paddy.data.presize import presize_dataset
+from paddy.kaggle.kernels import script_text
 from paddy.runs.predictions import load_predictions
 from paddy.settings.competition import MetricName, TargetKind
 
@@ -107,3 +109,17 @@ def test_pixel_csvs_that_cannot_be_right_are_one_line(tmp_path, change, message)
     with pytest.raises(PaddyError, match=message):
         presize_dataset(root, tmp_path / "png", workers=0)
     assert not (tmp_path / "png").exists(), "refused before the copy is begun"
+
+
+def test_the_kaggle_notebook_trains_on_the_png_copy_of_pixel_csvs(tmp_path, tiny_data_root):
+    """Its data found by the sample, the notebook presizes pixel CSVs into /kaggle/working and trains on that;
+    a competition of image files is read where it is."""
+    settings = {"mode": "train", "competition": "digit-recognizer", "config": "", "config_name": "", "gpu_pool": False}
+    script: dict = {}
+    exec(compile(script_text({**settings, "sample_glob": SAMPLE_GLOB}), "paddy_kernel.py", "exec"), script)
+    root, _, _ = digit_recognizer(tmp_path / "input" / "digit-recognizer")
+    (work := tmp_path / "working").mkdir()
+    found = script["find_folder"](tmp_path / "input", SAMPLE_GLOB, "digit-recognizer")
+    assert found == root and script["trainable"](found, work) == work / "images"
+    assert check_layout(work / "images").test_ids == [f"{k}.png" for k in range(1, 6)]
+    assert script["trainable"](tiny_data_root, work) == tiny_data_root

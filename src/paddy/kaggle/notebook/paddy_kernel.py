@@ -73,6 +73,17 @@ def gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+def trainable(data: Path, work: Path) -> Path:
+    """The data paddy reads: the competition's own, or where its images are pixel columns of CSVs
+    (digit-recognizer), the PNG copy paddy presize writes of them (the sample beside them)."""
+    from paddy.data.pixel_images import pixel_tables
+
+    if pixel_tables(data) is None:
+        return data
+    paddy("presize", work / "images", "--data", data)
+    return work / "images"
+
+
 def train(data: Path, work: Path) -> Path:
     """Train every entry of the config, ensemble them as the config weighs them; the ensemble's file."""
     config = work / SETTINGS["config_name"]  # runs are named after it, as they are at home
@@ -120,7 +131,7 @@ def main() -> None:
     inputs, work = kaggle / "input", kaggle / "working"
     install_paddy(find_folder(inputs, PADDY_WHEELS))
     importlib.invalidate_caches()  # paddy was installed after this process started
-    data = find_folder(inputs, SETTINGS["sample_glob"], SETTINGS["competition"])
+    data = trainable(find_folder(inputs, SETTINGS["sample_glob"], SETTINGS["competition"]), work)
     made = train(data, work) if SETTINGS["mode"] == "train" else predict(data, inputs, work)
     write_submission(made, data, work)
     print("paddy kernel: wrote", work / "submission.csv", flush=True)
