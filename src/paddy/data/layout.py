@@ -187,11 +187,10 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
     """The training images of the labels file `csv` and their targets, with the description filled in."""
     table = read_csv(csv, dtype=str, keep_default_na=True)
     id_column = spec.id_column or str(table.columns[0])
-    ids = list(column_values(table, id_column, csv).astype(str))
-    if len(set(ids)) != len(ids):
-        repeated = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+    ids = column_values(table, id_column, csv).astype(str)
+    if not (twice := ids[ids.duplicated()]).empty:
         hint = "" if spec.id_column else " (its first column, taken as the image id: name another with id_column)"
-        raise PaddyError(f"{csv} column {id_column!r} lists {repeated!r} more than once{hint}")
+        raise PaddyError(f"{csv} column {id_column!r} lists {twice.iloc[0]!r} more than once{hint}")
     spec = replace(spec, id_column=id_column)
     columns = label_columns(table, spec, sample, csv)
     kind = inferred_kind(table, columns, spec, csv)
@@ -203,7 +202,7 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
             f"{folder} has no images (expected {folder.name}/<label>/ class folders or the images {csv.name} lists)"
         )
     files = images_by_name([folder])
-    images = files_of_ids(ids, files, spec.extension, f"{csv.name} column {id_column!r} against {folder.name}/")
+    images = files_of_ids(list(ids), files, spec.extension, f"{csv.name} column {id_column!r} against {folder.name}/")
     distinct = len(set(targets)) if kind in (TargetKind.regression, TargetKind.ordinal) else len(vocab)
     if len(images) < MIN_TRAINING_IMAGES or distinct < 2:
         raise PaddyError(f"{csv} has {len(images)} images and {distinct} distinct labels: too few to train on")
