@@ -51,19 +51,21 @@ def herbarium_2022(root: Path, per: int = 3, tests: int = 5) -> Path:
     return root
 
 
-def herbarium_2021(root: Path) -> Path:
+def herbarium_2021(root: Path, top: str = "") -> Path:
     """train/metadata.json ("id" keys) for train/images/<ccc>/<cc>/<id>.jpg, test/metadata.json for
-    test/images/<id // 1000>/<id>.jpg, sample ids the test images' ids (their names without .jpg)."""
+    test/images/<id // 1000>/<id>.jpg, sample ids the test images' ids (their names without .jpg); `top`: the
+    folder these are in (herbarium 2020's nybg2020/), the sample beside it."""
+    images_root = root / top
     images, notes = [], []
     for c in (1, 2):
         names = [f"{c * 1000 + k}.jpg" for k in range(3)]
-        write_images(root / "train" / "images" / "000" / f"{c:02d}", names, c)
+        write_images(images_root / "train" / "images" / "000" / f"{c:02d}", names, c)
         images += [{"id": int(n[:-4]), "file_name": f"images/000/{c:02d}/{n}"} for n in names]
         notes += [{"id": k, "image_id": int(n[:-4]), "category_id": c} for k, n in enumerate(names)]
-    write_json(root / "train" / "metadata.json", {"annotations": notes, "images": images, "categories": []})
-    write_images(root / "test" / "images" / "008", ["8005.jpg", "8006.jpg"], 5)
+    write_json(images_root / "train" / "metadata.json", {"annotations": notes, "images": images, "categories": []})
+    write_images(images_root / "test" / "images" / "008", ["8005.jpg", "8006.jpg"], 5)
     tests = [{"id": i, "file_name": f"images/008/{i}.jpg"} for i in (8005, 8006)]
-    write_json(root / "test" / "metadata.json", {"images": tests})
+    write_json(images_root / "test" / "metadata.json", {"images": tests})
     pd.DataFrame({"Id": [8005, 8006], "Predicted": 0}).to_csv(root / "sample_submission.csv", index=False)
     return root
 
@@ -164,6 +166,14 @@ def test_herbarium_2021_metadata_in_the_image_folders(tmp_path):
         "8005": "8005.jpg",
         "8006": "8006.jpg",
     }
+
+
+def test_herbarium_2020_metadata_in_image_folders_one_folder_down(tmp_path):
+    found = check_layout(herbarium_2021(tmp_path / "herbarium-2020-fgvc7", top="nybg2020"))
+    assert (found.spec.labels_file, found.spec.train_folder) == ("nybg2020/train/metadata.json", "nybg2020/train")
+    assert (found.spec.test_metadata, found.spec.test_folder) == ("nybg2020/test/metadata.json", ("nybg2020/test",))
+    assert found.classes == ("1", "2") and found.test_ids == ["8005.jpg", "8006.jpg"]
+    assert found.metric is MetricName.f1_macro
 
 
 def test_iwildcam_folds_can_keep_a_camera_location_together(tmp_path):

@@ -17,7 +17,7 @@ from typing import Any
 from paddy.core.errors import PaddyError
 from paddy.core.progress import report_progress
 from paddy.data.layout import Labelled, class_order, classes_spec, files_of_ids
-from paddy.data.locations import LABELS, TRAIN, found_path, images_by_name, usual_name, visible
+from paddy.data.locations import LABELS, TRAIN, found_name, found_path, images_by_name, usual_name, visible
 from paddy.settings.competition import CompetitionSpec
 
 CATEGORY = "category_id"  # the annotation key a class is read from, unless label_columns names another
@@ -70,18 +70,17 @@ def read_metadata(root: Path, name: str, training: bool) -> Metadata | None:
     return Metadata(name, images, annotations if training else None)
 
 
-def metadata_names(root: Path, word: str) -> list[str]:
-    """JSON files of the data folder named with `word` (train_metadata.json), and the metadata.json of each
-    folder named with it (herbarium 2021's train/metadata.json)."""
-    entries = sorted(p for p in root.iterdir() if visible(p))
-    names = [p.name for p in entries if p.is_file() and p.suffix.lower() == JSON and word in p.name.lower()]
-    inside = [f"{p.name}/metadata.json" for p in entries if p.is_dir() and p.name.lower().startswith(word)]
-    return names + [name for name in inside if (root / name).is_file()]
+def metadata_names(root: Path, word: str, folders: tuple[str, ...]) -> list[str]:
+    """JSON files of the data folder named with `word` (train_metadata.json), and the metadata.json inside each
+    of the image `folders` (herbarium 2021's train/metadata.json, 2020's nybg2020/train/metadata.json)."""
+    names = [p.name for p in sorted(root.iterdir()) if p.is_file() and visible(p) and p.suffix.lower() == JSON]
+    inside = [f"{folder}/metadata.json" for folder in folders]
+    return [name for name in names if word in name.lower()] + [name for name in inside if (root / name).is_file()]
 
 
-def found_metadata(root: Path, given: str | None, word: str, key: str) -> Metadata | None:
-    """The metadata file given (refused when it is none), else the one named with `word` that is one; several
-    are a question for the user, asked with `key`."""
+def found_metadata(root: Path, given: str | None, word: str, folders: tuple[str, ...], key: str) -> Metadata | None:
+    """The metadata file given (refused when it is none), else the one named with `word` or in the image
+    `folders` that is one; several are a question for the user, asked with `key`."""
     training = word == "train"
     if given is not None:
         if not (root / given).is_file():
@@ -90,7 +89,7 @@ def found_metadata(root: Path, given: str | None, word: str, key: str) -> Metada
             held = 'an "images" list (each with a file_name) and "annotations"' if training else "image records"
             raise PaddyError(f"{root / given} is no COCO-style metadata: it needs {held}")
         return metadata
-    found = [m for name in metadata_names(root, word) if (m := read_metadata(root, name, training))]
+    found = [m for name in metadata_names(root, word, folders) if (m := read_metadata(root, name, training))]
     if len(found) > 1:
         names = ", ".join(m.name for m in found)
         raise PaddyError(f"{root} has {len(found)} metadata files ({names}): name one with {key} in [competition]")
@@ -103,7 +102,8 @@ def train_metadata(root: Path, spec: CompetitionSpec) -> Metadata | None:
         return None
     if spec.labels_file is None and usual_name(root, LABELS):
         return None
-    return found_metadata(root, spec.labels_file, "train", "labels_file")
+    folder = found_name(root, spec.train_folder, TRAIN)
+    return found_metadata(root, spec.labels_file, "train", (folder,) if folder else (), "labels_file")
 
 
 def image_id(record: dict[str, Any], where: str) -> str:
@@ -171,9 +171,9 @@ def metadata_labelled(root: Path, metadata: Metadata, spec: CompetitionSpec) -> 
     return Labelled(tuple(images), targets, class_order(list(targets)), filled, groups)
 
 
-def test_id_files(root: Path, spec: CompetitionSpec) -> tuple[str, dict[str, str]] | None:
+def test_id_files(root: Path, spec: CompetitionSpec, folders: tuple[str, ...]) -> tuple[str, dict[str, str]] | None:
     """The test metadata's name and each test image's file name by its id (the sample's ids), where the test
-    images are listed in metadata (given as test_metadata, else found); None where they are not."""
-    if (metadata := found_metadata(root, spec.test_metadata, "test", "test_metadata")) is None:
+    images (in `folders`) are listed in metadata (given as test_metadata, else found); None where they are not."""
+    if (metadata := found_metadata(root, spec.test_metadata, "test", folders, "test_metadata")) is None:
         return None
     return metadata.name, file_names(metadata, metadata.name)

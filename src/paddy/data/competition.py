@@ -187,7 +187,7 @@ def labelled_layout(root: Path, labelled: Labelled, spec: CompetitionSpec, sampl
     filled, sample_csv = labelled.spec, root / spec.sample_file
     folders = test_folders(root, filled.test_folder, filled.train_folder)
     shared = filled.train_folder in folders
-    listed = test_id_files(root, filled)
+    listed = test_id_files(root, filled, folders)
     ids = sample_ids(sample_csv, sample)
     id_files = id_files_of(sample_csv, ids, listed, given=filled.test_metadata is not None)
     test_names = [id_files[i] for i in ids] if id_files else ids

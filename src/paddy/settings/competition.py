@@ -167,6 +167,7 @@ KNOWN_COMPETITIONS: dict[str, tuple[TargetKind, MetricName]] = {
     "ranzcr-clip-catheter-line-classification": (TargetKind.multi, MetricName.roc_auc),
     "petfinder-pawpularity-score": (TargetKind.regression, MetricName.rmse),
     "hotel-id-2021-fgvc8": (TargetKind.single, MetricName.map5),
+    "herbarium-2020-fgvc7": (TargetKind.single, MetricName.f1_macro),  # nybg2020/train/metadata.json
     "herbarium-2021-fgvc8": (TargetKind.single, MetricName.f1_macro),  # COCO-style train/metadata.json
     "herbarium-2022-fgvc9": (TargetKind.single, MetricName.f1_macro),  # train_metadata.json, test_metadata.json
     "iwildcam-2020-fgvc7": (TargetKind.single, MetricName.accuracy),  # iwildcam2020_train_annotations.json
