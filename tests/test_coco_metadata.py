@@ -247,6 +247,20 @@ def edit_json(path: Path, change) -> None:
             {},
             "train_metadata.json lists image 00003__002 more than once",
         ),
+        (lambda r: edit_json(r / "train_metadata.json", lambda m: m.update(annotations={})), {}, "is no COCO-style"),
+        (lambda r: edit_json(r / "train_metadata.json", lambda m: m["images"][0].pop("file_name")), {}, "no COCO"),
+        (lambda r: edit_json(r / "test_metadata.json", lambda m: m[0].pop("file_name")), {}, "test_metadata.json is"),
+        (lambda r: edit_json(r / "train_metadata.json", lambda m: m["annotations"].append(5)), {}, "annotation has no"),
+        (
+            lambda r: edit_json(r / "train_metadata.json", lambda m: m["annotations"][0].update(category_id=None)),
+            {},
+            "an annotation has no image_id or category_id",
+        ),
+        (
+            lambda r: edit_json(r / "train_metadata.json", lambda m: m.update(images=[], annotations=[])),
+            {},
+            "train_metadata.json has 0 images and 0 distinct labels: too few to train on",
+        ),
         (lambda r: None, {"id_column": "image_id"}, "id_column names a column of a labels file, but .* are the an"),
         (lambda r: None, {"kind": TargetKind.multi}, "hold single-label classes, not a multi target"),
         (lambda r: None, {"group_column": "location"}, "has no 'location'"),
@@ -300,3 +314,17 @@ def test_reading_metadata_reports_its_progress_in_mib_and_no_json_is_one_line(tm
     (root / "train_metadata.json").write_text('{"images": [')
     with pytest.raises(PaddyError, match="train_metadata.json is no JSON: Expecting value"):
         check_layout(root)
+
+
+def test_a_json_named_with_train_that_means_no_metadata_is_passed_over(tmp_path):
+    """cassava's label_num_to_disease_map.json is named otherwise; a train_ids.json (a list) or a train_info.json
+    (neither images nor annotations) is about something else: the class folders are read, as before."""
+    root = tmp_path / "seedlings"
+    for label in ("a", "b"):
+        write_images(root / "train" / label, [f"{label}{k}.png" for k in range(3)], 0)
+    write_images(root / "test", ["t.png"], 1)
+    pd.DataFrame({"file": ["t.png"], "species": "a"}).to_csv(root / "sample_submission.csv", index=False)
+    write_json(root / "train_ids.json", ["a0.png", "b0.png"])
+    write_json(root / "train_info.json", {"classes": 2})
+    found = check_layout(root)
+    assert found.classes == ("a", "b") and found.spec.labels_file is None

@@ -16,7 +16,7 @@ from typing import Any
 
 from paddy.core.errors import PaddyError
 from paddy.core.progress import report_progress
-from paddy.data.layout import Labelled, class_order, classes_spec, files_of_ids
+from paddy.data.layout import Labelled, class_order, classes_spec, enough_to_train, files_of_ids
 from paddy.data.locations import LABELS, TRAIN, found_name, found_path, images_by_name, usual_name, visible
 from paddy.settings.competition import CompetitionSpec
 
@@ -60,14 +60,27 @@ def read_large_json(path: Path) -> Any:
         raise PaddyError(f"{path} is no JSON: {error}") from None
 
 
-def read_metadata(root: Path, name: str, training: bool) -> Metadata | None:
-    """The metadata file `name` of the data folder; None where it is none (training metadata: no annotations)."""
+def looks_like_metadata(content: Any, training: bool) -> bool:
+    """Whether a JSON means to be metadata: it holds "images" (or, for training, "annotations"), or it is a
+    list of records (test metadata, as herbarium 2022's)."""
+    if isinstance(content, dict):
+        return "images" in content or (training and "annotations" in content)
+    return not training and isinstance(content, list) and all(isinstance(record, dict) for record in content)
+
+
+def read_metadata(root: Path, name: str, training: bool, given: bool) -> Metadata | None:
+    """The metadata file `name` of the data folder (training metadata: with its annotations). A JSON that holds
+    neither "images" nor "annotations" is none (None), unless `given`; one that holds them unlike metadata (no
+    list, an image without its file_name) is refused in one line: it is not to be passed over."""
     content = read_large_json(root / name)
     images = image_records(content)
     annotations = content.get("annotations") if isinstance(content, dict) else None
-    if images is None or (training and not isinstance(annotations, list)):
-        return None
-    return Metadata(name, images, annotations if training else None)
+    if images is not None and (not training or isinstance(annotations, list)):
+        return Metadata(name, images, annotations if training else None)
+    if given or looks_like_metadata(content, training):
+        held = 'an "images" list (each with a file_name) and "annotations"' if training else "image records"
+        raise PaddyError(f"{root / name} is no COCO-style metadata: it needs {held}")
+    return None
 
 
 def metadata_names(root: Path, word: str, folders: tuple[str, ...]) -> list[str]:
@@ -85,11 +98,8 @@ def found_metadata(root: Path, given: str | None, word: str, folders: tuple[str,
     if given is not None:
         if not (root / given).is_file():
             raise PaddyError(f"{root} has no {given}")
-        if (metadata := read_metadata(root, given, training)) is None:
-            held = 'an "images" list (each with a file_name) and "annotations"' if training else "image records"
-            raise PaddyError(f"{root / given} is no COCO-style metadata: it needs {held}")
-        return metadata
-    found = [m for name in metadata_names(root, word, folders) if (m := read_metadata(root, name, training))]
+        return read_metadata(root, given, training, given=True)
+    found = [m for name in metadata_names(root, word, folders) if (m := read_metadata(root, name, training, False))]
     if len(found) > 1:
         names = ", ".join(m.name for m in found)
         raise PaddyError(f"{root} has {len(found)} metadata files ({names}): name one with {key} in [competition]")
@@ -129,7 +139,7 @@ def annotated(metadata: Metadata, label: str, where: str) -> dict[str, str]:
     is refused: paddy trains one class per image."""
     labels: dict[str, set[str]] = defaultdict(set)
     for note in metadata.annotations or []:
-        if "image_id" not in note or label not in note:
+        if not isinstance(note, dict) or "image_id" not in note or note.get(label) is None:
             raise PaddyError(f"{where}: an annotation has no image_id or {label}: {note}")
         labels[str(note["image_id"])].add(str(note[label]))
     if twice := next((i for i, found in labels.items() if len(found) > 1), None):
@@ -166,6 +176,7 @@ def metadata_labelled(root: Path, metadata: Metadata, spec: CompetitionSpec) -> 
     folder = found_path(root, spec.train_folder, TRAIN)
     images = files_of_ids([names[i] for i in ids], images_by_name([folder]), None, f"{where} against {folder.name}/")
     targets = tuple(labels[i] for i in ids)
+    enough_to_train(len(images), len(set(targets)), where)
     groups = image_groups(metadata, ids, spec.group_column, where) if spec.group_column else None
     filled = replace(spec, labels_file=where, label_columns=(label,), train_folder=folder.relative_to(root).as_posix())
     return Labelled(tuple(images), targets, class_order(list(targets)), filled, groups)

@@ -183,6 +183,12 @@ def user_folds(table: pd.DataFrame, column: str | None, csv: Path) -> tuple[int,
     return tuple(int(v) for v in values)
 
 
+def enough_to_train(n_images: int, distinct: int, where: Path | str) -> None:
+    """Refuse labels of fewer than MIN_TRAINING_IMAGES images, or of fewer than two distinct values."""
+    if n_images < MIN_TRAINING_IMAGES or distinct < 2:
+        raise PaddyError(f"{where} has {n_images} images and {distinct} distinct labels: too few to train on")
+
+
 def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFrame) -> Labelled:
     """The training images of the labels file `csv` and their targets, with the description filled in."""
     table = read_csv(csv, dtype=str, keep_default_na=True)
@@ -203,18 +209,11 @@ def read_labels(root: Path, csv: Path, spec: CompetitionSpec, sample: pd.DataFra
         )
     files = images_by_name([folder])
     images = files_of_ids(list(ids), files, spec.extension, f"{csv.name} column {id_column!r} against {folder.name}/")
-    distinct = len(set(targets)) if kind in (TargetKind.regression, TargetKind.ordinal) else len(vocab)
-    if len(images) < MIN_TRAINING_IMAGES or distinct < 2:
-        raise PaddyError(f"{csv} has {len(images)} images and {distinct} distinct labels: too few to train on")
+    numbers = kind in (TargetKind.regression, TargetKind.ordinal)
+    enough_to_train(len(images), len(set(targets)) if numbers else len(vocab), csv)
     groups = tuple(column_values(table, spec.group_column, csv).astype(str)) if spec.group_column else None
-    filled = replace(
-        spec,
-        labels_file=csv.name,
-        label_columns=columns,
-        label_sep=sep,
-        train_folder=folder.relative_to(root).as_posix(),  # a nested one as given: train/train
-        kind=kind,
-    )
+    nested = folder.relative_to(root).as_posix()  # a nested one as given: train/train
+    filled = replace(spec, labels_file=csv.name, label_columns=columns, label_sep=sep, kind=kind, train_folder=nested)
     return Labelled(tuple(images), targets, vocab, filled, groups, user_folds(table, spec.fold_column, csv))
 
 
