@@ -4,6 +4,8 @@ was read as a labels file of 785 columns ("cannot tell which column of train.csv
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,14 +114,17 @@ def test_pixel_csvs_that_cannot_be_right_are_one_line(tmp_path, change, message)
 
 
 def test_the_kaggle_notebook_trains_on_the_png_copy_of_pixel_csvs(tmp_path, tiny_data_root):
-    """Its data found by the sample, the notebook presizes pixel CSVs into /kaggle/working and trains on that;
-    a competition of image files is read where it is."""
+    """Its data found by the sample, the notebook presizes pixel CSVs into a temp folder (not /kaggle/working,
+    whose files become the notebook's outputs) and trains on that; a competition of image files is read where
+    it is."""
     settings = {"mode": "train", "competition": "digit-recognizer", "config": "", "config_name": "", "gpu_pool": False}
     script: dict = {}
     exec(compile(script_text({**settings, "sample_glob": SAMPLE_GLOB}), "paddy_kernel.py", "exec"), script)
     root, _, _ = digit_recognizer(tmp_path / "input" / "digit-recognizer")
-    (work := tmp_path / "working").mkdir()
     found = script["find_folder"](tmp_path / "input", SAMPLE_GLOB, "digit-recognizer")
-    assert found == root and script["trainable"](found, work) == work / "images"
-    assert check_layout(work / "images").test_ids == [f"{k}.png" for k in range(1, 6)]
-    assert script["trainable"](tiny_data_root, work) == tiny_data_root
+    copy = script["trainable"](found)
+    assert found == root and copy.name == "digit-recognizer" and not copy.is_relative_to(tmp_path)
+    assert check_layout(copy).test_ids == [f"{k}.png" for k in range(1, 6)]
+    assert check_layout(copy).spec.slug == "digit-recognizer", "read as the competition"
+    assert script["trainable"](tiny_data_root) == tiny_data_root
+    shutil.rmtree(copy.parent)

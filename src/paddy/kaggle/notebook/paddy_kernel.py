@@ -73,15 +73,17 @@ def gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def trainable(data: Path, work: Path) -> Path:
+def trainable(data: Path) -> Path:
     """The data paddy reads: the competition's own, or where its images are pixel columns of CSVs
-    (digit-recognizer), the PNG copy paddy presize writes of them (the sample beside them)."""
+    (digit-recognizer), the PNG copy paddy presize writes of them (the sample beside them), in a temp folder:
+    not in /kaggle/working, whose every file becomes an output of the notebook."""
     from paddy.data.pixel_images import pixel_tables
 
     if pixel_tables(data) is None:
         return data
-    paddy("presize", work / "images", "--data", data)
-    return work / "images"
+    copy = Path(tempfile.mkdtemp(prefix="paddy-images-")) / data.name
+    paddy("presize", copy, "--data", data)
+    return copy
 
 
 def train(data: Path, work: Path) -> Path:
@@ -131,7 +133,7 @@ def main() -> None:
     inputs, work = kaggle / "input", kaggle / "working"
     install_paddy(find_folder(inputs, PADDY_WHEELS))
     importlib.invalidate_caches()  # paddy was installed after this process started
-    data = trainable(find_folder(inputs, SETTINGS["sample_glob"], SETTINGS["competition"]), work)
+    data = trainable(find_folder(inputs, SETTINGS["sample_glob"], SETTINGS["competition"]))
     made = train(data, work) if SETTINGS["mode"] == "train" else predict(data, inputs, work)
     write_submission(made, data, work)
     print("paddy kernel: wrote", work / "submission.csv", flush=True)
