@@ -9,7 +9,7 @@ name below its folder, wherever file_name puts it (herbarium's train_images/155/
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -126,12 +126,10 @@ def image_id(record: dict[str, Any], where: str) -> str:
 
 def file_names(metadata: Metadata, where: str) -> dict[str, str]:
     """Each image id's file name (without the folders file_name puts it in); an id listed twice is refused."""
-    names = {image_id(r, where): PurePosixPath(str(r["file_name"])).name for r in metadata.images}
-    if len(names) != len(metadata.images):
-        seen: set[str] = set()
-        twice = next(i for r in metadata.images if (i := image_id(r, where)) in seen or seen.add(i))
+    ids = [image_id(r, where) for r in metadata.images]
+    if twice := next((i for i, n in Counter(ids).items() if n > 1), None):
         raise PaddyError(f"{where} lists image {twice} more than once")
-    return names
+    return dict(zip(ids, (PurePosixPath(str(r["file_name"])).name for r in metadata.images)))
 
 
 def annotated(metadata: Metadata, label: str, where: str) -> dict[str, str]:
@@ -174,7 +172,7 @@ def metadata_labelled(root: Path, metadata: Metadata, spec: CompetitionSpec) -> 
         raise PaddyError(f"{where}: {len(unlabelled)} of {len(names)} images have no annotation (e.g. {unlabelled[0]})")
     ids = list(names)
     folder = found_path(root, spec.train_folder, TRAIN)
-    images = files_of_ids([names[i] for i in ids], images_by_name([folder]), None, f"{where} against {folder.name}/")
+    images = files_of_ids(list(names.values()), images_by_name([folder]), None, f"{where} against {folder.name}/")
     targets = tuple(labels[i] for i in ids)
     enough_to_train(len(images), len(set(targets)), where)
     groups = image_groups(metadata, ids, spec.group_column, where) if spec.group_column else None

@@ -80,7 +80,7 @@ def pixel_rows(table: pd.DataFrame, csv: Path) -> np.ndarray:
     return values
 
 
-def image_files(root: Path, tables: PixelTables, sample_ids: list[str]) -> list[tuple[Path, np.ndarray]]:
+def images_to_write(root: Path, tables: PixelTables, sample_ids: list[str]) -> list[tuple[Path, np.ndarray]]:
     """Each image's path in the copy (train/<label>/<row>.png, test/<id>.png) and its pixels. The test CSV's
     rows are the sample's ids in order where it has no id column (digit-recognizer), so their numbers must
     agree."""
@@ -107,7 +107,7 @@ def write_pixel_images(
     dest: Path,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int]:
-    """Write every image (image_files) as a PNG under `dest`, and the sample beside them; those already there
+    """Write every image (images_to_write) as a PNG under `dest`, and the sample beside them; those already there
     (an interrupted run's, each written atomically) are kept. Returns (written, already there)."""
     written = skipped = 0
     for done, (file, row) in enumerate(files, 1):

@@ -28,7 +28,7 @@ from paddy.core.processes import die_with_parent
 from paddy.data.competition import CompetitionData, check_layout
 from paddy.data.images import bad_images_problem
 from paddy.data.locations import IMAGE_SUFFIXES, PRESIZE_MARKER, SAMPLE, found_name, sample_name
-from paddy.data.pixel_images import PixelTables, image_files, pixel_tables, write_pixel_images
+from paddy.data.pixel_images import PixelTables, images_to_write, pixel_tables, write_pixel_images
 from paddy.data.submission_format import read_sample
 from paddy.settings.competition import CompetitionSpec, known_competition
 from paddy.settings.entry import BadImages
@@ -181,7 +181,7 @@ def presize_pixels(
     as a presize: the copy is read as the competition (its kind and metric) with class folders."""
     check_dest(src, dest)
     sample_csv = src / sample_name(found_name(src, spec.sample_file, SAMPLE))
-    files = image_files(src, tables, list(read_sample(sample_csv).iloc[:, 0]))  # every row checked first
+    files = images_to_write(src, tables, list(read_sample(sample_csv).iloc[:, 0]))  # every row checked first
     claim_dest(dest, settings, known_competition(spec, src.absolute().name))
     stale_removed = remove_stale_temp_files(dest)
     written, skipped = write_pixel_images(files, tables.side, sample_csv, dest, on_progress)
